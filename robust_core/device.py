@@ -1,0 +1,34 @@
+"""Which torch device the library computes on.
+
+CUDA when a GPU is present, else CPU; ``ROBUST_DEVICE`` (``cpu``, ``cuda``, ``cuda:1``)
+overrides, so a user can keep a busy GPU free or a CI machine can force the CPU path.
+"""
+from __future__ import annotations
+
+import os
+
+import torch
+
+DEVICE_ENV = "ROBUST_DEVICE"
+
+
+def get_device(override: str | None = None) -> torch.device:
+    """The device to compute on: ``override``, then ``$ROBUST_DEVICE``, then CUDA if available, then CPU."""
+    requested = override or os.environ.get(DEVICE_ENV)
+    if requested:
+        device = torch.device(requested)
+        if device.type == "cuda" and not torch.cuda.is_available():
+            raise RuntimeError(
+                f"Device {requested!r} was requested (argument or ${DEVICE_ENV}) but CUDA is not available "
+                f"on this machine. Unset {DEVICE_ENV} or set it to 'cpu'."
+            )
+        return device
+    return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+
+
+def describe_device(device: torch.device | None = None) -> str:
+    """A human label such as ``CPU (2 threads)`` or ``CUDA: NVIDIA H100``."""
+    device = device or get_device()
+    if device.type == "cuda":
+        return f"CUDA: {torch.cuda.get_device_name(device)}"
+    return f"CPU ({torch.get_num_threads()} threads)"

@@ -1,0 +1,96 @@
+"""Registry of model constructors (RobustBench style): a name builds a model for a dataset."""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..data import dataset_info
+from .baselines import KNNBaseline, LogisticRegressionBaseline, SklearnBaseline
+from .networks import ACTIVATIONS, ImageClassifier, mlp, seed_cnn
+
+
+@dataclass(frozen=True)
+class Architecture:
+    name: str
+    title: str
+    kind: str  # "torch" (trained by gradient descent) or "sklearn" (fitted)
+    description: str
+    builder: Callable[..., Any]
+    fixed_kwargs: dict[str, Any] = field(default_factory=dict)
+
+
+def _cnn(**fixed) -> Callable[..., ImageClassifier]:
+    return lambda info, **kw: seed_cnn(info.shape, info.num_classes, info.mean, info.std, **{**fixed, **kw})
+
+
+ARCHITECTURES: dict[str, Architecture] = {
+    a.name: a
+    for a in [
+        Architecture("cnn", "Seed CNN", "torch",
+                     "Conv 32@3x3, pool, conv 64@3x3, pool, dense 128, dense 10 (seed 002 §1.1)", _cnn()),
+        Architecture("cnn_no_conv2", "CNN without 2nd conv", "torch",
+                     "Ablation: the second convolution block removed", _cnn(conv2=False)),
+        Architecture("cnn_no_pool1", "CNN without 1st pooling", "torch",
+                     "Ablation: no max-pooling after the first convolution", _cnn(pool1=False)),
+        Architecture("cnn_dense64", "CNN with dense 64", "torch",
+                     "Ablation: dense layer of 64 units instead of 128", _cnn(dense=64)),
+        Architecture("cnn_small", "CNN with 16/32 filters", "torch",
+                     "Ablation: half the filters in each convolution", _cnn(filters=(16, 32))),
+        Architecture("cnn_no_dense", "CNN without dense 128", "torch",
+                     "Ablation: flatten straight into the 10-way output", _cnn(dense=0)),
+        Architecture("mlp", "MLP", "torch",
+                     "Fully connected network; hidden sizes, activation and dropout configurable",
+                     lambda info, **kw: mlp(info.shape, info.num_classes, info.mean, info.std, **kw)),
+        Architecture("logreg", "Logistic regression", "sklearn",
+                     "Multinomial logistic regression on raw pixels (scikit-learn)",
+                     lambda info, **kw: LogisticRegressionBaseline(info.num_classes, **kw)),
+        Architecture("knn", "k-NN (k=3)", "sklearn",
+                     "k-nearest neighbours on raw pixels, Euclidean (scikit-learn)",
+                     lambda info, **kw: KNNBaseline(info.num_classes, **kw)),
+    ]
+}
+
+
+def architecture(name: str) -> Architecture:
+    try:
+        return ARCHITECTURES[name]
+    except KeyError:
+        raise ValueError(f"Unknown architecture {name!r}; choose one of {sorted(ARCHITECTURES)}") from None
+
+
+def build_model(arch: str, dataset: str, **kwargs):
+    """A freshly initialised model of architecture ``arch`` for ``dataset`` (uses the global torch RNG)."""
+    spec = architecture(arch)
+    return spec.builder(dataset_info(dataset), **kwargs)
+
+
+def parameter_count(model) -> int:
+    if isinstance(model, nn.Module):
+        return sum(p.numel() for p in model.parameters())
+    return model.parameter_count()
+
+
+@torch.no_grad()
+def predict_proba(model, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
+    """Class probabilities (N, K) for networks (softmax of logits) and baselines alike, on x's device."""
+    if isinstance(model, SklearnBaseline):
+        return model.predict_proba(x)
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        out = [torch.softmax(model(x[i : i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
+        return torch.cat(out).to(x.device)
+    finally:
+        model.train(was_training)
+
+
+__all__ = [
+    "ACTIVATIONS", "ARCHITECTURES", "Architecture", "ImageClassifier", "KNNBaseline",
+    "LogisticRegressionBaseline", "SklearnBaseline", "architecture", "build_model",
+    "parameter_count", "predict_proba",
+]

@@ -1,0 +1,353 @@
+"""The model store: trained models on disk, keyed by the hash of their training configuration.
+
+Layout (RobustBench-like deterministic paths)::
+
+    $ROBUST_STORE_DIR/            default ~/.cache/robustness-lab/models
+        <dataset>/<model_id>/
+            weights.safetensors   tensors only: loading a file never runs code (no pickle)
+            meta.json             config, metrics, curves, versions, wall time, creation time
+
+A model directory is written whole in a temporary folder and renamed into place, so a crash
+mid-save leaves either the old state or the new one, never a half model. ``meta.json`` edits
+(renames) go through a temporary file and ``os.replace`` for the same reason.
+
+An exported model is one ``.safetensors`` file whose header metadata carries ``meta.json``.
+"""
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import tempfile
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as load_safetensors_bytes
+from safetensors.torch import save as save_safetensors_bytes
+from torch import nn
+
+from .models import architecture, build_model, parameter_count
+from .training import ProgressEvent, TrainConfig, TrainResult, train_model
+
+STORE_DIR_ENV = "ROBUST_STORE_DIR"
+FORMAT_VERSION = 1
+# Key of the JSON metadata inside an exported safetensors header.
+EXPORT_META_KEY = "robustness_lab.meta"
+# Trained networks kept in memory: small models (a few MB each), reused by every page.
+MEMORY_CACHE_SIZE = 16
+
+
+class StoreError(Exception):
+    """A store operation could not be done; the message says why and nothing was changed."""
+
+
+class InvalidCheckpointError(StoreError):
+    """A file is not a Robustness Lab checkpoint, or it is corrupted."""
+
+
+def default_store_dir() -> Path:
+    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(cache) / "robustness-lab" / "models"
+
+
+def library_versions() -> dict[str, str]:
+    import numpy
+    import safetensors
+
+    from . import __version__
+
+    return {"robust_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
+            "safetensors": safetensors.__version__, "python": platform.python_version()}
+
+
+@dataclass(frozen=True)
+class StoredModel:
+    """One entry of the store: its id, its folder and its metadata."""
+
+    model_id: str
+    path: Path
+    meta: dict[str, Any]
+
+    @property
+    def name(self) -> str:
+        return self.meta.get("name", self.model_id)
+
+    @property
+    def config(self) -> TrainConfig:
+        return TrainConfig.from_dict(self.meta["config"])
+
+
+def default_name(config: TrainConfig, model_id: str) -> str:
+    return f"{config.dataset} · {config.arch} · {config.method} · {model_id[:6]}"
+
+
+class ModelStore:
+    """Trained models cached on disk and in memory. Thread-safe for one process."""
+
+    def __init__(self, root: str | os.PathLike | None = None):
+        if root is None:
+            root = os.environ.get(STORE_DIR_ENV) or default_store_dir()
+        self.root = Path(root).expanduser()
+        self._memory: OrderedDict[str, Any] = OrderedDict()
+        self._lock = threading.RLock()
+
+    # ---- paths and listing -------------------------------------------------------------
+    def _dir(self, dataset: str, model_id: str) -> Path:
+        return self.root / dataset / model_id
+
+    def _find(self, model_id: str) -> Path | None:
+        if not self.root.exists():
+            return None
+        for dataset_dir in self.root.iterdir():
+            candidate = dataset_dir / model_id
+            if (candidate / "meta.json").is_file() and (candidate / "weights.safetensors").is_file():
+                return candidate
+        return None
+
+    def __contains__(self, model_id: str) -> bool:
+        return self._find(model_id) is not None
+
+    def list(self, dataset: str | None = None) -> list[StoredModel]:
+        """Stored models, newest first. Folders that are not complete models are skipped."""
+        if not self.root.exists():
+            return []
+        entries = []
+        for dataset_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if dataset is not None and dataset_dir.name != dataset:
+                continue
+            for model_dir in dataset_dir.iterdir():
+                meta_path = model_dir / "meta.json"
+                if model_dir.name.startswith(".") or not meta_path.is_file() or not (model_dir / "weights.safetensors").is_file():
+                    continue
+                try:
+                    meta = json.loads(meta_path.read_text())
+                except (OSError, json.JSONDecodeError):
+                    continue  # an unreadable entry must not hide the others
+                entries.append(StoredModel(model_dir.name, model_dir, meta))
+        return sorted(entries, key=lambda e: e.meta.get("created", ""), reverse=True)
+
+    def get(self, model_id: str) -> StoredModel:
+        path = self._find(model_id)
+        if path is None:
+            raise KeyError(f"No model {model_id!r} in the store at {self.root}")
+        return StoredModel(model_id, path, json.loads((path / "meta.json").read_text()))
+
+    # ---- saving and loading ------------------------------------------------------------
+    def save(self, result: TrainResult, *, name: str | None = None, extra_meta: dict[str, Any] | None = None) -> StoredModel:
+        """Save a training result under its config hash; an existing entry is kept as it is."""
+        config = result.config
+        model_id = config.config_hash()
+        meta = {
+            "format_version": FORMAT_VERSION,
+            "id": model_id,
+            "name": name or default_name(config, model_id),
+            "config": config.to_dict(),
+            "metrics": result.metrics,
+            "history": result.history,
+            "parameters": parameter_count(result.model),
+            "wall_time_s": result.wall_time_s,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "versions": library_versions(),
+            **(extra_meta or {}),
+        }
+        return self._write_new(model_id, config.dataset, _state_dict(result.model), meta, model=result.model)
+
+    def _write_new(self, model_id: str, dataset: str, state: dict[str, torch.Tensor], meta: dict, model=None) -> StoredModel:
+        with self._lock:
+            existing = self._find(model_id)
+            if existing is not None:
+                return self.get(model_id)
+            final = self._dir(dataset, model_id)
+            final.parent.mkdir(parents=True, exist_ok=True)
+            tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
+            try:
+                (tmp / "weights.safetensors").write_bytes(save_safetensors_bytes(state))
+                (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+                os.rename(tmp, final)  # atomic on one file system: readers see all or nothing
+            except BaseException:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise
+            if model is not None:
+                self._remember(model_id, model)
+            return StoredModel(model_id, final, meta)
+
+    def load(self, model_id: str, *, device: torch.device | str | None = None):
+        """The model ``model_id`` in eval mode (from memory when already loaded)."""
+        with self._lock:
+            model = self._memory.get(model_id)
+            if model is None:
+                entry = self.get(model_id)
+                try:
+                    state = load_safetensors_bytes((entry.path / "weights.safetensors").read_bytes())
+                except (SafetensorError, OSError, ValueError) as exc:
+                    raise InvalidCheckpointError(f"The weights of model {model_id} are unreadable: {exc}") from exc
+                model = _model_from_state(entry.meta, state)
+                self._remember(model_id, model)
+            else:
+                self._memory.move_to_end(model_id)
+        if device is not None and isinstance(model, nn.Module):
+            model = model.to(device)
+        if isinstance(model, nn.Module):
+            model.eval()
+        return model
+
+    def _remember(self, model_id: str, model) -> None:
+        self._memory[model_id] = model
+        self._memory.move_to_end(model_id)
+        while len(self._memory) > MEMORY_CACHE_SIZE:
+            self._memory.popitem(last=False)
+
+    def train_or_load(
+        self,
+        config: TrainConfig,
+        *,
+        name: str | None = None,
+        device: torch.device | str | None = None,
+        on_progress: Callable[[ProgressEvent], None] | None = None,
+        should_stop: Callable[[], bool] | None = None,
+        data=None,
+    ) -> tuple[Any, StoredModel, bool]:
+        """(model, entry, was_cached): the stored model for ``config``, training it only if absent."""
+        model_id = config.config_hash()
+        if model_id in self:
+            return self.load(model_id, device=device), self.get(model_id), True
+        result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
+        return result.model, self.save(result, name=name), False
+
+    # ---- editing ------------------------------------------------------------------------
+    def rename(self, model_id: str, new_name: str) -> StoredModel:
+        new_name = new_name.strip()
+        if not new_name:
+            raise StoreError("A model name cannot be empty.")
+        if len(new_name) > 120:
+            raise StoreError("A model name is at most 120 characters.")
+        with self._lock:
+            entry = self.get(model_id)
+            meta = {**entry.meta, "name": new_name}
+            _atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+            return StoredModel(model_id, entry.path, meta)
+
+    def delete(self, model_id: str) -> None:
+        with self._lock:
+            entry = self.get(model_id)
+            # Rename first so the entry vanishes atomically even if removing the files fails half-way.
+            trash = entry.path.parent / f".deleted-{model_id}-{time.time_ns()}"
+            os.rename(entry.path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            self._memory.pop(model_id, None)
+
+    # ---- import / export ------------------------------------------------------------------
+    def export_bytes(self, model_id: str) -> bytes:
+        """One self-describing ``.safetensors`` file: weights plus the metadata in its header."""
+        entry = self.get(model_id)
+        state = load_safetensors_bytes((entry.path / "weights.safetensors").read_bytes())
+        return save_safetensors_bytes(state, metadata={EXPORT_META_KEY: json.dumps(entry.meta, default=_json_default)})
+
+    def import_bytes(self, payload: bytes) -> tuple[StoredModel, bool]:
+        """Add an exported model to the store. Returns (entry, was_new).
+
+        Raises :class:`InvalidCheckpointError` for anything that is not a complete, loadable
+        Robustness Lab checkpoint; the store is unchanged in that case.
+        """
+        meta, state = read_checkpoint(payload)
+        model_id = meta["id"]
+        if model_id in self:
+            return self.get(model_id), False
+        config = TrainConfig.from_dict(meta["config"])
+        meta = {**meta, "imported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+        return self._write_new(model_id, config.dataset, state, meta), True
+
+
+def read_checkpoint(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Parse and fully validate an exported checkpoint: (metadata, tensors)."""
+    if not payload:
+        raise InvalidCheckpointError("The file is empty.")
+    try:
+        state = load_safetensors_bytes(payload)
+        header_len = int.from_bytes(payload[:8], "little")
+        header = json.loads(payload[8 : 8 + header_len])
+    except Exception as exc:  # safetensors raises several types for garbage input
+        raise InvalidCheckpointError(
+            f"This is not a safetensors file (or it is corrupted): {exc}. "
+            "Upload a .safetensors file exported from Robustness Lab's Models page."
+        ) from exc
+    raw_meta = (header.get("__metadata__") or {}).get(EXPORT_META_KEY)
+    if raw_meta is None:
+        raise InvalidCheckpointError(
+            "This safetensors file has no Robustness Lab metadata: it was not exported from Robustness Lab, "
+            "so its architecture and training configuration are unknown."
+        )
+    try:
+        meta = json.loads(raw_meta)
+        config = TrainConfig.from_dict(meta["config"])
+    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
+        raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
+    if meta.get("id") != config.config_hash():
+        raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or corrupted metadata).")
+    try:
+        _model_from_state(meta, state)
+    except InvalidCheckpointError:
+        raise
+    except Exception as exc:
+        raise InvalidCheckpointError(f"The weights do not fit architecture {config.arch!r}: {exc}") from exc
+    return meta, state
+
+
+def _state_dict(model) -> dict[str, torch.Tensor]:
+    # safetensors wants contiguous CPU tensors that share no memory.
+    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
+
+
+def _model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]):
+    config = TrainConfig.from_dict(meta["config"])
+    arch_kwargs = dict(config.arch_kwargs)
+    if architecture(config.arch).kind == "sklearn":
+        model = build_model(config.arch, config.dataset, **{**arch_kwargs, "seed": config.seed})
+        model.load_state_dict(state)
+        if config.arch == "knn":  # a k-NN memorises its training split: refit from the dataset
+            from .data import load_dataset
+
+            data = load_dataset(config.dataset)
+            x, y = data.train_x, data.train_y
+            if config.train_subset is not None:
+                x, y = x[: config.train_subset], y[: config.train_subset]
+            model.fit(x, y)
+        return model
+    if config.dropout:
+        arch_kwargs["dropout"] = config.dropout
+    model = build_model(config.arch, config.dataset, **arch_kwargs)
+    model.load_state_dict(state, strict=True)
+    for name, tensor in model.state_dict().items():
+        if not torch.isfinite(tensor).all():
+            raise InvalidCheckpointError(f"Tensor {name!r} holds NaN or infinite values.")
+    return model.eval()
+
+
+def _atomic_write_text(path: Path, text: str) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _json_default(value):
+    if isinstance(value, (tuple, set)):
+        return list(value)
+    if isinstance(value, torch.Tensor):
+        return value.tolist()
+    return str(value)

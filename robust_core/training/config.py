@@ -1,0 +1,90 @@
+"""A training configuration and its hash: the key under which the store caches a model."""
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any
+
+OPTIMIZERS = ("adam", "sgd", "sgd_momentum")
+SCHEDULES = ("constant", "onecycle", "cosine", "step")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that determines a trained model. Two equal configs give the same model (on CPU).
+
+    The defaults are the project's MNIST recipe for the seed CNN: 2 epochs of Adam with a
+    one-cycle learning rate at batch 128, which reaches 99% test accuracy (see README, benchmarks).
+    """
+
+    dataset: str = "mnist"
+    arch: str = "cnn"
+    arch_kwargs: dict[str, Any] = field(default_factory=dict)
+    method: str = "standard"
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    optimizer: str = "adam"
+    lr: float = 3e-3  # peak learning rate for "onecycle"
+    momentum: float = 0.9  # used by "sgd_momentum" (Nesterov)
+    weight_decay: float = 0.0
+    schedule: str = "onecycle"
+    epochs: int = 2
+    batch_size: int = 128
+    dropout: float = 0.0
+    label_smoothing: float = 0.0
+    train_subset: int | None = None  # first N images of the (fixed) training split; None = all
+    seed: int = 0
+
+    def __post_init__(self):
+        from ..data import DATASETS
+        from ..models import ARCHITECTURES
+        from .losses import TRAINING_METHODS
+
+        problems = []
+        if self.dataset not in DATASETS:
+            problems.append(f"dataset {self.dataset!r} is not one of {sorted(DATASETS)}")
+        if self.arch not in ARCHITECTURES:
+            problems.append(f"arch {self.arch!r} is not one of {sorted(ARCHITECTURES)}")
+        if self.method not in TRAINING_METHODS:
+            problems.append(f"method {self.method!r} is not one of {sorted(TRAINING_METHODS)}")
+        if self.optimizer not in OPTIMIZERS:
+            problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
+        if self.schedule not in SCHEDULES:
+            problems.append(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+        if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
+            problems.append(f"epochs must be an integer in 1..1000, not {self.epochs!r}")
+        if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65536):
+            problems.append(f"batch_size must be an integer in 1..65536, not {self.batch_size!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr <= 10):  # also rejects NaN
+            problems.append(f"lr must be a number in (0, 10], not {self.lr!r}")
+        if not (0 <= self.weight_decay <= 1):
+            problems.append(f"weight_decay must be in [0, 1], not {self.weight_decay!r}")
+        if not (0 <= self.dropout < 1):
+            problems.append(f"dropout must be in [0, 1), not {self.dropout!r}")
+        if not (0 <= self.label_smoothing < 1):
+            problems.append(f"label_smoothing must be in [0, 1), not {self.label_smoothing!r}")
+        if not (0 <= self.momentum < 1):
+            problems.append(f"momentum must be in [0, 1), not {self.momentum!r}")
+        if self.train_subset is not None and not (isinstance(self.train_subset, int) and self.train_subset >= 10):
+            problems.append(f"train_subset must be None or an integer >= 10, not {self.train_subset!r}")
+        if problems:
+            raise ValueError("Invalid training configuration: " + "; ".join(problems))
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "TrainConfig":
+        known = {f.name for f in fields(cls)}
+        unknown = set(data) - known
+        if unknown:
+            raise ValueError(f"Unknown training configuration keys: {sorted(unknown)}")
+        return cls(**data)
+
+    def replace(self, **changes) -> "TrainConfig":
+        return TrainConfig.from_dict({**self.to_dict(), **changes})
+
+    def config_hash(self) -> str:
+        """16 hex digits of SHA-256 over the canonical JSON of the config: the store's model id."""
+        canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
+        return hashlib.sha256(canonical.encode()).hexdigest()[:16]
