@@ -23,6 +23,8 @@ import numpy as np
 import torch
 
 DATA_DIR_ENV = "ROBUST_DATA_DIR"
+# Set to 1 to never download (offline machines, tests): a missing dataset then fails at once.
+OFFLINE_ENV = "ROBUST_OFFLINE"
 # Images held out of the training split for validation; fixed so every model sees the same split.
 VALIDATION_SIZE = 5000
 VALIDATION_SEED = 0
@@ -94,6 +96,8 @@ class DatasetSplits:
     test_x: torch.Tensor
     test_y: torch.Tensor
     source: str = field(default="")
+    # Positions in the original training file of the validation images (the rest is train_x, in order).
+    val_indices: torch.Tensor | None = None
 
     def split(self, name: str) -> tuple[torch.Tensor, torch.Tensor]:
         if name not in ("train", "val", "test"):
@@ -114,9 +118,14 @@ def resolve_data_dir(root: str | os.PathLike | None = None) -> Path:
     return Path(env).expanduser() if env else default_data_dir()
 
 
-def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool = True) -> DatasetSplits:
-    """Load all splits of ``name`` into memory (cached per process)."""
+def load_dataset(name: str, root: str | os.PathLike | None = None, *, download: bool | None = None) -> DatasetSplits:
+    """Load all splits of ``name`` into memory (cached per process).
+
+    ``download`` defaults to True unless ``$ROBUST_OFFLINE`` is set to 1.
+    """
     info = dataset_info(name)
+    if download is None:
+        download = os.environ.get(OFFLINE_ENV, "").lower() not in ("1", "true", "yes")
     return _load_cached(info.name, str(resolve_data_dir(root)), download)
 
 
@@ -137,17 +146,19 @@ def _load_cached(name: str, root: str, download: bool) -> DatasetSplits:
         test_x=test_x,
         test_y=test_y,
         source=source,
+        val_indices=val_idx,
     )
 
 
 def _to_tensors(images: np.ndarray | torch.Tensor, labels) -> tuple[torch.Tensor, torch.Tensor]:
-    images = torch.as_tensor(np.asarray(images))
+    # torchvision gives tensors (MNIST) or arrays (CIFAR); IDX buffers are read-only, hence the copy.
+    images = images.clone() if isinstance(images, torch.Tensor) else torch.from_numpy(np.array(images))
     if images.ndim == 3:  # (N, H, W) grayscale
         images = images.unsqueeze(1)
     elif images.ndim == 4 and images.shape[-1] in (1, 3):  # (N, H, W, C) as CIFAR stores it
         images = images.permute(0, 3, 1, 2)
     x = images.contiguous().float().div_(255.0)
-    y = torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    y = labels.long().clone() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
     return x, y
 
 
@@ -218,6 +229,7 @@ def _main(argv: list[str] | None = None) -> int:
     parser.add_argument("--root", default=None, help=f"data folder (default: ${DATA_DIR_ENV} or {default_data_dir()})")
     parser.add_argument("--download", action="store_true", help="download with torchvision if not found")
     args = parser.parse_args(argv)
+    # An explicit --download wins over $ROBUST_OFFLINE; without it, only local copies are used.
     try:
         splits = load_dataset(args.dataset, args.root, download=args.download)
     except DataNotFoundError as exc:

@@ -90,13 +90,18 @@ def default_name(config: TrainConfig, model_id: str) -> str:
     return f"{config.dataset} · {config.arch} · {config.method} · {model_id[:6]}"
 
 
+def resolve_store_dir(root: str | os.PathLike | None = None) -> Path:
+    """The store folder: ``root`` if given, else ``$ROBUST_STORE_DIR``, else the user's cache folder."""
+    if root is None:
+        root = os.environ.get(STORE_DIR_ENV) or default_store_dir()
+    return Path(root).expanduser()
+
+
 class ModelStore:
     """Trained models cached on disk and in memory. Thread-safe for one process."""
 
     def __init__(self, root: str | os.PathLike | None = None):
-        if root is None:
-            root = os.environ.get(STORE_DIR_ENV) or default_store_dir()
-        self.root = Path(root).expanduser()
+        self.root = resolve_store_dir(root)
         self._memory: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
 

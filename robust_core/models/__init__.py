@@ -68,7 +68,7 @@ def build_model(arch: str, dataset: str, **kwargs):
     return spec.builder(dataset_info(dataset), **kwargs)
 
 
-def parameter_count(model) -> int:
+def parameter_count(model) -> int | None:
     if isinstance(model, nn.Module):
         return sum(p.numel() for p in model.parameters())
     return model.parameter_count()

@@ -37,8 +37,9 @@ class SklearnBaseline:
         full[:, self.estimator.classes_] = proba  # a class absent from a small training subset gets 0
         return torch.from_numpy(full).to(x.device)
 
-    def parameter_count(self) -> int:
-        return 0
+    def parameter_count(self) -> int | None:
+        """Fitted parameters; None for a non-parametric model such as k-NN."""
+        return None
 
 
 class LogisticRegressionBaseline(SklearnBaseline):

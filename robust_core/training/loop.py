@@ -40,6 +40,8 @@ class ProgressEvent:
     lr: float
     val_loss: float | None = None
     val_acc: float | None = None
+    # The model being trained (in train mode): read it, e.g. to evaluate after an epoch, never step it.
+    model: Any = field(default=None, repr=False)
 
     @property
     def fraction(self) -> float:
@@ -163,7 +165,7 @@ def train_model(
             out = loss_fn(model, xb, yb, ctx)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
-                    f"Training diverged: the loss became {float(out.loss)} at epoch {epoch + 1}, batch {b + 1}. "
+                    f"Training diverged: the loss became {float(out.loss.detach())} at epoch {epoch + 1}, batch {b + 1}. "
                     "Lower the learning rate."
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -185,6 +187,7 @@ def train_model(
                 on_progress(ProgressEvent(
                     "batch", epoch + 1, config.epochs, b + 1, batches_per_epoch, elapsed,
                     elapsed / step * (total_steps - step), running_loss, running_acc, optimizer.param_groups[0]["lr"],
+                    model=model,
                 ))
         val = evaluate(model, val_x, val_y)
         model.train()
@@ -199,7 +202,7 @@ def train_model(
             on_progress(ProgressEvent(
                 "epoch", epoch + 1, config.epochs, batches_per_epoch, batches_per_epoch, elapsed,
                 elapsed / step * (total_steps - step), history["train_loss"][-1], history["train_acc"][-1],
-                optimizer.param_groups[0]["lr"], val["loss"], val["acc"],
+                optimizer.param_groups[0]["lr"], val["loss"], val["acc"], model=model,
             ))
     history.update(extras_history)
     model.eval()

@@ -1,0 +1,44 @@
+"""Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
+import streamlit as st
+
+from pages._shared import current_dataset, get_store
+from robust_core.data import DATASETS
+from robust_core.device import describe_device, get_device
+
+st.set_page_config(page_title="Robustness Lab", page_icon=":material/shield:", layout="wide")
+
+PAGES = [
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+]
+navigation = st.navigation(PAGES)
+
+with st.sidebar:
+    st.markdown("### :material/shield: Robustness Lab")
+    names = list(DATASETS)
+    st.selectbox(
+        "Dataset", names, index=names.index(current_dataset()), key="dataset",
+        format_func=lambda n: DATASETS[n].title,
+        help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use.",
+    )
+    entries = get_store().list(st.session_state["dataset"])
+    if entries:
+        ids = [e.model_id for e in entries]
+        labels = {e.model_id: e.name for e in entries}
+        # A page that just trained or imported a model asks for it here: a widget's key cannot be
+        # set once the widget is drawn, so the request waits for the next run of this sidebar.
+        requested = st.session_state.pop("select_model_id", None)
+        if requested in ids:
+            st.session_state["model_id"] = requested
+        if st.session_state.get("model_id") not in ids:
+            st.session_state["model_id"] = ids[0]
+        st.selectbox("Model", ids, key="model_id", format_func=labels.get, help="The model the analysis pages start from.")
+    else:
+        st.caption("No trained model for this dataset yet: train one on the Train page.")
+    try:
+        device_label = describe_device(get_device())
+    except RuntimeError as exc:
+        device_label = f":material/warning: {exc}"
+    st.caption(f"Device: **{device_label}**")
+
+navigation.run()

@@ -1,0 +1,52 @@
+"""Streamlit helpers shared by the pages: cached resources and the sidebar state (not a page)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
+from robust_core.store import ModelStore, resolve_store_dir
+
+
+@st.cache_resource(show_spinner=False)
+def _store(root: str) -> ModelStore:
+    return ModelStore(root)
+
+
+def get_store() -> ModelStore:
+    """One store per folder and server process, so its in-memory model cache is shared by every session."""
+    return _store(str(resolve_store_dir()))
+
+
+@st.cache_resource(show_spinner="Loading the dataset into memory…")
+def _dataset(name: str, root: str):
+    return load_dataset(name, root)
+
+
+def get_dataset(name: str):
+    """The dataset's splits, or None after showing a clear error in the page."""
+    try:
+        return _dataset(name, str(resolve_data_dir()))
+    except DataNotFoundError as exc:
+        st.error(f"**{DATASETS[name].title} is not available.**\n\n```\n{exc}\n```")
+        return None
+
+
+def current_dataset() -> str:
+    return st.session_state.get("dataset", "mnist")
+
+
+def format_percent(value) -> str:
+    return "—" if value is None else f"{100 * value:.2f}%"
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "—"
+    seconds = int(round(seconds))
+    if seconds < 60:
+        return f"{seconds} s"
+    minutes, seconds = divmod(seconds, 60)
+    if minutes < 60:
+        return f"{minutes} min {seconds:02d} s"
+    hours, minutes = divmod(minutes, 60)
+    return f"{hours} h {minutes:02d} min"

@@ -1,0 +1,107 @@
+"""Models page: the store as a table; rename, delete, download and upload checkpoints."""
+import re
+
+import streamlit as st
+
+from pages._shared import format_duration, format_percent, get_store
+from robust_core.data import DATASETS
+from robust_core.plots import training_curves_figure
+from robust_core.store import InvalidCheckpointError, StoreError
+
+# Uploads larger than this are refused before parsing: the biggest registry model is a few MB.
+MAX_UPLOAD_MB = 200
+
+st.title("Models")
+store = get_store()
+st.caption(f"Store folder: `{store.root}` (set `ROBUST_STORE_DIR` to move it)")
+
+flash = st.session_state.pop("models_flash", None)
+if flash:
+    getattr(st, flash[0])(flash[1])
+
+entries = store.list()
+if not entries:
+    st.info("The store is empty: train a model on the Train page, or upload a checkpoint below.", icon=":material/inventory_2:")
+else:
+    rows = [{
+        "Name": e.name,
+        "Dataset": DATASETS[e.meta["config"]["dataset"]].title if e.meta["config"]["dataset"] in DATASETS else e.meta["config"]["dataset"],
+        "Architecture": e.meta["config"]["arch"],
+        "Method": e.meta["config"]["method"],
+        "Clean test accuracy": e.meta.get("metrics", {}).get("test_acc"),
+        "Parameters": e.meta.get("parameters"),
+        "Training time": format_duration(e.meta.get("wall_time_s")),
+        "Created": e.meta.get("created", "").replace("T", " ")[:16],
+        "Id": e.model_id,
+    } for e in entries]
+    st.dataframe(
+        rows, hide_index=True, width="stretch",
+        column_config={
+            "Clean test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
+            "Parameters": st.column_config.NumberColumn(format="localized"),
+        },
+    )
+
+    st.subheader("Manage a model")
+    ids = [e.model_id for e in entries]
+    by_id = {e.model_id: e for e in entries}
+    default = ids.index(st.session_state["model_id"]) if st.session_state.get("model_id") in ids else 0
+    chosen = st.selectbox("Model", ids, index=default, format_func=lambda i: f"{by_id[i].name}  [{i}]")
+    entry = by_id[chosen]
+    meta = entry.meta
+
+    c1, c2, c3, c4 = st.columns(4)
+    c1.metric("Clean test accuracy", format_percent(meta.get("metrics", {}).get("test_acc")))
+    c2.metric("Validation accuracy", format_percent(meta.get("metrics", {}).get("val_acc")))
+    c3.metric("Parameters", "—" if meta.get("parameters") is None else f"{meta['parameters']:,}",
+              help="k-NN is non-parametric: it memorises the training images.")
+    c4.metric("Training time", format_duration(meta.get("wall_time_s")))
+
+    col_rename, col_download, col_delete = st.columns(3)
+    with col_rename.form("rename", border=True):
+        new_name = st.text_input("New name", value=entry.name, max_chars=120)
+        if st.form_submit_button("Rename"):
+            try:
+                store.rename(chosen, new_name)
+                st.session_state["models_flash"] = ("success", f"Renamed to **{new_name.strip()}**.")
+                st.rerun()
+            except StoreError as exc:
+                st.error(str(exc))
+    with col_download.container(border=True):
+        st.markdown("**Download**")
+        st.caption("One .safetensors file with the weights and all metadata; upload it into any Robustness Lab.")
+        filename = re.sub(r"[^A-Za-z0-9._-]+", "_", entry.name).strip("_") or chosen
+        st.download_button("Download checkpoint", data=lambda: store.export_bytes(chosen), file_name=f"{filename}.safetensors",
+                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+    with col_delete.container(border=True):
+        st.markdown("**Delete**")
+        confirm = st.checkbox(f"Yes, delete “{entry.name}” from the store", key=f"confirm_delete_{chosen}")
+        if st.button("Delete", type="primary", disabled=not confirm, icon=":material/delete:"):
+            store.delete(chosen)
+            st.session_state["models_flash"] = ("success", f"Deleted **{entry.name}**.")
+            st.rerun()
+
+    with st.expander("Training configuration and curves"):
+        st.json(meta["config"], expanded=True)
+        if meta.get("history", {}).get("epoch"):
+            st.plotly_chart(training_curves_figure({entry.name: meta["history"]}), key="model_curves")
+        st.caption("Library versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
+
+st.subheader("Upload a checkpoint")
+upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"],
+                          help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.")
+if upload is not None:
+    payload = upload.getvalue()
+    if len(payload) > MAX_UPLOAD_MB * 2**20:
+        st.error(f"The file is {len(payload) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. Nothing was changed.")
+    else:
+        try:
+            imported, was_new = store.import_bytes(payload)
+        except InvalidCheckpointError as exc:
+            st.error(f"**{upload.name} was not imported.** {exc} Nothing in the store was changed.")
+        else:
+            st.session_state["select_model_id"] = imported.model_id
+            if was_new:
+                st.success(f"Imported **{imported.name}** into the store.")
+            else:
+                st.info(f"This model is already in the store as **{imported.name}**; nothing was changed.")

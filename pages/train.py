@@ -1,0 +1,152 @@
+"""Train page: configure, train with live curves, stop, and compare stored models."""
+import json
+import time
+
+import streamlit as st
+
+from pages._shared import current_dataset, format_duration, format_percent, get_dataset, get_store
+from robust_core.data import DATASETS
+from robust_core.models import ACTIVATIONS, ARCHITECTURES
+from robust_core.plots import training_curves_figure
+from robust_core.training import METHOD_TITLES, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
+
+# Seconds between two redraws of the live chart: redrawing costs a few ms of CPU that training wants.
+CHART_REFRESH_S = 0.5
+
+st.title("Train a model")
+dataset = current_dataset()
+store = get_store()
+defaults = TrainConfig()
+
+with st.container(border=True):
+    col_arch, col_method, col_opt = st.columns(3)
+    arch = col_arch.selectbox("Architecture", list(ARCHITECTURES), format_func=lambda a: ARCHITECTURES[a].title)
+    col_arch.caption(ARCHITECTURES[arch].description)
+    is_network = ARCHITECTURES[arch].kind == "torch"
+    method = col_method.selectbox("Training method", list(TRAINING_METHODS), format_func=lambda m: METHOD_TITLES.get(m, m),
+                                  disabled=not is_network)
+    optimizer = col_opt.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer), disabled=not is_network,
+                                  format_func={"adam": "Adam", "sgd": "SGD", "sgd_momentum": "SGD + Nesterov momentum"}.get)
+
+    arch_kwargs: dict = {}
+    if arch == "mlp":
+        c1, c2 = st.columns(2)
+        hidden_text = c1.text_input("Hidden layer sizes", "512, 256", help="Comma-separated widths, e.g. 256 or 512, 256")
+        activation = c2.selectbox("Activation", list(ACTIVATIONS))
+        try:
+            arch_kwargs = {"hidden": [int(v) for v in hidden_text.replace(" ", "").split(",") if v], "activation": activation}
+            if not arch_kwargs["hidden"] or min(arch_kwargs["hidden"]) < 1 or max(arch_kwargs["hidden"]) > 8192:
+                raise ValueError
+        except ValueError:
+            st.error("Hidden layer sizes must be whole numbers between 1 and 8192, separated by commas.")
+            st.stop()
+    elif arch == "knn":
+        arch_kwargs = {"k": st.number_input("k (neighbours)", 1, 50, 3)}
+    elif arch == "logreg":
+        arch_kwargs = {"C": st.number_input("C (inverse regularisation)", 1e-4, 1e4, 1.0, format="%.4f"),
+                       "max_iter": st.number_input("Max iterations", 10, 5000, 100)}
+
+    c1, c2, c3, c4 = st.columns(4)
+    epochs = c1.number_input("Epochs", 1, 200, defaults.epochs, disabled=not is_network)
+    batch_size = c2.number_input("Batch size", 1, 8192, defaults.batch_size, disabled=not is_network)
+    lr = c3.number_input("Learning rate (peak)", 1e-6, 10.0, defaults.lr, format="%.5f", disabled=not is_network)
+    schedule = c4.selectbox("LR schedule", SCHEDULES, index=SCHEDULES.index(defaults.schedule), disabled=not is_network,
+                            help="onecycle: warm-up then cosine decay; step: ÷10 at 50% and 75%")
+    c1, c2, c3, c4 = st.columns(4)
+    weight_decay = c1.number_input("Weight decay", 0.0, 1.0, 0.0, format="%.5f", disabled=not is_network)
+    dropout = c2.number_input("Dropout", 0.0, 0.95, 0.0, step=0.05, disabled=not is_network)
+    seed = c3.number_input("Seed", 0, 2**31 - 1, 0)
+    subset_choice = c4.selectbox("Training images", ["all", 1000, 2000, 5000, 10000, 20000],
+                                 help="A subset trains faster; the validation and test splits are always complete.")
+    name = st.text_input("Name in the store (optional)", placeholder="e.g. my first CNN")
+
+fields = dict(
+    dataset=dataset, arch=arch, arch_kwargs=arch_kwargs, method=method, optimizer=optimizer, lr=float(lr),
+    weight_decay=float(weight_decay), schedule=schedule, epochs=int(epochs), batch_size=int(batch_size),
+    dropout=float(dropout), seed=int(seed), train_subset=None if subset_choice == "all" else int(subset_choice),
+)
+if not is_network:  # gradient-descent settings mean nothing to a fitted baseline: keep them out of its hash
+    fields.update({k: getattr(defaults, k) for k in ("method", "optimizer", "lr", "weight_decay", "schedule",
+                                                      "epochs", "batch_size", "dropout")})
+try:
+    config = TrainConfig(**fields)
+except ValueError as exc:
+    st.error(str(exc))
+    st.stop()
+
+model_id = config.config_hash()
+already = model_id in store
+if already:
+    st.info(f"This exact configuration is already in the store as **{store.get(model_id).name}**: "
+            "Train loads it instantly instead of training again.", icon=":material/save:")
+
+
+def request_stop():
+    st.session_state["train_stop_requested"] = True
+
+
+col_train, col_stop, _ = st.columns([1, 1, 4])
+train_clicked = col_train.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:")
+col_stop.button("Stop", icon=":material/stop:", on_click=request_stop, help="Stops training between two batches; nothing is saved.")
+
+if st.session_state.pop("train_stop_requested", False):
+    last = st.session_state.pop("train_last_progress", None)
+    where = f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last else ""
+    st.warning(f"Training stopped{where}. Nothing was saved.", icon=":material/stop:")
+
+if train_clicked:
+    if get_dataset(dataset) is None:
+        st.stop()
+    progress = st.progress(0.0, text="Starting…")
+    chart = st.empty()
+    live = {"batches": [], "epoch": [], "val_loss": [], "val_acc": []}
+    last_draw = [0.0]
+
+    def on_progress(event):
+        st.session_state["train_last_progress"] = {"epoch": event.epoch, "epochs": event.epochs,
+                                                  "batch": event.batch, "batches": event.batches_per_epoch}
+        progress.progress(min(event.fraction, 1.0), text=(
+            f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches_per_epoch} · "
+            f"loss {event.train_loss:.4f} · acc {format_percent(event.train_acc)} · "
+            f"elapsed {format_duration(event.elapsed_s)} · ETA {format_duration(event.eta_s)}"))
+        live["batches"].append(((event.epoch - 1) + event.batch / event.batches_per_epoch, event.train_loss, event.train_acc))
+        if event.kind == "epoch":
+            live["epoch"].append(event.epoch)
+            live["val_loss"].append(event.val_loss)
+            live["val_acc"].append(event.val_acc)
+        now = time.monotonic()
+        if event.kind == "epoch" or now - last_draw[0] > CHART_REFRESH_S:
+            last_draw[0] = now
+            chart.plotly_chart(training_curves_figure({"live": live}), key=f"live_{len(live['batches'])}")
+
+    try:
+        with st.spinner("Fitting…") if not is_network else st.empty():
+            model, entry, cached = store.train_or_load(config, name=name or None, data=get_dataset(dataset), on_progress=on_progress)
+    except (ValueError, FloatingPointError, RuntimeError) as exc:
+        st.error(f"Training failed: {exc}")
+        st.stop()
+    st.session_state.pop("train_last_progress", None)
+    progress.progress(1.0, text="Done")
+    st.session_state["select_model_id"] = entry.model_id
+    metrics = entry.meta["metrics"]
+    if cached:
+        st.success(f"Loaded **{entry.name}** from the store (not retrained): test accuracy {format_percent(metrics['test_acc'])}.",
+                   icon=":material/save:")
+    else:
+        st.success(f"Trained **{entry.name}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
+                   f"**{format_percent(metrics['test_acc'])}**, saved to the store as `{entry.model_id}`.", icon=":material/check_circle:")
+    if entry.meta.get("history", {}).get("epoch"):
+        chart.plotly_chart(training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
+
+st.divider()
+st.subheader("Compare training curves")
+entries = [e for e in store.list(dataset) if e.meta.get("history", {}).get("epoch")]
+if not entries:
+    st.caption(f"No trained network for {DATASETS[dataset].title} yet.")
+else:
+    names = {e.model_id: f"{e.name} ({format_percent(e.meta['metrics'].get('test_acc'))})" for e in entries}
+    chosen = st.multiselect("Models", list(names), default=list(names)[: min(3, len(names))], format_func=names.get)
+    if chosen:
+        st.plotly_chart(training_curves_figure({names[i]: store.get(i).meta["history"] for i in chosen}), key="compare")
+        with st.expander("Configurations"):
+            st.json({names[i]: store.get(i).meta["config"] for i in chosen}, expanded=False)

@@ -1,0 +1,136 @@
+"""Headless Chromium helpers: start the dashboard, open pages, take screenshots.
+
+Used by the browser tests and, as a command, to refresh the README's screenshots:
+
+    python -m tests.browser --out assets/screenshots
+
+Drives Debian's /usr/bin/chromium through Playwright's ``executable_path`` (no browser download).
+"""
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                 "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
+# Page name in the URL for each page of app.py.
+PAGE_PATHS = {"Train": "", "Models": "models"}
+
+
+def chromium_available() -> bool:
+    if not Path(CHROMIUM).exists():
+        return False
+    try:
+        import playwright  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@contextmanager
+def dashboard(env: dict[str, str] | None = None, timeout_s: float = 60):
+    """Run ``streamlit run app.py`` on a free loopback port; yields its base URL."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), "--server.address", "127.0.0.1", "--browser.gatherUsageStats", "false"],
+        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"streamlit did not start: {proc.stdout.read().decode(errors='replace')[-2000:]}")
+            time.sleep(0.3)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+
+
+@contextmanager
+def browser_page(width: int = 1400, height: int = 1800):
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": height})
+            yield page
+        finally:
+            browser.close()
+
+
+def wait_until_idle(page, timeout_s: float = 60) -> None:
+    """Wait until the Streamlit script run has finished and the page shows no spinner."""
+    # A page's own title appears only once its script has run: the skeleton shown before has none.
+    page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    quiet_since = None
+    while time.monotonic() < deadline:
+        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 or page.locator('[data-testid="stSpinner"]').count() > 0
+        if running:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since > 1.0:  # a rerun can start right after another ends
+            return
+        time.sleep(0.2)
+    raise TimeoutError("the page kept running")
+
+
+def open_page(page, base_url: str, name: str) -> None:
+    page.goto(f"{base_url}/{PAGE_PATHS[name]}")
+    wait_until_idle(page)
+
+
+def page_errors(page) -> list[str]:
+    """Texts of Streamlit exception boxes on the page (a traceback shown to the user)."""
+    return [e.inner_text() for e in page.locator('[data-testid="stException"]').all()]
+
+
+def main(argv: list[str] | None = None) -> int:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--out", default=str(REPO / "assets" / "screenshots"))
+    parser.add_argument("--pages", nargs="*", default=list(PAGE_PATHS))
+    args = parser.parse_args(argv)
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    with dashboard() as url, browser_page() as page:
+        for name in args.pages:
+            open_page(page, url, name)
+            errors = page_errors(page)
+            path = out / f"{name.lower().replace(' ', '_')}.png"
+            page.screenshot(path=str(path), full_page=True)
+            print(f"{name}: {path}" + (f"  ERRORS: {errors}" if errors else ""))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,50 @@
+"""Test set-up: data from ../shared/data when present (never a download), a fresh store per test."""
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED_DATA = REPO.parent / "shared" / "data"
+
+# Tests read the datasets from the folder CI provides beside the clone; an explicit
+# ROBUST_DATA_DIR wins so a developer can point elsewhere.
+if "ROBUST_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
+    os.environ["ROBUST_DATA_DIR"] = str(SHARED_DATA)
+os.environ.setdefault("ROBUST_DEVICE", "cpu")  # tests assert CPU determinism
+os.environ["ROBUST_OFFLINE"] = "1"  # a test never downloads: these machines have no internet
+
+
+@pytest.fixture(autouse=True)
+def isolated_store(tmp_path, monkeypatch):
+    """Every test gets an empty model store of its own; the user's store is never touched."""
+    root = tmp_path / "store"
+    monkeypatch.setenv("ROBUST_STORE_DIR", str(root))
+    return root
+
+
+@pytest.fixture(scope="session")
+def mnist():
+    from robust_core.data import load_dataset
+
+    return load_dataset("mnist", download=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_result(mnist):
+    """A seed CNN trained for one epoch on 1,000 images (about a second)."""
+    from robust_core.training import TrainConfig, train_model
+
+    return train_model(TrainConfig(train_subset=1000, epochs=1, seed=0), data=mnist, device="cpu")
+
+
+@pytest.fixture
+def store(isolated_store):
+    from robust_core.store import ModelStore
+
+    return ModelStore(isolated_store)
+
+
+def state_equal(a: dict, b: dict) -> bool:
+    return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)

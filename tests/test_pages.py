@@ -1,0 +1,112 @@
+"""Every page through Streamlit's AppTest: renders without exception and does its job."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from robust_core.store import ModelStore
+from robust_core.training import TrainConfig
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+def run_app(page: str | None = None) -> AppTest:
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    if page:
+        at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def widget(elements, label):
+    matches = [e for e in elements if e.label == label]
+    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
+    return matches[0]
+
+
+def test_app_opens_on_the_train_page_with_the_shared_sidebar():
+    at = run_app()
+    assert at.title[0].value == "Train a model"
+    assert widget(at.sidebar.selectbox, "Dataset").value == "mnist"
+    assert any("Device:" in c.value and "CPU" in c.value for c in at.sidebar.caption)
+    assert any("No trained model" in c.value for c in at.sidebar.caption)
+
+
+def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store):
+    at = run_app()
+    widget(at.selectbox, "Training images").select(1000)
+    widget(at.number_input, "Epochs").set_value(1)
+    widget(at.text_input, "Name in the store (optional)").input("apptest cnn")
+    widget(at.button, "Train").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert any("Trained **apptest cnn**" in s.value for s in at.success), [s.value for s in at.success]
+    [entry] = ModelStore(isolated_store).list()
+    assert entry.name == "apptest cnn" and entry.meta["config"]["train_subset"] == 1000
+    # The same configuration again: loaded, not trained, and the sidebar now offers the model.
+    at.run()
+    assert any("already in the store" in i.value for i in at.info)
+    widget(at.button, "Load").click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert any("not retrained" in s.value for s in at.success)
+    assert at.session_state["select_model_id"] == entry.model_id  # the sidebar selects it on its next run
+    # AppTest re-runs only the page script after the first run (a browser re-runs app.py, sidebar
+    # included), so the sidebar is checked in a new session.
+    fresh = run_app()
+    model_select = widget(fresh.sidebar.selectbox, "Model")
+    assert model_select.value == entry.model_id and model_select.options == ["apptest cnn"]
+
+
+def test_train_page_reports_missing_data_instead_of_crashing(monkeypatch, tmp_path):
+    monkeypatch.setenv("ROBUST_DATA_DIR", str(tmp_path / "no-data"))
+    at = run_app()
+    widget(at.selectbox, "Training images").select(1000)
+    widget(at.button, "Train").click().run()
+    assert not at.exception
+    assert any("MNIST is not available" in e.value and "python -m robust_core.data" in e.value for e in at.error)
+
+
+def test_train_page_rejects_bad_mlp_sizes():
+    at = run_app()
+    widget(at.selectbox, "Architecture").select("mlp").run()
+    widget(at.text_input, "Hidden layer sizes").input("256, lots").run()
+    assert any("whole numbers" in e.value for e in at.error)
+
+
+def test_models_page_with_an_empty_store():
+    at = run_app("pages/models.py")
+    assert at.title[0].value == "Models"
+    assert any("store is empty" in i.value for i in at.info)
+
+
+@pytest.fixture
+def stored_model(isolated_store, tiny_result):
+    return ModelStore(isolated_store).save(tiny_result, name="first")
+
+
+def test_models_page_lists_renames_and_deletes(stored_model, isolated_store, tiny_result):
+    at = run_app("pages/models.py")
+    table = at.dataframe[0].value
+    assert list(table["Name"]) == ["first"] and table["Parameters"][0] == 225_034
+    widget(at.text_input, "New name").input("renamed")
+    widget(at.button, "Rename").click().run()
+    assert not at.exception
+    assert ModelStore(isolated_store).get(stored_model.model_id).name == "renamed"
+    assert any("Renamed" in s.value for s in at.success)
+    delete = widget(at.button, "Delete")
+    assert delete.disabled  # confirmation first
+    at.checkbox[0].check().run()
+    widget(at.button, "Delete").click().run()
+    assert not at.exception
+    assert ModelStore(isolated_store).list() == []
+    assert any("store is empty" in i.value for i in at.info)
+
+
+def test_compare_curves_of_stored_models(stored_model, isolated_store, mnist):
+    from robust_core.training import train_model
+
+    ModelStore(isolated_store).save(train_model(TrainConfig(train_subset=500, epochs=2, seed=3), data=mnist), name="second")
+    at = run_app()
+    compare = widget(at.multiselect, "Models")
+    assert len(compare.value) == 2
+    assert len(at.get("plotly_chart")) == 1

@@ -1,0 +1,165 @@
+import json
+import os
+
+import pytest
+import torch
+from safetensors.torch import save as save_safetensors
+
+from robust_core import store as store_mod
+from robust_core.store import InvalidCheckpointError, ModelStore, StoreError
+from robust_core.training import TrainConfig
+
+from .conftest import state_equal
+
+REQUIRED_META = {"format_version", "id", "name", "config", "metrics", "history", "parameters", "wall_time_s",
+                 "created", "versions"}
+
+
+def test_round_trip_keeps_weights_and_complete_metadata(store, tiny_result):
+    entry = store.save(tiny_result, name="tiny")
+    assert entry.model_id == tiny_result.config.config_hash()
+    assert entry.path == store.root / "mnist" / entry.model_id
+    meta = json.loads((entry.path / "meta.json").read_text())
+    assert REQUIRED_META <= meta.keys()
+    assert meta["versions"]["torch"] == torch.__version__ and meta["parameters"] == 225_034
+    fresh = ModelStore(store.root)  # a new process: nothing in memory
+    loaded = fresh.load(entry.model_id)
+    assert state_equal(loaded.state_dict(), tiny_result.model.state_dict())
+    assert not loaded.training
+    [listed] = fresh.list()
+    assert listed.name == "tiny" and listed.meta["metrics"] == tiny_result.metrics
+
+
+def test_a_configuration_in_the_store_is_never_trained_again(store, mnist, monkeypatch):
+    config = TrainConfig(train_subset=300, epochs=1)
+    model, entry, cached = store.train_or_load(config, data=mnist, device="cpu")
+    assert not cached
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("trained twice")
+
+    monkeypatch.setattr(store_mod, "train_model", must_not_train)
+    again, entry2, cached2 = ModelStore(store.root).train_or_load(config)
+    assert cached2 and entry2.model_id == entry.model_id
+    assert state_equal(again.state_dict(), model.state_dict())
+    assert store.load(entry.model_id) is model  # the in-memory cache serves the same object
+
+
+def test_a_crash_mid_save_leaves_the_store_as_it_was(store, tiny_result, mnist, monkeypatch):
+    from robust_core.training import train_model
+
+    store.save(tiny_result)
+    before = sorted(p.name for p in (store.root / "mnist").iterdir())
+    other = train_model(TrainConfig(train_subset=200, epochs=1, seed=5), data=mnist, device="cpu")
+
+    def crash(*args, **kwargs):
+        raise OSError("disk full")
+
+    monkeypatch.setattr(store_mod.os, "rename", crash)
+    with pytest.raises(OSError, match="disk full"):
+        store.save(other)
+    assert sorted(p.name for p in (store.root / "mnist").iterdir()) == before  # no partial folder, no temp left
+    assert [e.model_id for e in store.list()] == [tiny_result.config.config_hash()]
+
+
+def test_a_crash_mid_rename_keeps_the_old_metadata(store, tiny_result, monkeypatch):
+    entry = store.save(tiny_result, name="original")
+
+    def crash(*args, **kwargs):
+        raise OSError("power cut")
+
+    monkeypatch.setattr(store_mod.os, "replace", crash)
+    with pytest.raises(OSError):
+        store.rename(entry.model_id, "renamed")
+    assert store.get(entry.model_id).name == "original"
+    assert sorted(p.name for p in entry.path.iterdir()) == ["meta.json", "weights.safetensors"]
+
+
+def test_rename_and_delete(store, tiny_result):
+    entry = store.save(tiny_result)
+    assert store.rename(entry.model_id, "  lecture model ").name == "lecture model"
+    assert ModelStore(store.root).get(entry.model_id).name == "lecture model"
+    with pytest.raises(StoreError, match="cannot be empty"):
+        store.rename(entry.model_id, "   ")
+    store.delete(entry.model_id)
+    assert store.list() == [] and entry.model_id not in store
+    assert list((store.root / "mnist").iterdir()) == []
+    with pytest.raises(KeyError):
+        store.delete(entry.model_id)
+
+
+def test_export_then_import_into_another_store(store, tiny_result, tmp_path):
+    entry = store.save(tiny_result, name="shared")
+    payload = store.export_bytes(entry.model_id)
+    other = ModelStore(tmp_path / "other")
+    imported, was_new = other.import_bytes(payload)
+    assert was_new and imported.name == "shared" and imported.meta["metrics"] == tiny_result.metrics
+    x = torch.rand(4, 1, 28, 28)
+    assert torch.allclose(other.load(entry.model_id)(x), tiny_result.model(x))
+    again, was_new = other.import_bytes(payload)
+    assert not was_new and again.model_id == entry.model_id
+
+
+def _listing(store):
+    return sorted((e.model_id, e.name) for e in store.list())
+
+
+def _bad_payloads(store, entry):
+    good = store.export_bytes(entry.model_id)
+    meta = store.get(entry.model_id).meta
+    state = {k: v.clone() for k, v in tiny_state(store, entry).items()}
+    wrong_shape = dict(state, **{"blocks.head.weight": torch.zeros(10, 64)})
+    nan_weights = dict(state, **{"blocks.head.bias": torch.full((10,), float("nan"))})
+    with_meta = lambda s, m: save_safetensors(s, metadata={store_mod.EXPORT_META_KEY: json.dumps(m)})  # noqa: E731
+    return {
+        "empty": (b"", "empty"),
+        "random bytes": (os.urandom(4096), "not a safetensors file"),
+        "truncated": (good[: len(good) // 2], "not a safetensors file"),
+        "foreign safetensors": (save_safetensors(state), "no Robustness Lab metadata"),
+        "metadata not JSON": (save_safetensors(state, metadata={store_mod.EXPORT_META_KEY: "{oops"}), "metadata is invalid"),
+        "edited config": (with_meta(state, {**meta, "config": {**meta["config"], "seed": 99}}), "does not match"),
+        "wrong shapes": (with_meta(wrong_shape, meta), "do not fit"),
+        "NaN weights": (with_meta(nan_weights, meta), "NaN"),
+    }
+
+
+def tiny_state(store, entry):
+    from safetensors.torch import load_file
+
+    return load_file(entry.path / "weights.safetensors")
+
+
+def test_corrupted_or_foreign_files_are_rejected_and_change_nothing(store, tiny_result, tmp_path):
+    entry = store.save(tiny_result)
+    target = ModelStore(tmp_path / "target")
+    target.save(tiny_result.__class__(tiny_result.model, tiny_result.config.replace(seed=7), {}, {}, 0.0))
+    before = _listing(target)
+    for label, (payload, message) in _bad_payloads(store, entry).items():
+        with pytest.raises(InvalidCheckpointError, match=message):
+            target.import_bytes(payload)
+        assert _listing(target) == before, label
+
+
+def test_unreadable_entries_are_skipped_and_bad_weights_raise_clearly(store, tiny_result):
+    entry = store.save(tiny_result)
+    broken = store.root / "mnist" / "0123456789abcdef"
+    broken.mkdir()
+    (broken / "meta.json").write_text("{not json")
+    (broken / "weights.safetensors").write_bytes(b"junk")
+    assert [e.model_id for e in store.list()] == [entry.model_id]
+    (entry.path / "weights.safetensors").write_bytes(b"\x00" * 100)
+    with pytest.raises(InvalidCheckpointError, match="unreadable"):
+        ModelStore(store.root).load(entry.model_id)
+
+
+def test_baselines_are_stored_without_pickle(store, mnist):
+    model, entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 20}, train_subset=500), data=mnist)
+    reloaded = ModelStore(store.root).load(entry.model_id)
+    x = mnist.test_x[:20]
+    assert torch.allclose(reloaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
+    knn_model, knn_entry, _ = store.train_or_load(TrainConfig(arch="knn", train_subset=500), data=mnist)
+    assert torch.equal(ModelStore(store.root).load(knn_entry.model_id).predict_proba(x), knn_model.predict_proba(x))
+
+
+def test_store_location_comes_from_the_environment(isolated_store):
+    assert ModelStore().root == isolated_store
