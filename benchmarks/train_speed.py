@@ -100,7 +100,7 @@ def main(argv=None) -> int:
     root = resolve_data_dir()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
           f"{os.cpu_count()} cores; data from {root}", flush=True)
-    print("default recipe (in-memory tensors, batch 128, Adam one-cycle 3e-3):", flush=True)
+    print(f"default recipe (in-memory tensors, {TrainConfig().to_dict()}):", flush=True)
     ours = recipe_run(args.seed)
     print("reference (DataLoader + transforms, batch 64, Adam 1e-3):", flush=True)
     ref = reference_run(root, args.seed)

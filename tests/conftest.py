@@ -39,6 +39,15 @@ def tiny_result(mnist):
     return train_model(TrainConfig(train_subset=1000, epochs=1, seed=0), data=mnist, device="cpu")
 
 
+@pytest.fixture(scope="session")
+def small_cnn(mnist):
+    """A seed CNN trained for 2 epochs on 5,000 images (about 96% accurate, a few seconds): attacks need
+    a model whose decision regions mean something; the 1,000-image one cannot even be steered to a target."""
+    from robust_core.training import TrainConfig, train_model
+
+    return train_model(TrainConfig(train_subset=5000, epochs=2, seed=0), data=mnist, device="cpu").model
+
+
 @pytest.fixture
 def store(isolated_store):
     from robust_core.store import ModelStore

@@ -8,6 +8,9 @@ from typing import Any
 
 OPTIMIZERS = ("adam", "sgd", "sgd_momentum")
 SCHEDULES = ("constant", "onecycle", "cosine", "step")
+# "auto": bf16 mixed precision where the hardware computes it natively (CUDA, or a CPU with
+# AVX-512 BF16 / AMX), float32 elsewhere (emulated bf16 would be slower, not faster).
+PRECISIONS = ("auto", "fp32", "bf16")
 
 
 @dataclass(frozen=True)
@@ -15,7 +18,8 @@ class TrainConfig:
     """Everything that determines a trained model. Two equal configs give the same model (on CPU).
 
     The defaults are the project's MNIST recipe for the seed CNN: 2 epochs of Adam with a
-    one-cycle learning rate at batch 128, which reaches 99% test accuracy (see README, benchmarks).
+    one-cycle learning rate (peak 6e-3) at batch 256, in bf16 mixed precision where the hardware has it,
+    which reaches 99% test accuracy (see README, benchmarks/train_speed.py).
     """
 
     dataset: str = "mnist"
@@ -24,15 +28,16 @@ class TrainConfig:
     method: str = "standard"
     method_kwargs: dict[str, Any] = field(default_factory=dict)
     optimizer: str = "adam"
-    lr: float = 3e-3  # peak learning rate for "onecycle"
+    lr: float = 6e-3  # peak learning rate for "onecycle"
     momentum: float = 0.9  # used by "sgd_momentum" (Nesterov)
     weight_decay: float = 0.0
     schedule: str = "onecycle"
     epochs: int = 2
-    batch_size: int = 128
+    batch_size: int = 256
     dropout: float = 0.0
     label_smoothing: float = 0.0
     train_subset: int | None = None  # first N images of the (fixed) training split; None = all
+    precision: str = "auto"
     seed: int = 0
 
     def __post_init__(self):
@@ -51,6 +56,8 @@ class TrainConfig:
             problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
         if self.schedule not in SCHEDULES:
             problems.append(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
+        if self.precision not in PRECISIONS:
+            problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
             problems.append(f"epochs must be an integer in 1..1000, not {self.epochs!r}")
         if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65536):

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data import DatasetSplits, load_dataset
-from ..device import get_device
+from ..device import get_device, resolve_precision
 from ..models import SklearnBaseline, architecture, build_model
 from .config import TrainConfig
 from .losses import BatchContext, training_method
@@ -135,6 +135,14 @@ def train_model(
     if config.dropout:
         arch_kwargs["dropout"] = config.dropout
     model: nn.Module = build_model(config.arch, config.dataset, **arch_kwargs).to(device)
+    precision = resolve_precision(config.precision, device)
+    if any(isinstance(m, nn.Conv2d) for m in model.modules()):
+        # NHWC layout: oneDNN's (and cuDNN's) fast convolution kernels want it; 1.2-1.3x on CPU here.
+        model = model.to(memory_format=torch.channels_last)
+        train_x = train_x.contiguous(memory_format=torch.channels_last)
+    # Mixed precision: matmuls and convolutions in bf16, weights, optimiser state and loss in fp32.
+    # bf16 keeps fp32's exponent range, so unlike fp16 it needs no loss scaling.
+    autocast = torch.autocast(device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
     loss_fn = training_method(config.method)
     optimizer = _optimizer(config, model.parameters())
     n = len(train_x)
@@ -162,7 +170,8 @@ def train_model(
             idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
             xb, yb = train_x[idx], train_y[idx]
             ctx = BatchContext(config.method_kwargs, epoch, step / total_steps, config.label_smoothing)
-            out = loss_fn(model, xb, yb, ctx)
+            with autocast:
+                out = loss_fn(model, xb, yb, ctx)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
                     f"Training diverged: the loss became {float(out.loss.detach())} at epoch {epoch + 1}, batch {b + 1}. "
@@ -210,7 +219,8 @@ def train_model(
     test = evaluate(model, data.test_x, data.test_y)
     metrics = {"test_acc": test["acc"], "test_loss": test["loss"], "val_acc": history["val_acc"][-1],
                "val_loss": history["val_loss"][-1], "train_acc": history["train_acc"][-1]}
-    return TrainResult(model, config, metrics, history, wall)
+    history["precision"] = precision
+    return TrainResult(model.to(memory_format=torch.contiguous_format), config, metrics, history, wall)
 
 
 def _fit_baseline(config: TrainConfig, data: DatasetSplits, start: float) -> TrainResult:

@@ -1,0 +1,81 @@
+"""Adversarial attacks, ours to write and test (no attack library as a dependency).
+
+One contract (torchattacks / AutoAttack style):
+
+    attack(model, x, y, *, eps, targeted=False, target=None, seed=0, **params) -> x_adv
+
+``x`` float (N, C, H, W) in [0, 1], ``y`` int64 (N,); ``x_adv`` has the same shape, dtype and
+device, lies in [0, 1] and within ``eps`` of x in the attack's norm. The model is attacked in
+eval mode and given back in the mode it came in; gradients flow to the input only, never into
+the parameters' ``.grad``. Every attack is registered in :data:`ATTACKS` with its paper and norm.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ._common import NORMS, flat_norm, predict
+from .gradient import apgd, apgd_t, fgsm, pgd
+from .minimal import cw_l2, deepfool, ead
+from .square import square
+
+
+@dataclass(frozen=True)
+class AttackSpec:
+    name: str
+    title: str
+    fn: Callable[..., torch.Tensor]
+    norm: str  # the norm its eps bounds
+    paper: str
+    kind: str  # "gradient" (white-box), "score" (black-box, outputs only), "minimal" (smallest perturbation)
+    targeted: bool  # supports targeted=True
+    defaults: dict[str, Any] = field(default_factory=dict)
+
+    def __call__(self, model, x, y, **kwargs) -> torch.Tensor:
+        return self.fn(model, x, y, **{**self.defaults, **kwargs})
+
+
+ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
+    AttackSpec("fgsm", "FGSM", fgsm, "linf", "Goodfellow et al., ICLR 2015", "gradient", True),
+    AttackSpec("pgd", "PGD (L-inf)", pgd, "linf", "Madry et al., ICLR 2018", "gradient", True, {"norm": "linf"}),
+    AttackSpec("pgd_l2", "PGD (L2)", pgd, "l2", "Madry et al., ICLR 2018", "gradient", True, {"norm": "l2"}),
+    AttackSpec("apgd_ce", "APGD-CE", apgd, "linf", "Croce & Hein, ICML 2020", "gradient", True, {"loss": "ce"}),
+    AttackSpec("apgd_dlr", "APGD-DLR", apgd, "linf", "Croce & Hein, ICML 2020", "gradient", False, {"loss": "dlr"}),
+    AttackSpec("apgd_t", "APGD-T", apgd_t, "linf", "Croce & Hein, ICML 2020", "gradient", False),
+    AttackSpec("deepfool", "DeepFool (L2)", deepfool, "l2", "Moosavi-Dezfooli et al., CVPR 2016", "minimal", False, {"norm": "l2"}),
+    AttackSpec("deepfool_linf", "DeepFool (L-inf)", deepfool, "linf", "Moosavi-Dezfooli et al., CVPR 2016", "minimal", False,
+               {"norm": "linf"}),
+    AttackSpec("cw_l2", "Carlini-Wagner L2", cw_l2, "l2", "Carlini & Wagner, IEEE S&P 2017", "minimal", True),
+    AttackSpec("ead", "EAD (elastic net)", ead, "l1", "Chen et al., AAAI 2018", "minimal", True),
+    AttackSpec("square", "Square (L-inf)", square, "linf", "Andriushchenko et al., ECCV 2020", "score", True),
+]}
+
+
+def get_attack(name: str) -> AttackSpec:
+    try:
+        return ATTACKS[name]
+    except KeyError:
+        raise ValueError(f"Unknown attack {name!r}; choose one of {sorted(ATTACKS)}") from None
+
+
+def transfer_attack(source_model, target_model, x, y, *, attack: str, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
+    """Craft adversarial examples on ``source_model``, evaluate them on ``target_model``.
+
+    Returns (x_adv, fooled) where ``fooled`` says, per example, whether the target model misclassifies x_adv.
+    A transfer attack that beats the white-box attack on the target is a sign of gradient masking.
+    """
+    x_adv = get_attack(attack)(source_model, x, y, **kwargs)
+    was_training = target_model.training
+    target_model.eval()
+    try:
+        fooled = predict(target_model, x_adv) != y
+    finally:
+        target_model.train(was_training)
+    return x_adv, fooled
+
+
+__all__ = ["ATTACKS", "AttackSpec", "NORMS", "apgd", "apgd_t", "cw_l2", "deepfool", "ead", "fgsm", "flat_norm",
+           "get_attack", "pgd", "square", "transfer_attack"]

@@ -1,0 +1,136 @@
+"""What every attack shares: input checks, eval mode, gradients w.r.t. the input only, projections."""
+from __future__ import annotations
+
+import math
+from contextlib import contextmanager
+
+import torch
+import torch.nn.functional as F
+
+NORMS = ("linf", "l2", "l1")
+
+
+def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float | None, norm: str) -> None:
+    """Raise ValueError with a clear message for inputs an attack cannot meaningfully run on."""
+    if not torch.is_floating_point(x) or x.ndim != 4:
+        raise ValueError(f"images must be a float tensor (N, C, H, W), got {x.dtype} of shape {tuple(x.shape)}")
+    if y.ndim != 1 or len(y) != len(x):
+        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)} for {len(x)} images")
+    if not torch.isfinite(x).all():
+        raise ValueError("images contain NaN or infinite values")
+    if x.numel() and (x.min() < -1e-6 or x.max() > 1 + 1e-6):
+        raise ValueError(f"images must lie in [0, 1], found values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
+    if eps is None:
+        return
+    if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
+        raise ValueError(f"eps must be a finite number >= 0, not {eps!r}")
+    limit = {"linf": 1.0, "l2": math.sqrt(x[0].numel()), "l1": float(x[0].numel())}[norm]
+    if eps > limit:
+        raise ValueError(f"eps = {eps} is larger than any {norm.upper()} distance between two images in [0, 1]^{tuple(x.shape[1:])} "
+                         f"(at most {limit:.4g}); pixel values are in [0, 1], so an L-inf eps of 0.3 means 0.3 x 255 = 76 grey levels")
+
+
+def resolve_target(y: torch.Tensor, targeted: bool, target) -> torch.Tensor | None:
+    """The target class per example for a targeted attack (an int or a tensor), else None."""
+    if not targeted:
+        if target is not None:
+            raise ValueError("a target was given but targeted=False")
+        return None
+    if target is None:
+        raise ValueError("a targeted attack needs target= (a class index or one per example)")
+    t = torch.as_tensor(target, device=y.device, dtype=torch.long)
+    if t.ndim == 0:
+        t = t.expand(len(y)).clone()
+    if t.shape != y.shape:
+        raise ValueError(f"target must be one class or one per example ({len(y)}), got shape {tuple(t.shape)}")
+    return t
+
+
+@contextmanager
+def eval_mode(model):
+    """Run the attack on the model in eval mode (batch-norm statistics frozen, no dropout), then restore."""
+    was_training = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was_training)
+
+
+def input_gradient(loss_fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """(per-example loss, d loss.sum() / d x): gradients reach x only, never the parameters' .grad."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(x)
+        (grad,) = torch.autograd.grad(loss.sum(), x)
+    return loss.detach(), grad.detach()
+
+
+def ce_loss(model, y, target=None):
+    """Per-example loss to ascend: cross-entropy on y, or minus cross-entropy on the target."""
+    if target is None:
+        return lambda x: F.cross_entropy(model(x), y, reduction="none")
+    return lambda x: -F.cross_entropy(model(x), target, reduction="none")
+
+
+def flat_norm(v: torch.Tensor, p: str) -> torch.Tensor:
+    flat = v.flatten(1)
+    if p == "linf":
+        return flat.abs().amax(1)
+    if p == "l2":
+        return flat.norm(dim=1)
+    return flat.abs().sum(1)
+
+
+def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
+    return v.view(-1, *([1] * (like.ndim - 1)))
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
+    """Nearest point to x_adv in the eps-ball around x (L-inf or L2), intersected with [0, 1]."""
+    delta = x_adv - x
+    if norm == "linf":
+        delta = delta.clamp(-eps, eps)
+    elif norm == "l2":
+        n = flat_norm(delta, "l2")
+        delta = delta * expand(torch.clamp(eps / (n + 1e-12), max=1.0), delta)
+    else:
+        raise ValueError(f"projection onto the {norm} ball is not implemented")
+    # Clipping to [0, 1] after the ball keeps the point inside both sets: for L-inf exactly, for L2
+    # because clipping moves each coordinate toward x, so the L2 norm can only shrink.
+    return (x + delta).clamp(0.0, 1.0)
+
+
+def normalised_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
+    """Steepest-ascent direction of unit norm: sign for L-inf, grad / ||grad||_2 for L2."""
+    if norm == "linf":
+        return grad.sign()
+    return grad / expand(flat_norm(grad, "l2") + 1e-12, grad)
+
+
+def random_in_ball(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """A uniform random start in the eps-ball (L-inf: per pixel; L2: uniform in the ball), clipped to [0, 1]."""
+    if norm == "linf":
+        u = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
+        return (x + (2 * u - 1) * eps).clamp(0, 1)
+    g = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
+    g = g / expand(flat_norm(g, "l2") + 1e-12, g)
+    r = torch.rand(len(x), generator=generator, device="cpu").to(x.device) ** (1.0 / x[0].numel())
+    return (x + g * expand(r * eps, g)).clamp(0, 1)
+
+
+def make_generator(seed: int) -> torch.Generator:
+    # A CPU generator whatever the device: the same seed gives the same attack on CPU and GPU.
+    return torch.Generator().manual_seed(int(seed))
+
+
+@torch.no_grad()
+def predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]) if len(x) else \
+        torch.empty(0, dtype=torch.long, device=x.device)
+
+
+def success(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Per example: misclassified (untargeted) or classified as the target (targeted)."""
+    pred = logits.argmax(1)
+    return pred == target if target is not None else pred != y

@@ -1,0 +1,259 @@
+"""Gradient attacks with a perturbation budget: FGSM, PGD, APGD (CE, DLR) and APGD-T."""
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+
+from ._common import (ce_loss, check_inputs, eval_mode, expand, input_gradient, make_generator, normalised_step, project,
+                      random_in_ball, resolve_target, success)
+
+
+def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
+    """Fast Gradient Sign Method (Goodfellow, Shlens & Szegedy, ICLR 2015). Norm: L-inf.
+
+    One step of size ``eps`` along the sign of the input gradient of the cross-entropy:
+    x + eps * sign(grad CE(x, y)) untargeted, x - eps * sign(grad CE(x, target)) targeted.
+
+    Args:
+        eps: L-inf budget in pixel units ([0, 1] scale; 0.3 = 76 grey levels).
+        targeted, target: move toward ``target`` (a class or one per example) instead of away from y.
+        seed: unused (FGSM is deterministic); kept for the common contract.
+
+    Example:
+        >>> x_adv = fgsm(model, x, y, eps=0.1)
+    """
+    check_inputs(x, y, eps, "linf")
+    t = resolve_target(y, targeted, target)
+    with eval_mode(model):
+        _, grad = input_gradient(ce_loss(model, y, t), x)
+    return (x + eps * grad.sign()).clamp(0, 1).detach()
+
+
+def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_size: float | None = None,
+        random_start: bool = True, restarts: int = 1, targeted: bool = False, target=None,
+        stop_on_success: bool = True, seed: int = 0) -> torch.Tensor:
+    """Projected Gradient Descent (Madry et al., ICLR 2018). Norms: L-inf, L2.
+
+    ``steps`` steps of size ``step_size`` (default 2.5 * eps / steps, Madry's choice) along the
+    sign (L-inf) or the normalised gradient (L2) of the cross-entropy, each followed by a
+    projection onto the eps-ball and [0, 1]; uniform random start in the ball; ``restarts`` runs,
+    each only on the examples still classified correctly (best-so-far per example).
+
+    Args:
+        eps: budget in pixel units (L-inf) or L2 norm of the perturbation.
+        stop_on_success: stop iterating on an example as soon as it is misclassified (or hits the
+            target). The returned point is adversarial, which is all robust accuracy needs; set False
+            to run every step on every example (e.g. to maximise the loss).
+        seed: seeds the random starts.
+
+    Example:
+        >>> x_adv = pgd(model, x, y, eps=0.3, steps=40)              # L-inf
+        >>> x_adv = pgd(model, x, y, eps=2.0, norm="l2", steps=100)
+    """
+    check_inputs(x, y, eps, norm)
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"PGD supports norm 'linf' or 'l2', not {norm!r}")
+    t = resolve_target(y, targeted, target)
+    alpha = step_size if step_size is not None else 2.5 * eps / max(steps, 1)
+    generator = make_generator(seed)
+    x = x.detach()
+    best = x.clone()
+    with eval_mode(model), torch.no_grad():
+        fooled = success(model(x), y, t) if eps > 0 else torch.ones(len(x), dtype=torch.bool, device=x.device)
+    if eps == 0:
+        return best
+    with eval_mode(model):
+        for _ in range(restarts):
+            active = (~fooled).nonzero().flatten()
+            if len(active) == 0:
+                break
+            xa, ya = x[active], y[active]
+            ta = t[active] if t is not None else None
+            adv = random_in_ball(xa, eps, norm, generator) if random_start else xa.clone()
+            done = torch.zeros(len(active), dtype=torch.bool, device=x.device)
+            for _ in range(steps):
+                idx = (~done).nonzero().flatten() if stop_on_success else torch.arange(len(active), device=x.device)
+                if len(idx) == 0:
+                    break
+                yi, ti = ya[idx], ta[idx] if ta is not None else None
+                _, grad = input_gradient(ce_loss(model, yi, ti), adv[idx])
+                adv[idx] = project(adv[idx] + alpha * normalised_step(grad, norm), xa[idx], eps, norm)
+                with torch.no_grad():
+                    hit = success(model(adv[idx]), yi, ti)
+                done[idx] |= hit
+            with torch.no_grad():
+                hit = success(model(adv), ya, ta)
+            best[active[hit]] = adv[hit]
+            # Unbroken examples keep the last iterate (within the ball): a gallery then shows what the
+            # attack tried, and robust accuracy is the same either way.
+            best[active[~hit]] = adv[~hit]
+            fooled[active[hit]] = True
+    return best.detach()
+
+
+def _dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
+    """Difference of Logits Ratio (Croce & Hein 2020), per example, to maximise.
+
+    Untargeted: -(z_y - max_{i != y} z_i) / (z_pi1 - z_pi3); targeted: -(z_y - z_t) / (z_pi1 - (z_pi3 + z_pi4) / 2).
+    Invariant to shifting and rescaling the logits, so a model cannot hide behind their scale.
+    """
+    sorted_logits, _ = logits.sort(dim=1, descending=True)
+    z_y = logits.gather(1, y[:, None]).squeeze(1)
+    if target is None:
+        other = logits.clone()
+        other.scatter_(1, y[:, None], -float("inf"))
+        return -(z_y - other.amax(1)) / (sorted_logits[:, 0] - sorted_logits[:, 2] + 1e-12)
+    z_t = logits.gather(1, target[:, None]).squeeze(1)
+    return -(z_y - z_t) / (sorted_logits[:, 0] - 0.5 * (sorted_logits[:, 2] + sorted_logits[:, 3]) + 1e-12)
+
+
+def _checkpoints(steps: int) -> list[int]:
+    """APGD's step-size checkpoints w_j = ceil(p_j * steps): p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)."""
+    p = [0.0, 0.22]
+    while p[-1] < 1:
+        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
+    return sorted({math.ceil(q * steps) for q in p if q <= 1})[1:]
+
+
+def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
+    """One APGD run on a batch; returns (best adversarial or best-loss point, fooled mask)."""
+    def loss_fn(z):
+        logits = model(z)
+        if loss_name == "dlr":
+            return _dlr_loss(logits, y, target)
+        if target is None:
+            return F.cross_entropy(logits, y, reduction="none")
+        return -F.cross_entropy(logits, target, reduction="none")
+
+    n = len(x)
+    x_cur = random_in_ball(x, eps, norm, generator)
+    eta = torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
+    loss, grad = input_gradient(loss_fn, x_cur)
+    best_loss, x_best_loss = loss.clone(), x_cur.clone()
+    with torch.no_grad():
+        fooled = success(model(x_cur), y, target)
+    x_adv = x.clone()
+    x_adv[fooled] = x_cur[fooled]
+    checkpoints = _checkpoints(steps)
+    last_check, successes = 0, torch.zeros(n, device=x.device)
+    best_loss_at_check, eta_at_check = best_loss.clone(), eta.clone()
+    x_prev = x_cur.clone()
+    alpha = 0.75  # momentum weight of the new step (the paper's alpha)
+    for k in range(steps):
+        z = project(x_cur + expand(eta, x) * normalised_step(grad, norm), x, eps, norm)
+        if k == 0:
+            x_next = z
+        else:
+            x_next = project(x_cur + alpha * (z - x_cur) + (1 - alpha) * (x_cur - x_prev), x, eps, norm)
+        new_loss, new_grad = input_gradient(loss_fn, x_next)
+        with torch.no_grad():
+            hit = success(model(x_next), y, target)
+        newly = hit & ~fooled
+        x_adv[newly] = x_next[newly]
+        fooled |= hit
+        successes += (new_loss > loss).float()
+        improved = new_loss > best_loss
+        best_loss = torch.where(improved, new_loss, best_loss)
+        x_best_loss[improved] = x_next[improved]
+        x_prev, x_cur, loss, grad = x_cur, x_next, new_loss, new_grad
+        if k + 1 in checkpoints:
+            span = k + 1 - last_check
+            cond1 = successes < rho * span
+            cond2 = (eta_at_check == eta) & (best_loss_at_check == best_loss)
+            halve = cond1 | cond2
+            eta = torch.where(halve, eta / 2, eta)
+            if halve.any():  # restart the halved examples from their best point so far
+                x_cur[halve] = x_best_loss[halve]
+                x_prev[halve] = x_best_loss[halve]
+                loss[halve] = best_loss[halve]
+                _, g = input_gradient(loss_fn, x_cur)
+                grad[halve] = g[halve]
+            successes.zero_()
+            last_check, best_loss_at_check, eta_at_check = k + 1, best_loss.clone(), eta.clone()
+        if fooled.all():
+            break
+    x_adv[~fooled] = x_best_loss[~fooled]
+    return x_adv, fooled
+
+
+def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss: str = "ce", restarts: int = 1,
+         targeted: bool = False, target=None, rho: float = 0.75, seed: int = 0) -> torch.Tensor:
+    """Auto-PGD (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
+    ensemble of diverse parameter-free attacks"). Norms: L-inf, L2.
+
+    PGD with momentum (0.75) and no step-size to tune: it starts at 2 * eps and halves, per
+    example, at checkpoints (22%, 41%, 57%, ... of the budget) when fewer than ``rho`` of the
+    steps since the last checkpoint raised the loss, or when neither step nor best loss moved;
+    a halved example restarts from its best point. Keeps the first adversarial point found per
+    example; restarts run only on examples not yet broken.
+
+    Args:
+        loss: "ce" (cross-entropy) or "dlr" (difference of logits ratio, scale-invariant).
+        targeted, target: targeted version with the targeted CE or DLR loss.
+
+    Example:
+        >>> x_adv = apgd(model, x, y, eps=0.3, loss="dlr")
+    """
+    check_inputs(x, y, eps, norm)
+    if norm not in ("linf", "l2"):
+        raise ValueError(f"APGD supports norm 'linf' or 'l2', not {norm!r}")
+    if loss not in ("ce", "dlr"):
+        raise ValueError(f"APGD loss must be 'ce' or 'dlr', not {loss!r}")
+    t = resolve_target(y, targeted, target)
+    generator = make_generator(seed)
+    x = x.detach()
+    best = x.clone()
+    if eps == 0:
+        return best
+    with eval_mode(model):
+        with torch.no_grad():
+            fooled = success(model(x), y, t)
+        for _ in range(restarts):
+            active = (~fooled).nonzero().flatten()
+            if len(active) == 0:
+                break
+            adv, hit = _apgd_run(model, x[active], y[active], t[active] if t is not None else None,
+                                 eps, norm, steps, loss, rho, generator)
+            best[active[hit]] = adv[hit]
+            best[active[~hit]] = adv[~hit]  # best-loss point: the strongest attempt, still within the ball
+            fooled[active[hit]] = True
+    return best.detach()
+
+
+def apgd_t(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, n_target_classes: int = 9,
+           restarts: int = 1, seed: int = 0) -> torch.Tensor:
+    """APGD-T (Croce & Hein 2020): targeted APGD with the targeted DLR loss, run in turn toward
+    each of the ``n_target_classes`` classes with the highest logits (after the true one), each
+    run only on the examples still classified correctly. Untargeted in effect: it succeeds when
+    the prediction changes. Norms: L-inf, L2.
+
+    Example:
+        >>> x_adv = apgd_t(model, x, y, eps=0.3)
+    """
+    check_inputs(x, y, eps, norm)
+    x = x.detach()
+    best = x.clone()
+    if eps == 0:
+        return best
+    with eval_mode(model), torch.no_grad():
+        logits = model(x)
+        fooled = logits.argmax(1) != y
+        ranked = logits.sort(dim=1, descending=True).indices
+    n_classes = logits.shape[1]
+    for i in range(min(n_target_classes, n_classes - 1)):
+        active = (~fooled).nonzero().flatten()
+        if len(active) == 0:
+            break
+        # The (i+1)-th most likely class that is not the true label.
+        order = ranked[active]
+        not_true = order != y[active, None]
+        target = order[not_true].view(len(active), n_classes - 1)[:, i]
+        adv = apgd(model, x[active], y[active], eps=eps, norm=norm, steps=steps, loss="dlr", restarts=restarts,
+                   targeted=True, target=target, seed=seed + i)
+        with eval_mode(model), torch.no_grad():
+            hit = model(adv).argmax(1) != y[active]
+        best[active[hit]] = adv[hit]
+        fooled[active[hit]] = True
+    return best.detach()

@@ -1,0 +1,215 @@
+"""Minimal-perturbation attacks: DeepFool, Carlini-Wagner L2, EAD (elastic net).
+
+They look for the smallest perturbation that changes the decision rather than the worst one
+within a budget. With ``eps`` given, an example whose smallest perturbation found is larger
+than eps is returned unchanged: the attack found nothing within the budget.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._common import check_inputs, eval_mode, expand, flat_norm, resolve_target, success
+
+
+def _within_budget(x, x_adv, eps, norm):
+    if eps is None:
+        return x_adv.detach()
+    too_far = flat_norm(x_adv - x, norm) > eps * (1 + 1e-6)
+    out = x_adv.clone()
+    out[too_far] = x[too_far]
+    return out.detach()
+
+
+def _jacobian_rows(model, x, classes):
+    """Logits (N, K) and gradients d z_k / d x for every class k: (N, K, C, H, W)."""
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        logits = model(x)
+        grads = [torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < classes - 1)[0] for k in range(classes)]
+    return logits.detach(), torch.stack(grads, 1)
+
+
+def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
+             seed: int = 0) -> torch.Tensor:
+    """DeepFool (Moosavi-Dezfooli, Fawzi & Frossard, CVPR 2016). Norms: L2, L-inf.
+
+    Linearises the classifier around the current point and steps to the nearest linearised
+    decision boundary, |f_k - f_y| / ||grad f_k - grad f_y||_q (q = 2 for L2, q = 1 for L-inf),
+    until the label changes; the total step is multiplied by 1 + overshoot. Gives each example's
+    (approximately) minimal perturbation: exact for an affine classifier.
+
+    Args:
+        eps: optional budget; examples needing more are returned unchanged.
+        steps: maximum linearisation steps; overshoot: 0.02 as in the paper.
+        seed: unused (DeepFool is deterministic).
+
+    Example:
+        >>> x_adv = deepfool(model, x, y)
+        >>> (x_adv - x).flatten(1).norm(dim=1)   # minimal L2 perturbation per example
+    """
+    if norm not in ("l2", "linf"):
+        raise ValueError(f"DeepFool supports norm 'l2' or 'linf', not {norm!r}")
+    check_inputs(x, y, eps, norm)
+    x = x.detach()
+    r_total = torch.zeros_like(x)
+    x_adv = x.clone()
+    with eval_mode(model):
+        with torch.no_grad():
+            classes = model(x[:1]).shape[1]
+        active = torch.arange(len(x), device=x.device)
+        for _ in range(steps):
+            if len(active) == 0:
+                break
+            logits, jac = _jacobian_rows(model, x_adv[active], classes)
+            ya = y[active]
+            still = logits.argmax(1) == ya
+            if not still.any():
+                break
+            active, logits, jac, ya = active[still], logits[still], jac[still], ya[still]
+            f_diff = logits - logits.gather(1, ya[:, None])  # (N, K): f_k - f_y
+            w = jac - jac[torch.arange(len(ya)), ya][:, None]  # (N, K, C, H, W)
+            dual = "l2" if norm == "l2" else "l1"
+            w_norm = w.flatten(2).norm(dim=2) if dual == "l2" else w.flatten(2).abs().sum(2)
+            distance = f_diff.abs() / (w_norm + 1e-12)
+            distance.scatter_(1, ya[:, None], float("inf"))
+            k = distance.argmin(1)
+            idx = torch.arange(len(k))
+            wk, dk = w[idx, k], distance[idx, k]
+            # 1e-4 nudges the point just across the linearised boundary.
+            if norm == "l2":
+                r = expand(dk + 1e-4, wk) * wk / expand(w_norm[idx, k] + 1e-12, wk)
+            else:
+                r = expand(dk + 1e-4, wk) * wk.sign()
+            r_total[active] += r
+            x_adv[active] = (x[active] + (1 + overshoot) * r_total[active]).clamp(0, 1)
+    return _within_budget(x, x_adv, eps, norm)
+
+
+def _cw_margin(logits, y, target, kappa):
+    """C&W's f: max(z_y - max_{i != y} z_i, -kappa) untargeted; max(max_{i != t} z_i - z_t, -kappa) targeted."""
+    cls = target if target is not None else y
+    one_hot = F.one_hot(cls, logits.shape[1]).bool()
+    z_cls = logits[one_hot]
+    z_other = logits.masked_fill(one_hot, -float("inf")).amax(1)
+    margin = (z_cls - z_other) if target is None else (z_other - z_cls)
+    return margin.clamp(min=-kappa)
+
+
+def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float = 0.0, steps: int = 100,
+          binary_search_steps: int = 5, lr: float = 0.1, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
+    """Carlini-Wagner L2 (Carlini & Wagner, IEEE S&P 2017). Norm: L2.
+
+    Minimises ||x' - x||_2^2 + c * f(x') with x' = (tanh(w) + 1) / 2 (always a valid image) by
+    Adam on w; f is the margin loss with confidence ``kappa``. ``c`` is tuned per example by
+    binary search (x10 until success, then bisection) over ``binary_search_steps`` rounds of
+    ``steps`` Adam steps; the smallest successful perturbation is kept.
+
+    lr is 0.1, not the paper's 0.01: the paper runs 10,000 steps, and Adam moves w by about lr per
+    step, while MNIST's many pixels at exactly 0 or 1 sit at |w| = 7 in tanh space. With 0.01 and
+    100 steps, C&W broke 43% of 200 MNIST test images on the standard CNN; with 0.1, 100% with a
+    median L2 of 1.37 (DeepFool: 1.66).
+
+    Example:
+        >>> x_adv = cw_l2(model, x, y, steps=200)
+    """
+    check_inputs(x, y, eps, "l2")
+    t = resolve_target(y, targeted, target)
+    x = x.detach()
+    n = len(x)
+    const = torch.full((n,), float(c), device=x.device)
+    lower = torch.zeros(n, device=x.device)
+    upper = torch.full((n,), 1e10, device=x.device)
+    best_dist = torch.full((n,), float("inf"), device=x.device)
+    best_adv = x.clone()
+    w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+    with eval_mode(model):
+        for _ in range(binary_search_steps):
+            w = w0.clone().requires_grad_(True)
+            opt = torch.optim.Adam([w], lr=lr)
+            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            for _ in range(steps):
+                with torch.enable_grad():
+                    x_new = (torch.tanh(w) + 1) / 2
+                    logits = model(x_new)
+                    dist = (x_new - x).flatten(1).pow(2).sum(1)
+                    loss = (dist + const * _cw_margin(logits, y, t, kappa)).sum()
+                    # Gradient to w only: backward() would also fill the model parameters' .grad.
+                    (w.grad,) = torch.autograd.grad(loss, w)
+                opt.step()
+                with torch.no_grad():
+                    ok = success(logits, y, t)
+                    l2 = dist.sqrt()
+                    better = ok & (l2 < best_dist)
+                    best_dist = torch.where(better, l2, best_dist)
+                    best_adv[better] = x_new.detach()[better]
+                    found |= ok
+            # Bisection on c: smaller after a success, larger (x10 until bracketed) after a failure.
+            upper = torch.where(found, torch.minimum(upper, const), upper)
+            lower = torch.where(found, lower, torch.maximum(lower, const))
+            const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+    return _within_budget(x, best_adv, eps, "l2")
+
+
+def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float = 0.1, kappa: float = 0.0,
+        steps: int = 100, binary_search_steps: int = 5, lr: float = 0.01, decision: str = "en", fista: bool = True,
+        targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
+    """EAD, elastic-net attack (Chen, Sharma, Zhang, Yi & Hsieh, AAAI 2018). Norm: L1 (with L2).
+
+    Minimises c * f(x') + ||x' - x||_2^2 + beta * ||x' - x||_1 over [0, 1] by ISTA (or FISTA,
+    with Nesterov momentum): a gradient step on the smooth part, then the shrinkage-thresholding
+    operator, which zeroes changes smaller than beta and yields sparse perturbations. The
+    learning rate decays as sqrt(1 - k / steps); c is tuned by binary search as in C&W.
+
+    Args:
+        decision: "en" keeps the successful point with the smallest elastic-net cost,
+            "l1" the one with the smallest L1 norm.
+        eps: optional L1 budget.
+
+    Example:
+        >>> x_adv = ead(model, x, y, beta=0.01, decision="l1")
+    """
+    if decision not in ("en", "l1"):
+        raise ValueError(f"decision must be 'en' or 'l1', not {decision!r}")
+    check_inputs(x, y, eps, "l1")
+    t = resolve_target(y, targeted, target)
+    x = x.detach()
+    n = len(x)
+    const = torch.full((n,), float(c), device=x.device)
+    lower = torch.zeros(n, device=x.device)
+    upper = torch.full((n,), 1e10, device=x.device)
+    best_cost = torch.full((n,), float("inf"), device=x.device)
+    best_adv = x.clone()
+
+    def shrink(z):
+        d = z - x
+        return torch.where(d > beta, (z - beta).clamp(max=1.0), torch.where(d < -beta, (z + beta).clamp(min=0.0), x))
+
+    with eval_mode(model):
+        for _ in range(binary_search_steps):
+            x_k = x.clone()
+            slack = x.clone()  # FISTA's extrapolated point
+            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            for k in range(steps):
+                step = lr * (1 - k / steps) ** 0.5
+                point = slack.detach().requires_grad_(True)
+                with torch.enable_grad():
+                    logits = model(point)
+                    smooth = (const * _cw_margin(logits, y, t, kappa) + (point - x).flatten(1).pow(2).sum(1)).sum()
+                    (grad,) = torch.autograd.grad(smooth, point)
+                x_next = shrink(point.detach() - step * grad)
+                slack = x_next + (k / (k + 3)) * (x_next - x_k) if fista else x_next
+                x_k = x_next
+                with torch.no_grad():
+                    ok = success(model(x_next), y, t)
+                    delta = (x_next - x).flatten(1)
+                    l1 = delta.abs().sum(1)
+                    cost = l1 if decision == "l1" else beta * l1 + delta.pow(2).sum(1)
+                    better = ok & (cost < best_cost)
+                    best_cost = torch.where(better, cost, best_cost)
+                    best_adv[better] = x_next[better]
+                    found |= ok
+            upper = torch.where(found, torch.minimum(upper, const), upper)
+            lower = torch.where(found, lower, torch.maximum(lower, const))
+            const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+    return _within_budget(x, best_adv, eps, "l1")

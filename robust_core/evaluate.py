@@ -1,0 +1,80 @@
+"""Command line: robust accuracy of stored models under an attack, as a table and JSON.
+
+    python -m robust_core.evaluate --model 12f53dc8 --attack pgd --eps 0.05:0.3:0.05
+    python -m robust_core.evaluate --model a1b2 --model c3d4 --attack apgd_ce --eps 0.1,0.3 --n 1000 --json out.json
+
+Accuracy at each eps is read from the per-example minimal eps (cached beside the model), so
+a finer grid costs nothing more once computed; ``--direct`` runs the attack at each eps instead.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from .attacks import ATTACKS
+from .data import DataNotFoundError, load_dataset
+from .evaluation import EvaluationCache, accuracy_at, cached_minimal_eps, parse_eps_grid, perturbation_stats, robust_accuracy
+from .store import ModelStore
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m robust_core.evaluate", description=__doc__.split("\n\n")[0])
+    p.add_argument("--model", action="append", required=True, help="model id (or a unique prefix); repeat for several")
+    p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
+    p.add_argument("--eps", default="0.05:0.3:0.05", help="start:stop:step or a comma list, in the attack's norm")
+    p.add_argument("--n", type=int, default=1000, help="first N test images (100 to 10,000)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--direct", action="store_true", help="attack at each eps instead of using minimal eps")
+    p.add_argument("--json", default=None, help="write the results to this file")
+    p.add_argument("--store", default=None)
+    args = p.parse_args(argv)
+    try:
+        eps_grid = parse_eps_grid(args.eps)
+        if not 1 <= args.n <= 10000:
+            raise ValueError("--n must be between 1 and 10,000")
+        store = ModelStore(args.store)
+        ids = [_resolve_id(store, m) for m in args.model]
+        datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
+        if len(datasets) > 1:
+            raise ValueError(f"the models are trained on different datasets: {sorted(datasets)}")
+        data = load_dataset(datasets.pop())
+    except (ValueError, KeyError, DataNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    x, y = data.test_x[: args.n], data.test_y[: args.n]
+    cache = EvaluationCache(store)
+    spec = ATTACKS[args.attack]
+    results = {"attack": args.attack, "norm": spec.norm, "n": args.n, "seed": args.seed, "eps": eps_grid, "models": {}}
+    for model_id in ids:
+        entry = store.get(model_id)
+        if args.direct:
+            acc = robust_accuracy(store.load(model_id), x, y, attack=args.attack, eps_grid=eps_grid, seed=args.seed)
+            stats = None
+        else:
+            min_eps = cached_minimal_eps(store, cache, model_id, x, y, attack=args.attack, seed=args.seed,
+                                         eps_max=max(max(eps_grid), 1e-6) if spec.kind != "minimal" else None)
+            acc = accuracy_at(min_eps, eps_grid).tolist()
+            stats = perturbation_stats(min_eps)
+        results["models"][model_id] = {"name": entry.name, "accuracy": acc, "minimal_perturbation": stats}
+    width = max(len(r["name"]) for r in results["models"].values())
+    print(f"{spec.title}, {spec.norm.upper()}, first {args.n} test images, seed {args.seed}")
+    print(f"{'model':{width}s} " + " ".join(f"{e:>7g}" for e in eps_grid))
+    for r in results["models"].values():
+        print(f"{r['name']:{width}s} " + " ".join(f"{100 * a:6.1f}%" for a in r["accuracy"]))
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(results, f, indent=2)
+        print(f"written to {args.json}")
+    return 0
+
+
+def _resolve_id(store: ModelStore, text: str) -> str:
+    matches = [e.model_id for e in store.list() if e.model_id.startswith(text)]
+    if len(matches) != 1:
+        raise ValueError(f"{text!r} matches {len(matches)} stored models; give more of the id")
+    return matches[0]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,226 @@
+"""Robustness evaluation: accuracy under attack over an eps grid, and per-example minimal eps.
+
+The per-example minimal eps is what makes an eps slider instant: once each test image's
+smallest breaking eps is known, accuracy at any eps is ``mean(min_eps > eps)``, a lookup.
+
+    python -m robust_core.evaluate --model <id> --attack pgd --eps 0.05:0.3:0.05
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from .attacks import ATTACKS, flat_norm, get_attack
+from .attacks._common import eval_mode, predict
+
+# Images per attack call: large enough to keep the CPU busy, small enough that the
+# progress callback fires often and memory stays low for DeepFool's per-class gradients.
+ATTACK_BATCH = 500
+
+
+def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_grid: Sequence[float], seed: int = 0,
+                    batch_size: int = ATTACK_BATCH, on_progress: Callable[[float], None] | None = None,
+                    **attack_kwargs) -> list[float]:
+    """Accuracy of ``model`` on (x, y) under ``attack`` at each eps of ``eps_grid`` (eps = 0 is clean accuracy)."""
+    spec = get_attack(attack)
+    accuracies = []
+    total = len(eps_grid) * math.ceil(len(x) / batch_size)
+    done = 0
+    with eval_mode(model):
+        for eps in eps_grid:
+            correct = 0
+            for i in range(0, len(x), batch_size):
+                xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+                xa = xb if eps == 0 else spec(model, xb, yb, eps=float(eps), seed=seed, **attack_kwargs)
+                correct += int((predict(model, xa) == yb).sum())
+                done += 1
+                if on_progress:
+                    on_progress(done / total)
+            accuracies.append(correct / len(x))
+    return accuracies
+
+
+def compare_models(models: dict[str, Any], x, y, *, attack: str, eps_grid: Sequence[float], seed: int = 0,
+                   **attack_kwargs) -> dict[str, list[float]]:
+    """Robust accuracy curves of several models on the same images: {name: accuracies}."""
+    return {name: robust_accuracy(m, x, y, attack=attack, eps_grid=eps_grid, seed=seed, **attack_kwargs)
+            for name, m in models.items()}
+
+
+def _fooled(model, spec, x, y, eps, seed, attack_kwargs):
+    x_adv = spec(model, x, y, eps=float(eps), seed=seed, **attack_kwargs)
+    return predict(model, x_adv) != y
+
+
+def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max: float | None = None,
+                grid_points: int = 13, bisection_steps: int = 4, seed: int = 0, batch_size: int = ATTACK_BATCH,
+                on_progress: Callable[[float], None] | None = None, **attack_kwargs) -> torch.Tensor:
+    """Per example, the smallest eps (in the attack's norm) at which ``attack`` changes the prediction.
+
+    0 for examples misclassified without attack; ``inf`` where nothing up to ``eps_max`` works.
+    - minimal-perturbation attacks (DeepFool, C&W, EAD): the norm of the perturbation found;
+    - budgeted attacks (FGSM, PGD, APGD, Square): the smallest of ``grid_points`` evenly spaced
+      eps values that breaks the example, refined by ``bisection_steps`` bisections between it
+      and the grid point below (not for FGSM, whose success is not monotone in eps). Each
+      bisection groups the examples that share a bracket, so every attack call has one eps.
+    """
+    spec = get_attack(attack)
+    if eps_max is None:
+        eps_max = {"linf": 0.5, "l2": 5.0, "l1": 50.0}[spec.norm]
+    out = torch.empty(len(x), device=x.device)
+    n_batches = math.ceil(len(x) / batch_size)
+    with eval_mode(model):
+        for b, i in enumerate(range(0, len(x), batch_size)):
+            xb, yb = x[i : i + batch_size], y[i : i + batch_size]
+
+            def progress(fraction):
+                if on_progress:
+                    on_progress((b + fraction) / n_batches)
+
+            out[i : i + batch_size] = _minimal_eps_batch(model, spec, xb, yb, eps_max, grid_points, bisection_steps,
+                                                         seed, attack_kwargs, progress)
+    return out.detach()
+
+
+def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, progress):
+    clean_wrong = predict(model, x) != y
+    result = torch.full((len(x),), float("inf"), device=x.device)
+    result[clean_wrong] = 0.0
+    todo = (~clean_wrong).nonzero().flatten()
+    if spec.kind == "minimal":
+        x_adv = spec(model, x[todo], y[todo], seed=seed, **attack_kwargs)
+        fooled = predict(model, x_adv) != y[todo]
+        norms = flat_norm(x_adv - x[todo], spec.norm)
+        result[todo[fooled]] = torch.where(norms[fooled] <= eps_max, norms[fooled], torch.tensor(float("inf"), device=x.device))
+        progress(1.0)
+        return result
+    grid = torch.linspace(0, eps_max, grid_points + 1, device=x.device)[1:].tolist()
+    steps = len(grid) + (0 if spec.name == "fgsm" else bisection_steps)
+    upper = torch.full((len(x),), float("inf"), device=x.device)
+    for k, eps in enumerate(grid):
+        remaining = todo[torch.isinf(upper[todo])]
+        if len(remaining):
+            fooled = _fooled(model, spec, x[remaining], y[remaining], eps, seed, attack_kwargs)
+            upper[remaining[fooled]] = eps
+        progress((k + 1) / steps)
+    found = todo[torch.isfinite(upper[todo])]
+    spacing = eps_max / grid_points
+    lower = (upper - spacing).clamp(min=0)
+    if spec.name != "fgsm":
+        for s in range(bisection_steps):
+            mid = (lower + upper) / 2
+            for value in mid[found].unique().tolist():  # one attack call per shared bracket
+                group = found[mid[found] == value]
+                fooled = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs)
+                upper[group[fooled]] = value
+                lower[group[~fooled]] = value
+            progress((len(grid) + s + 1) / steps)
+    result[found] = upper[found]
+    return result
+
+
+def accuracy_at(min_eps: torch.Tensor, eps_values: Sequence[float] | torch.Tensor) -> torch.Tensor:
+    """Accuracy at each eps from per-example minimal eps: the share of examples needing more than eps."""
+    eps_values = torch.as_tensor(eps_values, dtype=min_eps.dtype, device=min_eps.device)
+    return (min_eps[None, :] > eps_values[:, None]).float().mean(1)
+
+
+def perturbation_stats(min_eps: torch.Tensor) -> dict[str, float]:
+    """Median and quartiles of the finite, non-zero minimal perturbations (examples the attack broke)."""
+    finite = min_eps[torch.isfinite(min_eps) & (min_eps > 0)]
+    if len(finite) == 0:
+        return {"n": 0, "q25": float("nan"), "median": float("nan"), "q75": float("nan")}
+    q = torch.quantile(finite.float(), torch.tensor([0.25, 0.5, 0.75], device=finite.device))
+    return {"n": int(len(finite)), "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}
+
+
+# ---- cache -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class EvalKey:
+    model_id: str
+    attack: str
+    params: tuple  # sorted (name, value) pairs
+    n_examples: int
+    seed: int
+
+    def digest(self) -> str:
+        text = json.dumps([self.model_id, self.attack, list(self.params), self.n_examples, self.seed], default=str)
+        return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+class EvaluationCache:
+    """Per-example minimal eps cached in memory and on disk beside the model: never computed twice.
+
+    Files: ``<store>/<dataset>/<model_id>/evaluations/<digest>.json`` holding the key and the values.
+    """
+
+    def __init__(self, store):
+        self.store = store
+        self._memory: dict[EvalKey, torch.Tensor] = {}
+
+    def _path(self, key: EvalKey) -> Path:
+        return self.store.get(key.model_id).path / "evaluations" / f"{key.digest()}.json"
+
+    def get(self, key: EvalKey) -> torch.Tensor | None:
+        if key in self._memory:
+            return self._memory[key]
+        path = self._path(key)
+        if path.is_file():
+            try:
+                values = torch.tensor(json.loads(path.read_text())["min_eps"], dtype=torch.float32)
+            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                return None  # an unreadable cache file is recomputed, never trusted
+            self._memory[key] = values
+            return values
+        return None
+
+    def put(self, key: EvalKey, min_eps: torch.Tensor) -> None:
+        values = min_eps.detach().cpu().float()
+        self._memory[key] = values
+        path = self._path(key)
+        path.parent.mkdir(exist_ok=True)
+        payload = {"model_id": key.model_id, "attack": key.attack, "params": dict(key.params),
+                   "n_examples": key.n_examples, "seed": key.seed,
+                   "min_eps": [v if math.isfinite(v) else "inf" for v in values.tolist()]}
+        tmp = path.with_suffix(f".tmp{os.getpid()}")
+        tmp.write_text(json.dumps(payload))
+        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+
+
+def cached_minimal_eps(store, cache: EvaluationCache, model_id: str, x, y, *, attack: str, seed: int = 0,
+                       on_progress=None, **params) -> torch.Tensor:
+    """``minimal_eps`` for stored model ``model_id`` on the first len(x) test images, through the cache."""
+    key = EvalKey(model_id, attack, tuple(sorted(params.items())), len(x), seed)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    model = store.load(model_id, device=x.device)
+    values = minimal_eps(model, x, y, attack=attack, seed=seed, on_progress=on_progress, **params)
+    cache.put(key, values)
+    return values.cpu()
+
+
+def parse_eps_grid(text: str) -> list[float]:
+    """'0.05:0.3:0.05' (start:stop:step, stop included) or '0.1,0.2,0.3'."""
+    try:
+        if ":" in text:
+            start, stop, step = (float(v) for v in text.split(":"))
+            if step <= 0 or stop < start:
+                raise ValueError
+            n = int(math.floor((stop - start) / step + 1e-9)) + 1
+            return [round(start + i * step, 10) for i in range(n)]
+        return [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise ValueError(f"eps grid {text!r} is not 'start:stop:step' (e.g. 0.05:0.3:0.05) or a comma list") from None
+
+
+__all__ = ["ATTACKS", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
+           "parse_eps_grid", "perturbation_stats", "robust_accuracy"]

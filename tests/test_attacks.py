@@ -1,0 +1,147 @@
+"""Attacks: invariants over the whole registry, hand-checked linear cases, and ordering on a CNN."""
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from robust_core.attacks import ATTACKS, apgd, deepfool, fgsm, flat_norm, pgd, square
+from robust_core.evaluation import accuracy_at, minimal_eps, robust_accuracy
+
+EPS = {"linf": 0.1, "l2": 1.0, "l1": 10.0}
+FAST = {"pgd": {"steps": 5}, "pgd_l2": {"steps": 5}, "apgd_ce": {"steps": 5}, "apgd_dlr": {"steps": 5},
+        "apgd_t": {"steps": 3, "n_target_classes": 2}, "deepfool": {"steps": 10}, "deepfool_linf": {"steps": 10},
+        "cw_l2": {"steps": 10, "binary_search_steps": 2}, "ead": {"steps": 10, "binary_search_steps": 2},
+        "square": {"n_queries": 30}}
+
+
+@pytest.fixture(scope="module")
+def cnn(small_cnn):
+    return small_cnn
+
+
+@pytest.fixture(scope="module")
+def batch(mnist):
+    return mnist.test_x[:16], mnist.test_y[:16]
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_keeps_the_contract(name, cnn, batch):
+    spec = ATTACKS[name]
+    x, y = batch
+    eps = EPS[spec.norm]
+    cnn.train()  # the attack must run in eval mode and give the model back in train mode
+    for p in cnn.parameters():
+        p.grad = None
+    x_adv = spec(cnn, x, y, eps=eps, seed=0, **FAST[name]) if name in FAST else spec(cnn, x, y, eps=eps, seed=0)
+    assert x_adv.shape == x.shape and x_adv.dtype == x.dtype and x_adv.device == x.device
+    assert not x_adv.requires_grad
+    assert float(x_adv.min()) >= 0.0 and float(x_adv.max()) <= 1.0
+    assert float(flat_norm(x_adv - x, spec.norm).max()) <= eps + 1e-6 * max(1.0, eps)
+    assert cnn.training
+    assert all(p.grad is None for p in cnn.parameters())
+    cnn.eval()
+    if spec.targeted:
+        x_t = spec(cnn, x, y, eps=eps, targeted=True, target=3, seed=0, **FAST.get(name, {}))
+        assert float(flat_norm(x_t - x, spec.norm).max()) <= eps + 1e-6 * max(1.0, eps)
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_bad_inputs_are_refused_clearly(name, cnn, batch):
+    spec = ATTACKS[name]
+    x, y = batch
+    with pytest.raises(ValueError, match="NaN"):
+        spec(cnn, x.clone().fill_(float("nan")), y, eps=EPS[spec.norm])
+    with pytest.raises(ValueError, match="larger than any"):
+        spec(cnn, x, y, eps=1e6)
+    with pytest.raises(ValueError, match="\\[0, 1\\]"):
+        spec(cnn, x * 255, y, eps=EPS[spec.norm])
+
+
+class Linear(nn.Module):
+    def __init__(self, weight, bias):
+        super().__init__()
+        self.fc = nn.Linear(weight.shape[1], weight.shape[0])
+        with torch.no_grad():
+            self.fc.weight.copy_(weight)
+            self.fc.bias.copy_(bias)
+
+    def forward(self, x):
+        return self.fc(x.flatten(1))
+
+
+def test_fgsm_on_a_linear_model_moves_every_unclipped_pixel_by_eps_along_the_weight_difference():
+    torch.manual_seed(0)
+    w, b = torch.randn(2, 16), torch.zeros(2)
+    model = Linear(w, b)
+    x = torch.rand(8, 1, 4, 4) * 0.6 + 0.2  # away from 0 and 1: no clipping at eps 0.1
+    y = torch.zeros(8, dtype=torch.long)
+    x_adv = fgsm(model, x, y, eps=0.1)
+    # d CE / d x for class 0 points along (w1 - w0) times a positive factor: the step is eps * sign(w1 - w0).
+    expected = x + 0.1 * (w[1] - w[0]).sign().view(1, 1, 4, 4)
+    assert torch.allclose(x_adv, expected, atol=1e-6)
+
+
+def test_deepfool_on_a_binary_linear_classifier_finds_the_distance_to_the_hyperplane():
+    torch.manual_seed(1)
+    w = torch.randn(1, 64)
+    model = Linear(torch.cat([torch.zeros(1, 64), w]), torch.tensor([0.0, -1.0]))  # f = w.x - 1
+    x = torch.rand(10, 1, 8, 8) * 0.1 + 0.45
+    logits = model(x)
+    y = logits.argmax(1)
+    distance = (x.flatten(1) @ w[0] - 1).abs() / w.norm()
+    x_adv = deepfool(model, x, y, overshoot=0.0)
+    assert (model(x_adv).argmax(1) != y).all()
+    found = flat_norm(x_adv - x, "l2")
+    assert torch.allclose(found, distance, rtol=1e-3, atol=1e-3)
+
+
+def test_pgd_is_at_least_as_strong_as_fgsm_and_apgd_within_a_point(cnn, mnist):
+    x, y = mnist.test_x[:200], mnist.test_y[:200]
+    acc = {name: robust_accuracy(cnn, x, y, attack=name, eps_grid=[0.1], **kw)[0]
+           for name, kw in {"fgsm": {}, "pgd": {"steps": 20}, "apgd_ce": {"steps": 20}}.items()}
+    assert acc["pgd"] <= acc["fgsm"]
+    assert acc["apgd_ce"] <= acc["pgd"] + 0.01
+    assert acc["pgd"] < 0.9  # a non-robust model does fall
+
+
+def test_targeted_attacks_hit_their_target(cnn, mnist):
+    x, y = mnist.test_x[:20], mnist.test_y[:20]
+    keep = y != 3
+    x, y = x[keep], y[keep]
+    for attack in (pgd, apgd):
+        x_adv = attack(cnn, x, y, eps=0.3, steps=50, targeted=True, target=3)
+        assert (cnn(x_adv).argmax(1) == 3).float().mean() >= 0.9, attack.__name__
+
+
+def test_square_needs_no_gradient_and_still_breaks_the_cnn(cnn, mnist):
+    x, y = mnist.test_x[:40], mnist.test_y[:40]
+    x_adv = square(cnn, x, y, eps=0.3, n_queries=300)
+    assert (cnn(x_adv).argmax(1) != y).float().mean() > 0.5
+
+
+def test_attacks_are_deterministic_for_a_seed(cnn, batch):
+    x, y = batch
+    a = pgd(cnn, x, y, eps=0.1, steps=5, seed=7)
+    assert torch.equal(a, pgd(cnn, x, y, eps=0.1, steps=5, seed=7))
+    assert not torch.equal(a, pgd(cnn, x, y, eps=0.1, steps=5, seed=8))
+
+
+def test_minimal_eps_lookup_agrees_with_direct_evaluation(cnn, mnist):
+    x, y = mnist.test_x[:100], mnist.test_y[:100]
+    min_eps = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.3, grid_points=6, bisection_steps=3, steps=20)
+    assert (min_eps >= 0).all()
+    for eps in (0.05, 0.15, 0.25):
+        lookup = float(accuracy_at(min_eps, [eps])[0])
+        direct = robust_accuracy(cnn, x, y, attack="pgd", eps_grid=[eps], steps=20)[0]
+        assert abs(lookup - direct) <= 0.06, (eps, lookup, direct)
+
+
+def test_minimal_eps_from_deepfool_is_the_perturbation_norm(cnn, mnist):
+    x, y = mnist.test_x[:30], mnist.test_y[:30]
+    min_eps = minimal_eps(cnn, x, y, attack="deepfool")
+    x_adv = deepfool(cnn, x, y)
+    clean_ok = cnn(x).argmax(1) == y
+    assert torch.allclose(min_eps[clean_ok], flat_norm(x_adv - x, "l2")[clean_ok], atol=1e-5)
+    assert (min_eps[~clean_ok] == 0).all()
+    assert math.isclose(float(accuracy_at(min_eps, [0.0])[0]), float(clean_ok.float().mean()))
