@@ -50,3 +50,20 @@ def format_duration(seconds: float | None) -> str:
         return f"{minutes} min {seconds:02d} s"
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
+
+
+def require_shell() -> None:
+    """Make sure the page runs inside app.py (navigation, sidebar, page config).
+
+    Streamlit starts a server in its old multipage mode when a ``pages/`` folder exists and
+    switches to ``st.navigation`` only once some session has run app.py. The first visitor who
+    lands directly on ``/attack`` would get the page script alone, without the sidebar. app.py
+    marks each of its runs; a page run without that mark clears the old-mode flag and reruns,
+    which then goes through app.py and st.navigation.
+    """
+    if st.session_state.get("_shell_run"):
+        return
+    from streamlit.runtime.pages_manager import PagesManager
+
+    PagesManager.uses_pages_directory = False
+    st.rerun()

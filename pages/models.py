@@ -3,7 +3,7 @@ import re
 
 import streamlit as st
 
-from pages._shared import format_duration, format_percent, get_store
+from pages._shared import format_duration, format_percent, get_store, require_shell
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
 from robust_core.store import InvalidCheckpointError, StoreError
@@ -11,6 +11,7 @@ from robust_core.store import InvalidCheckpointError, StoreError
 # Uploads larger than this are refused before parsing: the biggest registry model is a few MB.
 MAX_UPLOAD_MB = 200
 
+require_shell()
 st.title("Models")
 store = get_store()
 st.caption(f"Store folder: `{store.root}` (set `ROBUST_STORE_DIR` to move it)")

@@ -4,7 +4,7 @@ import time
 
 import streamlit as st
 
-from pages._shared import current_dataset, format_duration, format_percent, get_dataset, get_store
+from pages._shared import current_dataset, format_duration, format_percent, get_dataset, get_store, require_shell
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
@@ -13,6 +13,7 @@ from robust_core.training import METHOD_TITLES, OPTIMIZERS, SCHEDULES, TRAINING_
 # Seconds between two redraws of the live chart: redrawing costs a few ms of CPU that training wants.
 CHART_REFRESH_S = 0.5
 
+require_shell()
 st.title("Train a model")
 dataset = current_dataset()
 store = get_store()

@@ -158,7 +158,7 @@ def _to_tensors(images: np.ndarray | torch.Tensor, labels) -> tuple[torch.Tensor
     elif images.ndim == 4 and images.shape[-1] in (1, 3):  # (N, H, W, C) as CIFAR stores it
         images = images.permute(0, 3, 1, 2)
     x = images.contiguous().float().div_(255.0)
-    y = labels.long().clone() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.asarray(labels), dtype=torch.int64)
+    y = labels.long().clone() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels), dtype=torch.int64)
     return x, y
 
 

@@ -142,6 +142,59 @@ def perturbation_stats(min_eps: torch.Tensor) -> dict[str, float]:
     return {"n": int(len(finite)), "q25": float(q[0]), "median": float(q[1]), "q75": float(q[2])}
 
 
+# ---- sanity checks (AutoAttack's spirit: say when an evaluation cannot be trusted) ---------------
+def model_sanity_warnings(model, x: torch.Tensor, y: torch.Tensor, *, zero_grad_share: float = 0.1) -> list[str]:
+    """Warnings about the model itself: probabilities passed as logits, zero input gradients."""
+    from .attacks._common import ce_loss, input_gradient
+
+    warnings = []
+    with eval_mode(model):
+        with torch.no_grad():
+            out = model(x)
+        if ((out >= 0) & (out <= 1)).all() and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3):
+            warnings.append("The model's outputs are non-negative and sum to 1: it returns probabilities, not logits. "
+                            "Cross-entropy attacks then see a flattened loss and underestimate its weakness; remove the softmax.")
+        _, grad = input_gradient(ce_loss(model, y), x)
+    zero = (grad.flatten(1).abs().amax(1) == 0).float().mean().item()
+    if zero > zero_grad_share:
+        warnings.append(f"The loss gradient is exactly zero for {100 * zero:.0f}% of the images: gradient attacks cannot move "
+                        "them (gradient masking, e.g. saturated or quantised layers). Check with the Square attack.")
+    return warnings
+
+
+def sanity_warnings(min_eps_by_model: dict[str, torch.Tensor], *, attack: str, eps_max: float) -> list[str]:
+    """Warnings from one attack's results: accuracy that does not fall to zero as eps grows large."""
+    spec = get_attack(attack)
+    large = {"linf": 0.3, "l2": 3.0, "l1": 30.0}[spec.norm]
+    warnings = []
+    if spec.kind != "minimal" and eps_max >= large:
+        for name, values in min_eps_by_model.items():
+            acc = float(accuracy_at(values, [eps_max])[0])
+            if acc > 0.1:
+                warnings.append(
+                    f"{name}: {100 * acc:.0f}% accuracy remains at ε = {eps_max:g} ({spec.norm.upper()}), a perturbation large "
+                    "enough to draw another digit. Either the attack is too weak (more steps, restarts, APGD) or gradients "
+                    "are masked: compare with the Square attack, which uses no gradient.")
+    return warnings
+
+
+def attack_comparison_warnings(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float]) -> list[str]:
+    """Warnings from several attacks on one model: a weaker attack beating a stronger one signals gradient masking."""
+    warnings = []
+    white_box = [a for a in accuracy_by_attack if get_attack(a).kind == "gradient" and a != "fgsm"]
+    for weak in ("square", "fgsm"):
+        if weak not in accuracy_by_attack:
+            continue
+        for strong in white_box:
+            gaps = [(e, w, s) for e, w, s in zip(eps_grid, accuracy_by_attack[weak], accuracy_by_attack[strong]) if w < s - 0.02]
+            if gaps:
+                e, w, s = max(gaps, key=lambda g: g[2] - g[1])
+                kind = "black-box Square attack" if weak == "square" else "single-step FGSM"
+                warnings.append(f"The {kind} beats {get_attack(strong).title} at ε = {e:g} ({100 * w:.1f}% vs {100 * s:.1f}% "
+                                "accuracy): the gradient attack is misled, the model masks its gradients. Trust the lower number.")
+    return warnings
+
+
 # ---- cache -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EvalKey:
@@ -222,5 +275,5 @@ def parse_eps_grid(text: str) -> list[float]:
         raise ValueError(f"eps grid {text!r} is not 'start:stop:step' (e.g. 0.05:0.3:0.05) or a comma list") from None
 
 
-__all__ = ["ATTACKS", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
+__all__ = ["ATTACKS", "attack_comparison_warnings", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
            "parse_eps_grid", "perturbation_stats", "robust_accuracy"]

@@ -20,14 +20,14 @@ def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_resul
             page.get_by_text("browser model").count() > 0
 
         open_page(page, url, "Train")
-        # 1,000 images for one epoch: pick them in the "Training images" select, then click Train.
-        page.get_by_label("Epochs").fill("1")
+        # 1,000 images for two epochs (the stored model has one): pick them, then click Train.
+        page.get_by_label("Epochs").fill("2")
         page.get_by_label("Epochs").press("Enter")
         wait_until_idle(page)
         page.locator('[data-testid="stSelectbox"]').filter(has_text="Training images").click()
         page.get_by_role("option", name="1000", exact=True).click()
         wait_until_idle(page)
-        page.get_by_role("button", name="Train").click()
+        page.get_by_role("button", name="Train", exact=True).click()
         page.get_by_text("saved to the store").wait_for(timeout=120_000)
         wait_until_idle(page)
         assert page_errors(page) == []
