@@ -228,8 +228,9 @@ class EvaluationCache:
         path = self._path(key)
         if path.is_file():
             try:
-                values = torch.tensor(json.loads(path.read_text())["min_eps"], dtype=torch.float32)
-            except (OSError, ValueError, KeyError, json.JSONDecodeError):
+                # JSON has no infinity: unbroken examples are stored as the string "inf".
+                values = torch.tensor([float(v) for v in json.loads(path.read_text())["min_eps"]], dtype=torch.float32)
+            except (OSError, ValueError, KeyError, TypeError, json.JSONDecodeError):
                 return None  # an unreadable cache file is recomputed, never trusted
             self._memory[key] = values
             return values

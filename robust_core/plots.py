@@ -72,8 +72,8 @@ def eps_slider_figure(
     names = list(class_names) if class_names is not None else [str(i) for i in range(10)]
     rows = 1 if k == 0 else 3
     specs = [[{"colspan": max(k, 1)}] + [None] * (max(k, 1) - 1)] + [[{}] * k for _ in range(rows - 1)]
-    fig = make_subplots(rows=rows, cols=max(k, 1), specs=specs, row_heights=[0.56, 0.22, 0.22][:rows] if k else None,
-                        vertical_spacing=0.09 if k else 0.1, horizontal_spacing=0.012)
+    fig = make_subplots(rows=rows, cols=max(k, 1), specs=specs, row_heights=[0.54, 0.2, 0.2][:rows] if k else None,
+                        vertical_spacing=0.1 if k else 0.1, horizontal_spacing=0.012)
     eps_label = {"linf": "ε (L∞, pixel scale 0–1)", "l2": "ε (L2 norm)", "l1": "ε (L1 norm)"}[norm]
 
     def acc_text(i):
@@ -91,7 +91,9 @@ def eps_slider_figure(
                       row=1, col=1)
 
     def image_trace(img, amplified=False):
-        z = np.flipud(img)  # heatmaps draw row 0 at the bottom
+        # Heatmaps draw row 0 at the bottom, hence the flip; 3 decimals (finer than 8-bit grey)
+        # keep the frames a few MB lighter for the browser.
+        z = np.flipud(np.round(img, 3))
         return go.Heatmap(z=z, zmin=0, zmax=1, colorscale="RdBu" if amplified else "gray", reversescale=amplified,
                           showscale=False, hoverinfo="skip")
 
@@ -100,10 +102,12 @@ def eps_slider_figure(
         for c in range(k):
             pred, conf, true = int(gallery["predictions"][i][c]), float(gallery["confidences"][i][c]), int(gallery["labels"][c])
             colour = "#2ca02c" if pred == true else "#d62728"
-            notes.append(dict(text=f"<b>{names[pred]}</b> {100 * conf:.0f}%", x=(c + 0.5) / k, y=0.445, xref="paper",
-                              yref="paper", showarrow=False, font=dict(color=colour, size=12)))
+            notes.append(dict(text=f"<b>{names[pred]}</b> {100 * conf:.0f}%", x=(c + 0.5) / k, y=label_y, xref="paper",
+                              yref="paper", yanchor="top", showarrow=False, font=dict(color=colour, size=12)))
         return notes
 
+    # Predicted labels go just under the adversarial images, clear of the curve's axis title.
+    label_y = fig.layout["yaxis2"].domain[0] - 0.004 if k else 0.0
     if k:
         for c in range(k):
             dynamic.append(len(fig.data))

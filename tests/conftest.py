@@ -33,10 +33,10 @@ def mnist():
 
 @pytest.fixture(scope="session")
 def tiny_result(mnist):
-    """A seed CNN trained for one epoch on 1,000 images (about a second)."""
+    """A seed CNN trained for one epoch on 1,000 images in batches of 64 (about a second, ~80% accurate)."""
     from robust_core.training import TrainConfig, train_model
 
-    return train_model(TrainConfig(train_subset=1000, epochs=1, seed=0), data=mnist, device="cpu")
+    return train_model(TrainConfig(train_subset=1000, epochs=1, batch_size=64, seed=0), data=mnist, device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,9 @@ pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin
 def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_result, tmp_path):
     ModelStore(isolated_store).save(tiny_result, name="browser model")
     with dashboard() as url, browser_page(height=1200) as page:
+        # A fresh server whose first visitor opens a page by its URL still gets app.py's sidebar.
+        open_page(page, url, "Models")
+        assert "Dataset" in page.locator('[data-testid="stSidebar"]').inner_text()
         for name in PAGE_PATHS:
             open_page(page, url, name)
             assert page_errors(page) == [], name

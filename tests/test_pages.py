@@ -110,3 +110,38 @@ def test_compare_curves_of_stored_models(stored_model, isolated_store, mnist):
     compare = widget(at.multiselect, "Models")
     assert len(compare.value) == 2
     assert len(at.get("plotly_chart")) == 1
+
+
+def test_attack_page_without_networks_points_to_training():
+    at = run_app("pages/attack.py")
+    assert any("Train page" in i.value for i in at.info)
+
+
+def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(stored_model, isolated_store):
+    at = run_app("pages/attack.py")
+    widget(at.selectbox, "Test images").select(100)
+    widget(at.number_input, "Steps").set_value(5).run()
+    compute = [b for b in at.button if b.label.startswith("Compute")]
+    assert compute, [w.value for w in at.warning]
+    compute[0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    [chart] = at.get("plotly_chart")
+    import json
+
+    figure = json.loads(chart.proto.spec)
+    frames = figure["frames"]
+    assert len(frames) == 41  # one precomputed frame per slider position, played in the browser
+    steps = figure["layout"]["sliders"][0]["steps"]
+    assert steps[0]["method"] == "animate" and steps[-1]["label"] == "0.400"
+    # accuracy falls along the frames (the moving marker is the first dynamic trace of each frame)
+    first, last = frames[0]["data"][0]["y"][0], frames[-1]["data"][0]["y"][0]
+    assert first > 0.5 and last < first
+    table = at.dataframe[0].value
+    assert table["Clean accuracy"][0] == pytest.approx(first)
+    # Cached on disk beside the model: a new session does not ask to compute again.
+    assert list((isolated_store / "mnist" / stored_model.model_id / "evaluations").glob("*.json"))
+    again = run_app("pages/attack.py")
+    widget(again.selectbox, "Test images").select(100)
+    widget(again.number_input, "Steps").set_value(5).run()
+    assert not [b for b in again.button if b.label.startswith("Compute")]
+    assert len(again.get("plotly_chart")) == 1

@@ -1,0 +1,80 @@
+import json
+
+import pytest
+import torch
+
+from robust_core.evaluate import main as evaluate_main
+from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
+                                    model_sanity_warnings, parse_eps_grid, perturbation_stats, sanity_warnings)
+from robust_core.plots import eps_slider_figure
+from robust_core.store import ModelStore
+
+
+def test_accuracy_lookup_and_statistics():
+    min_eps = torch.tensor([0.0, 0.1, 0.2, float("inf")])
+    assert accuracy_at(min_eps, [0.0, 0.1, 0.15, 1.0]).tolist() == [0.75, 0.5, 0.5, 0.25]
+    stats = perturbation_stats(min_eps)
+    assert stats["n"] == 2 and stats["median"] == pytest.approx(0.15)
+
+
+def test_eps_grid_parsing():
+    assert parse_eps_grid("0.05:0.3:0.05") == [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    assert parse_eps_grid("0.1, 0.3") == [0.1, 0.3]
+    with pytest.raises(ValueError, match="start:stop:step"):
+        parse_eps_grid("0.3:0.1:0.05")
+
+
+def test_cache_survives_a_new_process_and_ignores_corrupt_files(store, tiny_result, mnist, monkeypatch):
+    entry = store.save(tiny_result)
+    x, y = mnist.test_x[:20], mnist.test_y[:20]
+    values = cached_minimal_eps(store, EvaluationCache(store), entry.model_id, x, y, attack="fgsm", eps_max=0.3)
+    from robust_core import evaluation
+
+    def must_not_run(*args, **kwargs):
+        raise AssertionError("computed twice")
+
+    monkeypatch.setattr(evaluation, "minimal_eps", must_not_run)
+    fresh = EvaluationCache(ModelStore(store.root))
+    again = cached_minimal_eps(ModelStore(store.root), fresh, entry.model_id, x, y, attack="fgsm", eps_max=0.3)
+    assert torch.equal(values, again)
+    key = EvalKey(entry.model_id, "fgsm", (("eps_max", 0.3),), 20, 0)
+    path = entry.path / "evaluations" / f"{key.digest()}.json"
+    path.write_text("{broken")
+    assert EvaluationCache(store).get(key) is None
+
+
+def test_sanity_warnings_catch_probabilities_and_flat_curves(small_cnn, mnist):
+    x, y = mnist.test_x[:32], mnist.test_y[:32]
+    assert model_sanity_warnings(small_cnn, x, y) == []
+    softmaxed = torch.nn.Sequential(small_cnn, torch.nn.Softmax(dim=1))
+    assert any("probabilities" in w for w in model_sanity_warnings(softmaxed, x, y))
+    flat = torch.full((100,), float("inf"))
+    assert sanity_warnings({"m": flat}, attack="pgd", eps_max=0.4)
+    assert not sanity_warnings({"m": torch.zeros(100)}, attack="pgd", eps_max=0.4)
+    masked = attack_comparison_warnings({"pgd": [0.9, 0.8], "square": [0.9, 0.3]}, [0.1, 0.3])
+    assert masked and "Square" in masked[0]
+
+
+def test_slider_figure_has_one_frame_per_eps_with_gallery():
+    import numpy as np
+
+    eps = [0.0, 0.1, 0.2]
+    gallery = {"clean": np.zeros((2, 28, 28)), "adversarial": np.zeros((3, 2, 28, 28)), "labels": np.array([1, 2]),
+               "predictions": np.array([[1, 2], [1, 3], [0, 3]]), "confidences": np.ones((3, 2)), "model": "m"}
+    fig = eps_slider_figure(eps, {"m": [1.0, 0.5, 0.0]}, gallery=gallery)
+    assert len(fig.frames) == 3 and len(fig.layout.sliders[0].steps) == 3
+    assert "0.0%" in fig.frames[2].layout.title.text
+
+
+def test_evaluate_command_prints_a_table_and_writes_json(store, tiny_result, tmp_path, capsys):
+    entry = store.save(tiny_result, name="cli")
+    out = tmp_path / "r.json"
+    code = evaluate_main(["--model", entry.model_id[:6], "--attack", "fgsm", "--eps", "0:0.2:0.1", "--n", "50",
+                          "--json", str(out), "--store", str(store.root)])
+    assert code == 0
+    printed = capsys.readouterr().out
+    assert "FGSM" in printed and "cli" in printed
+    result = json.loads(out.read_text())
+    acc = result["models"][entry.model_id]["accuracy"]
+    assert len(acc) == 3 and acc[0] >= acc[2]
+    assert evaluate_main(["--model", "zzzz", "--store", str(store.root)]) == 2
