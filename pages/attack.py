@@ -9,7 +9,8 @@ import torch
 
 from pages._shared import current_dataset, format_percent, get_dataset, get_store, require_shell
 from robust_core.attacks import ATTACKS
-from robust_core.evaluation import EvaluationCache, EvalKey, accuracy_at, cached_minimal_eps, perturbation_stats, sanity_warnings
+from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
+                                    model_sanity_warnings, perturbation_stats, sanity_warnings)
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
 
@@ -17,6 +18,11 @@ SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
 EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
 GALLERY_SIZE = 8
+# The default parameters of each budgeted attack, as the controls below set them: the comparison
+# view uses the same dictionaries, so both views share their cache entries.
+DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
+                  "apgd_ce": {"steps": 100}, "apgd_dlr": {"steps": 100}, "apgd_t": {"steps": 100},
+                  "square": {"n_queries": 1000}}
 
 
 @st.cache_resource(show_spinner=False)
@@ -162,3 +168,40 @@ if gallery is not None:
                         labels=gallery["labels"], predictions=gallery["predictions"], confidences=gallery["confidences"])
     st.download_button("Download the gallery's adversarial examples (.npz, every ε)", buffer.getvalue(),
                        file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
+
+st.divider()
+st.subheader("Compare attacks on one model")
+st.caption("A defence that only masks gradients looks robust to gradient attacks and falls to the gradient-free "
+           "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
+linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind != "minimal"]
+c1, c2 = st.columns([2, 3])
+cmp_model = c1.selectbox("Model to compare on", model_ids, format_func=names.get, key="cmp_model")
+cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
+                             default=["fgsm", "pgd", "apgd_ce", "square"], format_func=lambda a: ATTACKS[a].title)
+cmp_params = {a: {"eps_max": EPS_MAX["linf"], **DEFAULT_PARAMS[a]} for a in cmp_attacks}
+cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
+cmp_missing = [a for a in cmp_attacks if cache.get(cmp_keys[a]) is None]
+if cmp_missing and st.button(f"Compute {', '.join(ATTACKS[a].title for a in cmp_missing)} on {names[cmp_model]}",
+                             icon=":material/bolt:"):
+    bar = st.progress(0.0, text="Starting…")
+    for i, a in enumerate(cmp_missing):
+        cached_minimal_eps(store, cache, cmp_model, x, y, attack=a, seed=int(seed),
+                           on_progress=lambda f, i=i, a=a: bar.progress((i + f) / len(cmp_missing), text=f"{ATTACKS[a].title}: {100 * f:.0f}%"),
+                           **cmp_params[a])
+    st.rerun()
+ready = {a: cache.get(cmp_keys[a]) for a in cmp_attacks if cache.get(cmp_keys[a]) is not None}
+if ready:
+    import plotly.graph_objects as go
+
+    grid = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
+    by_attack = {a: accuracy_at(v, grid).tolist() for a, v in ready.items()}
+    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=ATTACKS[a].title, line=dict(width=3)) for a, acc in by_attack.items()])
+    fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
+                      xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
+    st.plotly_chart(fig, key="attack_comparison")
+    for w in attack_comparison_warnings(by_attack, grid):
+        st.warning(w, icon=":material/report:")
+    if len(ready) < len(cmp_attacks):
+        st.caption(f"Not computed yet: {', '.join(ATTACKS[a].title for a in cmp_missing)}.")
+for w in model_sanity_warnings(store.load(cmp_model), x[:200], y[:200]):
+    st.warning(w, icon=":material/report:")

@@ -121,7 +121,7 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
     at = run_app("pages/attack.py")
     widget(at.selectbox, "Test images").select(100)
     widget(at.number_input, "Steps").set_value(5).run()
-    compute = [b for b in at.button if b.label.startswith("Compute")]
+    compute = [b for b in at.button if b.label.startswith("Compute (")]
     assert compute, [w.value for w in at.warning]
     compute[0].click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -143,5 +143,5 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
     again = run_app("pages/attack.py")
     widget(again.selectbox, "Test images").select(100)
     widget(again.number_input, "Steps").set_value(5).run()
-    assert not [b for b in again.button if b.label.startswith("Compute")]
+    assert not [b for b in again.button if b.label.startswith("Compute (")]
     assert len(again.get("plotly_chart")) == 1
