@@ -86,6 +86,21 @@ def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: 
     return _within_budget(x, x_adv, eps, norm)
 
 
+class _ConstantSearch:
+    """Per-example binary search on the trade-off constant c (C&W, EAD): after a round that found an
+    adversarial point, bisect toward smaller c; after a failure, x10 until a success brackets it."""
+
+    def __init__(self, n: int, c: float, device):
+        self.const = torch.full((n,), float(c), device=device)
+        self.lower = torch.zeros(n, device=device)
+        self.upper = torch.full((n,), 1e10, device=device)
+
+    def update(self, found: torch.Tensor) -> None:
+        self.upper = torch.where(found, torch.minimum(self.upper, self.const), self.upper)
+        self.lower = torch.where(found, self.lower, torch.maximum(self.lower, self.const))
+        self.const = torch.where(self.upper < 1e9, (self.lower + self.upper) / 2, self.const * 10)
+
+
 def _cw_margin(logits, y, target, kappa):
     """C&W's f: max(z_y - max_{i != y} z_i, -kappa) untargeted; max(max_{i != t} z_i - z_t, -kappa) targeted."""
     cls = target if target is not None else y
@@ -117,9 +132,7 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float
     t = resolve_target(y, targeted, target)
     x = x.detach()
     n = len(x)
-    const = torch.full((n,), float(c), device=x.device)
-    lower = torch.zeros(n, device=x.device)
-    upper = torch.full((n,), 1e10, device=x.device)
+    search = _ConstantSearch(n, c, x.device)
     best_dist = torch.full((n,), float("inf"), device=x.device)
     best_adv = x.clone()
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
@@ -133,7 +146,7 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float
                     x_new = (torch.tanh(w) + 1) / 2
                     logits = model(x_new)
                     dist = (x_new - x).flatten(1).pow(2).sum(1)
-                    loss = (dist + const * _cw_margin(logits, y, t, kappa)).sum()
+                    loss = (dist + search.const * _cw_margin(logits, y, t, kappa)).sum()
                     # Gradient to w only: backward() would also fill the model parameters' .grad.
                     (w.grad,) = torch.autograd.grad(loss, w)
                 opt.step()
@@ -145,9 +158,7 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float
                     best_adv[better] = x_new.detach()[better]
                     found |= ok
             # Bisection on c: smaller after a success, larger (x10 until bracketed) after a failure.
-            upper = torch.where(found, torch.minimum(upper, const), upper)
-            lower = torch.where(found, lower, torch.maximum(lower, const))
-            const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+            search.update(found)
     return _within_budget(x, best_adv, eps, "l2")
 
 
@@ -175,9 +186,7 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
     t = resolve_target(y, targeted, target)
     x = x.detach()
     n = len(x)
-    const = torch.full((n,), float(c), device=x.device)
-    lower = torch.zeros(n, device=x.device)
-    upper = torch.full((n,), 1e10, device=x.device)
+    search = _ConstantSearch(n, c, x.device)
     best_cost = torch.full((n,), float("inf"), device=x.device)
     best_adv = x.clone()
 
@@ -195,7 +204,7 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
                 point = slack.detach().requires_grad_(True)
                 with torch.enable_grad():
                     logits = model(point)
-                    smooth = (const * _cw_margin(logits, y, t, kappa) + (point - x).flatten(1).pow(2).sum(1)).sum()
+                    smooth = (search.const * _cw_margin(logits, y, t, kappa) + (point - x).flatten(1).pow(2).sum(1)).sum()
                     (grad,) = torch.autograd.grad(smooth, point)
                 x_next = shrink(point.detach() - step * grad)
                 slack = x_next + (k / (k + 3)) * (x_next - x_k) if fista else x_next
@@ -209,7 +218,5 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
                     best_cost = torch.where(better, cost, best_cost)
                     best_adv[better] = x_next[better]
                     found |= ok
-            upper = torch.where(found, torch.minimum(upper, const), upper)
-            lower = torch.where(found, lower, torch.maximum(lower, const))
-            const = torch.where(upper < 1e9, (lower + upper) / 2, const * 10)
+            search.update(found)
     return _within_budget(x, best_adv, eps, "l1")
