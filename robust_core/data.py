@@ -105,9 +105,14 @@ class DatasetSplits:
         return getattr(self, f"{name}_x"), getattr(self, f"{name}_y")
 
 
-def default_data_dir() -> Path:
+def user_cache_dir() -> Path:
+    """``$XDG_CACHE_HOME/robustness-lab`` (default ``~/.cache/robustness-lab``): data and models live below it."""
     cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "robustness-lab" / "data"
+    return Path(cache) / "robustness-lab"
+
+
+def default_data_dir() -> Path:
+    return user_cache_dir() / "data"
 
 
 def resolve_data_dir(root: str | os.PathLike | None = None) -> Path:

@@ -35,6 +35,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
+from .data import user_cache_dir
 from .models import architecture, build_model, parameter_count
 from .training import ProgressEvent, TrainConfig, TrainResult, train_model
 
@@ -55,8 +56,7 @@ class InvalidCheckpointError(StoreError):
 
 
 def default_store_dir() -> Path:
-    cache = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
-    return Path(cache) / "robustness-lab" / "models"
+    return user_cache_dir() / "models"
 
 
 def library_versions() -> dict[str, str]:
