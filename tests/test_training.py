@@ -12,6 +12,7 @@ def test_short_training_reaches_stated_accuracy(mnist):
     # 5,000 images x 2 epochs of the default recipe: about 3 s on 2 cores.
     result = train_model(TrainConfig(train_subset=5000, epochs=2), data=mnist, device="cpu")
     assert result.metrics["test_acc"] >= 0.93, result.metrics
+    assert len(result.history["batches"]) == 2 * 20  # the batch-level curve is kept without a callback
     assert result.history["val_acc"][1] >= result.history["val_acc"][0] - 0.01
     assert not result.model.training
 

@@ -189,10 +189,12 @@ def train_model(
             seen += len(yb)
             for k, v in out.extras.items():
                 extras_sum[k] = extras_sum.get(k, 0.0) + float(v) * len(yb)
-            if on_progress is not None and ((b + 1) % event_every == 0 or b + 1 == batches_per_epoch):
-                elapsed = time.perf_counter() - start
+            if (b + 1) % event_every == 0 or b + 1 == batches_per_epoch:
+                # The curve is stored whether or not anyone is watching: the Train page draws it later.
                 running_loss, running_acc = float(loss_sum) / seen, float(correct) / seen
                 history["batches"].append((epoch + (b + 1) / batches_per_epoch, running_loss, running_acc))
+            if on_progress is not None and ((b + 1) % event_every == 0 or b + 1 == batches_per_epoch):
+                elapsed = time.perf_counter() - start
                 on_progress(ProgressEvent(
                     "batch", epoch + 1, config.epochs, b + 1, batches_per_epoch, elapsed,
                     elapsed / step * (total_steps - step), running_loss, running_acc, optimizer.param_groups[0]["lr"],
