@@ -220,13 +220,14 @@ class ModelStore:
         on_progress: Callable[[ProgressEvent], None] | None = None,
         should_stop: Callable[[], bool] | None = None,
         data=None,
+        extra_meta: dict[str, Any] | None = None,
     ) -> tuple[Any, StoredModel, bool]:
         """(model, entry, was_cached): the stored model for ``config``, training it only if absent."""
         model_id = config.config_hash()
         if model_id in self:
             return self.load(model_id, device=device), self.get(model_id), True
         result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
-        return result.model, self.save(result, name=name), False
+        return result.model, self.save(result, name=name, extra_meta=extra_meta), False
 
     # ---- editing ------------------------------------------------------------------------
     def rename(self, model_id: str, new_name: str) -> StoredModel:
@@ -256,6 +257,15 @@ class ModelStore:
         entry = self.get(model_id)
         state = load_safetensors_bytes((entry.path / "weights.safetensors").read_bytes())
         return save_safetensors_bytes(state, metadata={EXPORT_META_KEY: json.dumps(entry.meta, default=_json_default)})
+
+    def export_file(self, model_id: str, path: str | os.PathLike) -> Path:
+        """Write the export to ``path`` (.safetensors) and a readable copy of its metadata beside it (.json)."""
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(self.export_bytes(model_id))
+        meta = {k: v for k, v in self.get(model_id).meta.items() if k != "history"}
+        _atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=_json_default) + "\n")
+        return path
 
     def import_bytes(self, payload: bytes) -> tuple[StoredModel, bool]:
         """Add an exported model to the store. Returns (entry, was_new).

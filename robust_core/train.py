@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 
 from .data import DATASETS, DataNotFoundError
@@ -38,6 +39,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--name", default=None, help="display name in the store")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUST_DEVICE or auto)")
     p.add_argument("--store", default=None, help="store folder (default: $ROBUST_STORE_DIR or the user cache)")
+    p.add_argument("--export", default=None, metavar="FILE.safetensors",
+                   help="also write the model as one file (weights + metadata) and its metadata as FILE.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
 
@@ -64,7 +67,10 @@ def config_from_args(args: argparse.Namespace) -> TrainConfig:
 def main(argv: list[str] | None = None) -> int:
     from .store import ModelStore
 
+    argv = sys.argv[1:] if argv is None else argv
     args = build_parser().parse_args(argv)
+    # The exact command goes into the metadata, so anyone can retrain a shipped model from it.
+    command = "python -m robust_core.train " + shlex.join(a for a in argv)
     try:
         config = config_from_args(args)
     except ValueError as exc:
@@ -88,7 +94,8 @@ def main(argv: list[str] | None = None) -> int:
         bar.set_postfix(postfix, refresh=True)
 
     try:
-        model, entry, cached = store.train_or_load(config, name=args.name, device=args.device, on_progress=on_progress)
+        model, entry, cached = store.train_or_load(config, name=args.name, device=args.device, on_progress=on_progress,
+                                                   extra_meta={"command": command})
     except (DataNotFoundError, ValueError, FloatingPointError, RuntimeError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1
@@ -102,6 +109,8 @@ def main(argv: list[str] | None = None) -> int:
     status = "already in the store (not retrained)" if cached else f"trained in {entry.meta['wall_time_s']:.1f} s"
     print(f"{entry.name} [{entry.model_id}] {status}: test accuracy {100 * m['test_acc']:.2f}%")
     print(f"saved at {entry.path}")
+    if args.export:
+        print(f"exported to {store.export_file(entry.model_id, args.export)}")
     return 0
 
 

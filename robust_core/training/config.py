@@ -43,7 +43,7 @@ class TrainConfig:
     def __post_init__(self):
         from ..data import DATASETS
         from ..models import ARCHITECTURES
-        from .losses import TRAINING_METHODS
+        from .losses import METHODS, TRAINING_METHODS, method_kwargs_problems
 
         problems = []
         if self.dataset not in DATASETS:
@@ -74,8 +74,13 @@ class TrainConfig:
             problems.append(f"momentum must be in [0, 1), not {self.momentum!r}")
         if self.train_subset is not None and not (isinstance(self.train_subset, int) and self.train_subset >= 10):
             problems.append(f"train_subset must be None or an integer >= 10, not {self.train_subset!r}")
+        problems += method_kwargs_problems(self.method, self.method_kwargs)
         if problems:
             raise ValueError("Invalid training configuration: " + "; ".join(problems))
+        if self.method in METHODS:
+            # Store every argument, defaults included: the hash (the model's id) then names the exact recipe,
+            # even if a default changes later.
+            object.__setattr__(self, "method_kwargs", {**METHODS[self.method].defaults, **self.method_kwargs})
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
