@@ -1,20 +1,37 @@
 """Streamlit helpers shared by the pages: cached resources and the sidebar state (not a page)."""
 from __future__ import annotations
 
+import os
+
 import streamlit as st
 
 from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
+from robust_core.shipped import install_shipped
 from robust_core.store import ModelStore, resolve_store_dir
 
+# "0" turns off installing the shipped models (tests do, to start from an empty store).
+SHIPPED_ENV = "ROBUST_SHIPPED_MODELS"
+_install_errors: list[str] = []
 
-@st.cache_resource(show_spinner=False)
+
+@st.cache_resource(show_spinner="Installing the shipped models…")
 def _store(root: str) -> ModelStore:
-    return ModelStore(root)
+    store = ModelStore(root)
+    if os.environ.get(SHIPPED_ENV, "1") != "0":
+        # Once per server process and store: models shipped in assets/ join the store, so every page
+        # has models to show before anyone trains. A damaged file is reported, never fatal.
+        for shipped, _, status in install_shipped(store):
+            if status.startswith("error"):
+                _install_errors.append(f"{shipped.file.name}: {status}")
+    return store
 
 
 def get_store() -> ModelStore:
     """One store per folder and server process, so its in-memory model cache is shared by every session."""
-    return _store(str(resolve_store_dir()))
+    store = _store(str(resolve_store_dir()))
+    for message in _install_errors:
+        st.warning(f"A shipped model could not be installed: {message}")
+    return store
 
 
 @st.cache_resource(show_spinner="Loading the dataset into memory…")

@@ -24,6 +24,8 @@ from .attacks._common import eval_mode, predict
 # Images per attack call: large enough to keep the CPU busy, small enough that the
 # progress callback fires often and memory stays low for DeepFool's per-class gradients.
 ATTACK_BATCH = 500
+# Bumped when minimal_eps' search changes: cached results of the old search are not reused.
+MINIMAL_EPS_VERSION = 2
 
 
 def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_grid: Sequence[float], seed: int = 0,
@@ -61,16 +63,20 @@ def _fooled(model, spec, x, y, eps, seed, attack_kwargs):
 
 
 def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max: float | None = None,
-                grid_points: int = 13, bisection_steps: int = 4, seed: int = 0, batch_size: int = ATTACK_BATCH,
+                bisection_steps: int = 7, grid_points: int = 100, seed: int = 0, batch_size: int = ATTACK_BATCH,
                 on_progress: Callable[[float], None] | None = None, **attack_kwargs) -> torch.Tensor:
     """Per example, the smallest eps (in the attack's norm) at which ``attack`` changes the prediction.
 
     0 for examples misclassified without attack; ``inf`` where nothing up to ``eps_max`` works.
     - minimal-perturbation attacks (DeepFool, C&W, EAD): the norm of the perturbation found;
-    - budgeted attacks (FGSM, PGD, APGD, Square): the smallest of ``grid_points`` evenly spaced
-      eps values that breaks the example, refined by ``bisection_steps`` bisections between it
-      and the grid point below (not for FGSM, whose success is not monotone in eps). Each
-      bisection groups the examples that share a bracket, so every attack call has one eps.
+    - FGSM: the smallest of ``grid_points`` evenly spaced eps values that fools the model. FGSM's
+      direction sign(grad) does not depend on eps, so the grid costs one gradient and one forward
+      pass per point; a grid, not a bisection, because FGSM's success is not monotone in eps.
+    - iterative attacks (PGD, APGD, Square): one attack at ``eps_max`` (unbroken examples are
+      ``inf``), then ``bisection_steps`` bisections of [0, eps_max] (resolution eps_max / 2^steps;
+      7 steps give 0.003 for eps_max = 0.4). Examples sharing a bracket share one attack call.
+      Bisection needs about half the attack calls of a grid scan of the same resolution, and most of
+      its calls sit near each example's threshold, where the attack stops early on success.
     """
     spec = get_attack(attack)
     if eps_max is None:
@@ -95,6 +101,9 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
     result = torch.full((len(x),), float("inf"), device=x.device)
     result[clean_wrong] = 0.0
     todo = (~clean_wrong).nonzero().flatten()
+    if len(todo) == 0:
+        progress(1.0)
+        return result
     if spec.kind == "minimal":
         x_adv = spec(model, x[todo], y[todo], seed=seed, **attack_kwargs)
         fooled = predict(model, x_adv) != y[todo]
@@ -102,27 +111,37 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
         result[todo[fooled]] = torch.where(norms[fooled] <= eps_max, norms[fooled], torch.tensor(float("inf"), device=x.device))
         progress(1.0)
         return result
-    grid = torch.linspace(0, eps_max, grid_points + 1, device=x.device)[1:].tolist()
-    steps = len(grid) + (0 if spec.name == "fgsm" else bisection_steps)
-    upper = torch.full((len(x),), float("inf"), device=x.device)
-    for k, eps in enumerate(grid):
-        remaining = todo[torch.isinf(upper[todo])]
-        if len(remaining):
-            fooled = _fooled(model, spec, x[remaining], y[remaining], eps, seed, attack_kwargs)
-            upper[remaining[fooled]] = eps
-        progress((k + 1) / steps)
-    found = todo[torch.isfinite(upper[todo])]
-    spacing = eps_max / grid_points
-    lower = (upper - spacing).clamp(min=0)
-    if spec.name != "fgsm":
-        for s in range(bisection_steps):
-            mid = (lower + upper) / 2
-            for value in mid[found].unique().tolist():  # one attack call per shared bracket
-                group = found[mid[found] == value]
-                fooled = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs)
-                upper[group[fooled]] = value
-                lower[group[~fooled]] = value
-            progress((len(grid) + s + 1) / steps)
+    if spec.name == "fgsm":
+        from .attacks._common import ce_loss, input_gradient
+
+        _, grad = input_gradient(ce_loss(model, y[todo]), x[todo])
+        direction = grad.sign()
+        # Python floats, not a float32 linspace: a grid value must equal the eps a user types (0.05, not 0.0500000007).
+        grid = [round(eps_max * (k + 1) / grid_points, 9) for k in range(grid_points)]
+        for k, eps in enumerate(grid):
+            remaining = torch.isinf(result[todo])
+            if not remaining.any():
+                break
+            idx = remaining.nonzero().flatten()
+            fooled = predict(model, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1)) != y[todo[idx]]
+            result[todo[idx[fooled]]] = eps
+            progress((k + 1) / len(grid))
+        progress(1.0)
+        return result
+    steps = 1 + bisection_steps
+    fooled = _fooled(model, spec, x[todo], y[todo], eps_max, seed, attack_kwargs)
+    progress(1 / steps)
+    found = todo[fooled]
+    lower = torch.zeros(len(x), device=x.device)
+    upper = torch.full((len(x),), float(eps_max), device=x.device)
+    for s in range(bisection_steps):
+        mid = (lower + upper) / 2
+        for value in mid[found].unique().tolist():  # one attack call per shared bracket
+            group = found[mid[found] == value]
+            hit = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs)
+            upper[group[hit]] = value
+            lower[group[~hit]] = value
+        progress((s + 2) / steps)
     result[found] = upper[found]
     return result
 
@@ -206,6 +225,8 @@ class EvalKey:
 
     def digest(self) -> str:
         text = json.dumps([self.model_id, self.attack, list(self.params), self.n_examples, self.seed], default=str)
+        if MINIMAL_EPS_VERSION > 1:  # results of an older search algorithm are recomputed, not reused
+            text += f"|v{MINIMAL_EPS_VERSION}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

@@ -14,6 +14,7 @@ if "ROBUST_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
     os.environ["ROBUST_DATA_DIR"] = str(SHARED_DATA)
 os.environ.setdefault("ROBUST_DEVICE", "cpu")  # tests assert CPU determinism
 os.environ["ROBUST_OFFLINE"] = "1"  # a test never downloads: these machines have no internet
+os.environ.setdefault("ROBUST_SHIPPED_MODELS", "0")  # pages start from an empty store unless a test asks
 
 
 @pytest.fixture(autouse=True)

@@ -129,7 +129,7 @@ def test_attacks_are_deterministic_for_a_seed(cnn, batch):
 
 def test_minimal_eps_lookup_agrees_with_direct_evaluation(cnn, mnist):
     x, y = mnist.test_x[:100], mnist.test_y[:100]
-    min_eps = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.3, grid_points=6, bisection_steps=3, steps=20)
+    min_eps = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.3, bisection_steps=5, steps=20)
     assert (min_eps >= 0).all()
     for eps in (0.05, 0.15, 0.25):
         lookup = float(accuracy_at(min_eps, [eps])[0])
@@ -145,3 +145,13 @@ def test_minimal_eps_from_deepfool_is_the_perturbation_norm(cnn, mnist):
     assert torch.allclose(min_eps[clean_ok], flat_norm(x_adv - x, "l2")[clean_ok], atol=1e-5)
     assert (min_eps[~clean_ok] == 0).all()
     assert math.isclose(float(accuracy_at(min_eps, [0.0])[0]), float(clean_ok.float().mean()))
+
+
+def test_fgsm_minimal_eps_is_the_best_of_its_grid(cnn, mnist):
+    """The FGSM lookup counts an image broken once any eps up to the slider's breaks it: never above direct FGSM."""
+    x, y = mnist.test_x[:200], mnist.test_y[:200]
+    min_eps = minimal_eps(cnn, x, y, attack="fgsm", eps_max=0.3, grid_points=30)
+    for eps in (0.05, 0.1, 0.2, 0.3):
+        lookup = float(accuracy_at(min_eps, [eps])[0])
+        direct = robust_accuracy(cnn, x, y, attack="fgsm", eps_grid=[eps])[0]
+        assert lookup <= direct + 1e-6 and direct - lookup <= 0.05, (eps, lookup, direct)

@@ -134,3 +134,93 @@ def test_fgsm_rs_training_is_deterministic_for_a_seed(mnist):
     a = train_model(config, data=mnist, device="cpu").model.state_dict()
     b = train_model(config, data=mnist, device="cpu").model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+# ---- shipped models ------------------------------------------------------------------------
+
+SHIPPED_EXPECTED = {
+    ("mnist", "cnn", "standard"), ("mnist", "cnn", "fgsm_at"), ("mnist", "cnn", "pgd_at"), ("mnist", "cnn", "trades"),
+    ("mnist", "cnn", "gnr"), ("mnist", "cnn", "gfa", "first"), ("mnist", "cnn", "gfa", "deep"),
+    ("fashion_mnist", "mlp", "standard"), ("fashion_mnist", "mlp", "pgd_at"), ("fashion_mnist", "mlp", "gfa", "deep"),
+}
+
+
+def _kind(meta):
+    c = meta["config"]
+    key = (c["dataset"], c["arch"], c["method"])
+    return key + (c["method_kwargs"]["layers"],) if c["method"] == "gfa" else key
+
+
+def test_the_issue_s_models_are_all_shipped_with_complete_metadata():
+    from robust_core.shipped import shipped_models
+    from robust_core.store import read_checkpoint
+
+    shipped = shipped_models()
+    assert {_kind(s.meta) for s in shipped} >= SHIPPED_EXPECTED
+    for s in shipped:
+        meta = s.meta
+        for key in ("id", "name", "config", "metrics", "parameters", "versions", "command", "created", "wall_time_s"):
+            assert key in meta, (s.file.name, key)
+        for key in ("test_acc", "test_acc_first500", "alignment_input"):
+            assert 0 <= meta["metrics"][key] <= 1, (s.file.name, key)
+        assert TrainConfig.from_dict(meta["config"]).config_hash() == meta["id"]
+        header_meta, _ = read_checkpoint(s.file.read_bytes())
+        assert header_meta["id"] == meta["id"] and header_meta["metrics"] == meta["metrics"]
+
+
+def test_each_shipped_command_rebuilds_its_exact_configuration_and_still_trains(mnist):
+    import shlex
+
+    from robust_core.shipped import shipped_models
+    from robust_core.train import build_parser, config_from_args
+
+    for s in shipped_models():
+        argv = shlex.split(s.meta["command"])
+        assert argv[:3] == ["python", "-m", "robust_core.train"]
+        config = config_from_args(build_parser().parse_args(argv[3:]))
+        assert config.config_hash() == s.model_id, s.file.name
+    # Re-train the most involved recipe (PGD-AT) for a few batches from its metadata.
+    pgd = next(s for s in shipped_models() if _kind(s.meta) == ("mnist", "cnn", "pgd_at"))
+    config = TrainConfig.from_dict(pgd.meta["config"]).replace(train_subset=256, epochs=1)
+    result = train_model(config, data=mnist, device="cpu")
+    assert result.history["train_loss"][0] > 0 and len(result.history["batches"]) >= 2
+
+
+def test_shipped_models_load_and_reproduce_their_recorded_accuracy(store):
+    from robust_core.data import load_dataset
+    from robust_core.shipped import install_shipped
+    from robust_core.training import evaluate
+
+    report = install_shipped(store)
+    assert report and all(status == "installed" for _, _, status in report)
+    for shipped, entry, _ in report:
+        data = load_dataset(shipped.meta["config"]["dataset"], download=False)
+        model = store.load(entry.model_id)
+        acc = evaluate(model, data.test_x[:500], data.test_y[:500])["acc"]
+        assert abs(acc - shipped.meta["metrics"]["test_acc_first500"]) <= 0.005, shipped.file.name
+
+
+def test_install_shipped_keeps_user_choices_and_survives_a_damaged_file(store, tmp_path):
+    import shutil
+
+    from robust_core.shipped import SHIPPED_DIR, install_shipped
+
+    folder = tmp_path / "shipped"
+    folder.mkdir()
+    for name in ("mnist_cnn_standard", "fashion_mlp_standard"):
+        for ext in (".safetensors", ".json"):
+            shutil.copy(SHIPPED_DIR / f"{name}{ext}", folder / f"{name}{ext}")
+    (folder / "broken.json").write_text((folder / "mnist_cnn_standard.json").read_text().replace(
+        json.loads((folder / "mnist_cnn_standard.json").read_text())["id"], "0123456789abcdef"))
+    (folder / "broken.safetensors").write_bytes(b"not a checkpoint")
+    first = {s.file.stem: status for s, _, status in install_shipped(store, folder)}
+    assert first["mnist_cnn_standard"] == first["fashion_mlp_standard"] == "installed"
+    assert first["broken"].startswith("error")
+    second = {s.file.stem: status for s, _, status in install_shipped(store, folder)}
+    assert second["mnist_cnn_standard"] == "present"
+    standard_id = json.loads((folder / "mnist_cnn_standard.json").read_text())["id"]
+    store.delete(standard_id)  # the user deleted it: it must not come back by itself
+    third = {s.file.stem: status for s, _, status in install_shipped(store, folder)}
+    assert third["mnist_cnn_standard"] == "skipped" and standard_id not in store
+    install_shipped(store, folder, force=True)
+    assert standard_id in store
