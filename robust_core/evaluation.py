@@ -57,14 +57,17 @@ def compare_models(models: dict[str, Any], x, y, *, attack: str, eps_grid: Seque
             for name, m in models.items()}
 
 
-def _fooled(model, spec, x, y, eps, seed, attack_kwargs):
-    x_adv = spec(model, x, y, eps=float(eps), seed=seed, **attack_kwargs)
-    return predict(model, x_adv) != y
+def _fooled(model, spec, x, y, eps, seed, attack_kwargs, target=None):
+    if target is None:
+        return predict(model, spec(model, x, y, eps=float(eps), seed=seed, **attack_kwargs)) != y
+    x_adv = spec(model, x, y, eps=float(eps), seed=seed, targeted=True, target=target, **attack_kwargs)
+    return predict(model, x_adv) == target
 
 
 def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max: float | None = None,
                 bisection_steps: int = 7, grid_points: int = 100, seed: int = 0, batch_size: int = ATTACK_BATCH,
-                on_progress: Callable[[float], None] | None = None, **attack_kwargs) -> torch.Tensor:
+                target: int | torch.Tensor | None = None, on_progress: Callable[[float], None] | None = None,
+                **attack_kwargs) -> torch.Tensor:
     """Per example, the smallest eps (in the attack's norm) at which ``attack`` changes the prediction.
 
     0 for examples misclassified without attack; ``inf`` where nothing up to ``eps_max`` works.
@@ -77,8 +80,17 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
       7 steps give 0.003 for eps_max = 0.4). Examples sharing a bracket share one attack call.
       Bisection needs about half the attack calls of a grid scan of the same resolution, and most of
       its calls sit near each example's threshold, where the attack stops early on success.
+
+    With ``target`` (a class, or one per example) the attack runs targeted and an example counts as
+    broken when it is classified as its target ("make this 7 read as a 3"); examples whose true
+    class is the target get 0. Only budgeted attacks that support targets (spec.targeted) take one.
     """
     spec = get_attack(attack)
+    if target is not None:
+        if not spec.targeted or spec.kind == "minimal":
+            targeted = [a for a, sp in ATTACKS.items() if sp.targeted and sp.kind != "minimal"]
+            raise ValueError(f"{spec.title} has no targeted budgeted mode here; use one of {targeted}")
+        target = torch.as_tensor(target, device=y.device, dtype=torch.long).expand(len(y)).clone()
     if eps_max is None:
         eps_max = {"linf": 0.5, "l2": 5.0, "l1": 50.0}[spec.norm]
     out = torch.empty(len(x), device=x.device)
@@ -91,13 +103,15 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
                 if on_progress:
                     on_progress((b + fraction) / n_batches)
 
+            tb = target[i : i + batch_size] if target is not None else None
             out[i : i + batch_size] = _minimal_eps_batch(model, spec, xb, yb, eps_max, grid_points, bisection_steps,
-                                                         seed, attack_kwargs, progress)
+                                                         seed, attack_kwargs, progress, tb)
     return out.detach()
 
 
-def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, progress):
-    clean_wrong = predict(model, x) != y
+def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, progress,
+                       target=None):
+    clean_wrong = predict(model, x) != y if target is None else predict(model, x) == target
     result = torch.full((len(x),), float("inf"), device=x.device)
     result[clean_wrong] = 0.0
     todo = (~clean_wrong).nonzero().flatten()
@@ -114,7 +128,8 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
     if spec.name == "fgsm":
         from .attacks._common import ce_loss, input_gradient
 
-        _, grad = input_gradient(ce_loss(model, y[todo]), x[todo])
+        t = target[todo] if target is not None else None
+        _, grad = input_gradient(ce_loss(model, y[todo], t), x[todo])
         direction = grad.sign()
         # Python floats, not a float32 linspace: a grid value must equal the eps a user types (0.05, not 0.0500000007).
         grid = [round(eps_max * (k + 1) / grid_points, 9) for k in range(grid_points)]
@@ -123,13 +138,17 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
             if not remaining.any():
                 break
             idx = remaining.nonzero().flatten()
-            fooled = predict(model, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1)) != y[todo[idx]]
+            pred = predict(model, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1))
+            fooled = pred != y[todo[idx]] if t is None else pred == t[idx]
             result[todo[idx[fooled]]] = eps
             progress((k + 1) / len(grid))
         progress(1.0)
         return result
     steps = 1 + bisection_steps
-    fooled = _fooled(model, spec, x[todo], y[todo], eps_max, seed, attack_kwargs)
+    def tg(index):
+        return target[index] if target is not None else None
+
+    fooled = _fooled(model, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
     progress(1 / steps)
     found = todo[fooled]
     lower = torch.zeros(len(x), device=x.device)
@@ -138,12 +157,46 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
         mid = (lower + upper) / 2
         for value in mid[found].unique().tolist():  # one attack call per shared bracket
             group = found[mid[found] == value]
-            hit = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs)
+            hit = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
             upper[group[hit]] = value
             lower[group[~hit]] = value
         progress((s + 2) / steps)
     result[found] = upper[found]
     return result
+
+
+def transfer_minimal_eps(source_model, target_model, x: torch.Tensor, y: torch.Tensor, *, attack: str = "pgd",
+                         eps_max: float = 0.4, grid_points: int = 8, seed: int = 0, batch_size: int = ATTACK_BATCH,
+                         on_progress: Callable[[float], None] | None = None, **attack_kwargs) -> torch.Tensor:
+    """Per example, the smallest of ``grid_points`` eps values at which an adversarial example crafted on
+    ``source_model`` (white-box) fools ``target_model``: a black-box transfer attack on the target.
+
+    A grid, not a bisection: transfer success is not monotone in eps. Iterative attacks run every step
+    (no early stop at the source's boundary) so that the examples carry the source's full loss ascent,
+    which transfers better. 0 where the target is wrong without attack, ``inf`` where no grid eps works.
+    """
+    spec = get_attack(attack)
+    if spec.kind == "minimal":
+        raise ValueError("transfer needs a budgeted attack (FGSM, PGD, APGD, Square)")
+    if "stop_on_success" in spec.fn.__code__.co_varnames:
+        attack_kwargs = {"stop_on_success": False, **attack_kwargs}
+    grid = [round(eps_max * (k + 1) / grid_points, 9) for k in range(grid_points)]
+    result = torch.full((len(x),), float("inf"), device=x.device)
+    with eval_mode(source_model), eval_mode(target_model):
+        result[predict(target_model, x) != y] = 0.0
+        total = grid_points * math.ceil(len(x) / batch_size)
+        done = 0
+        for eps in grid:
+            for i in range(0, len(x), batch_size):
+                idx = torch.arange(i, min(i + batch_size, len(x)), device=x.device)
+                idx = idx[torch.isinf(result[idx])]
+                if len(idx):
+                    x_adv = spec(source_model, x[idx], y[idx], eps=eps, seed=seed, **attack_kwargs)
+                    result[idx[predict(target_model, x_adv) != y[idx]]] = eps
+                done += 1
+                if on_progress:
+                    on_progress(done / total)
+    return result.detach()
 
 
 def accuracy_at(min_eps: torch.Tensor, eps_values: Sequence[float] | torch.Tensor) -> torch.Tensor:
@@ -200,15 +253,13 @@ def sanity_warnings(min_eps_by_model: dict[str, torch.Tensor], *, attack: str, e
 def attack_comparison_warnings(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float]) -> list[str]:
     """Warnings from several attacks on one model: a weaker attack beating a stronger one signals gradient masking."""
     warnings = []
-    white_box = [a for a in accuracy_by_attack if get_attack(a).kind == "gradient" and a != "fgsm"]
-    for weak in ("square", "fgsm"):
-        if weak not in accuracy_by_attack:
-            continue
+    white_box = [a for a in accuracy_by_attack if a in ATTACKS and get_attack(a).kind == "gradient" and a != "fgsm"]
+    for weak in [a for a in accuracy_by_attack if a in ("square", "fgsm") or a.startswith("transfer")]:
         for strong in white_box:
             gaps = [(e, w, s) for e, w, s in zip(eps_grid, accuracy_by_attack[weak], accuracy_by_attack[strong]) if w < s - 0.02]
             if gaps:
                 e, w, s = max(gaps, key=lambda g: g[2] - g[1])
-                kind = "black-box Square attack" if weak == "square" else "single-step FGSM"
+                kind = {"square": "black-box Square attack", "fgsm": "single-step FGSM"}.get(weak, "transfer attack (crafted on another model)")
                 warnings.append(f"The {kind} beats {get_attack(strong).title} at ε = {e:g} ({100 * w:.1f}% vs {100 * s:.1f}% "
                                 "accuracy): the gradient attack is misled, the model masks its gradients. Trust the lower number.")
     return warnings
@@ -283,6 +334,19 @@ def cached_minimal_eps(store, cache: EvaluationCache, model_id: str, x, y, *, at
     return values.cpu()
 
 
+def cached_transfer_eps(store, cache: EvaluationCache, source_id: str, target_id: str, x, y, *, attack: str = "pgd",
+                        seed: int = 0, on_progress=None, **params) -> torch.Tensor:
+    """``transfer_minimal_eps`` from stored ``source_id`` to stored ``target_id``, cached beside the target."""
+    key = EvalKey(target_id, f"transfer:{source_id}:{attack}", tuple(sorted(params.items())), len(x), seed)
+    hit = cache.get(key)
+    if hit is not None:
+        return hit
+    values = transfer_minimal_eps(store.load(source_id, device=x.device), store.load(target_id, device=x.device), x, y,
+                                  attack=attack, seed=seed, on_progress=on_progress, **params)
+    cache.put(key, values)
+    return values.cpu()
+
+
 def parse_eps_grid(text: str) -> list[float]:
     """'0.05:0.3:0.05' (start:stop:step, stop included) or '0.1,0.2,0.3'."""
     try:
@@ -297,5 +361,5 @@ def parse_eps_grid(text: str) -> list[float]:
         raise ValueError(f"eps grid {text!r} is not 'start:stop:step' (e.g. 0.05:0.3:0.05) or a comma list") from None
 
 
-__all__ = ["ATTACKS", "attack_comparison_warnings", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
+__all__ = ["ATTACKS", "attack_comparison_warnings", "cached_transfer_eps", "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
            "parse_eps_grid", "perturbation_stats", "robust_accuracy"]

@@ -45,6 +45,49 @@ def training_curves_figure(histories: Mapping[str, Mapping], *, height: int = 36
     return fig
 
 
+GALLERY_SCALE = 1  # PNG pixels per image pixel: the browser enlarges them unsmoothed (go.Image zsmooth=False)
+GALLERY_GAP = 2  # image pixels of white between two digits in a strip
+
+
+def _rdbu(values):
+    """Diverging colours for values in [0, 1]: blue (0) -> white (0.5) -> red (1), as uint8 RGB."""
+    import numpy as np
+
+    blue, white, red = np.array([33, 102, 172.0]), np.array([247, 247, 247.0]), np.array([178, 24, 43.0])
+    v = np.clip(values, 0, 1)[..., None]
+    low = blue + (white - blue) * (v / 0.5)
+    high = white + (red - white) * ((v - 0.5) / 0.5)
+    return np.where(v < 0.5, low, high).round().astype(np.uint8)
+
+
+def image_strip_uri(images, *, diverging: bool = False) -> str:
+    """K images (K, H, W) in [0, 1] side by side as one PNG data URI (grey, or blue-white-red), upscaled
+    without smoothing so each pixel stays a sharp square."""
+    import base64
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    images = np.asarray(images, dtype=np.float32)
+    k, h, w = images.shape
+    fill = 0.5 if diverging else 1.0
+    strip = np.full((h, k * w + (k - 1) * GALLERY_GAP), fill, dtype=np.float32)
+    for c in range(k):
+        strip[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = images[c]
+    pixels = _rdbu(strip) if diverging else (np.clip(strip, 0, 1) * 255).round().astype(np.uint8)
+    if diverging:
+        # The gaps are drawn white like zero perturbation; make them light grey so digits stay apart.
+        gap_mask = np.ones(strip.shape, dtype=bool)
+        for c in range(k):
+            gap_mask[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = False
+        pixels[gap_mask] = 255
+    image = Image.fromarray(pixels).resize((strip.shape[1] * GALLERY_SCALE, h * GALLERY_SCALE), Image.NEAREST)
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG", compress_level=1)  # fast: 84 strips per figure
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+
+
 def eps_slider_figure(
     eps_frames,
     curves: Mapping[str, list[float]],
@@ -60,7 +103,8 @@ def eps_slider_figure(
     lookups, so a fine grid is free). Each slider position is a precomputed Plotly frame: the
     markers on the curves, the accuracy in the title and, with ``gallery``, the adversarial
     images, their amplified perturbation and predicted labels follow the handle while it is
-    dragged, with no round trip to the server.
+    dragged, with no round trip to the server. Each gallery row is one PNG per frame (a few kB),
+    not a heatmap per digit: the figure stays light enough to send on every rerun.
 
     ``gallery``: {"clean": (K, H, W) array in [0, 1], "adversarial": (F, K, H, W), "labels": (K,),
     "predictions": (F, K), "confidences": (F, K), "model": name}.
@@ -70,82 +114,77 @@ def eps_slider_figure(
     eps_frames = [float(e) for e in eps_frames]
     k = 0 if gallery is None else len(gallery["labels"])
     names = list(class_names) if class_names is not None else [str(i) for i in range(10)]
-    rows = 1 if k == 0 else 3
-    specs = [[{"colspan": max(k, 1)}] + [None] * (max(k, 1) - 1)] + [[{}] * k for _ in range(rows - 1)]
-    fig = make_subplots(rows=rows, cols=max(k, 1), specs=specs, row_heights=[0.54, 0.2, 0.2][:rows] if k else None,
-                        vertical_spacing=0.1 if k else 0.1, horizontal_spacing=0.012)
     eps_label = {"linf": "ε (L∞, pixel scale 0–1)", "l2": "ε (L2 norm)", "l1": "ε (L1 norm)"}[norm]
+    # Built as plain dicts, not graph objects: plotly's validation of 41 frames costs ~0.5 s, more than
+    # everything else together, and a rerun with cached curves must stay well under 100 ms.
 
     def acc_text(i):
         return " · ".join(f"{n}: {100 * c[i]:.1f}%" for n, c in curves.items())
 
+    traces: list[dict] = []
     for j, (name, acc) in enumerate(curves.items()):
-        colour = PALETTE[j % len(PALETTE)]
-        fig.add_trace(go.Scatter(x=eps_frames, y=acc, mode="lines", name=name, line=dict(color=colour, width=3),
-                                 hovertemplate="ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + name + "</extra>"), row=1, col=1)
+        traces.append({"type": "scatter", "x": eps_frames, "y": list(acc), "mode": "lines", "name": name,
+                       "line": {"color": PALETTE[j % len(PALETTE)], "width": 3},
+                       "hovertemplate": "ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + name + "</extra>"})
     dynamic = []  # indices of the traces each frame replaces
-    for j, (name, acc) in enumerate(curves.items()):
-        dynamic.append(len(fig.data))
-        fig.add_trace(go.Scatter(x=[eps_frames[0]], y=[acc[0]], mode="markers", showlegend=False, hoverinfo="skip",
-                                 marker=dict(color=PALETTE[j % len(PALETTE)], size=14, line=dict(color="white", width=2))),
-                      row=1, col=1)
+    for j, acc in enumerate(curves.values()):
+        dynamic.append(len(traces))
+        traces.append({"type": "scatter", "x": [eps_frames[0]], "y": [acc[0]], "mode": "markers", "showlegend": False,
+                       "hoverinfo": "skip", "marker": {"color": PALETTE[j % len(PALETTE)], "size": 14,
+                                                       "line": {"color": "white", "width": 2}}})
+    layout: dict = {
+        "template": "plotly_white", "height": height or (720 if k else 460), "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+        "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": 16}},
+        "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
+        "xaxis": {"title": {"text": eps_label}, "anchor": "y"},
+        "yaxis": {"title": {"text": "accuracy under attack"}, "tickformat": ".0%", "range": [0, 1.02], "anchor": "x",
+                  "domain": [0.47, 1.0] if k else [0.0, 1.0]},
+    }
 
-    def image_trace(img, amplified=False):
-        # Heatmaps draw row 0 at the bottom, hence the flip; 3 decimals (finer than 8-bit grey)
-        # keep the frames a few MB lighter for the browser.
-        z = np.flipud(np.round(img, 3))
-        return go.Heatmap(z=z, zmin=0, zmax=1, colorscale="RdBu" if amplified else "gray", reversescale=amplified,
-                          showscale=False, hoverinfo="skip")
-
-    def annotations_for(i):
-        notes = []
-        for c in range(k):
-            pred, conf, true = int(gallery["predictions"][i][c]), float(gallery["confidences"][i][c]), int(gallery["labels"][c])
-            colour = "#2ca02c" if pred == true else "#d62728"
-            notes.append(dict(text=f"<b>{names[pred]}</b> {100 * conf:.0f}%", x=(c + 0.5) / k, y=label_y, xref="paper",
-                              yref="paper", yanchor="top", showarrow=False, font=dict(color=colour, size=12)))
-        return notes
-
-    # Predicted labels go just under the adversarial images, clear of the curve's axis title.
-    label_y = fig.layout["yaxis2"].domain[0] - 0.004 if k else 0.0
     if k:
-        for c in range(k):
-            dynamic.append(len(fig.data))
-            fig.add_trace(image_trace(gallery["adversarial"][0][c]), row=2, col=c + 1)
-        for c in range(k):
-            dynamic.append(len(fig.data))
-            delta = np.clip((gallery["adversarial"][0][c] - gallery["clean"][c]) * 10 * 0.5 + 0.5, 0, 1)
-            fig.add_trace(image_trace(delta, amplified=True), row=3, col=c + 1)
-        fig.update_xaxes(visible=False, row=2)
-        fig.update_xaxes(visible=False, row=3)
-        fig.update_yaxes(visible=False, scaleanchor=None, row=2)
-        fig.update_yaxes(visible=False, row=3)
-        for r in (2, 3):
+        h, w = np.asarray(gallery["clean"]).shape[1:]
+        cell = w + GALLERY_GAP  # image pixels from one digit to the next
+
+        def strips(i):
+            adversarial = np.asarray(gallery["adversarial"][i])
+            # Perturbation x10 around mid-grey: 0.05 brighter is full red, 0.05 darker full blue.
+            delta = np.clip((adversarial - np.asarray(gallery["clean"])) * 10 * 0.5 + 0.5, 0, 1)
+            return image_strip_uri(adversarial), image_strip_uri(delta, diverging=True)
+
+        def annotations_for(i):
+            notes = []
             for c in range(k):
-                fig.update_yaxes(scaleanchor=f"x{(r - 2) * k + c + 2}", row=r, col=c + 1)
+                pred, conf, true = int(gallery["predictions"][i][c]), float(gallery["confidences"][i][c]), int(gallery["labels"][c])
+                colour = "#2ca02c" if pred == true else "#d62728"
+                # Data coordinates of the image axes: each label sits under its own digit whatever the width.
+                notes.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
+                              "y": h * GALLERY_SCALE, "xref": "x2", "yref": "y2", "yanchor": "top", "showarrow": False,
+                              "font": {"color": colour, "size": 12}})
+            return notes
+
+        first_adv, first_delta = strips(0)
+        for axis, uri in ((2, first_adv), (3, first_delta)):
+            dynamic.append(len(traces))
+            traces.append({"type": "image", "source": uri, "hoverinfo": "skip", "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
+        for axis, domain in ((2, [0.22, 0.38]), (3, [0.0, 0.16])):
+            layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.0, 1.0]}
+            # Square pixels, top row first: what plotly does for images, spelled out for the frames.
+            layout[f"yaxis{axis}"] = {"visible": False, "anchor": f"x{axis}", "domain": domain, "autorange": "reversed",
+                                      "scaleanchor": f"x{axis}", "constrain": "domain"}
+        layout["annotations"] = annotations_for(0)
 
     frames = []
     for i, eps in enumerate(eps_frames):
-        data = [go.Scatter(x=[eps], y=[acc[i]]) for acc in curves.values()]
-        layout = {"title.text": f"ε = {eps:.3f}   ·   {acc_text(i)}"}
+        data = [{"type": "scatter", "x": [eps], "y": [acc[i]]} for acc in curves.values()]
+        frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}", "font": {"size": 16}}}
         if k:
-            data += [image_trace(gallery["adversarial"][i][c]) for c in range(k)]
-            data += [image_trace(np.clip((gallery["adversarial"][i][c] - gallery["clean"][c]) * 5 + 0.5, 0, 1), True)
-                     for c in range(k)]
-            layout["annotations"] = annotations_for(i)
-        frames.append(go.Frame(name=f"{i}", data=data, traces=dynamic, layout=layout))
-    fig.frames = frames
-    steps = [dict(method="animate", label=f"{eps:.3f}",
-                  args=[[f"{i}"], dict(mode="immediate", frame=dict(duration=0, redraw=True), transition=dict(duration=0))])
+            adv_uri, delta_uri = strips(i)
+            data += [{"type": "image", "source": adv_uri}, {"type": "image", "source": delta_uri}]
+            frame_layout["annotations"] = annotations_for(i)
+        frames.append({"name": f"{i}", "data": data, "traces": dynamic, "layout": frame_layout})
+    steps = [{"method": "animate", "label": f"{eps:.3f}",
+              "args": [[f"{i}"], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}
              for i, eps in enumerate(eps_frames)]
-    fig.update_layout(
-        sliders=[dict(active=0, steps=steps, currentvalue=dict(prefix="ε = ", font=dict(size=16)), pad=dict(t=50),
-                      x=0.0, len=1.0)],
-        title=dict(text=f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", font=dict(size=16)),
-        template="plotly_white", height=height or (720 if k else 460), margin=dict(l=10, r=10, t=60, b=10),
-        legend=dict(orientation="h", y=1.02, x=1, xanchor="right", yanchor="bottom"),
-        annotations=annotations_for(0) if k else [],
-    )
-    fig.update_xaxes(title_text=eps_label, row=1, col=1)
-    fig.update_yaxes(title_text="accuracy under attack", tickformat=".0%", range=[0, 1.02], row=1, col=1)
-    return fig
+    layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "ε = ", "font": {"size": 16}},
+                          "pad": {"t": 50}, "x": 0.0, "len": 1.0}]
+    return go.Figure({"data": traces, "layout": layout, "frames": frames}, _validate=False)

@@ -78,3 +78,17 @@ def test_evaluate_command_prints_a_table_and_writes_json(store, tiny_result, tmp
     acc = result["models"][entry.model_id]["accuracy"]
     assert len(acc) == 3 and acc[0] >= acc[2]
     assert evaluate_main(["--model", "zzzz", "--store", str(store.root)]) == 2
+
+
+def test_transfer_eps_from_a_model_to_itself_matches_white_box_and_warns_when_it_wins(small_cnn, mnist):
+    from robust_core.evaluation import robust_accuracy, transfer_minimal_eps
+
+    x, y = mnist.test_x[:100], mnist.test_y[:100]
+    self_transfer = transfer_minimal_eps(small_cnn, small_cnn, x, y, attack="fgsm", eps_max=0.3, grid_points=6)
+    grid = [0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    direct = robust_accuracy(small_cnn, x, y, attack="fgsm", eps_grid=grid)
+    # Crafted on the model itself, "transfer" is white-box FGSM, best of the grid up to each eps.
+    lookup = accuracy_at(self_transfer, grid).tolist()
+    assert all(l <= d + 1e-6 for l, d in zip(lookup, direct))
+    assert attack_comparison_warnings({"pgd": [0.9, 0.8], "transfer:abc:pgd": [0.9, 0.2]}, [0.1, 0.3])
+    assert not attack_comparison_warnings({"pgd": [0.5, 0.1], "transfer:abc:pgd": [0.9, 0.6]}, [0.1, 0.3])
