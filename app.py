@@ -33,7 +33,11 @@ with st.sidebar:
         if requested in ids:
             st.session_state["model_id"] = requested
         if st.session_state.get("model_id") not in ids:
-            st.session_state["model_id"] = ids[0]
+            # First visit: start from the newest standard network (the shipped one on a fresh install),
+            # the baseline every comparison is made against; the newest model of any kind otherwise.
+            standard = [e.model_id for e in entries if e.meta["config"]["method"] == "standard"
+                        and e.meta["config"]["arch"] not in ("logreg", "knn")]
+            st.session_state["model_id"] = (standard or ids)[0]
         st.selectbox("Model", ids, key="model_id", format_func=labels.get, help="The model the analysis pages start from.")
     else:
         st.caption("No trained model for this dataset yet: train one on the Train page.")

@@ -1,6 +1,7 @@
 """Attack page: robust accuracy against eps with an instant slider, a gallery, and attack comparisons."""
 import io
 import json
+import math
 import time
 
 import numpy as np
@@ -10,7 +11,8 @@ import torch
 from pages._shared import current_dataset, format_percent, get_dataset, get_store, require_shell
 from robust_core.attacks import ATTACKS
 from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
-                                    model_sanity_warnings, perturbation_stats, sanity_warnings)
+                                    cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
+                                    sanity_warnings)
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
 
@@ -30,6 +32,7 @@ def get_eval_cache(store_root: str) -> EvaluationCache:
     return EvaluationCache(get_store())
 
 
+page_started = time.perf_counter()
 require_shell()
 st.title("Attack")
 dataset = current_dataset()
@@ -80,7 +83,13 @@ if missing:
     st.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(names[m] for m in missing)}. "
                f"Computing the per-image minimal ε takes a while the first time; afterwards every view is instant.",
                icon=":material/hourglass:")
-    if st.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:"):
+    if st.session_state.get("stop_compute"):
+        st.info("Stopped. Nothing was cached: results are saved only once a model's computation is complete.",
+                icon=":material/stop_circle:")
+    b1, b2 = st.columns([3, 1])
+    if b1.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:"):
+        # Clicking Stop reruns the script, which interrupts this run at its next progress update.
+        b2.button("Stop", key="stop_compute", icon=":material/stop:")
         bar = st.progress(0.0, text="Starting…")
         start = time.perf_counter()
         for i, m in enumerate(missing):
@@ -94,7 +103,6 @@ if missing:
         st.rerun()
     st.stop()
 
-t0 = time.perf_counter()
 min_eps = {m: cache.get(keys[m]) for m in model_ids}
 eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0 for v in min_eps.values())
 eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
@@ -102,11 +110,12 @@ curves = {names[m]: accuracy_at(v, eps_frames).tolist() for m, v in min_eps.item
 
 
 @st.cache_data(show_spinner="Crafting the gallery's adversarial examples…", max_entries=32)
-def gallery_frames(model_id: str, attack: str, params_key: tuple, start: int, eps_frames: tuple, seed: int, dataset: str):
-    """Adversarial versions of GALLERY_SIZE test images at every slider position (attacked once each)."""
+def gallery_frames(model_id: str, attack: str, params_key: tuple, indices: tuple, eps_frames: tuple, seed: int, dataset: str):
+    """Adversarial versions of the gallery's test images at every slider position (attacked once each)."""
     model = store.load(model_id)
     spec = ATTACKS[attack]
-    xs, ys = data.test_x[start : start + GALLERY_SIZE], data.test_y[start : start + GALLERY_SIZE]
+    index = torch.tensor(indices, dtype=torch.long)
+    xs, ys = data.test_x[index], data.test_y[index]
     kwargs = {k: v for k, v in dict(params_key).items() if k != "eps_max"}
     if spec.kind == "minimal":  # one run gives the minimal perturbation; a frame shows it once eps allows it
         full = spec(model, xs, ys, seed=seed, **kwargs)
@@ -120,22 +129,36 @@ def gallery_frames(model_id: str, attack: str, params_key: tuple, start: int, ep
             "predictions": proba.argmax(2).numpy(), "confidences": proba.amax(2).numpy(), "model": names[model_id]}
 
 
+@st.cache_resource(show_spinner=False, max_entries=16)
+def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_args: tuple | None, class_names: tuple):
+    """The slider figure, built once per (curves, gallery): a rerun with nothing new only re-sends it."""
+    gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
+    return eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
+                             class_names=list(class_names))
+
+
 with st.container(border=True):
-    g1, g2, g3 = st.columns([2, 2, 3])
+    g1, g2, g3, g4 = st.columns([2, 2, 2, 3])
     gallery_model = g1.selectbox("Gallery model", model_ids, format_func=names.get)
-    start = g2.number_input("First test image", 0, len(data.test_x) - GALLERY_SIZE, 0, step=GALLERY_SIZE,
-                            help=f"The gallery shows {GALLERY_SIZE} consecutive test images.")
-    g3.caption("Drag the slider: the curves, the accuracy in the title, the adversarial images (middle row: "
+    pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
+                    help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
+    if pick == "By index":
+        start = g3.number_input("First test image", 0, len(data.test_x) - GALLERY_SIZE, 0, step=GALLERY_SIZE)
+        indices = tuple(range(int(start), int(start) + GALLERY_SIZE))
+    else:
+        chosen = g3.selectbox("Class", range(len(data.info.class_names)), format_func=lambda c: data.info.class_names[c])
+        indices = tuple((data.test_y == chosen).nonzero().flatten()[:GALLERY_SIZE].tolist())
+    g4.caption("Drag the slider: the curves, the accuracy in the title, the adversarial images (middle row: "
                "predicted class and confidence, green if still correct) and their perturbation ×10 (bottom row; "
                "red = brighter, blue = darker) follow the handle in your browser, with no recomputation.")
-    gallery = None
+    gallery_args = None
     if data.info.shape[0] == 1:
-        gallery_started = time.perf_counter()
-        gallery = gallery_frames(gallery_model, attack, tuple(sorted(params.items())), int(start), tuple(eps_frames), int(seed), dataset)
-        t0 += time.perf_counter() - gallery_started  # the gallery's attacks run once, then come from the cache
-    st.plotly_chart(eps_slider_figure(eps_frames, curves, norm=spec.norm, gallery=gallery, class_names=data.info.class_names),
-                    key="eps_slider", config={"displayModeBar": False})
-elapsed_ms = 1000 * (time.perf_counter() - t0)
+        gallery_args = (gallery_model, attack, tuple(sorted(params.items())), indices, tuple(eps_frames), int(seed), dataset)
+    figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm, gallery_args,
+                           tuple(data.info.class_names))
+    st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
+    gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
+elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
 rows = []
 for m, v in min_eps.items():
@@ -146,7 +169,8 @@ for m, v in min_eps.items():
                  "Broken": f"{stats['n']}/{len(v)}"})
 st.dataframe(rows, hide_index=True, width="stretch",
              column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
-st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε, drawn in {elapsed_ms:.0f} ms.")
+st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε · page run up to here "
+           f"{elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
 
 warnings = sanity_warnings({names[m]: v for m, v in min_eps.items()}, attack=attack, eps_max=eps_max)
 for w in warnings:
@@ -170,6 +194,63 @@ if gallery is not None:
                        file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
 st.divider()
+st.subheader("Targeted: make one image read as another class")
+st.caption("The smallest L∞ ε at which a targeted attack makes each model read the image as the class you choose "
+           "(bisection to 0.004, up to ε = 0.5). A robust model needs a perturbation that starts to draw the target digit.")
+TARGETED_ATTACKS = {"pgd": {"steps": 40}, "apgd_ce": {"steps": 100}, "fgsm": {}}
+t1, t2, t3 = st.columns(3)
+target_index = int(t1.number_input("Test image", 0, len(data.test_x) - 1, 0, key="target_index"))
+true_class = int(data.test_y[target_index])
+class_choices = [c for c in range(len(data.info.class_names)) if c != true_class]
+target_class = t2.selectbox(f"Read it as (true class: {data.info.class_names[true_class]})", class_choices,
+                            index=class_choices.index(3) if 3 in class_choices else 0,
+                            format_func=lambda c: data.info.class_names[c], key=f"target_class_{true_class}")
+target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_func=lambda a: ATTACKS[a].title)
+
+
+@st.cache_data(show_spinner="Searching the smallest ε…", max_entries=256)
+def targeted_example(model_id: str, index: int, target: int, attack: str, seed: int, dataset: str):
+    model = store.load(model_id)
+    xi, yi = data.test_x[index : index + 1], data.test_y[index : index + 1]
+    kwargs = TARGETED_ATTACKS[attack]
+    eps = float(minimal_eps(model, xi, yi, attack=attack, eps_max=0.5, target=target, seed=seed, **kwargs)[0])
+    if math.isfinite(eps) and eps > 0:
+        adv = ATTACKS[attack](model, xi, yi, eps=eps, targeted=True, target=target, seed=seed, **kwargs)
+    else:
+        adv = xi
+    return {"eps": eps, "clean": xi[0, 0].numpy(), "adversarial": adv[0, 0].numpy(),
+            "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
+
+
+def enlarge(image, size=112):
+    """A 28 x 28 array in [0, 1] as a crisp size x size greyscale picture (no smoothing)."""
+    from PIL import Image
+
+    return Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+
+
+if data.info.shape[0] == 1:
+    cols = st.columns(len(model_ids))
+    for col, m in zip(cols, model_ids):
+        ex = targeted_example(m, target_index, int(target_class), target_attack, int(seed), dataset)
+        col.markdown(f"**{names[m]}**")
+        target_name = data.info.class_names[target_class]
+        if ex["eps"] == 0:
+            col.write(f"Already read as {target_name} without attack.")
+        elif not math.isfinite(ex["eps"]):
+            col.write(f"Not read as {target_name} at any ε ≤ 0.5: "
+                      f"{100 * ex['p_adv'][target_class]:.0f}% for {target_name} at best.")
+        else:
+            col.metric("smallest ε", f"{ex['eps']:.3f}", help="L∞, pixel scale 0–1")
+        i1, i2, i3 = col.columns(3)
+        i1.image(enlarge(ex["clean"]), caption=f"clean: {data.info.class_names[int(ex['p_clean'].argmax())]} "
+                 f"{100 * ex['p_clean'].max():.0f}%")
+        i2.image(enlarge(ex["adversarial"]), caption=f"attacked: {data.info.class_names[int(ex['p_adv'].argmax())]} "
+                 f"{100 * ex['p_adv'].max():.0f}%")
+        i3.image(enlarge(np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)),
+                 caption="perturbation (scaled to ±ε)")
+
+st.divider()
 st.subheader("Compare attacks on one model")
 st.caption("A defence that only masks gradients looks robust to gradient attacks and falls to the gradient-free "
            "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
@@ -178,30 +259,53 @@ c1, c2 = st.columns([2, 3])
 cmp_model = c1.selectbox("Model to compare on", model_ids, format_func=names.get, key="cmp_model")
 cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
                              default=["fgsm", "pgd", "apgd_ce", "square"], format_func=lambda a: ATTACKS[a].title)
+others = [e.model_id for e in networks if e.model_id != cmp_model]
+transfer_source = st.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
+                               [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],
+                               help="Examples that fool the source model, replayed on this one at 8 values of ε. "
+                                    "A transfer attack that beats white-box PGD means this model masks its gradients.")
 cmp_params = {a: {"eps_max": EPS_MAX["linf"], **DEFAULT_PARAMS[a]} for a in cmp_attacks}
 cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
-cmp_missing = [a for a in cmp_attacks if cache.get(cmp_keys[a]) is None]
-if cmp_missing and st.button(f"Compute {', '.join(ATTACKS[a].title for a in cmp_missing)} on {names[cmp_model]}",
+TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
+transfer_label = None
+if transfer_source is not None:
+    transfer_label = f"transfer:{transfer_source}:pgd"
+    cmp_keys[transfer_label] = EvalKey(cmp_model, transfer_label, tuple(sorted(TRANSFER_PARAMS.items())), n_images, int(seed))
+cmp_missing = [a for a in cmp_keys if cache.get(cmp_keys[a]) is None]
+
+
+def cmp_title(a):
+    return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].title
+
+
+if cmp_missing and st.button(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}",
                              icon=":material/bolt:"):
     bar = st.progress(0.0, text="Starting…")
     for i, a in enumerate(cmp_missing):
-        cached_minimal_eps(store, cache, cmp_model, x, y, attack=a, seed=int(seed),
-                           on_progress=lambda f, i=i, a=a: bar.progress((i + f) / len(cmp_missing), text=f"{ATTACKS[a].title}: {100 * f:.0f}%"),
-                           **cmp_params[a])
+        def progress(f, i=i, a=a):
+            bar.progress((i + f) / len(cmp_missing), text=f"{cmp_title(a)}: {100 * f:.0f}%")
+        if a.startswith("transfer:"):
+            cached_transfer_eps(store, cache, transfer_source, cmp_model, x, y, attack="pgd", seed=int(seed),
+                                on_progress=progress, **TRANSFER_PARAMS)
+        else:
+            cached_minimal_eps(store, cache, cmp_model, x, y, attack=a, seed=int(seed), on_progress=progress, **cmp_params[a])
     st.rerun()
-ready = {a: cache.get(cmp_keys[a]) for a in cmp_attacks if cache.get(cmp_keys[a]) is not None}
+ready = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
 if ready:
     import plotly.graph_objects as go
 
     grid = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
     by_attack = {a: accuracy_at(v, grid).tolist() for a, v in ready.items()}
-    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=ATTACKS[a].title, line=dict(width=3)) for a, acc in by_attack.items()])
+    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=cmp_title(a),
+                                line=dict(width=3, dash="dash" if a.startswith("transfer:") else "solid"),
+                                line_shape="hv" if a.startswith("transfer:") else "linear")
+                     for a, acc in by_attack.items()])
     fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
     st.plotly_chart(fig, key="attack_comparison")
     for w in attack_comparison_warnings(by_attack, grid):
         st.warning(w, icon=":material/report:")
-    if len(ready) < len(cmp_attacks):
-        st.caption(f"Not computed yet: {', '.join(ATTACKS[a].title for a in cmp_missing)}.")
+    if len(ready) < len(cmp_keys):
+        st.caption(f"Not computed yet: {', '.join(cmp_title(a) for a in cmp_missing)}.")
 for w in model_sanity_warnings(store.load(cmp_model), x[:200], y[:200]):
     st.warning(w, icon=":material/report:")

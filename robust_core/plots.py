@@ -133,12 +133,12 @@ def eps_slider_figure(
                        "hoverinfo": "skip", "marker": {"color": PALETTE[j % len(PALETTE)], "size": 14,
                                                        "line": {"color": "white", "width": 2}}})
     layout: dict = {
-        "template": "plotly_white", "height": height or (720 if k else 460), "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+        "template": "plotly_white", "height": height or (760 if k else 460), "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
         "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": 16}},
         "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
         "xaxis": {"title": {"text": eps_label}, "anchor": "y"},
         "yaxis": {"title": {"text": "accuracy under attack"}, "tickformat": ".0%", "range": [0, 1.02], "anchor": "x",
-                  "domain": [0.47, 1.0] if k else [0.0, 1.0]},
+                  "domain": [0.53, 1.0] if k else [0.0, 1.0]},
     }
 
     if k:
@@ -158,7 +158,7 @@ def eps_slider_figure(
                 colour = "#2ca02c" if pred == true else "#d62728"
                 # Data coordinates of the image axes: each label sits under its own digit whatever the width.
                 notes.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
-                              "y": h * GALLERY_SCALE, "xref": "x2", "yref": "y2", "yanchor": "top", "showarrow": False,
+                              "y": h * GALLERY_SCALE - 0.5, "xref": "x2", "yref": "y2", "yanchor": "top", "showarrow": False,
                               "font": {"color": colour, "size": 12}})
             return notes
 
@@ -166,12 +166,22 @@ def eps_slider_figure(
         for axis, uri in ((2, first_adv), (3, first_delta)):
             dynamic.append(len(traces))
             traces.append({"type": "image", "source": uri, "hoverinfo": "skip", "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
-        for axis, domain in ((2, [0.22, 0.38]), (3, [0.0, 0.16])):
-            layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.0, 1.0]}
-            # Square pixels, top row first: what plotly does for images, spelled out for the frames.
-            layout[f"yaxis{axis}"] = {"visible": False, "anchor": f"x{axis}", "domain": domain, "autorange": "reversed",
-                                      "scaleanchor": f"x{axis}", "constrain": "domain"}
-        layout["annotations"] = annotations_for(0)
+        strip_w, strip_h = (k * cell - GALLERY_GAP) * GALLERY_SCALE, h * GALLERY_SCALE
+        row_titles = []
+        for axis, domain, title in ((2, [0.245, 0.395], "adversarial image · predicted class and confidence"),
+                                    (3, [0.0, 0.15], "perturbation ×10 · red brighter, blue darker")):
+            # Fixed ranges and square pixels: both strips get the same size, top row first (as images are).
+            layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.0, 1.0],
+                                      "range": [-0.5, strip_w - 0.5]}
+            layout[f"yaxis{axis}"] = {"visible": False, "anchor": f"x{axis}", "domain": domain,
+                                      "range": [strip_h - 0.5, -0.5], "scaleanchor": f"x{axis}", "constrain": "domain"}
+            row_titles.append({"text": title, "x": 0.5, "y": domain[1], "xref": "paper", "yref": "paper",
+                               "yanchor": "bottom", "showarrow": False, "font": {"size": 11, "color": "#666"}})
+
+        def all_annotations(i):
+            return row_titles + annotations_for(i)
+
+        layout["annotations"] = all_annotations(0)
 
     frames = []
     for i, eps in enumerate(eps_frames):
@@ -180,7 +190,7 @@ def eps_slider_figure(
         if k:
             adv_uri, delta_uri = strips(i)
             data += [{"type": "image", "source": adv_uri}, {"type": "image", "source": delta_uri}]
-            frame_layout["annotations"] = annotations_for(i)
+            frame_layout["annotations"] = all_annotations(i)
         frames.append({"name": f"{i}", "data": data, "traces": dynamic, "layout": frame_layout})
     steps = [{"method": "animate", "label": f"{eps:.3f}",
               "args": [[f"{i}"], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}

@@ -136,8 +136,20 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
     # accuracy falls along the frames (the moving marker is the first dynamic trace of each frame)
     first, last = frames[0]["data"][0]["y"][0], frames[-1]["data"][0]["y"][0]
     assert first > 0.5 and last < first
+    # The gallery rows are one PNG per frame and row, swapped by the frames.
+    assert [t["type"] for t in figure["data"]].count("image") == 2
+    assert frames[-1]["data"][-1]["source"].startswith("data:image/png;base64,")
     table = at.dataframe[0].value
     assert table["Clean accuracy"][0] == pytest.approx(first)
+    # Targeted mode: the smallest eps that makes test image 0 (a 7) read as a 3, for the selected model.
+    assert widget(at.selectbox, "Read it as (true class: 7)").value == 3
+    assert at.metric and 0 < float(at.metric[0].value) <= 0.5
+    # Gallery by class: the figure is rebuilt for the images of that class.
+    widget(at.radio, "Gallery images").set_value("By class").run()
+    widget(at.selectbox, "Class").select(4).run()
+    assert not at.exception, [e.value for e in at.exception]
+    figure_by_class = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert figure_by_class["frames"][-1]["data"][-1]["source"] != frames[-1]["data"][-1]["source"]
     # Cached on disk beside the model: a new session does not ask to compute again.
     assert list((isolated_store / "mnist" / stored_model.model_id / "evaluations").glob("*.json"))
     again = run_app("pages/attack.py")
