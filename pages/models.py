@@ -30,6 +30,7 @@ else:
         "Architecture": e.meta["config"]["arch"],
         "Method": e.meta["config"]["method"],
         "Clean test accuracy": e.meta.get("metrics", {}).get("test_acc"),
+        "Input alignment": e.meta.get("metrics", {}).get("alignment_input"),
         "Parameters": e.meta.get("parameters"),
         "Training time": format_duration(e.meta.get("wall_time_s")),
         "Created": e.meta.get("created", "").replace("T", " ")[:16],
@@ -40,6 +41,9 @@ else:
         column_config={
             "Clean test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
             "Parameters": st.column_config.NumberColumn(format="localized"),
+            "Input alignment": st.column_config.NumberColumn(
+                format="%.2f", help="Mean |cos| between the loss gradient and the (centred) input on 2,000 test images: "
+                                    "what Gradient-Feature Alignment raises. 0 = tangential, 1 = radial."),
         },
     )
 

@@ -8,7 +8,7 @@ from pages._shared import current_dataset, format_duration, format_percent, get_
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
-from robust_core.training import METHOD_TITLES, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
+from robust_core.training import METHOD_TITLES, METHODS, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
 
 # Seconds between two redraws of the live chart: redrawing costs a few ms of CPU that training wants.
 CHART_REFRESH_S = 0.5
@@ -47,6 +47,44 @@ with st.container(border=True):
         arch_kwargs = {"C": st.number_input("C (inverse regularisation)", 1e-4, 1e4, 1.0, format="%.4f"),
                        "max_iter": st.number_input("Max iterations", 10, 5000, 100)}
 
+    method_kwargs: dict = {}
+    if is_network and method != "standard":
+        spec = METHODS[method]
+        st.caption(f"**{spec.title}** ({spec.paper}). " + (spec.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "))
+        defaults_m = spec.defaults
+        cols = st.columns(4)
+        slot = iter(cols * 3)
+        if "eps" in defaults_m:
+            # The usual budgets: 0.3 on MNIST, 0.1 on Fashion-MNIST, 8/255 on CIFAR-10.
+            usual_eps = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": round(8 / 255, 4)}.get(dataset, defaults_m["eps"])
+            method_kwargs["eps"] = next(slot).number_input("ε (L∞, pixel scale 0–1)", 0.0, 1.0, usual_eps, step=0.01,
+                                                            format="%.3f", help="0.3 on MNIST, 0.1 on Fashion-MNIST")
+            method_kwargs["eps_ramp"] = next(slot).number_input(
+                "ε ramp (share of training)", 0.0, 1.0, defaults_m["eps_ramp"], step=0.05,
+                help="ε grows linearly from 0 over this share of the training steps; lets a small network learn first.")
+        if "steps" in defaults_m:
+            method_kwargs["steps"] = next(slot).number_input("Attack steps", 1, 100, defaults_m["steps"])
+        if "clean_weight" in defaults_m:
+            method_kwargs["clean_weight"] = next(slot).number_input("Clean-loss weight", 0.0, 1.0, defaults_m["clean_weight"], step=0.1)
+        if "beta" in defaults_m:
+            method_kwargs["beta"] = next(slot).number_input("β (robustness weight)", 0.0, 100.0, defaults_m["beta"], step=0.5)
+        if "alpha" in defaults_m:
+            method_kwargs["alpha"] = next(slot).number_input("Step (× ε)", 0.1, 4.0, defaults_m["alpha"], step=0.05)
+        if "noise" in defaults_m:
+            method_kwargs["noise"] = next(slot).number_input("Noise (× ε)", 0.0, 8.0, defaults_m["noise"], step=0.5)
+        if "lam" in defaults_m:
+            method_kwargs["lam"] = next(slot).number_input("λ (regulariser weight)", 0.0, 1e4, defaults_m["lam"], step=0.5,
+                                                            format="%.3f")
+        if "layers" in defaults_m:
+            method_kwargs["layers"] = next(slot).selectbox("Aligned layers", ["deep", "first"],
+                                                           help="first: the input only (FIRST); deep: the input and every hidden block (DEEP)")
+            method_kwargs["loss"] = next(slot).selectbox("Task loss", ["ce", "mse"],
+                                                         format_func={"ce": "cross-entropy", "mse": "MSE on one-hot"}.get)
+            method_kwargs["input_centre"] = next(slot).selectbox(
+                "Input centre", ["model", "pm1"], format_func={"model": "dataset mean (model's normalisation)",
+                                                               "pm1": "0.5 (inputs rescaled to [-1, 1])"}.get)
+            method_kwargs["warmup_epochs"] = next(slot).number_input("Warm-up epochs (λ = 0)", 0, 100, defaults_m["warmup_epochs"])
+
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 200, defaults.epochs, disabled=not is_network)
     batch_size = c2.number_input("Batch size", 1, 8192, defaults.batch_size, disabled=not is_network)
@@ -62,12 +100,13 @@ with st.container(border=True):
     name = st.text_input("Name in the store (optional)", placeholder="e.g. my first CNN")
 
 fields = dict(
-    dataset=dataset, arch=arch, arch_kwargs=arch_kwargs, method=method, optimizer=optimizer, lr=float(lr),
+    dataset=dataset, arch=arch, arch_kwargs=arch_kwargs, method=method, method_kwargs=method_kwargs,
+    optimizer=optimizer, lr=float(lr),
     weight_decay=float(weight_decay), schedule=schedule, epochs=int(epochs), batch_size=int(batch_size),
     dropout=float(dropout), seed=int(seed), train_subset=None if subset_choice == "all" else int(subset_choice),
 )
 if not is_network:  # gradient-descent settings mean nothing to a fitted baseline: keep them out of its hash
-    fields.update({k: getattr(defaults, k) for k in ("method", "optimizer", "lr", "weight_decay", "schedule",
+    fields.update({k: getattr(defaults, k) for k in ("method", "method_kwargs", "optimizer", "lr", "weight_decay", "schedule",
                                                       "epochs", "batch_size", "dropout")})
 try:
     config = TrainConfig(**fields)

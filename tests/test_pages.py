@@ -157,3 +157,14 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
     widget(again.number_input, "Steps").set_value(5).run()
     assert not [b for b in again.button if b.label.startswith("Compute (")]
     assert len(again.get("plotly_chart")) == 1
+
+
+def test_train_page_offers_the_method_s_own_arguments():
+    at = run_app("pages/train.py")
+    widget(at.selectbox, "Training method").select("pgd_at").run()
+    assert widget(at.number_input, "ε (L∞, pixel scale 0–1)").value == pytest.approx(0.3)
+    widget(at.number_input, "Attack steps").set_value(3).run()
+    assert not at.exception and not at.error
+    widget(at.selectbox, "Training method").select("gfa").run()
+    assert widget(at.selectbox, "Aligned layers").value == "deep"
+    assert not at.exception and not at.error
