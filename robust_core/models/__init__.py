@@ -42,6 +42,9 @@ ARCHITECTURES: dict[str, Architecture] = {
                      "Ablation: half the filters in each convolution", _cnn(filters=(16, 32))),
         Architecture("cnn_no_dense", "CNN without dense 128", "torch",
                      "Ablation: flatten straight into the 10-way output", _cnn(dense=0)),
+        Architecture("cnn_madry", "Madry et al.'s MNIST CNN", "torch",
+                     "Conv 32@5x5 (same), pool, conv 64@5x5 (same), pool, dense 1024, dense 10: the network of "
+                     "Madry et al. 2018's MNIST challenge (3.3 M parameters)", _cnn(kernel=5, padding=2, dense=1024)),
         Architecture("mlp", "MLP", "torch",
                      "Fully connected network; hidden sizes, activation and dropout configurable",
                      lambda info, **kw: mlp(info.shape, info.num_classes, info.mean, info.std, **kw)),

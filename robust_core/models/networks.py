@@ -77,6 +77,8 @@ def seed_cnn(
     pool1: bool = True,
     dense: int = 128,
     dropout: float = 0.0,
+    kernel: int = 3,
+    padding: int = 0,
 ) -> ImageClassifier:
     """The seed CNN (seed 002, §1.1) and its §1.2 ablations through the keyword arguments.
 
@@ -85,12 +87,12 @@ def seed_cnn(
     """
     channels = shape[0]
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
-    first = [nn.Conv2d(channels, filters[0], 3), nn.ReLU()]
+    first = [nn.Conv2d(channels, filters[0], kernel, padding=padding), nn.ReLU()]
     if pool1:
         first.append(nn.MaxPool2d(2))
     blocks["conv1"] = nn.Sequential(*first)
     if conv2:
-        blocks["conv2"] = nn.Sequential(nn.Conv2d(filters[0], filters[1], 3), nn.ReLU(), nn.MaxPool2d(2))
+        blocks["conv2"] = nn.Sequential(nn.Conv2d(filters[0], filters[1], kernel, padding=padding), nn.ReLU(), nn.MaxPool2d(2))
     flat = _flat_size(blocks, shape)
     if dense:
         layers: list[nn.Module] = [nn.Flatten(), nn.Linear(flat, dense), nn.ReLU()]
