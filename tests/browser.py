@@ -103,9 +103,9 @@ def wait_until_idle(page, timeout_s: float = 60) -> None:
     raise TimeoutError("the page kept running")
 
 
-def open_page(page, base_url: str, name: str) -> None:
+def open_page(page, base_url: str, name: str, timeout_s: float = 60) -> None:
     page.goto(f"{base_url}/{PAGE_PATHS[name]}")
-    wait_until_idle(page)
+    wait_until_idle(page, timeout_s)
 
 
 def page_errors(page) -> list[str]:
