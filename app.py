@@ -10,6 +10,7 @@ st.set_page_config(page_title="Robustness Lab", page_icon=":material/shield:", l
 PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
     st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
+    st.Page("pages/saliency.py", title="Saliency", icon=":material/visibility:"),
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
 navigation = st.navigation(PAGES)

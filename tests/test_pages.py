@@ -168,3 +168,35 @@ def test_train_page_offers_the_method_s_own_arguments():
     widget(at.selectbox, "Training method").select("gfa").run()
     assert widget(at.selectbox, "Aligned layers").value == "deep"
     assert not at.exception and not at.error
+
+
+def test_saliency_page_renders_the_grid_and_switches_method_and_model(stored_model, isolated_store, tiny_result):
+    from robust_core.store import ModelStore
+    from robust_core.training import TrainConfig, train_model
+
+    at = run_app("pages/saliency.py")
+    assert not at.exception, [e.value for e in at.exception]
+    [grid] = at.get("plotly_chart")
+    import json
+
+    spec = json.loads(grid.proto.spec)
+    assert sum(t["type"] == "heatmap" for t in spec["data"]) >= 4 * 2 * 2  # 4 methods x (clean, adversarial) x overlay
+    widget(at.multiselect, "Methods (rows)").set_value(["occlusion"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    # An MLP joins: Grad-CAM is not available for it, and the page says so instead of failing.
+    mlp = train_model(TrainConfig(arch="mlp", train_subset=500, epochs=1), data=None, device="cpu")
+    entry = ModelStore(isolated_store).save(mlp, name="tiny mlp")
+    at = run_app("pages/saliency.py")
+    widget(at.multiselect, "Models (columns)").set_value([stored_model.model_id, entry.model_id])
+    widget(at.multiselect, "Methods (rows)").set_value(["saliency", "grad_cam"]).run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert any("no conv layer" in a.get("text", "") for a in spec["layout"]["annotations"])
+
+
+def test_saliency_page_upload_mode_without_a_file_gives_a_hint(stored_model):
+    """AppTest cannot drive a file uploader: the rejection of non-images is tested in test_digits."""
+    at = run_app("pages/saliency.py")
+    widget(at.radio, "Image").set_value("Upload").run()
+    assert not at.exception
+    assert any("Pick a test image or upload" in i.value for i in at.info)

@@ -1,0 +1,208 @@
+"""Saliency page: where did each model look, on the clean and on the adversarial image?"""
+import io
+import time
+
+import numpy as np
+import plotly.graph_objects as go
+import streamlit as st
+import torch
+from plotly.subplots import make_subplots
+
+from pages._shared import current_dataset, get_dataset, get_store, require_shell
+from robust_core.attacks import ATTACKS
+from robust_core.digits import NotADigitImage, mnist_style
+from robust_core.models import predict_proba
+from robust_core.saliency import METHODS, attribute, available_methods, deletion_insertion, heatmap, randomisation_check
+
+DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
+COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]
+MAX_MODELS = 4
+
+require_shell()
+st.title("Saliency")
+dataset = current_dataset()
+store = get_store()
+data = get_dataset(dataset)
+if data is None:
+    st.stop()
+networks = [e for e in store.list(dataset) if e.meta["config"]["arch"] not in ("logreg", "knn")]
+if not networks:
+    st.info("No trained network for this dataset yet: train one on the Train page first.", icon=":material/info:")
+    st.stop()
+names = {e.model_id: e.name for e in networks}
+methods_of = {e.model_id: e.meta["config"]["method"] for e in networks}
+class_names = data.info.class_names
+
+with st.container(border=True):
+    c1, c2 = st.columns([3, 2])
+    # Default: the sidebar's model, then one adversarially trained and one GFA model when there are some.
+    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
+    for wanted in ("pgd_at", "gfa"):
+        extra = next((m for m in names if methods_of[m] == wanted and m not in default), None)
+        if extra:
+            default.append(extra)
+    model_ids = c1.multiselect("Models (columns)", list(names), default=default, format_func=names.get,
+                               max_selections=MAX_MODELS)
+    methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
+                             format_func=lambda m: METHODS[m].title)
+    c1, c2, c3 = st.columns(3)
+    source = c1.radio("Image", ["Test image", "Upload"], horizontal=True)
+    image_x, true_label = None, None
+    if source == "Test image":
+        pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
+                                  format_func=lambda c: "any class" if c == "any" else class_names[c])
+        pool = torch.arange(len(data.test_y)) if pick_class == "any" else (data.test_y == pick_class).nonzero().flatten()
+        position = c3.number_input(f"Image (0 … {len(pool) - 1})", 0, len(pool) - 1, 0,
+                                   help="Index among the test images of the chosen class")
+        index = int(pool[int(position)])
+        image_x, true_label = data.test_x[index : index + 1], int(data.test_y[index])
+    else:
+        upload = c2.file_uploader("A picture of one digit (any size or format)", type=None)
+        c3.caption("Converted the way MNIST was made: grey levels, cropped, scaled to fit 20×20, centred by "
+                   "centre of mass in 28×28; a dark digit on light paper is inverted.")
+        if upload is not None:
+            try:
+                image_x = mnist_style(upload.getvalue())
+            except NotADigitImage as exc:
+                st.error(str(exc), icon=":material/broken_image:")
+        if image_x is not None and data.info.shape != (1, 28, 28):
+            st.error("Uploaded digits are 28×28 grey images: choose MNIST or Fashion-MNIST.")
+            image_x = None
+    c1, c2, c3, c4 = st.columns(4)
+    target_mode = c1.radio("Explain the class", ["predicted", "true", "chosen"], horizontal=True,
+                           help="'true' needs a test image (an upload has no label)")
+    chosen_class = c2.selectbox("Chosen class", range(len(class_names)), format_func=lambda c: class_names[c],
+                                disabled=target_mode != "chosen")
+    colour_map = c3.selectbox("Colour map", COLOUR_MAPS)
+    display = c4.radio("Display", ["overlay", "side by side"], horizontal=True)
+    c1, c2, c3, c4 = st.columns(4)
+    signed = c1.toggle("Signed", value=False, help="Red/blue for positive/negative evidence (methods whose sign means something)")
+    with_adversarial = c2.toggle("Also on an adversarial image", value=True)
+    attack = c3.selectbox("Attack", ["pgd", "fgsm", "apgd_ce"], format_func=lambda a: ATTACKS[a].title,
+                          disabled=not with_adversarial)
+    eps = c4.slider("ε (L∞)", 0.0, 0.5, 0.15, 0.01, disabled=not with_adversarial)
+
+if image_x is None:
+    st.info("Pick a test image or upload a picture of a digit.", icon=":material/image:")
+    st.stop()
+if not model_ids or not methods:
+    st.info("Pick at least one model and one method.")
+    st.stop()
+if target_mode == "true" and true_label is None:
+    st.warning("An uploaded image has no true label: explaining the predicted class instead.")
+    target_mode = "predicted"
+
+
+@st.cache_data(show_spinner=False, max_entries=512)
+def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, chosen: int, method: str, attack: str | None,
+             eps: float, dataset: str):
+    """(input, attribution, probabilities, target) for one model, method and (clean or attacked) image."""
+    model = store.load(model_id)
+    x = torch.from_numpy(image)
+    if attack is not None and eps > 0:
+        y_attack = torch.tensor([label]) if label is not None else predict_proba(model, x).argmax(1)
+        x = ATTACKS[attack](model, x, y_attack, eps=eps, **({"steps": 40} if attack == "pgd" else {}))
+    proba = predict_proba(model, x)[0]
+    target = int(proba.argmax()) if mode == "predicted" else (label if mode == "true" else chosen)
+    reason = available_methods(model)[method]
+    attr = None if reason else attribute(model, x, target, method)
+    return x[0, 0].numpy(), None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
+
+
+variants = [("clean", None)] + ([("adversarial", attack)] if with_adversarial and eps > 0 else [])
+started = time.perf_counter()
+results = {}
+bar = st.progress(0.0, text="Computing attributions…")
+jobs = [(v, m, meth) for v, _ in variants for m in model_ids for meth in methods]
+for i, (variant, m, meth) in enumerate(jobs):
+    results[(variant, m, meth)] = maps_for(m, image_x.numpy(), true_label, target_mode, int(chosen_class), meth,
+                                           dict(variants)[variant], float(eps), dataset)
+    bar.progress((i + 1) / len(jobs), text=f"{METHODS[meth].title} on {names[m]} ({variant})")
+bar.empty()
+
+columns = [(v, m) for v, _ in variants for m in model_ids]
+extra_image_row = display == "side by side"
+rows = len(methods) + (1 if extra_image_row else 0)
+titles = []
+for r in range(rows):
+    for v, m in columns:
+        if r == 0:
+            img, _, proba, target, _ = results[(v, m, methods[0])]
+            titles.append(f"{names[m]}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
+                          f" · explains {class_names[target]}")
+        else:
+            titles.append("")
+fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
+                    row_titles=(["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods])
+for c, (v, m) in enumerate(columns):
+    image = results[(v, m, methods[0])][0]
+    if extra_image_row:
+        fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
+                      row=1, col=c + 1)
+    for r, meth in enumerate(methods):
+        row = r + 1 + (1 if extra_image_row else 0)
+        _, attr, _, _, reason = results[(v, m, meth)]
+        if attr is None:
+            fig.add_annotation(text="n/a: no conv layer", showarrow=False, row=row, col=c + 1, font=dict(size=10))
+            continue
+        use_signed = signed and METHODS[meth].signed
+        hm = heatmap(torch.from_numpy(attr)[None], signed=use_signed)[0]
+        if display == "overlay":
+            fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
+                          row=row, col=c + 1)
+        fig.add_trace(go.Heatmap(z=hm[::-1], colorscale="RdBu_r" if use_signed else colour_map,
+                                 zmin=-1 if use_signed else 0, zmax=1, showscale=False, hoverinfo="skip",
+                                 opacity=0.65 if display == "overlay" else 1.0), row=row, col=c + 1)
+fig.update_xaxes(visible=False)
+fig.update_yaxes(visible=False)
+for i in range(1, rows * len(columns) + 1):
+    fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
+cell = 150
+fig.update_layout(height=90 + rows * cell, width=None, margin=dict(l=10, r=110, t=70, b=10), template="plotly_white",
+                  font=dict(size=11))
+st.plotly_chart(fig, key="saliency_grid", config={"displayModeBar": False})
+st.caption(f"{len(jobs)} maps in {time.perf_counter() - started:.1f} s (cached afterwards). Heatmaps: |attribution| "
+           "summed over channels, clipped at the 99th percentile of each map. "
+           + " · ".join(f"{METHODS[m].title}: {METHODS[m].paper}" for m in methods))
+
+buffer = io.BytesIO()
+np.savez_compressed(buffer, **{f"{v}__{names[m]}__{meth}": results[(v, m, meth)][1]
+                               for v, m in columns for meth in methods if results[(v, m, meth)][1] is not None},
+                    **{f"{v}__{names[m]}__input": results[(v, m, methods[0])][0] for v, m in columns})
+st.download_button("Download the raw attributions (.npz)", buffer.getvalue(), file_name="attributions.npz",
+                   icon=":material/download:", on_click="ignore")
+
+with st.expander("Sanity checks for this image: model randomisation and deletion/insertion"):
+    st.caption("Model randomisation (Adebayo et al. 2018): re-initialise the layers from the output down and measure how "
+               "much each map still resembles the trained model's (Spearman rank correlation). A method whose map barely "
+               "changes explains the image, not the model. Deletion/insertion: the target's probability as the "
+               "most-attributed pixels are removed (should fall fast) or added to a black image (should rise fast).")
+    check_model = st.selectbox("Model", model_ids, format_func=names.get, key="check_model")
+    if st.button("Run the checks", icon=":material/science:"):
+        model = store.load(check_model)
+        x = image_x
+        target = results[("clean", check_model, methods[0])][3]
+        progress = st.progress(0.0)
+        fig_r, fig_d = go.Figure(), go.Figure()
+        aucs = []
+        usable = [m for m in methods if not available_methods(model)[m]]
+        for i, meth in enumerate(usable):
+            steps = randomisation_check(model, x, target, meth)
+            fig_r.add_trace(go.Scatter(x=["trained"] + [f"…{n}" for n, _ in steps], y=[1.0] + [c for _, c in steps],
+                                       mode="lines+markers", name=METHODS[meth].title))
+            curves = deletion_insertion(model, x, target, attribute(model, x, target, meth), steps=20)
+            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["deletion"], name=f"{METHODS[meth].title} · deletion"))
+            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["insertion"], name=f"{METHODS[meth].title} · insertion",
+                                       line=dict(dash="dot")))
+            aucs.append({"Method": METHODS[meth].title, "Deletion AUC (lower is better)": curves["deletion_auc"],
+                         "Insertion AUC (higher is better)": curves["insertion_auc"],
+                         "Rank correlation, fully randomised": steps[-1][1]})
+            progress.progress((i + 1) / len(usable))
+        progress.empty()
+        fig_r.update_layout(template="plotly_white", height=320, yaxis=dict(title="rank correlation with trained map", range=[-0.2, 1.05]),
+                            xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20))
+        fig_d.update_layout(template="plotly_white", height=320, yaxis=dict(title=f"p({class_names[target]})", range=[0, 1.02]),
+                            xaxis=dict(title="share of pixels removed / inserted", tickformat=".0%"), margin=dict(t=20))
+        st.plotly_chart(fig_r, key="randomisation")
+        st.plotly_chart(fig_d, key="deletion")
+        st.dataframe(aucs, hide_index=True)
