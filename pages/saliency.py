@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages._shared import current_dataset, get_dataset, get_store, require_shell
+from pages._shared import current_dataset, digit_canvas, get_dataset, get_store, require_shell
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -46,7 +46,7 @@ with st.container(border=True):
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=lambda m: METHODS[m].title)
     c1, c2, c3 = st.columns(3)
-    source = c1.radio("Image", ["Test image", "Upload"], horizontal=True)
+    source = c1.radio("Image", ["Test image", "Draw", "Upload"], horizontal=True)
     image_x, true_label = None, None
     if source == "Test image":
         pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
@@ -56,6 +56,11 @@ with st.container(border=True):
                                    help="Index among the test images of the chosen class")
         index = int(pool[int(position)])
         image_x, true_label = data.test_x[index : index + 1], int(data.test_y[index])
+    elif source == "Draw":
+        if data.info.shape != (1, 28, 28):
+            st.error("Drawn digits are 28×28 grey images: choose MNIST or Fashion-MNIST.")
+        else:
+            image_x = digit_canvas(st, key="saliency_draw")
     else:
         upload = c2.file_uploader("A picture of one digit (any size or format)", type=None)
         c3.caption("Converted the way MNIST was made: grey levels, cropped, scaled to fit 20×20, centred by "

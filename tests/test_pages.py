@@ -200,3 +200,17 @@ def test_saliency_page_upload_mode_without_a_file_gives_a_hint(stored_model):
     widget(at.radio, "Image").set_value("Upload").run()
     assert not at.exception
     assert any("Pick a test image or upload" in i.value for i in at.info)
+
+
+def test_saliency_page_explains_a_drawn_digit(stored_model):
+    import numpy as np
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    stroke = np.zeros((280, 280, 4), dtype=np.uint8)
+    stroke[40:240, 130:150] = [255, 255, 255, 255]  # a "1", as the canvas would return it
+    at.session_state["saliency_draw_image"] = stroke
+    at.run()
+    at.switch_page("pages/saliency.py").run()
+    widget(at.radio, "Image").set_value("Draw").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.get("plotly_chart") and not any("Draw a digit" in i.value for i in at.info)
