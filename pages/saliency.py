@@ -12,7 +12,8 @@ from pages._shared import current_dataset, digit_canvas, get_dataset, get_store,
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
-from robust_core.saliency import METHODS, attribute, available_methods, deletion_insertion, heatmap, randomisation_check
+from robust_core.saliency import (METHODS, attribute, available_methods, deletion_insertion, grid_png, heatmap,
+                                  randomisation_check)
 
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
 COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]
@@ -174,7 +175,16 @@ buffer = io.BytesIO()
 np.savez_compressed(buffer, **{f"{v}__{names[m]}__{meth}": results[(v, m, meth)][1]
                                for v, m in columns for meth in methods if results[(v, m, meth)][1] is not None},
                     **{f"{v}__{names[m]}__input": results[(v, m, methods[0])][0] for v, m in columns})
-st.download_button("Download the raw attributions (.npz)", buffer.getvalue(), file_name="attributions.npz",
+d1, d2 = st.columns(2)
+d1.download_button("Download the raw attributions (.npz)", buffer.getvalue(), file_name="attributions.npz",
+                   icon=":material/download:", on_click="ignore")
+png = grid_png([[None if results[(v, m, meth)][1] is None else
+                 heatmap(torch.from_numpy(results[(v, m, meth)][1])[None], signed=signed and METHODS[meth].signed)[0]
+                 for v, m in columns] for meth in methods],
+               row_labels=[METHODS[m].title for m in methods], col_labels=[f"{names[m]} ({v})" for v, m in columns],
+               images=[results[(v, m, methods[0])][0] for v, m in columns] if display == "overlay" else None,
+               colour_map=colour_map)
+d2.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png",
                    icon=":material/download:", on_click="ignore")
 
 with st.expander("Sanity checks for this image: model randomisation and deletion/insertion"):

@@ -236,5 +236,51 @@ def deletion_insertion(model, x: torch.Tensor, target, attributions: torch.Tenso
             "deletion_auc": auc(deletion), "insertion_auc": auc(insertion)}
 
 
-__all__ = ["BASELINES", "METHODS", "SaliencyMethod", "attribute", "available_methods", "conv_layers", "deletion_insertion",
+__all__ = ["BASELINES", "METHODS", "SaliencyMethod", "attribute", "colour_lut", "grid_png", "available_methods", "conv_layers", "deletion_insertion",
            "heatmap", "make_baseline", "randomisation_check", "rank_correlation"]
+
+
+def colour_lut(name: str = "Viridis") -> "np.ndarray":
+    """A (256, 3) uint8 lookup table sampled from one of Plotly's colour scales (the page's colours)."""
+    import numpy as np
+    from plotly.colors import sample_colorscale, unlabel_rgb
+
+    colours = sample_colorscale(name, [i / 255 for i in range(256)])
+    return np.array([unlabel_rgb(c) for c in colours], dtype=np.float64).round().astype(np.uint8)
+
+
+def grid_png(cells, *, row_labels, col_labels, images=None, colour_map: str = "Viridis", scale: int = 4,
+             overlay: float = 0.65) -> bytes:
+    """A PNG of a grid of heatmaps: ``cells[r][c]`` an (H, W) map in [0, 1] (or [-1, 1], shown with RdBu)
+    or None (blank). With ``images[c]`` (H, W) in [0, 1], each map is blended over its input image."""
+    import io
+
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    lut, diverging = colour_lut(colour_map), colour_lut("RdBu_r")
+    h, w = next(np.asarray(m).shape for row in cells for m in row if m is not None)
+    cw, ch, left, top = w * scale + 8, h * scale + 8, 150, 40
+    canvas = Image.new("RGB", (left + cw * len(col_labels), top + ch * len(row_labels)), "white")
+    draw = ImageDraw.Draw(canvas)
+    for c, label in enumerate(col_labels):
+        draw.text((left + c * cw + 4, 4), str(label)[:28], fill="black")
+    for r, label in enumerate(row_labels):
+        draw.text((4, top + r * ch + ch // 2 - 6), str(label)[:24], fill="black")
+        for c in range(len(col_labels)):
+            m = cells[r][c]
+            if m is None:
+                continue
+            m = np.asarray(m, dtype=np.float64)
+            if m.min() < 0:
+                rgb = diverging[np.clip(((m + 1) / 2 * 255).round(), 0, 255).astype(int)]
+            else:
+                rgb = lut[np.clip((m * 255).round(), 0, 255).astype(int)]
+            if images is not None:
+                grey = np.repeat((np.clip(images[c], 0, 1) * 255)[..., None], 3, axis=2)
+                rgb = (overlay * rgb + (1 - overlay) * grey).round().astype(np.uint8)
+            tile = Image.fromarray(rgb.astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
+            canvas.paste(tile, (left + c * cw + 4, top + r * ch + 4))
+    buffer = io.BytesIO()
+    canvas.save(buffer, format="PNG")
+    return buffer.getvalue()

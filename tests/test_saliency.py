@@ -6,7 +6,7 @@ import torch
 from torch import nn
 
 from robust_core.models.networks import ImageClassifier, Normalize
-from robust_core.saliency import (METHODS, attribute, available_methods, deletion_insertion, heatmap, make_baseline,
+from robust_core.saliency import (METHODS, attribute, available_methods, deletion_insertion, grid_png, heatmap, make_baseline,
                                   randomisation_check, rank_correlation)
 
 
@@ -98,3 +98,15 @@ def test_randomisation_changes_gradient_maps_and_deletion_beats_random_order(sma
     random = deletion_insertion(small_cnn, x, y, torch.rand_like(maps), steps=10)
     assert informed["deletion_auc"] < random["deletion_auc"]
     assert len(informed["deletion"]) == 11 and informed["deletion"][0] == pytest.approx(random["deletion"][0])
+
+
+def test_grid_png_is_a_png_of_the_right_size():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    cells = [[np.random.rand(28, 28), None], [np.random.rand(28, 28) * 2 - 1, np.random.rand(28, 28)]]
+    png = grid_png(cells, row_labels=["a", "b"], col_labels=["m1", "m2"], images=[np.zeros((28, 28))] * 2)
+    image = Image.open(io.BytesIO(png))
+    assert image.format == "PNG" and image.size == (150 + 2 * 120, 40 + 2 * 120)
