@@ -214,3 +214,28 @@ def test_saliency_page_explains_a_drawn_digit(stored_model):
     widget(at.radio, "Image").set_value("Draw").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.get("plotly_chart") and not any("Draw a digit" in i.value for i in at.info)
+
+
+def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(stored_model):
+    import json
+
+    import numpy as np
+
+    at = AppTest.from_file(APP, default_timeout=180)
+    stroke = np.zeros((280, 280, 4), dtype=np.uint8)
+    stroke[40:240, 130:150] = [255, 255, 255, 255]
+    at.session_state["classviz_draw_image"] = stroke  # what the canvas would return
+    at.run()
+    at.switch_page("pages/classviz.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    widget(at.number_input, "Max steps").set_value(20)
+    widget(at.toggle, "All targets: morph the start toward each class at once (first model)").set_value(True)
+    widget(at.toggle, "Compare with the seed's k-NN morph (no gradient)").set_value(True).run()
+    [b for b in at.button if b.label == "Morph"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    charts = at.get("plotly_chart")
+    morph = json.loads(charts[0].proto.spec)
+    assert morph["frames"] and len(morph["data"]) >= 12  # image + 10 probability curves + marker
+    nine = morph["data"][1 + 9]["y"]
+    assert nine[-1] > nine[0]  # the target's (9) probability rose
+    assert any("k-NN" in s.value for s in at.subheader) and any("All targets" in s.value for s in at.subheader)
