@@ -98,7 +98,7 @@ def digit_canvas(container, *, key: str):
     c1, c2 = container.columns([3, 2])
     width = c2.slider("Brush width", 8, 40, 20, key=f"{key}_width")
     eraser = c2.toggle("Eraser", key=f"{key}_eraser")
-    c2.caption("Clear with the bin icon under the canvas.")
+    c2.caption("Clear or undo with the canvas's toolbar.")
     image = injected
     if image is None:
         from streamlit_drawable_canvas import st_canvas
@@ -106,7 +106,7 @@ def digit_canvas(container, *, key: str):
         with c1:
             result = st_canvas(stroke_width=width, stroke_color="#000000" if eraser else "#FFFFFF",
                                background_color="#000000", height=280, width=280, drawing_mode="freedraw",
-                               display_toolbar=True, key=f"{key}_canvas")
+                               return_image_data=True, key=f"{key}_canvas")
         image = None if result is None else result.image_data
     if image is None:
         c2.info("Draw a digit with the mouse.", icon=":material/draw:")
