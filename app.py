@@ -12,6 +12,7 @@ PAGES = [
     st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
     st.Page("pages/saliency.py", title="Saliency", icon=":material/visibility:"),
     st.Page("pages/classviz.py", title="Class Visualization", icon=":material/auto_fix_high:"),
+    st.Page("pages/confidence.py", title="Confidence", icon=":material/speed:"),
     st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
 navigation = st.navigation(PAGES)

@@ -239,3 +239,23 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     nine = morph["data"][1 + 9]["y"]
     assert nine[-1] > nine[0]  # the target's (9) probability rose
     assert any("k-NN" in s.value for s in at.subheader) and any("All targets" in s.value for s in at.subheader)
+
+
+def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_and_model(stored_model, isolated_store, mnist):
+    from robust_core.training import TrainConfig
+
+    ModelStore(isolated_store).train_or_load(TrainConfig(arch="knn", train_subset=2000), data=mnist)
+    at = run_app("pages/confidence.py")
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert len(table) == 2 and set(table["Inputs"]) == {"clean"}
+    knn_row = table[table["Model"].str.contains("knn")]
+    assert knn_row["Temperature (val)"].isna().all()
+    widget(at.selectbox, "Split").select("validation").run()
+    assert not at.exception, [e.value for e in at.exception]
+    widget(at.radio, "Inputs").set_value("adversarial").run()
+    assert not at.exception, [e.value for e in at.exception]
+    table = at.dataframe[0].value
+    assert "attacked" in set(table["Inputs"]) and "clean" in set(table["Inputs"]), table.to_dict()  # the k-NN stays clean
+    widget(at.selectbox, "Model").select_index(1).run()
+    assert not at.exception
