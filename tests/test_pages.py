@@ -257,5 +257,5 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert "attacked" in set(table["Inputs"]) and "clean" in set(table["Inputs"]), table.to_dict()  # the k-NN stays clean
-    widget(at.selectbox, "Model").select_index(1).run()
+    at.selectbox(key="focus").select_index(1).run()
     assert not at.exception
