@@ -137,7 +137,7 @@ rel.update_layout(template="plotly_white", height=360, title="Reliability diagra
                   yaxis_title="accuracy in bin", margin=dict(t=40), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
 risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
                    xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
-                   yaxis=dict(title="accuracy on those", tickformat=".0%"), margin=dict(t=40))
+                   yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
 c1.plotly_chart(rel, key="reliability")
 c2.plotly_chart(risk, key="risk_coverage")
 
