@@ -118,3 +118,37 @@ def digit_canvas(container, *, key: str):
         return None
     c2.image(x[0, 0].numpy(), caption="what the model sees (28×28)", width=112, clamp=True)
     return x
+
+
+def analysis_page(title: str, *, networks_only: bool = True):
+    """The opening every analysis page shares: shell, title, dataset, store, data and its models.
+
+    Returns (dataset, store, data, entries); stops the page with a clear message when the data is
+    missing or no model (network, with ``networks_only``) exists for the dataset.
+    """
+    require_shell()
+    st.title(title)
+    dataset = current_dataset()
+    store = get_store()
+    data = get_dataset(dataset)
+    if data is None:
+        st.stop()
+    entries = store.list(dataset)
+    if networks_only:
+        entries = [e for e in entries if e.meta["config"]["arch"] not in ("logreg", "knn")]
+    if not entries:
+        kind = "network" if networks_only else "model"
+        st.info(f"No trained {kind} for this dataset yet: train one on the Train page first.", icon=":material/info:")
+        st.stop()
+    return dataset, store, data, entries
+
+
+def comparison_defaults(entries) -> list[str]:
+    """The sidebar's model, then one PGD-trained and one GFA-trained model when the store has them."""
+    ids = [e.model_id for e in entries]
+    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in ids else [ids[0]]
+    for wanted in ("pgd_at", "gfa"):
+        extra = next((e.model_id for e in entries if e.meta["config"]["method"] == wanted and e.model_id not in default), None)
+        if extra:
+            default.append(extra)
+    return default

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import current_dataset, format_percent, get_dataset, get_store, require_shell
+from pages._shared import analysis_page, get_store
 from robust_core.attacks import ATTACKS
 from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
                                     cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
@@ -33,17 +33,7 @@ def get_eval_cache(store_root: str) -> EvaluationCache:
 
 
 page_started = time.perf_counter()
-require_shell()
-st.title("Attack")
-dataset = current_dataset()
-store = get_store()
-data = get_dataset(dataset)
-if data is None:
-    st.stop()
-networks = [e for e in store.list(dataset) if e.meta["config"]["arch"] not in ("logreg", "knn")]
-if not networks:
-    st.info("No trained network for this dataset yet: train one on the Train page first.", icon=":material/info:")
-    st.stop()
+dataset, store, data, networks = analysis_page("Attack")
 names = {e.model_id: e.name for e in networks}
 cache = get_eval_cache(str(store.root))
 

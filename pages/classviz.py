@@ -7,40 +7,24 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import current_dataset, digit_canvas, get_dataset, get_store, require_shell
+from pages._shared import analysis_page, comparison_defaults, digit_canvas
 from robust_core.classviz import OBJECTIVES, knn_morph, visualize
 from robust_core.plots import PALETTE, image_strip_uri
 
 START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise", "gaussian": "Gaussian noise",
                 "zeros": "Black image"}
 
-require_shell()
-st.title("Class visualization")
-dataset = current_dataset()
-store = get_store()
-data = get_dataset(dataset)
-if data is None:
-    st.stop()
+dataset, store, data, networks = analysis_page("Class visualization")
 if data.info.shape != (1, 28, 28):
     st.info("This page works on 28×28 grey images: choose MNIST or Fashion-MNIST in the sidebar.")
     st.stop()
-networks = [e for e in store.list(dataset) if e.meta["config"]["arch"] not in ("logreg", "knn")]
-if not networks:
-    st.info("No trained network for this dataset yet: train one on the Train page first.", icon=":material/info:")
-    st.stop()
 names = {e.model_id: e.name for e in networks}
-methods_of = {e.model_id: e.meta["config"]["method"] for e in networks}
 class_names = data.info.class_names
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([2, 3, 2])
     start_kind = c1.radio("Start from", list(START_LABELS), format_func=START_LABELS.get)
-    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
-    for wanted in ("pgd_at", "gfa"):
-        extra = next((m for m in names if methods_of[m] == wanted and m not in default), None)
-        if extra:
-            default.append(extra)
-    model_ids = c2.multiselect("Models (side by side)", list(names), default=default, format_func=names.get,
+    model_ids = c2.multiselect("Models (side by side)", list(names), default=comparison_defaults(networks), format_func=names.get,
                                max_selections=4)
     target = c3.selectbox("Target class", range(len(class_names)), index=min(9, len(class_names) - 1),
                           format_func=lambda c: class_names[c])

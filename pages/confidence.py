@@ -1,10 +1,9 @@
 """Confidence page: how sure is each model, is it calibrated, and how sure is it when attacked?"""
-import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import current_dataset, get_dataset, get_store, require_shell
+from pages._shared import analysis_page
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (SEED_QUANTILES, calibration_metrics, confidence, fit_temperature, quantiles,
                                     reliability, risk_coverage)
@@ -14,17 +13,7 @@ from robust_core.training import TrainConfig
 
 SIZES = [500, 1000, 2000, 5000, 10000]
 
-require_shell()
-st.title("Confidence")
-dataset = current_dataset()
-store = get_store()
-data = get_dataset(dataset)
-if data is None:
-    st.stop()
-entries = store.list(dataset)
-if not entries:
-    st.info("No trained model for this dataset yet: train one on the Train page first.", icon=":material/info:")
-    st.stop()
+dataset, store, data, entries = analysis_page("Confidence", networks_only=False)
 names = {e.model_id: e.name for e in entries}
 arch_of = {e.model_id: e.meta["config"]["arch"] for e in entries}
 baselines = {a: next((m for m in names if arch_of[m] == a), None) for a in ("knn", "logreg")}

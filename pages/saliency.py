@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages._shared import current_dataset, digit_canvas, get_dataset, get_store, require_shell
+from pages._shared import analysis_page, comparison_defaults, digit_canvas
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -19,30 +19,13 @@ DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
 COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]
 MAX_MODELS = 4
 
-require_shell()
-st.title("Saliency")
-dataset = current_dataset()
-store = get_store()
-data = get_dataset(dataset)
-if data is None:
-    st.stop()
-networks = [e for e in store.list(dataset) if e.meta["config"]["arch"] not in ("logreg", "knn")]
-if not networks:
-    st.info("No trained network for this dataset yet: train one on the Train page first.", icon=":material/info:")
-    st.stop()
+dataset, store, data, networks = analysis_page("Saliency")
 names = {e.model_id: e.name for e in networks}
-methods_of = {e.model_id: e.meta["config"]["method"] for e in networks}
 class_names = data.info.class_names
 
 with st.container(border=True):
     c1, c2 = st.columns([3, 2])
-    # Default: the sidebar's model, then one adversarially trained and one GFA model when there are some.
-    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
-    for wanted in ("pgd_at", "gfa"):
-        extra = next((m for m in names if methods_of[m] == wanted and m not in default), None)
-        if extra:
-            default.append(extra)
-    model_ids = c1.multiselect("Models (columns)", list(names), default=default, format_func=names.get,
+    model_ids = c1.multiselect("Models (columns)", list(names), default=comparison_defaults(networks), format_func=names.get,
                                max_selections=MAX_MODELS)
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=lambda m: METHODS[m].title)

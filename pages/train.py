@@ -1,5 +1,4 @@
 """Train page: configure, train with live curves, stop, and compare stored models."""
-import json
 import time
 
 import streamlit as st

@@ -240,7 +240,7 @@ __all__ = ["BASELINES", "METHODS", "SaliencyMethod", "attribute", "colour_lut", 
            "heatmap", "make_baseline", "randomisation_check", "rank_correlation"]
 
 
-def colour_lut(name: str = "Viridis") -> "np.ndarray":
+def colour_lut(name: str = "Viridis"):
     """A (256, 3) uint8 lookup table sampled from one of Plotly's colour scales (the page's colours)."""
     import numpy as np
     from plotly.colors import sample_colorscale, unlabel_rgb

@@ -34,7 +34,7 @@ def knn_morph(train_x: torch.Tensor, train_y: torch.Tensor, start: torch.Tensor,
     flat_train = train_x.flatten(1)
     x = start.detach().reshape(1, -1).clone()
     in_target = train_y == target
-    target_x, other_x, other_y = flat_train[in_target], flat_train[~in_target], train_y[~in_target]
+    target_x, other_x = flat_train[in_target], flat_train[~in_target]
     frames, pseudo = [x.clone()], []
     steps_run = 0
     for step in range(steps + 1):
