@@ -36,7 +36,11 @@ with st.container(border=True):
         pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
                                   format_func=lambda c: "any class" if c == "any" else class_names[c])
         pool = torch.arange(len(data.test_y)) if pick_class == "any" else (data.test_y == pick_class).nonzero().flatten()
-        position = c3.number_input(f"Image (0 … {len(pool) - 1})", 0, len(pool) - 1, 0,
+        if st.session_state.get("saliency_position", 0) > len(pool) - 1:  # another class has fewer images
+            st.session_state["saliency_position"] = 0
+        if c3.button("Random image", icon=":material/shuffle:"):
+            st.session_state["saliency_position"] = int(torch.randint(len(pool), (1,)))
+        position = c3.number_input(f"Image (0 … {len(pool) - 1})", 0, len(pool) - 1, key="saliency_position",
                                    help="Index among the test images of the chosen class")
         index = int(pool[int(position)])
         image_x, true_label = data.test_x[index : index + 1], int(data.test_y[index])
@@ -175,11 +179,18 @@ with st.expander("Sanity checks for this image: model randomisation and deletion
                "much each map still resembles the trained model's (Spearman rank correlation). A method whose map barely "
                "changes explains the image, not the model. Deletion/insertion: the target's probability as the "
                "most-attributed pixels are removed (should fall fast) or added to a black image (should rise fast).")
-    check_model = st.selectbox("Model", model_ids, format_func=names.get, key="check_model")
+    k1, k2 = st.columns(2)
+    check_model = k1.selectbox("Model", model_ids, format_func=names.get, key="check_model")
+    n_check = k2.number_input("Images", 1, 200, 1, help="1: the current image; more: the first N test images, "
+                              "each explaining its predicted class, curves and correlations averaged")
     if st.button("Run the checks", icon=":material/science:"):
         model = store.load(check_model)
-        x = image_x
-        target = results[("clean", check_model, methods[0])][3]
+        if n_check == 1:
+            x = image_x
+            target = results[("clean", check_model, methods[0])][3]
+        else:
+            x = data.test_x[: int(n_check)]
+            target = predict_proba(model, x).argmax(1)
         progress = st.progress(0.0)
         fig_r, fig_d = go.Figure(), go.Figure()
         aucs = []
@@ -199,7 +210,7 @@ with st.expander("Sanity checks for this image: model randomisation and deletion
         progress.empty()
         fig_r.update_layout(template="plotly_white", height=320, yaxis=dict(title="rank correlation with trained map", range=[-0.2, 1.05]),
                             xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20))
-        fig_d.update_layout(template="plotly_white", height=320, yaxis=dict(title=f"p({class_names[target]})", range=[0, 1.02]),
+        fig_d.update_layout(template="plotly_white", height=320, yaxis=dict(title="target probability", range=[0, 1.02]),
                             xaxis=dict(title="share of pixels removed / inserted", tickformat=".0%"), margin=dict(t=20))
         st.plotly_chart(fig_r, key="randomisation")
         st.plotly_chart(fig_d, key="deletion")

@@ -182,6 +182,12 @@ def test_saliency_page_renders_the_grid_and_switches_method_and_model(stored_mod
     spec = json.loads(grid.proto.spec)
     assert sum(t["type"] == "heatmap" for t in spec["data"]) >= 4 * 2 * 2  # 4 methods x (clean, adversarial) x overlay
     widget(at.multiselect, "Methods (rows)").set_value(["occlusion"]).run()
+    [b for b in at.button if b.label == "Random image"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    widget(at.number_input, "Images").set_value(3)
+    [b for b in at.button if b.label == "Run the checks"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert len(at.get("plotly_chart")) == 3
     assert not at.exception, [e.value for e in at.exception]
     # An MLP joins: Grad-CAM is not available for it, and the page says so instead of failing.
     mlp = train_model(TrainConfig(arch="mlp", train_subset=500, epochs=1), data=None, device="cpu")
