@@ -112,8 +112,9 @@ def write_report(rows: dict, metas: dict, args, out: Path) -> str:
         "",
         f"Generated {now} by `python benchmarks/deepdefense_report.py --n {args.n}` on {describe_device(get_device())}, "
         f"{platform.machine()}, torch {torch.__version__}. Every number below was measured by that command on the first "
-        f"{args.n} test images of each dataset (DeepFool and EAD: the correctly classified ones among the first "
-        f"{min(args.n, MINIMAL_IMAGES)}).",
+        f"N test images of each dataset, N = {args.n} unless the *images* column says otherwise (a model evaluated in "
+        f"an earlier run of this command with another N); DeepFool and EAD use the correctly classified ones among the "
+        f"first min(N, {MINIMAL_IMAGES}).",
         "",
         "Attacks: FGSM; PGD-40 (L∞, random start, step 2.5ε/40); APGD-CE (100 steps); APGD-CE+T = APGD-CE, then "
         "APGD-T (100 steps, 3 target classes) on what APGD-CE left (AutoAttack's chaining); Square (1,000 queries, "
@@ -126,11 +127,11 @@ def write_report(rows: dict, metas: dict, args, out: Path) -> str:
         if not ids:
             continue
         lines += [f"## {'MNIST' if dataset == 'mnist' else 'Fashion-MNIST'}", ""]
-        lines += ["| model | training | params | clean | mean \\|cos\\| input | DeepFool L2 median | EAD L1 median |",
-                  "|---|---|---|---|---|---|---|"]
+        lines += ["| model | training | params | images | clean | mean \\|cos\\| input | DeepFool L2 median | EAD L1 median |",
+                  "|---|---|---|---|---|---|---|---|"]
         for m in ids:
             r, meta = rows[m], metas[m]
-            lines.append(f"| {meta['name']} | {describe(meta)} | {meta['parameters']:,} | {fmt(r['clean'])} | "
+            lines.append(f"| {meta['name']} | {describe(meta)} | {meta['parameters']:,} | {r.get('n', args.n)} | {fmt(r['clean'])} | "
                          f"{meta['metrics'].get('alignment_input', float('nan')):.2f} | {r['deepfool_l2_median']:.3f} | "
                          f"{r['ead_l1_median']:.2f} |")
         lines.append("")
@@ -215,9 +216,14 @@ def main(argv=None) -> int:
         cache_file = CACHE / f"{shipped.model_id}-{args.n}.json"
         metas[shipped.model_id] = meta
         if cache_file.is_file() and (args.only is None or shipped.model_id not in args.only):
-            rows[shipped.model_id] = json.loads(cache_file.read_text())
+            rows[shipped.model_id] = {"n": args.n, **json.loads(cache_file.read_text())}
             continue
-        if args.only is not None and shipped.model_id not in args.only and not cache_file.is_file():
+        if args.only is not None and shipped.model_id not in args.only:
+            # Not asked for and not evaluated on N images: use its largest earlier evaluation, if any, and say
+            # so in the report (the "images" column), rather than drop the model.
+            earlier = sorted(CACHE.glob(f"{shipped.model_id}-*.json"), key=lambda f: int(f.stem.split("-")[1]))
+            if earlier:
+                rows[shipped.model_id] = {"n": int(earlier[-1].stem.split("-")[1]), **json.loads(earlier[-1].read_text())}
             continue
         data = load_dataset(dataset)
         x, y = data.test_x[: args.n].to(device), data.test_y[: args.n].to(device)
@@ -230,6 +236,7 @@ def main(argv=None) -> int:
                                                 log=lambda s: print(s, flush=True))
         rows[shipped.model_id]["total_seconds"] = time.perf_counter() - t0
         cache_file.write_text(json.dumps(rows[shipped.model_id], indent=1))
+        rows[shipped.model_id]["n"] = args.n
     metas = {m: metas[m] for m in rows}
     text = write_report(rows, metas, args, Path(args.out))
     print(text)
