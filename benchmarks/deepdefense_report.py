@@ -164,6 +164,9 @@ def findings(ids, rows, metas, dataset) -> list[str]:
     if standard is None:
         return out + ["No standard model for this dataset: no comparison.", ""]
     s = rows[standard]
+    if pgd_at is None:
+        out.append("- **No PGD-AT model for this dataset in this report**: the paper's comparison with adversarial "
+                   "training cannot be made here; only the comparison with standard training.")
     for g in gfas:
         r, name = rows[g], metas[g]["name"]
         for eps in EPS[dataset]:
