@@ -121,10 +121,12 @@ def gallery_frames(model_id: str, attack: str, params_key: tuple, indices: tuple
 
 @st.cache_resource(show_spinner=False, max_entries=16)
 def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_args: tuple | None, class_names: tuple):
-    """The slider figure, built once per (curves, gallery): a rerun with nothing new only re-sends it."""
+    """(figure, gallery), built once per (curves, gallery): a rerun with nothing new only re-sends the figure,
+    and the gallery for the .npz download comes with it instead of from a second cache lookup."""
     gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
-    return eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
-                             class_names=list(class_names))
+    figure = eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
+                               class_names=list(class_names))
+    return figure, gallery
 
 
 with st.container(border=True):
@@ -144,10 +146,9 @@ with st.container(border=True):
     gallery_args = None
     if data.info.shape[0] == 1:
         gallery_args = (gallery_model, attack, tuple(sorted(params.items())), indices, tuple(eps_frames), int(seed), dataset)
-    figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm, gallery_args,
-                           tuple(data.info.class_names))
+    figure, gallery = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
+                                    gallery_args, tuple(data.info.class_names))
     st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
-    gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
 elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
 rows = []

@@ -49,8 +49,17 @@ x, y = xs[:n], ys[:n]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
+def validation_temperature(model_id: str, dataset: str) -> float:
+    """The temperature fitted on the 5,000 validation images: depends on the model only."""
+    model = store.load(model_id)
+    with torch.no_grad():
+        val_logits = torch.cat([model(data.val_x[i : i + 1000]) for i in range(0, 5000, 1000)])
+    return fit_temperature(val_logits, data.val_y[:5000])
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
 def probabilities(model_id: str, split: str, n: int, attack: str | None, eps: float, dataset: str):
-    """(probabilities on the inputs, temperature fitted on the validation split or None, attacked?)."""
+    """(probabilities on the inputs, logits or None, temperature fitted on the validation split or None, attacked?)."""
     model = store.load(model_id)
     xi, yi = x, y
     is_network = arch_of[model_id] not in ("knn", "logreg")
@@ -58,17 +67,11 @@ def probabilities(model_id: str, split: str, n: int, attack: str | None, eps: fl
     if attacked:
         xi = torch.cat([ATTACKS[attack](model, xi[i : i + 500], yi[i : i + 500], eps=eps, **({"steps": 20} if attack == "pgd" else {}))
                         for i in range(0, len(xi), 500)])
-    proba = predict_proba(model, xi)
-    temperature = None
-    if is_network:
-        with torch.no_grad():
-            val_logits = torch.cat([model(data.val_x[i : i + 1000]) for i in range(0, 5000, 1000)])
-        temperature = fit_temperature(val_logits, data.val_y[:5000])
-    logits = None
-    if is_network:
-        with torch.no_grad():
-            logits = torch.cat([model(xi[i : i + 1000]) for i in range(0, len(xi), 1000)])
-    return proba, logits, temperature, attacked
+    if not is_network:
+        return predict_proba(model, xi), None, None, attacked
+    with torch.no_grad():
+        logits = torch.cat([model(xi[i : i + 1000]) for i in range(0, len(xi), 1000)])
+    return logits.softmax(1), logits, validation_temperature(model_id, dataset), attacked
 
 
 started = st.progress(0.0, text="Predicting…")

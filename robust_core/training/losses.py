@@ -52,7 +52,7 @@ def standard_loss(model, x, y, ctx: BatchContext) -> BatchLoss:
 # early stop): training wants the loss maximised on every example, and this runs k times per batch.
 # The model crafts in eval mode (no dropout noise in the attack) and trains in train mode.
 
-def _generator(ctx: BatchContext, device) -> torch.Generator:
+def _generator(ctx: BatchContext) -> torch.Generator:
     # One generator per batch, seeded by the config seed and the step: training stays a function of the
     # config (deterministic on CPU) whatever the device.
     return torch.Generator().manual_seed(ctx.seed * 1_000_003 + ctx.step)
@@ -116,7 +116,7 @@ def fgsm_rs_at_loss(model, x, y, ctx: BatchContext) -> BatchLoss:
     """
     k = ctx.method_kwargs
     eps = current_eps(k, ctx)
-    g = _generator(ctx, x.device)
+    g = _generator(ctx)
     start = (x + _uniform(x.shape, -eps, eps, g, x.device)).clamp(0, 1)
     with eval_mode(model):
         grad = _input_grad(model, start, lambda logits: F.cross_entropy(logits, y, reduction="sum"))
@@ -133,7 +133,7 @@ def n_fgsm_at_loss(model, x, y, ctx: BatchContext) -> BatchLoss:
     """
     k = ctx.method_kwargs
     eps = current_eps(k, ctx)
-    g = _generator(ctx, x.device)
+    g = _generator(ctx)
     start = (x + _uniform(x.shape, -k["noise"] * eps, k["noise"] * eps, g, x.device)).clamp(0, 1)
     with eval_mode(model):
         grad = _input_grad(model, start, lambda logits: F.cross_entropy(logits, y, reduction="sum"))
@@ -152,7 +152,7 @@ def pgd_at_loss(model, x, y, ctx: BatchContext) -> BatchLoss:
     eps = current_eps(k, ctx)
     step_size = k["step_size"] if k.get("step_size") else 2.5 * eps / k["steps"]
     x_adv = pgd_inner(model, x, y, eps=eps, steps=k["steps"], step_size=step_size, random_start=True,
-                      generator=_generator(ctx, x.device))
+                      generator=_generator(ctx))
     return _mixed_ce(model, x, x_adv, y, 0.0, ctx, eps)
 
 
@@ -165,7 +165,7 @@ def trades_loss(model, x, y, ctx: BatchContext) -> BatchLoss:
     """
     k = ctx.method_kwargs
     eps = current_eps(k, ctx)
-    g = _generator(ctx, x.device)
+    g = _generator(ctx)
     with eval_mode(model), torch.no_grad():
         p_clean = model(x).float().softmax(1)
 
