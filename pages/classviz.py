@@ -1,5 +1,5 @@
 """Class Visualization page: morph a drawn digit (or noise) toward any class by gradient ascent."""
-import io
+import hashlib
 import time
 
 import numpy as np
@@ -8,7 +8,8 @@ import streamlit as st
 import torch
 
 from pages._shared import analysis_page, comparison_defaults, digit_canvas
-from robust_core.classviz import OBJECTIVES, knn_morph, visualize
+from robust_core.classviz import OBJECTIVES, VisualizationResult, knn_morph, visualize
+from robust_core.classviz.export import finals_png, gif, strip_png
 from robust_core.plots import PALETTE, image_strip_uri
 
 START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise", "gaussian": "Gaussian noise",
@@ -146,6 +147,20 @@ def morph_figure(result, title: str) -> go.Figure:
     return fig
 
 
+def _frames_digest(result: VisualizationResult) -> str:
+    return hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
+
+
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs={VisualizationResult: _frames_digest})
+def morph_strip_png(result: VisualizationResult) -> bytes:
+    return strip_png(result)
+
+
+@st.cache_data(show_spinner=False, max_entries=16, hash_funcs={VisualizationResult: _frames_digest})
+def morph_gif(result: VisualizationResult) -> bytes:
+    return gif(result)
+
+
 results, timings = state["results"], state["timings"]
 for m in model_ids:
     r = results[m]
@@ -159,14 +174,11 @@ for m in model_ids:
     c3.write(f"**{names[m]}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
              f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[m]:.2f} s. "
              f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
-    buffer = io.BytesIO()
-    from PIL import Image
-
-    pictures = [Image.fromarray((f[0, 0].cpu().numpy() * 255).astype(np.uint8)).resize((112, 112), Image.NEAREST)
-                for f in r.frames]
-    pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=60, loop=0)
-    c3.download_button("Download the frames (GIF)", buffer.getvalue(), file_name=f"morph_{class_names[target]}.gif",
-                       mime="image/gif", key=f"gif_{m}", icon=":material/download:", on_click="ignore")
+    d1, d2 = c3.columns(2)
+    d1.download_button("Frames (PNG strip)", morph_strip_png(r), file_name=f"morph_{class_names[target]}.png", mime="image/png",
+                       key=f"png_{m}", icon=":material/download:", on_click="ignore", help="11 frames from start to final")
+    d2.download_button("Frames (GIF)", morph_gif(r), file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
+                       key=f"gif_{m}", icon=":material/download:", on_click="ignore")
 
 grid = state["grid"]
 if grid is not None:
@@ -175,6 +187,8 @@ if grid is not None:
     for c, col in enumerate(cols):
         col.image(grid.final[c, 0].cpu().numpy(), clamp=True, width=64,
                   caption=f"{class_names[c]} {100 * float(grid.final_probabilities[c, c]):.0f}%")
+    st.download_button("Download the ten final images (PNG)", finals_png(grid), file_name="all_targets.png", mime="image/png",
+                       icon=":material/download:", on_click="ignore")
 
 knn = state["knn"]
 if knn is not None:

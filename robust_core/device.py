@@ -51,3 +51,19 @@ def resolve_precision(precision: str, device: torch.device) -> str:
     if precision == "auto":
         return "bf16" if fast_bf16(device) else "fp32"
     return precision
+
+
+def channels_last_copy(model: torch.nn.Module) -> torch.nn.Module:
+    """A copy of ``model`` with its conv weights in channels-last layout, for many small CPU passes.
+
+    Why: on CPU, oneDNN runs this project's small convnets 1.2-1.7x faster per forward-backward with
+    NHWC weights (measured on batches of 10 in ``benchmarks/classviz_speed.py``). A 1-channel input is
+    the same in both layouts, so only the weights decide. A copy, because converting the caller's model
+    in place would leave it non-contiguous (safetensors refuses to save such tensors). Models without
+    4-D weights, and models on other devices, are returned as they are.
+    """
+    if next(model.parameters()).device.type != "cpu" or not any(p.ndim == 4 for p in model.parameters()):
+        return model
+    import copy
+
+    return copy.deepcopy(model).to(memory_format=torch.channels_last)

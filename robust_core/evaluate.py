@@ -34,7 +34,7 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.n <= 10000:
             raise ValueError("--n must be between 1 and 10,000")
         store = ModelStore(args.store)
-        ids = [_resolve_id(store, m) for m in args.model]
+        ids = [store.resolve(m) for m in args.model]
         datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
         if len(datasets) > 1:
             raise ValueError(f"the models are trained on different datasets: {sorted(datasets)}")
@@ -67,13 +67,6 @@ def main(argv: list[str] | None = None) -> int:
             json.dump(results, f, indent=2)
         print(f"written to {args.json}")
     return 0
-
-
-def _resolve_id(store: ModelStore, text: str) -> str:
-    matches = [e.model_id for e in store.list() if e.model_id.startswith(text)]
-    if len(matches) != 1:
-        raise ValueError(f"{text!r} matches {len(matches)} stored models; give more of the id")
-    return matches[0]
 
 
 if __name__ == "__main__":

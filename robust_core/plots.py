@@ -60,10 +60,10 @@ def _rdbu(values):
     return np.where(v < 0.5, low, high).round().astype(np.uint8)
 
 
-def image_strip_uri(images, *, diverging: bool = False) -> str:
-    """K images (K, H, W) in [0, 1] side by side as one PNG data URI (grey, or blue-white-red), upscaled
+def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCALE, compress_level: int = 1) -> bytes:
+    """K images (K, H, W) in [0, 1] side by side as one PNG (grey, or blue-white-red for signed
+    perturbations in [0, 1] around 0.5), ``GALLERY_GAP`` image pixels apart, upscaled ``scale`` times
     without smoothing so each pixel stays a sharp square."""
-    import base64
     import io
 
     import numpy as np
@@ -82,10 +82,17 @@ def image_strip_uri(images, *, diverging: bool = False) -> str:
         for c in range(k):
             gap_mask[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = False
         pixels[gap_mask] = 255
-    image = Image.fromarray(pixels).resize((strip.shape[1] * GALLERY_SCALE, h * GALLERY_SCALE), Image.NEAREST)
+    image = Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=1)  # fast: 84 strips per figure
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode()
+    image.save(buffer, format="PNG", compress_level=compress_level)
+    return buffer.getvalue()
+
+
+def image_strip_uri(images, *, diverging: bool = False) -> str:
+    """:func:`image_strip_png` as a data URI for ``go.Image`` (fast compression: 84 strips per figure)."""
+    import base64
+
+    return "data:image/png;base64," + base64.b64encode(image_strip_png(images, diverging=diverging)).decode()
 
 
 def eps_slider_figure(

@@ -146,6 +146,16 @@ class ModelStore:
             raise KeyError(f"No model {model_id!r} in the store at {self.root}")
         return StoredModel(model_id, path, json.loads((path / "meta.json").read_text()))
 
+    def resolve(self, text: str) -> str:
+        """The id of the one stored model whose id starts with ``text`` (ids are 16 hex digits; a prefix
+        is enough on a command line). ValueError if none or several match."""
+        matches = [e.model_id for e in self.list() if e.model_id.startswith(text)]
+        if not matches:
+            raise ValueError(f"no stored model id starts with {text!r} in {self.root}")
+        if len(matches) > 1:
+            raise ValueError(f"{text!r} matches {len(matches)} stored models; give more of the id")
+        return matches[0]
+
     # ---- saving and loading ------------------------------------------------------------
     def save(self, result: TrainResult, *, name: str | None = None, extra_meta: dict[str, Any] | None = None) -> StoredModel:
         """Save a training result under its config hash; an existing entry is kept as it is."""

@@ -59,3 +59,48 @@ def test_knn_morph_raises_the_pseudo_probability_on_a_toy_set():
     r = knn_morph(train_x, train_y, train_x[0], 1, k=5, lr=0.3, mask_share=0.5, steps=100)
     assert r.pseudo_probability[0] == 0.0 and r.pseudo_probability[-1] >= 0.6
     assert r.final.min() >= 0 and r.final.max() <= 1
+
+
+@pytest.mark.parametrize("jitter_pixels", [0, 2])
+def test_recorded_probabilities_are_those_of_the_recorded_frames(small_cnn, jitter_pixels):
+    """The loop reuses the gradient's forward pass for the probabilities (no jitter): they must still
+    be the probabilities of the frame they are stored with, and the threshold must act on them."""
+    r = visualize(small_cnn, [2, 6], start="uniform", steps=12, lr=0.3, jitter_pixels=jitter_pixels, threshold=None, seed=3)
+    with torch.no_grad():
+        fresh = torch.stack([small_cnn(f).softmax(1) for f in r.frames])
+    assert r.frames.shape[0] == r.probabilities.shape[0] == 13 and r.recorded_steps == list(range(13))
+    assert torch.allclose(r.probabilities, fresh, atol=1e-5)
+
+
+def test_channels_last_copy_computes_the_same_and_leaves_the_model_alone(small_cnn):
+    from robust_core.device import channels_last_copy
+
+    copy = channels_last_copy(small_cnn)
+    assert copy is not small_cnn and all(p.is_contiguous() for p in small_cnn.parameters())
+    x = torch.rand(7, 1, 28, 28)
+    with torch.no_grad():
+        assert torch.allclose(copy(x), small_cnn(x), atol=1e-4)
+    mlp = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 2))
+    assert channels_last_copy(mlp) is mlp  # nothing to gain without conv weights
+
+
+def test_exports_have_the_promised_frames(small_cnn):
+    import io
+
+    from PIL import Image
+
+    from robust_core.classviz.export import finals_png, frame_indices, gif, strip_png
+    from robust_core.plots import GALLERY_GAP
+
+    r = visualize(small_cnn, [0, 5, 9], start="zeros", steps=30, lr=0.3, threshold=None)
+    assert frame_indices(31, 11) == [0, 3, 6, 9, 12, 15, 18, 21, 24, 27, 30] and frame_indices(3, 11) == [0, 1, 2]
+    strip = Image.open(io.BytesIO(strip_png(r, image=1, frames=11, scale=2)))
+    assert strip.size == (2 * (11 * 28 + 10 * GALLERY_GAP), 2 * 28)
+    # The strip's last cell is the final image (grey levels up to rounding), its first the black start.
+    pixels = torch.tensor(list(strip.convert("L").getdata()), dtype=torch.float32).view(56, -1)[::2, ::2] / 255
+    assert torch.allclose(pixels[:, -28:], r.final[1, 0], atol=1 / 255 + 1e-6) and pixels[:, :28].max() == 0
+    animation = Image.open(io.BytesIO(gif(r, image=2, scale=1)))
+    assert animation.n_frames >= 2 and animation.size == (28, 28)
+    assert Image.open(io.BytesIO(finals_png(r, scale=1))).size == (3 * 28 + 2 * GALLERY_GAP, 28)
+    with pytest.raises(ValueError, match="image must be"):
+        strip_png(r, image=3)

@@ -15,3 +15,27 @@ def test_train_command_rejects_bad_input(capsys):
     assert "not valid JSON" in capsys.readouterr().err
     assert main(["--lr", "nan", "--quiet"]) == 2
     assert "lr must be a number" in capsys.readouterr().err
+
+
+def test_classviz_command_writes_a_morph_and_refuses_bad_input(tmp_path, capsys):
+    from PIL import Image
+
+    from robust_core.classviz.__main__ import main as classviz
+    from robust_core.store import ModelStore
+
+    assert main(["--train-subset", "300", "--epochs", "1", "--quiet"]) == 0
+    model_id = ModelStore().list()[0].model_id
+    out = tmp_path / "morph.png"
+    assert classviz(["--model", model_id[:6], "--target", "3", "--start", "test:0", "--steps", "20", "--out", str(out)]) == 0
+    assert "target 3: p =" in capsys.readouterr().out
+    assert Image.open(out).size[1] == 4 * 28
+    assert classviz(["--model", model_id, "--target", "all", "--steps", "5", "--out", str(tmp_path / "all.gif")]) == 0
+    animation = Image.open(tmp_path / "all.gif")
+    assert animation.n_frames >= 2 and animation.size[0] > 10 * 4 * 28  # the ten targets side by side
+    assert classviz(["--model", "ffff", "--target", "3", "--out", str(out)]) == 2
+    assert "no stored model id starts with 'ffff'" in capsys.readouterr().err
+    assert classviz(["--model", model_id, "--target", "12", "--out", str(out)]) == 2
+    assert "--target must be" in capsys.readouterr().err
+    (tmp_path / "notes.txt").write_text("not a picture")
+    assert classviz(["--model", model_id, "--target", "3", "--start", str(tmp_path / "notes.txt"), "--out", str(out)]) == 2
+    assert "not an image" in capsys.readouterr().err

@@ -245,6 +245,8 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     nine = morph["data"][1 + 9]["y"]
     assert nine[-1] > nine[0]  # the target's (9) probability rose
     assert any("k-NN" in s.value for s in at.subheader) and any("All targets" in s.value for s in at.subheader)
+    downloads = {b.proto.label: b.proto for b in at.get("download_button")}
+    assert {"Frames (PNG strip)", "Frames (GIF)", "Download the ten final images (PNG)"} <= set(downloads)
 
 
 def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_and_model(stored_model, isolated_store, mnist):

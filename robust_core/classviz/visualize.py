@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 import torch
 
+from ..device import channels_last_copy
 from .objectives import objective_loss, regulariser_loss
 from .parametrisation import start_images
 from .transforms import blur, jitter
@@ -82,21 +83,36 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
+    net = channels_last_copy(model)
+    net.eval()
+
+    def probabilities_and_gradient(x: torch.Tensor, need_grad: bool):
+        """p(x) for every class and, if needed, the gradient of the per-image loss at x.
+
+        Without jitter both come from one forward pass: one forward + one backward per step in all.
+        """
+        if not need_grad:
+            with torch.no_grad():
+                return net(x).softmax(1), None
+        x_var = x.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = net(jitter(x_var, jitter_pixels, generator))
+            per_image = objective_loss(logits, t, loss) + regulariser_loss(x_var, l2=l2, tv=tv)
+            (grad,) = torch.autograd.grad(per_image.sum(), x_var)
+        if jitter_pixels:
+            with torch.no_grad():
+                return net(x).softmax(1), grad
+        return logits.detach().softmax(1), grad
+
     active = torch.ones(len(t), dtype=torch.bool, device=device)
     steps_run = torch.zeros(len(t), dtype=torch.long)
     reasons = ["max steps"] * len(t)
-    frames, probs, recorded = [x.detach().clone()], [], [0]
     try:
-        with torch.no_grad():
-            probs.append(model(x).softmax(1))
+        p, grad = probabilities_and_gradient(x, steps > 0)
+        frames, probs, recorded = [x.detach().clone()], [p], [0]
         for step in range(1, steps + 1):
             if not active.any():
                 break
-            x_var = x.detach().requires_grad_(True)
-            with torch.enable_grad():
-                logits = model(jitter(x_var, jitter_pixels, generator))
-                per_image = objective_loss(logits, t, loss) + regulariser_loss(x_var, l2=l2, tv=tv)
-                (grad,) = torch.autograd.grad(per_image.sum(), x_var)
             norms = grad.flatten(1).norm(dim=1)
             flat = active & (norms < grad_tol)
             for i in flat.nonzero().flatten().tolist():
@@ -109,8 +125,8 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
             if blur_every and step % blur_every == 0:
                 x = torch.where(active.view(-1, 1, 1, 1), _project(blur(x), x0, budget), x)
             steps_run += active.cpu().long()
-            with torch.no_grad():
-                p = model(x).softmax(1)
+            # The next step's gradient comes with this step's probabilities; none is needed after the last.
+            p, grad = probabilities_and_gradient(x, step < steps)
             if threshold is not None:
                 reached = active & (p.gather(1, t[:, None]).squeeze(1) >= threshold)
                 for i in reached.nonzero().flatten().tolist():
