@@ -152,3 +152,39 @@ def comparison_defaults(entries) -> list[str]:
         if extra:
             default.append(extra)
     return default
+
+
+OPEN_IMAGE_KEY = "open_image"
+SPLIT_LABELS = {"test": "test image", "validation": "validation image"}
+
+
+def open_image(page: str, *, dataset: str, split: str, index: int, model_id: str | None = None) -> None:
+    """Switch to ``page`` ("pages/saliency.py" or "pages/attack.py") with one image of ``split`` opened.
+
+    The Confidence galleries call this from a button. ``model_id`` (a network) becomes the sidebar's
+    model, so the page starts from the model whose confidence was being looked at.
+    """
+    st.session_state[OPEN_IMAGE_KEY] = {"page": page, "dataset": dataset, "split": split, "index": int(index), "new": True}
+    if model_id is not None:
+        st.session_state["select_model_id"] = model_id  # picked up by the sidebar on the next run
+    st.switch_page(page)
+
+
+def opened_image(page: str, dataset: str) -> dict | None:
+    """The image another page asked ``page`` to open for ``dataset`` (see :func:`open_image`), or None.
+
+    ``request["new"]`` is True on the first run after the switch only, so that a page sets its
+    widgets once and the user can move away from the image afterwards.
+    """
+    request = st.session_state.get(OPEN_IMAGE_KEY)
+    if not request or request["page"] != page or request["dataset"] != dataset:
+        return None
+    fresh = dict(request)
+    request["new"] = False
+    return fresh
+
+
+def png_config(file_name: str) -> dict:
+    """Plotly chart config whose camera button saves the chart as ``file_name``.png at twice the size
+    (in the browser: no server-side renderer needed)."""
+    return {"toImageButtonOptions": {"format": "png", "filename": file_name, "scale": 2}, "displaylogo": False}

@@ -8,7 +8,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, get_store
+from pages._shared import analysis_page, get_store, opened_image
 from robust_core.attacks import ATTACKS
 from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
                                     cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
@@ -34,6 +34,13 @@ def get_eval_cache(store_root: str) -> EvaluationCache:
 
 page_started = time.perf_counter()
 dataset, store, data, networks = analysis_page("Attack")
+opened = opened_image("pages/attack.py", dataset)
+if opened and opened["split"] == "test":
+    if opened["new"]:
+        st.session_state["target_index"] = opened["index"]  # the Targeted section below starts from it
+    if st.session_state.get("target_index") == opened["index"]:
+        st.info(f"Test image #{opened['index']} opened from the Confidence page: the **Targeted** section below finds the "
+                "smallest ε that makes each model read it as another class.", icon=":material/open_in_new:")
 names = {e.model_id: e.name for e in networks}
 cache = get_eval_cache(str(store.root))
 
@@ -91,98 +98,98 @@ if missing:
             cached_minimal_eps(store, cache, m, x, y, attack=attack, seed=int(seed), on_progress=progress, **params)
         bar.empty()
         st.rerun()
-    st.stop()
-
-min_eps = {m: cache.get(keys[m]) for m in model_ids}
-eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0 for v in min_eps.values())
-eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
-curves = {names[m]: accuracy_at(v, eps_frames).tolist() for m, v in min_eps.items()}
-
-
-@st.cache_data(show_spinner="Crafting the gallery's adversarial examples…", max_entries=32)
-def gallery_frames(model_id: str, attack: str, params_key: tuple, indices: tuple, eps_frames: tuple, seed: int, dataset: str):
-    """Adversarial versions of the gallery's test images at every slider position (attacked once each)."""
-    model = store.load(model_id)
-    spec = ATTACKS[attack]
-    index = torch.tensor(indices, dtype=torch.long)
-    xs, ys = data.test_x[index], data.test_y[index]
-    kwargs = {k: v for k, v in dict(params_key).items() if k != "eps_max"}
-    if spec.kind == "minimal":  # one run gives the minimal perturbation; a frame shows it once eps allows it
-        full = spec(model, xs, ys, seed=seed, **kwargs)
-        norms = (full - xs).flatten(1).norm(p={"l2": 2, "l1": 1}.get(spec.norm, float("inf")), dim=1)
-        advs = [torch.where((norms <= e)[:, None, None, None], full, xs) for e in eps_frames]
-    else:
-        advs = [xs if e == 0 else spec(model, xs, ys, eps=e, seed=seed, **kwargs) for e in eps_frames]
-    stacked = torch.stack(advs)  # (F, K, C, H, W)
-    proba = predict_proba(model, stacked.flatten(0, 1)).view(len(eps_frames), len(xs), -1)
-    return {"clean": xs[:, 0].numpy(), "adversarial": stacked[:, :, 0].numpy(), "labels": ys.numpy(),
-            "predictions": proba.argmax(2).numpy(), "confidences": proba.amax(2).numpy(), "model": names[model_id]}
+    # No st.stop(): the targeted and comparison sections below do not need these curves.
+else:
+    min_eps = {m: cache.get(keys[m]) for m in model_ids}
+    eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0 for v in min_eps.values())
+    eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
+    curves = {names[m]: accuracy_at(v, eps_frames).tolist() for m, v in min_eps.items()}
 
 
-@st.cache_resource(show_spinner=False, max_entries=16)
-def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_args: tuple | None, class_names: tuple):
-    """(figure, gallery), built once per (curves, gallery): a rerun with nothing new only re-sends the figure,
-    and the gallery for the .npz download comes with it instead of from a second cache lookup."""
-    gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
-    figure = eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
-                               class_names=list(class_names))
-    return figure, gallery
+    @st.cache_data(show_spinner="Crafting the gallery's adversarial examples…", max_entries=32)
+    def gallery_frames(model_id: str, attack: str, params_key: tuple, indices: tuple, eps_frames: tuple, seed: int, dataset: str):
+        """Adversarial versions of the gallery's test images at every slider position (attacked once each)."""
+        model = store.load(model_id)
+        spec = ATTACKS[attack]
+        index = torch.tensor(indices, dtype=torch.long)
+        xs, ys = data.test_x[index], data.test_y[index]
+        kwargs = {k: v for k, v in dict(params_key).items() if k != "eps_max"}
+        if spec.kind == "minimal":  # one run gives the minimal perturbation; a frame shows it once eps allows it
+            full = spec(model, xs, ys, seed=seed, **kwargs)
+            norms = (full - xs).flatten(1).norm(p={"l2": 2, "l1": 1}.get(spec.norm, float("inf")), dim=1)
+            advs = [torch.where((norms <= e)[:, None, None, None], full, xs) for e in eps_frames]
+        else:
+            advs = [xs if e == 0 else spec(model, xs, ys, eps=e, seed=seed, **kwargs) for e in eps_frames]
+        stacked = torch.stack(advs)  # (F, K, C, H, W)
+        proba = predict_proba(model, stacked.flatten(0, 1)).view(len(eps_frames), len(xs), -1)
+        return {"clean": xs[:, 0].numpy(), "adversarial": stacked[:, :, 0].numpy(), "labels": ys.numpy(),
+                "predictions": proba.argmax(2).numpy(), "confidences": proba.amax(2).numpy(), "model": names[model_id]}
 
 
-with st.container(border=True):
-    g1, g2, g3, g4 = st.columns([2, 2, 2, 3])
-    gallery_model = g1.selectbox("Gallery model", model_ids, format_func=names.get)
-    pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
-                    help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
-    if pick == "By index":
-        start = g3.number_input("First test image", 0, len(data.test_x) - GALLERY_SIZE, 0, step=GALLERY_SIZE)
-        indices = tuple(range(int(start), int(start) + GALLERY_SIZE))
-    else:
-        chosen = g3.selectbox("Class", range(len(data.info.class_names)), format_func=lambda c: data.info.class_names[c])
-        indices = tuple((data.test_y == chosen).nonzero().flatten()[:GALLERY_SIZE].tolist())
-    g4.caption("Drag the slider: the curves, the accuracy in the title, the adversarial images (middle row: "
-               "predicted class and confidence, green if still correct) and their perturbation ×10 (bottom row; "
-               "red = brighter, blue = darker) follow the handle in your browser, with no recomputation.")
-    gallery_args = None
-    if data.info.shape[0] == 1:
-        gallery_args = (gallery_model, attack, tuple(sorted(params.items())), indices, tuple(eps_frames), int(seed), dataset)
-    figure, gallery = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
-                                    gallery_args, tuple(data.info.class_names))
-    st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
-elapsed_ms = 1000 * (time.perf_counter() - page_started)
+    @st.cache_resource(show_spinner=False, max_entries=16)
+    def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_args: tuple | None, class_names: tuple):
+        """(figure, gallery), built once per (curves, gallery): a rerun with nothing new only re-sends the figure,
+        and the gallery for the .npz download comes with it instead of from a second cache lookup."""
+        gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
+        figure = eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
+                                   class_names=list(class_names))
+        return figure, gallery
 
-rows = []
-for m, v in min_eps.items():
-    stats = perturbation_stats(v)
-    rows.append({"Model": names[m], "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
-                 **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
-                 f"Median minimal {spec.norm.upper()}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
-                 "Broken": f"{stats['n']}/{len(v)}"})
-st.dataframe(rows, hide_index=True, width="stretch",
-             column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
-st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε · page run up to here "
-           f"{elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
 
-warnings = sanity_warnings({names[m]: v for m, v in min_eps.items()}, attack=attack, eps_max=eps_max)
-for w in warnings:
-    st.warning(w, icon=":material/report:")
+    with st.container(border=True):
+        g1, g2, g3, g4 = st.columns([2, 2, 2, 3])
+        gallery_model = g1.selectbox("Gallery model", model_ids, format_func=names.get)
+        pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
+                        help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
+        if pick == "By index":
+            start = g3.number_input("First test image", 0, len(data.test_x) - GALLERY_SIZE, 0, step=GALLERY_SIZE)
+            indices = tuple(range(int(start), int(start) + GALLERY_SIZE))
+        else:
+            chosen = g3.selectbox("Class", range(len(data.info.class_names)), format_func=lambda c: data.info.class_names[c])
+            indices = tuple((data.test_y == chosen).nonzero().flatten()[:GALLERY_SIZE].tolist())
+        g4.caption("Drag the slider: the curves, the accuracy in the title, the adversarial images (middle row: "
+                   "predicted class and confidence, green if still correct) and their perturbation ×10 (bottom row; "
+                   "red = brighter, blue = darker) follow the handle in your browser, with no recomputation.")
+        gallery_args = None
+        if data.info.shape[0] == 1:
+            gallery_args = (gallery_model, attack, tuple(sorted(params.items())), indices, tuple(eps_frames), int(seed), dataset)
+        figure, gallery = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
+                                        gallery_args, tuple(data.info.class_names))
+        st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
+    elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
-c1, c2 = st.columns(2)
-csv = "eps," + ",".join(curves) + "\n" + "\n".join(
-    f"{e}," + ",".join(f"{curves[n][i]:.6f}" for n in curves) for i, e in enumerate(eps_frames))
-c1.download_button("Download curves (CSV)", csv, file_name=f"robust_accuracy_{attack}.csv", mime="text/csv",
-                   icon=":material/download:", on_click="ignore")
-payload = {"attack": attack, "norm": spec.norm, "params": params, "n_images": n_images, "seed": int(seed),
-           "eps": eps_frames, "accuracy": curves,
-           "min_eps": {names[m]: [x if np.isfinite(x) else None for x in v.tolist()] for m, v in min_eps.items()}}
-c2.download_button("Download curves and minimal ε (JSON)", json.dumps(payload), file_name=f"robust_accuracy_{attack}.json",
-                   mime="application/json", icon=":material/download:", on_click="ignore")
-if gallery is not None:
-    buffer = io.BytesIO()
-    np.savez_compressed(buffer, eps=np.array(eps_frames), clean=gallery["clean"], adversarial=gallery["adversarial"],
-                        labels=gallery["labels"], predictions=gallery["predictions"], confidences=gallery["confidences"])
-    st.download_button("Download the gallery's adversarial examples (.npz, every ε)", buffer.getvalue(),
-                       file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
+    rows = []
+    for m, v in min_eps.items():
+        stats = perturbation_stats(v)
+        rows.append({"Model": names[m], "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
+                     **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
+                     f"Median minimal {spec.norm.upper()}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
+                     "Broken": f"{stats['n']}/{len(v)}"})
+    st.dataframe(rows, hide_index=True, width="stretch",
+                 column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
+    st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε · page run up to here "
+               f"{elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
+
+    warnings = sanity_warnings({names[m]: v for m, v in min_eps.items()}, attack=attack, eps_max=eps_max)
+    for w in warnings:
+        st.warning(w, icon=":material/report:")
+
+    c1, c2 = st.columns(2)
+    csv = "eps," + ",".join(curves) + "\n" + "\n".join(
+        f"{e}," + ",".join(f"{curves[n][i]:.6f}" for n in curves) for i, e in enumerate(eps_frames))
+    c1.download_button("Download curves (CSV)", csv, file_name=f"robust_accuracy_{attack}.csv", mime="text/csv",
+                       icon=":material/download:", on_click="ignore")
+    payload = {"attack": attack, "norm": spec.norm, "params": params, "n_images": n_images, "seed": int(seed),
+               "eps": eps_frames, "accuracy": curves,
+               "min_eps": {names[m]: [x if np.isfinite(x) else None for x in v.tolist()] for m, v in min_eps.items()}}
+    c2.download_button("Download curves and minimal ε (JSON)", json.dumps(payload), file_name=f"robust_accuracy_{attack}.json",
+                       mime="application/json", icon=":material/download:", on_click="ignore")
+    if gallery is not None:
+        buffer = io.BytesIO()
+        np.savez_compressed(buffer, eps=np.array(eps_frames), clean=gallery["clean"], adversarial=gallery["adversarial"],
+                            labels=gallery["labels"], predictions=gallery["predictions"], confidences=gallery["confidences"])
+        st.download_button("Download the gallery's adversarial examples (.npz, every ε)", buffer.getvalue(),
+                           file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
 st.divider()
 st.subheader("Targeted: make one image read as another class")

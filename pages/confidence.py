@@ -3,7 +3,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page
+from pages._shared import analysis_page, open_image, png_config
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (SEED_QUANTILES, calibration_metrics, confidence, fit_temperature, quantiles,
                                     reliability, risk_coverage)
@@ -107,7 +107,8 @@ for j, m in enumerate(model_ids):
                                marker_color=PALETTE[j % len(PALETTE)], histnorm="percent"))
 fig.update_layout(barmode="overlay", template="plotly_white", height=340, margin=dict(t=30),
                   xaxis_title="m(x)", yaxis_title="% of images", title="Histogram of m(x)")
-st.plotly_chart(fig, key="histogram")
+st.plotly_chart(fig, key="histogram", config=png_config("confidence_histogram"))
+st.caption("Each chart's camera button (top right, on hover) saves it as a PNG.")
 
 c1, c2 = st.columns(2)
 rel = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")])
@@ -130,8 +131,8 @@ rel.update_layout(template="plotly_white", height=360, title="Reliability diagra
 risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
                    xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
                    yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
-c1.plotly_chart(rel, key="reliability")
-c2.plotly_chart(risk, key="risk_coverage")
+c1.plotly_chart(rel, key="reliability", config=png_config("reliability_diagram"))
+c2.plotly_chart(risk, key="risk_coverage", config=png_config("risk_coverage"))
 
 st.subheader("Correct vs misclassified")
 focus = st.selectbox("Model", model_ids, format_func=names.get, key="focus")
@@ -144,13 +145,17 @@ split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(
                                     histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
 split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
                         yaxis_title="% of the group")
-st.plotly_chart(split_fig, key="split")
+st.plotly_chart(split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
 shown_x = x
 if results[focus][3]:
     st.caption("The gallery shows the clean images; the predictions and confidences are on their attacked versions.")
 
 
-def gallery(title: str, indices: list[int]):
+focus_is_network = arch_of[focus] not in ("knn", "logreg")
+
+
+def gallery(title: str, indices: list[int], key: str):
+    """Eight images with their prediction; each opens on the Saliency page (any split) or the Attack page (test)."""
     st.markdown(f"**{title}**")
     if not indices:
         st.caption("none")
@@ -159,14 +164,22 @@ def gallery(title: str, indices: list[int]):
     for col, i in zip(cols, indices[:8]):
         col.image(shown_x[i, 0].numpy(), clamp=True, width=72,
                   caption=f"#{i}: {data.info.class_names[int(pred[i])]} {100 * float(conf[i]):.0f}% (true {data.info.class_names[int(y[i])]})")
+        target = dict(dataset=dataset, split=split, index=i, model_id=focus if focus_is_network else None)
+        if col.button("Saliency", key=f"{key}_saliency_{i}", icon=":material/visibility:", type="tertiary",
+                      help="Open this image on the Saliency page: where did the models look?"):
+            open_image("pages/saliency.py", **target)
+        if col.button("Attack", key=f"{key}_attack_{i}", icon=":material/bolt:", type="tertiary", disabled=split != "test",
+                      help="Open this image in the Attack page's targeted section" if split == "test"
+                      else "The Attack page works on test images: switch the split to test"):
+            open_image("pages/attack.py", **target)
 
 
 wrong_idx = (~right).nonzero().flatten()
 right_idx = right.nonzero().flatten()
-gallery("Most confident mistakes", wrong_idx[conf[wrong_idx].argsort(descending=True)].tolist())
-gallery("Least confident correct predictions", right_idx[conf[right_idx].argsort()].tolist())
-st.caption("Image numbers are indices in the chosen split: open them on the Saliency page (test split) to see where "
-           "the model looked.")
+gallery("Most confident mistakes", wrong_idx[conf[wrong_idx].argsort(descending=True)].tolist(), "mistakes")
+gallery("Least confident correct predictions", right_idx[conf[right_idx].argsort()].tolist(), "unsure")
+st.caption(f"Image numbers are indices in the {split} split. **Saliency** and **Attack** open an image on those pages"
+           + (f" with {names[focus]} as the sidebar model." if focus_is_network else "."))
 
 table = "model," + ",".join(f"q{q}" for q in SEED_QUANTILES) + "\n" + "\n".join(
     f"{r['Model']}," + ",".join(f"{r[f'Q{q:.2f}']:.6f}" for q in SEED_QUANTILES) for r in q_rows)

@@ -8,7 +8,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages._shared import analysis_page, comparison_defaults, digit_canvas
+from pages._shared import SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -30,9 +30,23 @@ with st.container(border=True):
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=lambda m: METHODS[m].title)
     c1, c2, c3 = st.columns(3)
-    source = c1.radio("Image", ["Test image", "Draw", "Upload"], horizontal=True)
+    opened = opened_image("pages/saliency.py", dataset)
+    sources = ["Test image", "Draw", "Upload"] + (["Opened image"] if opened else [])
+    if opened and opened["new"]:
+        st.session_state["saliency_source"] = "Opened image"
+    if st.session_state.get("saliency_source") not in sources:
+        st.session_state.pop("saliency_source", None)
+    source = c1.radio("Image", sources, horizontal=True, key="saliency_source",
+                      help="'Opened image': the one opened from the Confidence page's galleries")
     image_x, true_label = None, None
-    if source == "Test image":
+    if source == "Opened image":
+        split_x, split_y = (data.test_x, data.test_y) if opened["split"] == "test" else (data.val_x, data.val_y)
+        index = opened["index"]
+        image_x, true_label = split_x[index : index + 1], int(split_y[index])
+        c2.image(image_x[0, 0].numpy(), width=84, clamp=True)
+        c3.caption(f"{SPLIT_LABELS[opened['split']]} #{index} (true class {class_names[true_label]}), opened from the "
+                   "Confidence page.")
+    elif source == "Test image":
         pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
                                   format_func=lambda c: "any class" if c == "any" else class_names[c])
         pool = torch.arange(len(data.test_y)) if pick_class == "any" else (data.test_y == pick_class).nonzero().flatten()

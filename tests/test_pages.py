@@ -271,3 +271,32 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(at.dataframe[0].value) == 1
+
+
+def test_confidence_gallery_opens_an_image_on_the_saliency_and_attack_pages(stored_model):
+    """The click-through: a gallery button switches page with that image (and the gallery's model) opened."""
+    at = run_app("pages/confidence.py")
+    saliency_buttons = [b for b in at.button if b.label == "Saliency"]
+    assert len(saliency_buttons) >= 8  # two galleries of up to 8 images
+    first = saliency_buttons[0]
+    index = int(first.key.rsplit("_", 1)[1])
+    first.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Saliency"
+    assert widget(at.radio, "Image").value == "Opened image"
+    assert any(f"test image #{index}" in c.value and "Confidence page" in c.value for c in at.caption)
+    assert widget(at.selectbox, "Model").value == stored_model.model_id  # the sidebar follows the gallery
+
+    # Back on Confidence, the validation split: Saliency still opens it, Attack is refused (test images only).
+    at.switch_page("pages/confidence.py").run()
+    widget(at.selectbox, "Split").select("validation").run()
+    attack_buttons = [b for b in at.button if b.label == "Attack"]
+    assert attack_buttons and all(b.disabled for b in attack_buttons)
+    widget(at.selectbox, "Split").select("test").run()
+    attack = [b for b in at.button if b.label == "Attack"][0]
+    index = int(attack.key.rsplit("_", 1)[1])
+    attack.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert at.title[0].value == "Attack"
+    assert widget(at.number_input, "Test image").value == index
+    assert any(f"Test image #{index} opened from the Confidence page" in i.value for i in at.info)
