@@ -4,7 +4,9 @@
 
 Fits the two baselines on the training split (55,000 images; fitting is timed too), then times the
 predictions for the 10,000 test images of each model (the page caches them afterwards), and prints
-accuracy, ECE and the seed's quantiles of m(x).
+accuracy, ECE and the seed's quantiles of m(x). Then the Confidence page itself (Streamlit's AppTest,
+in this process): its first render with the CNN, the k-NN and the logistic regression on the default
+1,000 test images, nothing cached yet, and a second render that reads the caches.
 """
 from __future__ import annotations
 
@@ -42,7 +44,30 @@ def main() -> int:
         q = quantiles(confidence(proba))
         print(f"{name:7s} predictions for 10,000 test images in {seconds:6.2f} s; accuracy {100 * m['accuracy']:.2f}%, "
               f"ECE {m['ece']:.4f}; quantiles " + ", ".join(f"Q{k:.2f}={v:.3f}" for k, v in q.items()))
+    page_render_times(store.root)
     return 0
+
+
+def page_render_times(store_root) -> None:
+    """Seconds for the Confidence page's first render (nothing cached) and for a rerun."""
+    import os
+
+    from streamlit.testing.v1 import AppTest
+
+    os.environ["ROBUST_STORE_DIR"] = str(store_root)
+    os.environ["ROBUST_SHIPPED_MODELS"] = "0"  # the store already holds them
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=600).run()
+    at.switch_page("pages/confidence.py")
+    t0 = time.perf_counter()
+    at.run()
+    first = time.perf_counter() - t0
+    if at.exception:
+        raise RuntimeError([e.value for e in at.exception])
+    models = list(at.dataframe[0].value["Model"])
+    t0 = time.perf_counter()
+    at.run()
+    again = time.perf_counter() - t0
+    print(f"Confidence page ({', '.join(models)}; 1,000 test images): first render {first:.2f} s, rerun {again:.2f} s")
 
 
 if __name__ == "__main__":

@@ -141,7 +141,7 @@ def test_fgsm_rs_training_is_deterministic_for_a_seed(mnist):
 # The MNIST PGD-AT and TRADES CNNs are in assets/models/train_shipped.sh but were not finished on this
 # session's 2 CPU cores (see the issue notes): add them here when their files are committed.
 SHIPPED_EXPECTED = {
-    ("mnist", "cnn", "standard"), ("mnist", "cnn", "fgsm_at"),
+    ("mnist", "cnn", "standard"), ("mnist", "cnn", "fgsm_at"), ("mnist", "cnn", "pgd_at"), ("mnist", "cnn", "trades"),
     ("mnist", "cnn", "gnr"), ("mnist", "cnn", "gfa", "first"), ("mnist", "cnn", "gfa", "deep"),
     ("fashion_mnist", "mlp", "standard"), ("fashion_mnist", "mlp", "pgd_at"), ("fashion_mnist", "mlp", "gfa", "deep"),
 }
