@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Trains the models the app ships, with the project's own command line, and exports each one to
 # assets/models/<file>.safetensors (weights + metadata) and <file>.json (readable metadata, with the
-# exact command). Run once, offline, from the repository root (about 1.5 h on 2 CPU cores):
+# exact command). Run once, offline, from the repository root (about 1 h on 2 CPU cores):
 #     ROBUST_DATA_DIR=../shared/data bash assets/models/train_shipped.sh
 # A model already in the store ($ROBUST_STORE_DIR) is exported again, not retrained.
 set -euo pipefail
