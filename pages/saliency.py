@@ -135,8 +135,9 @@ for r in range(rows):
     for v, m in columns:
         if r == 0:
             img, _, proba, target, _ = results[(v, m, methods[0])]
+            # Three short lines: with 3 models x (clean, adversarial) one long line overlaps its neighbours.
             titles.append(f"{names[m]}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
-                          f" · explains {class_names[target]}")
+                          f"<br>explains {class_names[target]}")
         else:
             titles.append("")
 fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
@@ -165,7 +166,7 @@ fig.update_yaxes(visible=False)
 for i in range(1, rows * len(columns) + 1):
     fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
 cell = 150
-fig.update_layout(height=90 + rows * cell, width=None, margin=dict(l=10, r=110, t=70, b=10), template="plotly_white",
+fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
                   font=dict(size=11))
 st.plotly_chart(fig, key="saliency_grid", config={"displayModeBar": False})
 st.caption(f"{len(jobs)} maps in {time.perf_counter() - started:.1f} s (cached afterwards). Heatmaps: |attribution| "
