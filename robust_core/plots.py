@@ -60,12 +60,10 @@ def _rdbu(values):
     return np.where(v < 0.5, low, high).round().astype(np.uint8)
 
 
-def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCALE, compress_level: int = 1) -> bytes:
-    """K images (K, H, W) in [0, 1] side by side as one PNG (grey, or blue-white-red for signed
+def image_strip(images, *, diverging: bool = False, scale: int = GALLERY_SCALE):
+    """K images (K, H, W) in [0, 1] side by side as one PIL image (grey, or blue-white-red for signed
     perturbations in [0, 1] around 0.5), ``GALLERY_GAP`` image pixels apart, upscaled ``scale`` times
     without smoothing so each pixel stays a sharp square."""
-    import io
-
     import numpy as np
     from PIL import Image
 
@@ -82,9 +80,15 @@ def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCA
         for c in range(k):
             gap_mask[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = False
         pixels[gap_mask] = 255
-    image = Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+    return Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+
+
+def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCALE, compress_level: int = 1) -> bytes:
+    """:func:`image_strip` encoded as PNG."""
+    import io
+
     buffer = io.BytesIO()
-    image.save(buffer, format="PNG", compress_level=compress_level)
+    image_strip(images, diverging=diverging, scale=scale).save(buffer, format="PNG", compress_level=compress_level)
     return buffer.getvalue()
 
 

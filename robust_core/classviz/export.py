@@ -5,7 +5,7 @@ import io
 
 import numpy as np
 
-from ..plots import image_strip_png
+from ..plots import image_strip, image_strip_png
 from .visualize import VisualizationResult
 
 
@@ -16,15 +16,17 @@ def frame_indices(n_frames: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, n_frames - 1, min(count, n_frames)).round().astype(int).tolist()))
 
 
-def _grey(result: VisualizationResult, image: int, frames: list[int]) -> np.ndarray:
-    if not 0 <= image < result.frames.shape[1]:
+def _grey(result: VisualizationResult, frames: list[int], image: int | None) -> np.ndarray:
+    """(K, N, H, W) grey frames (colour channels averaged): every image, or only ``image`` (N = 1)."""
+    if image is not None and not 0 <= image < result.frames.shape[1]:
         raise ValueError(f"image must be in 0..{result.frames.shape[1] - 1}, not {image}")
-    return result.frames[frames, image].mean(1).cpu().numpy()  # (K, H, W); colour channels averaged
+    grey = result.frames[frames].mean(2).cpu().numpy()
+    return grey if image is None else grey[:, [image]]
 
 
 def strip_png(result: VisualizationResult, *, image: int = 0, frames: int = 11, scale: int = 4) -> bytes:
     """One image's morph as a PNG strip of ``frames`` evenly spaced frames, start on the left, final on the right."""
-    return image_strip_png(_grey(result, image, frame_indices(result.frames.shape[0], frames)), scale=scale,
+    return image_strip_png(_grey(result, frame_indices(result.frames.shape[0], frames), image)[:, 0], scale=scale,
                            compress_level=6)
 
 
@@ -37,12 +39,8 @@ def gif(result: VisualizationResult, *, image: int | None = 0, scale: int = 4, f
         max_frames: int = 200) -> bytes:
     """A morph as an animated GIF (looping; at most ``max_frames`` frames, evenly spaced): one image's,
     or with ``image=None`` every image side by side (all targets at once)."""
-    from PIL import Image
-
-    keep = frame_indices(result.frames.shape[0], max_frames)
-    rows = range(result.frames.shape[1]) if image is None else [image]
-    pictures = [Image.open(io.BytesIO(image_strip_png(np.stack([_grey(result, i, [f])[0] for i in rows]), scale=scale)))
-                for f in keep]
+    grey = _grey(result, frame_indices(result.frames.shape[0], max_frames), image)
+    pictures = [image_strip(row, scale=scale) for row in grey]
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
     return buffer.getvalue()

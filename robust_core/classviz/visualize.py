@@ -83,8 +83,7 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
     generator = torch.Generator().manual_seed(seed)
     was_training = model.training
     model.eval()
-    net = channels_last_copy(model)
-    net.eval()
+    net = channels_last_copy(model)  # a copy of the model in eval mode, or the model itself
 
     def probabilities_and_gradient(x: torch.Tensor, need_grad: bool):
         """p(x) for every class and, if needed, the gradient of the per-image loss at x.
