@@ -34,7 +34,7 @@ import torch  # noqa: E402
 from robust_core.attacks import ATTACKS, flat_norm  # noqa: E402
 from robust_core.attacks._common import predict  # noqa: E402
 from robust_core.data import load_dataset  # noqa: E402
-from robust_core.device import describe_device, get_device  # noqa: E402
+from robust_core.device import channels_last_copy, describe_device, get_device  # noqa: E402
 from robust_core.shipped import install_shipped  # noqa: E402
 from robust_core.store import ModelStore  # noqa: E402
 
@@ -42,18 +42,30 @@ EPS = {"mnist": [0.05, 0.1, 0.2, 0.3], "fashion_mnist": [0.05, 0.1, 0.2]}
 ATTACK_COLUMNS = ["FGSM", "PGD-40", "APGD-CE", "APGD-CE+T", "Square", "Transfer", "Worst"]
 MINIMAL_IMAGES = 500  # at most: DeepFool and EAD on the first min(N, 500) images; EAD (5 x 100 steps) is the slowest attack
 CACHE = REPO / "benchmarks" / "out" / "deepdefense"
+PRIORITY = ["standard", "gfa", "pgd_at", "fgsm_at", "trades", "gnr"]
 
 
 def broken(model, x_adv, y):
     return predict(model, x_adv) != y
 
 
-def evaluate_model(model, x, y, *, eps_grid, source=None, log=print) -> dict:
-    """All robust accuracies and minimal-perturbation medians for one model on (x, y)."""
+def evaluate_model(model, x, y, *, eps_grid, source=None, transfer_cache=None, partial=None, log=print) -> dict:
+    """All robust accuracies and minimal-perturbation medians for one model on (x, y).
+
+    transfer_cache: {eps: PGD points crafted on ``source``}, shared by the models of one dataset (the
+    points depend on the source, the images and the seed only). partial: a JSON file that receives the
+    result after every eps and from which an interrupted evaluation resumes (a 1,000-image run of one
+    robust model takes tens of minutes on 2 CPU cores).
+    """
     model.eval()
     clean_ok = predict(model, x) == y
     result = {"clean": float(clean_ok.float().mean()), "eps": {}, "seconds": {}}
+    if partial is not None and partial.is_file():
+        result = json.loads(partial.read_text())
+        log(f"    resumed from {partial.name}: eps {', '.join(result['eps'])} already done")
     for eps in eps_grid:
+        if str(eps) in result["eps"]:
+            continue
         fooled = {}
         t0 = time.perf_counter()
         fooled["FGSM"] = broken(model, ATTACKS["fgsm"](model, x, y, eps=eps), y)
@@ -67,8 +79,10 @@ def evaluate_model(model, x, y, *, eps_grid, source=None, log=print) -> dict:
         fooled["APGD-CE+T"] = chained
         fooled["Square"] = broken(model, ATTACKS["square"](model, x, y, eps=eps, n_queries=1000), y)
         if source is not None:
-            x_s = ATTACKS["pgd"](source, x, y, eps=eps, steps=40, stop_on_success=False)
-            fooled["Transfer"] = broken(model, x_s, y)
+            cache = transfer_cache if transfer_cache is not None else {}
+            if eps not in cache:
+                cache[eps] = ATTACKS["pgd"](source, x, y, eps=eps, steps=40, stop_on_success=False)
+            fooled["Transfer"] = broken(model, cache[eps], y)
         worst = ~clean_ok
         for f in fooled.values():
             worst = worst | f
@@ -77,6 +91,9 @@ def evaluate_model(model, x, y, *, eps_grid, source=None, log=print) -> dict:
         result["seconds"][str(eps)] = time.perf_counter() - t0
         log(f"    eps={eps}: " + "  ".join(f"{k} {100 * v:.1f}" for k, v in result["eps"][str(eps)].items())
             + f"  ({result['seconds'][str(eps)]:.0f} s)")
+        if partial is not None:
+            partial.parent.mkdir(parents=True, exist_ok=True)
+            partial.write_text(json.dumps(result, indent=1))
     xm, ym = x[:MINIMAL_IMAGES], y[:MINIMAL_IMAGES]  # x holds N images: min(N, 500) of them
     ok = predict(model, xm) == ym
     t0 = time.perf_counter()
@@ -213,7 +230,11 @@ def main(argv=None) -> int:
     rows, metas = {}, {}
     standards = {s.meta["config"]["dataset"]: s.model_id for s, _ in installed
                  if s.meta["config"]["method"] == "standard"}
-    for shipped, entry in installed:
+    transfer_caches = {dataset: {} for dataset in EPS}
+    # The models the paper's claims are about come first, so that an interrupted run (each model and
+    # each eps is cached) has answered the main questions; the table keeps the shipped order.
+    for shipped, entry in sorted(installed, key=lambda se: PRIORITY.index(se[0].meta["config"]["method"])
+                                 if se[0].meta["config"]["method"] in PRIORITY else len(PRIORITY)):
         meta = shipped.meta
         dataset = meta["config"]["dataset"]
         cache_file = CACHE / f"{shipped.model_id}-{args.n}.json"
@@ -230,16 +251,23 @@ def main(argv=None) -> int:
             continue
         data = load_dataset(dataset)
         x, y = data.test_x[: args.n].to(device), data.test_y[: args.n].to(device)
-        model = store.load(shipped.model_id, device=device)
+        # Channels-last copies: the same weights and arithmetic, 1.3-1.4x faster forward-backward passes on
+        # CPU for the CNNs at 1,000 images (measured for this report); a no-op for MLPs and on CUDA.
+        model = channels_last_copy(store.load(shipped.model_id, device=device))
         source_id = standards.get(dataset)
-        source = store.load(source_id, device=device) if source_id and source_id != shipped.model_id else None
+        source = (channels_last_copy(store.load(source_id, device=device))
+                  if source_id and source_id != shipped.model_id else None)
         print(f"{meta['name']} [{shipped.model_id}]", flush=True)
-        t0 = time.perf_counter()
+        partial = CACHE / "partial" / f"{shipped.model_id}-{args.n}.json"
         rows[shipped.model_id] = evaluate_model(model, x, y, eps_grid=EPS[dataset], source=source,
+                                                transfer_cache=transfer_caches[dataset], partial=partial,
                                                 log=lambda s: print(s, flush=True))
-        rows[shipped.model_id]["total_seconds"] = time.perf_counter() - t0
+        rows[shipped.model_id]["total_seconds"] = sum(rows[shipped.model_id]["seconds"].values())
         cache_file.write_text(json.dumps(rows[shipped.model_id], indent=1))
+        partial.unlink(missing_ok=True)
         rows[shipped.model_id]["n"] = args.n
+    order = [s.model_id for s, _ in installed]
+    rows = {m: rows[m] for m in order if m in rows}
     metas = {m: metas[m] for m in rows}
     text = write_report(rows, metas, args, Path(args.out))
     print(text)

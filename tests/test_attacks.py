@@ -6,6 +6,7 @@ import torch
 from torch import nn
 
 from robust_core.attacks import ATTACKS, apgd, deepfool, fgsm, flat_norm, pgd, square
+from robust_core.attacks.gradient import _checkpoints
 from robust_core.evaluation import accuracy_at, minimal_eps, robust_accuracy
 
 EPS = {"linf": 0.1, "l2": 1.0, "l1": 10.0}
@@ -174,3 +175,32 @@ def test_targeted_minimal_eps_makes_the_image_read_as_the_target(cnn, mnist):
     assert (values[both] >= untargeted[both] - 0.5 / 2**7).float().mean() >= 0.9
     with pytest.raises(ValueError, match="targeted"):
         minimal_eps(cnn, x, y, attack="deepfool", target=3)
+
+
+class CountingModel(nn.Module):
+    """Counts the images each forward pass sees."""
+
+    def __init__(self, model):
+        super().__init__()
+        self.model, self.images = model, 0
+
+    def forward(self, x):
+        self.images += len(x)
+        return self.model(x)
+
+
+def test_apgd_steps_only_unbroken_examples_with_one_pass_per_step(cnn, mnist):
+    x, y = mnist.test_x[:100], mnist.test_y[:100]
+    steps = 20
+    counted = CountingModel(cnn)
+    x_adv = apgd(counted, x, y, eps=0.3, steps=steps)
+    fooled = cnn(x_adv).argmax(1) != y
+    assert fooled.float().mean() > 0.9
+    # One forward per live example per step (plus the start, the first check and the checkpoint
+    # restarts): far below the n * steps of stepping every example to the end, and never above
+    # n * (steps + 1) + the restart passes.
+    assert counted.images < 0.5 * len(x) * steps
+    # On a robust-looking budget (eps tiny, almost nothing breaks) the count is about n per step, not 2n.
+    counted.images = 0
+    apgd(counted, x, y, eps=1e-3, steps=steps)
+    assert counted.images <= len(x) * (steps + 1 + len(_checkpoints(steps))) + len(x)

@@ -125,22 +125,37 @@ def _checkpoints(steps: int) -> list[int]:
 
 
 def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
-    """One APGD run on a batch; returns (best adversarial or best-loss point, fooled mask)."""
-    def loss_fn(z):
-        logits = model(z)
-        if loss_name == "dlr":
-            return _dlr_loss(logits, y, target)
-        if target is None:
-            return F.cross_entropy(logits, y, reduction="none")
-        return -F.cross_entropy(logits, target, reduction="none")
+    """One APGD run on a batch; returns (best adversarial or best-loss point, fooled mask).
+
+    Only the examples not yet broken are stepped: a broken one keeps its first adversarial point,
+    and every example's trajectory depends on that example alone (eval mode), so dropping the broken
+    ones changes no result and saves their forward-backward passes. Success is read from the logits
+    of the gradient pass at the same point, so a step costs one forward and one backward.
+    """
+    def loss_grad_logits(z, rows):
+        """(per-example loss, input gradient, logits) at z, the points of examples ``rows``."""
+        z = z.detach().requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(z)
+            if loss_name == "dlr":
+                loss = _dlr_loss(logits, y[rows], target[rows] if target is not None else None)
+            elif target is None:
+                loss = F.cross_entropy(logits, y[rows], reduction="none")
+            else:
+                loss = -F.cross_entropy(logits, target[rows], reduction="none")
+            (grad,) = torch.autograd.grad(loss.sum(), z)
+        return loss.detach(), grad.detach(), logits.detach()
+
+    def fooled_by(logits, rows):
+        return success(logits, y[rows], target[rows] if target is not None else None)
 
     n = len(x)
+    everyone = torch.arange(n, device=x.device)
     x_cur = random_in_ball(x, eps, norm, generator)
     eta = torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
-    loss, grad = input_gradient(loss_fn, x_cur)
+    loss, grad, logits = loss_grad_logits(x_cur, everyone)
     best_loss, x_best_loss = loss.clone(), x_cur.clone()
-    with torch.no_grad():
-        fooled = success(model(x_cur), y, target)
+    fooled = fooled_by(logits, everyone)
     x_adv = x.clone()
     x_adv[fooled] = x_cur[fooled]
     checkpoints = _checkpoints(steps)
@@ -149,38 +164,38 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
     x_prev = x_cur.clone()
     alpha = 0.75  # momentum weight of the new step (the paper's alpha)
     for k in range(steps):
-        z = project(x_cur + expand(eta, x) * normalised_step(grad, norm), x, eps, norm)
+        live = (~fooled).nonzero().flatten()
+        if len(live) == 0:
+            break
+        x0, xc = x[live], x_cur[live]
+        z = project(xc + expand(eta[live], x0) * normalised_step(grad[live], norm), x0, eps, norm)
         if k == 0:
             x_next = z
         else:
-            x_next = project(x_cur + alpha * (z - x_cur) + (1 - alpha) * (x_cur - x_prev), x, eps, norm)
-        new_loss, new_grad = input_gradient(loss_fn, x_next)
-        with torch.no_grad():
-            hit = success(model(x_next), y, target)
-        newly = hit & ~fooled
-        x_adv[newly] = x_next[newly]
-        fooled |= hit
-        successes += (new_loss > loss).float()
-        improved = new_loss > best_loss
-        best_loss = torch.where(improved, new_loss, best_loss)
-        x_best_loss[improved] = x_next[improved]
-        x_prev, x_cur, loss, grad = x_cur, x_next, new_loss, new_grad
+            x_next = project(xc + alpha * (z - xc) + (1 - alpha) * (xc - x_prev[live]), x0, eps, norm)
+        new_loss, new_grad, logits = loss_grad_logits(x_next, live)
+        hit = fooled_by(logits, live)
+        x_adv[live[hit]] = x_next[hit]
+        fooled[live[hit]] = True
+        successes[live] += (new_loss > loss[live]).float()
+        improved = new_loss > best_loss[live]
+        best_loss[live] = torch.where(improved, new_loss, best_loss[live])
+        x_best_loss[live[improved]] = x_next[improved]
+        x_prev[live], x_cur[live], loss[live], grad[live] = xc, x_next, new_loss, new_grad
         if k + 1 in checkpoints:
             span = k + 1 - last_check
             cond1 = successes < rho * span
             cond2 = (eta_at_check == eta) & (best_loss_at_check == best_loss)
             halve = cond1 | cond2
             eta = torch.where(halve, eta / 2, eta)
-            if halve.any():  # restart the halved examples from their best point so far
-                x_cur[halve] = x_best_loss[halve]
-                x_prev[halve] = x_best_loss[halve]
-                loss[halve] = best_loss[halve]
-                _, g = input_gradient(loss_fn, x_cur)
-                grad[halve] = g[halve]
+            restart = (halve & ~fooled).nonzero().flatten()
+            if len(restart):  # restart the halved examples from their best point so far
+                x_cur[restart] = x_best_loss[restart]
+                x_prev[restart] = x_best_loss[restart]
+                loss[restart] = best_loss[restart]
+                _, grad[restart], _ = loss_grad_logits(x_cur[restart], restart)
             successes.zero_()
             last_check, best_loss_at_check, eta_at_check = k + 1, best_loss.clone(), eta.clone()
-        if fooled.all():
-            break
     x_adv[~fooled] = x_best_loss[~fooled]
     return x_adv, fooled
 
