@@ -104,3 +104,83 @@ def test_exports_have_the_promised_frames(small_cnn):
     assert Image.open(io.BytesIO(finals_png(r, scale=1))).size == (3 * 28 + 2 * GALLERY_GAP, 28)
     with pytest.raises(ValueError, match="image must be"):
         strip_png(r, image=3)
+
+
+# ---- the lecture moment: a robust model morphs a 4 into a 9 that others read as a 9 (issue 13, item 1) ----
+def drawn_four():
+    """A 4 drawn the way the page's canvas returns it: white 20-px strokes on a 280 x 280 black RGBA canvas."""
+    import numpy as np
+    from PIL import Image, ImageDraw
+
+    from robust_core.digits import mnist_style
+
+    canvas = Image.new("RGBA", (280, 280), (0, 0, 0, 255))
+    pen = ImageDraw.Draw(canvas)
+    pen.line([(90, 40), (70, 160), (190, 160)], fill=(255, 255, 255, 255), width=20, joint="curve")
+    pen.line([(170, 60), (165, 250)], fill=(255, 255, 255, 255), width=20)
+    return mnist_style(np.array(canvas))[0]
+
+
+@pytest.fixture(scope="module")
+def shipped_mnist(tmp_path_factory):
+    """The shipped standard and PGD-AT MNIST CNNs, loaded from assets/models."""
+    from robust_core.shipped import install_shipped
+    from robust_core.store import ModelStore
+
+    store = ModelStore(tmp_path_factory.mktemp("shipped-store"))
+    install_shipped(store)
+    by_method = {e.meta["config"]["method"]: e.model_id for e in store.list("mnist") if e.meta["config"]["arch"] == "cnn"}
+    return {m: store.load(by_method[m]) for m in ("standard", "pgd_at")}
+
+
+def knn_reading(mnist, images, k=3):
+    """The class the k-NN baseline (k nearest of the 55,000 training images, majority) reads in each image:
+    a classifier nobody optimised against, so it measures what the picture looks like."""
+    nearest = torch.cdist(images.flatten(1), mnist.train_x.flatten(1)).topk(k, largest=False).indices
+    return torch.mode(mnist.train_y[nearest], dim=1).values
+
+
+@pytest.mark.parametrize("start", ["first test 4", "drawn 4"])
+def test_the_robust_model_morphs_a_4_into_a_9_that_the_others_read_as_9(shipped_mnist, mnist, start):
+    from robust_core.classviz import RECIPES, dark_gradient_share
+
+    four = mnist.test_x[int((mnist.test_y == 4).nonzero()[0])] if start == "first test 4" else drawn_four()
+    robust, standard = shipped_mnist["pgd_at"], shipped_mnist["standard"]
+    with torch.no_grad():
+        assert robust(four[None]).argmax() == 4 and standard(four[None]).argmax() == 4 and knn_reading(mnist, four[None]) == 4
+    # Why the seed's recipe fails: the robust model thresholds its input, its dark pixels get no gradient.
+    assert dark_gradient_share(robust, four, 9) < 1e-4 < 0.1 < dark_gradient_share(standard, four, 9)
+    seed = visualize(robust, 9, start="image", image=four, threshold=0.99, **RECIPES["seed"])
+    assert seed.final_probabilities[0, 9] < 0.5
+    morph = visualize(robust, 9, start="image", image=four, threshold=0.99, **RECIPES["smoothed"])
+    assert morph.final_probabilities[0, 9] >= 0.9
+    with torch.no_grad():
+        assert standard(morph.final).argmax() == 9  # a model it was not optimised against reads a 9
+    assert knn_reading(mnist, morph.final) == 9  # and so does the k-NN baseline: it looks like a 9
+    # The standard model's morph with the seed's recipe fools only itself.
+    fooled = visualize(standard, 9, start="image", image=four, threshold=0.99, **RECIPES["seed"])
+    assert fooled.final_probabilities[0, 9] >= 0.9
+    with torch.no_grad():
+        assert robust(fooled.final).argmax() != 9
+    assert knn_reading(mnist, fooled.final) != 9
+
+
+def test_noise_smoothing_and_sign_steps(small_cnn):
+    from robust_core.classviz import gaussian_noise
+
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(3, 1, 28, 28)
+    noisy = gaussian_noise(x, 0.3, 5, g)
+    assert noisy.shape == (15, 1, 28, 28) and abs(float((noisy[5:10] - x[1]).mean())) < 0.03  # copies of one image adjacent
+    assert abs(float((noisy[:5] - x[0]).std()) - 0.3) < 0.03
+    # Sign steps move every pixel by exactly lr per step (until clipping).
+    r = visualize(small_cnn, 3, start="image", image=torch.full((1, 28, 28), 0.5), steps=1, lr=0.01, step_norm="linf",
+                  threshold=None)
+    moved = (r.final - 0.5).abs()
+    assert torch.allclose(moved[moved > 0], torch.tensor(0.01), atol=1e-6) and (moved > 0).float().mean() > 0.5
+    # Noise draws are seeded: two runs agree, another seed differs.
+    a, b, c = (visualize(small_cnn, 3, start="zeros", steps=5, lr=0.01, step_norm="linf", noise_sigma=0.3, noise_samples=4,
+                         threshold=None, seed=s) for s in (1, 1, 2))
+    assert torch.equal(a.final, b.final) and not torch.equal(a.final, c.final)
+    with pytest.raises(ValueError, match="step_norm"):
+        visualize(small_cnn, 3, step_norm="l3")

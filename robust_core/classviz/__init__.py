@@ -1,7 +1,7 @@
 """Class visualisation by gradient ascent on the pixels (seed 002 §3-4, seed 004 Part 3).
 
 Split the Lucent way: a **parametrisation** (where the image starts and how it is kept valid),
-**transforms** applied before each forward pass (jitter, blur), and an **objective** (what to
+**transforms** applied before each forward pass (jitter, Gaussian noise, blur), and an **objective** (what to
 maximise, with its regularisers). :func:`visualize` runs them; :func:`knn_morph` is the seed's
 gradient-free k-NN counterpart.
 
@@ -13,8 +13,9 @@ gradient-free k-NN counterpart.
 from .knn import KNNMorphResult, knn_morph
 from .objectives import OBJECTIVES, objective_loss, regulariser_loss
 from .parametrisation import STARTS, start_images
-from .transforms import blur, jitter
-from .visualize import VisualizationResult, visualize
+from .transforms import blur, gaussian_noise, jitter
+from .visualize import RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_share, visualize
 
-__all__ = ["KNNMorphResult", "OBJECTIVES", "STARTS", "VisualizationResult", "blur", "jitter", "knn_morph",
+__all__ = ["KNNMorphResult", "OBJECTIVES", "RECIPES", "STARTS", "STEP_NORMS", "VisualizationResult", "blur",
+           "dark_gradient_share", "gaussian_noise", "jitter", "knn_morph",
            "objective_loss", "regulariser_loss", "start_images", "visualize"]
