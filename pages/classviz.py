@@ -8,10 +8,13 @@ import streamlit as st
 import torch
 
 from pages._shared import analysis_page, comparison_defaults, digit_canvas
-from robust_core.classviz import OBJECTIVES, VisualizationResult, knn_morph, visualize
+from robust_core.classviz import (OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_share, knn_morph,
+                                  readings, visualize)
 from robust_core.classviz.export import finals_png, gif, strip_png
-from robust_core.plots import PALETTE, image_strip_uri
+from robust_core.plots import morph_figure as plots_morph_figure
 
+RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Seed §3.2: normalised gradient"}
+STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw gradient"}
 START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise", "gaussian": "Gaussian noise",
                 "zeros": "Black image"}
 
@@ -36,24 +39,40 @@ with st.container(border=True):
         index = st.number_input("Test image", 0, len(data.test_x) - 1, 0)
         start_image = data.test_x[int(index)]
         st.image(start_image[0].numpy(), width=84, clamp=True, caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
-    with st.expander("Objective, step and regularisers (defaults give a good result in one click)"):
+    recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True, key="classviz_recipe",
+                      help="Smoothed: the gradient is averaged over 16 noisy copies (σ = 0.3) and every pixel moves by the "
+                           "sign of its gradient. Adversarially trained MNIST models ignore dark pixels (their gradient there "
+                           "is ~10⁻⁸ of the strokes'), so the seed's normalised gradient can only reshape existing strokes; "
+                           "the smoothed gradient lets them draw new ones. Seed §3.2: −log p along ∇/‖∇‖, step 0.1.")
+    defaults = RECIPES[recipe]
+    with st.expander("Objective, step and regularisers (the defaults give a good result in one click)"):
         c1, c2, c3, c4 = st.columns(4)
-        loss = c1.selectbox("Objective", list(OBJECTIVES), index=1, format_func=lambda k: OBJECTIVES[k].split(" (")[0],
-                            help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVES.items()))
-        normalize_grad = c2.toggle("Normalise the gradient", value=True, help="Seed §3.2: step along ∇/‖∇‖")
-        lr = c3.number_input("Step size", 0.001, 5.0, 0.1, format="%.3f")
-        steps = c4.number_input("Max steps", 1, 2000, 200)
+        loss = c1.selectbox("Objective", list(OBJECTIVES), index=list(OBJECTIVES).index(defaults["loss"]),
+                            format_func=lambda k: OBJECTIVES[k].split(" (")[0],
+                            help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVES.items()), key=f"cv_loss_{recipe}")
+        step_norm = c2.selectbox("Step", list(STEP_NORMS), index=list(STEP_NORMS).index(defaults["step_norm"]),
+                                 format_func=STEP_LABELS.get, help="\n\n".join(f"**{STEP_LABELS[k]}**: {v}" for k, v in STEP_NORMS.items()),
+                                 key=f"cv_step_{recipe}")
+        lr = c3.number_input("Step size", 0.001, 5.0, float(defaults["lr"]), format="%.3f", key=f"cv_lr_{recipe}",
+                             help="Pixel units per step (0-1 scale) with sign steps; L2 length per step when normalised.")
+        steps = c4.number_input("Max steps", 1, 2000, int(defaults["steps"]), key=f"cv_steps_{recipe}")
         c1, c2, c3, c4 = st.columns(4)
-        l2 = c1.number_input("L2 weight", 0.0, 10.0, 0.0, step=0.01)
-        tv = c2.number_input("Total variation weight", 0.0, 10.0, 0.0, step=0.01)
-        jitter_pixels = c3.number_input("Jitter (pixels)", 0, 4, 0)
-        blur_every = c4.number_input("Blur every k steps (0: never)", 0, 100, 0)
+        noise_sigma = c1.number_input("Gradient smoothing noise σ", 0.0, 1.0, float(defaults["noise_sigma"]), step=0.05,
+                                      key=f"cv_sigma_{recipe}", help="0: plain gradient. >0: the loss is averaged over noisy "
+                                      "copies of the image (the expectation randomised smoothing uses).")
+        noise_samples = c2.number_input("Noisy copies per step", 1, 64, int(defaults["noise_samples"]), key=f"cv_samples_{recipe}",
+                                        disabled=noise_sigma == 0)
+        l2 = c3.number_input("L2 weight", 0.0, 10.0, 0.0, step=0.01)
+        tv = c4.number_input("Total variation weight", 0.0, 10.0, 0.0, step=0.01)
         c1, c2, c3, c4 = st.columns(4)
-        threshold = c1.number_input("Stop at target probability", 0.5, 1.0, 0.99, step=0.01)
-        budget_norm = c2.selectbox("Budget around the start", ["none", "linf", "l2"],
-                                   format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
-        budget_eps = c3.number_input("Budget ε", 0.01, 28.0, 0.2 if budget_norm != "l2" else 2.0, disabled=budget_norm == "none")
+        jitter_pixels = c1.number_input("Jitter (pixels)", 0, 4, 0)
+        blur_every = c2.number_input("Blur every k steps (0: never)", 0, 100, 0)
+        threshold = c3.number_input("Stop at target probability", 0.5, 1.0, 0.99, step=0.01)
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+        c1, c2, c3, c4 = st.columns(4)
+        budget_norm = c1.selectbox("Budget around the start", ["none", "linf", "l2"],
+                                   format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
+        budget_eps = c2.number_input("Budget ε", 0.01, 28.0, 0.2 if budget_norm != "l2" else 2.0, disabled=budget_norm == "none")
     c1, c2 = st.columns(2)
     all_targets = c1.toggle("All targets: morph the start toward each class at once (first model)")
     with_knn = c2.toggle("Compare with the seed's k-NN morph (no gradient)")
@@ -69,7 +88,7 @@ if budget is not None:
             "makes the model read the target class. The Attack page measures such ε over the whole test set.",
             icon=":material/bolt:")
 settings = dict(start="image" if start_image is not None else start_kind, image=start_image, steps=int(steps), lr=float(lr),
-                loss=loss, normalize_grad=normalize_grad, l2=float(l2), tv=float(tv), jitter_pixels=int(jitter_pixels),
+                loss=loss, step_norm=step_norm, noise_sigma=float(noise_sigma), noise_samples=int(noise_samples), l2=float(l2), tv=float(tv), jitter_pixels=int(jitter_pixels),
                 blur_every=int(blur_every), budget=budget, threshold=float(threshold), seed=int(seed))
 run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum().item() if torch.is_tensor(v) else v)
                                                                        for k, v in settings.items()}))
@@ -96,6 +115,13 @@ if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
         t0 = time.perf_counter()
         grid = visualize(store.load(model_ids[0]), list(range(len(class_names))), **settings)
         timings["grid"] = time.perf_counter() - t0
+    # What the others read in each final image (the other models, and k-NN on pixels): does it look like the target?
+    models = {m: store.load(m) for m in model_ids}
+    finals = torch.cat([results[m].final.cpu() for m in model_ids])
+    read = readings(finals, {names[m]: models[m] for m in model_ids}, train_x=data.train_x, train_y=data.train_y)
+    cross = {m: {who: (int(c[i]), float(p[i])) for who, (c, p) in read.items() if who != names[m]} for i, m in enumerate(model_ids)}
+    start_for_share = settings["image"] if settings["image"] is not None else results[model_ids[0]].frames[0, 0]
+    dark_share = {m: dark_gradient_share(models[m], start_for_share, int(target), loss=loss) for m in model_ids}
     knn = None
     if with_knn:
         bar.progress(0.99, text="k-NN morph (distances to all 55,000 training images at every step)…")
@@ -105,7 +131,8 @@ if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
         timings["knn"] = time.perf_counter() - t0
     bar.empty()
     live.empty()
-    st.session_state["classviz"] = {"key": run_key, "results": results, "grid": grid, "knn": knn, "timings": timings}
+    st.session_state["classviz"] = {"key": run_key, "results": results, "grid": grid, "knn": knn, "timings": timings,
+                                    "cross": cross, "dark_share": dark_share}
 
 state = st.session_state.get("classviz")
 if state is None or state["key"] != run_key:
@@ -114,37 +141,8 @@ if state is None or state["key"] != run_key:
 
 
 def morph_figure(result, title: str) -> go.Figure:
-    """Frames of the morph with a client-side slider, and the ten class probabilities along the steps."""
-    from plotly.subplots import make_subplots
-
-    frames_np = result.frames[:, 0, 0].cpu().numpy()
-    probs = result.probabilities[:, 0].cpu().numpy()
-    steps_axis = result.recorded_steps
-    keep = np.unique(np.linspace(0, len(frames_np) - 1, min(41, len(frames_np))).round().astype(int))
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], subplot_titles=(title, "class probabilities"))
-    fig.add_trace(go.Image(source=image_strip_uri(frames_np[keep[0]][None]), hoverinfo="skip"), row=1, col=1)
-    for c in range(probs.shape[1]):
-        fig.add_trace(go.Scatter(x=steps_axis, y=probs[:, c].tolist(), mode="lines", name=class_names[c],
-                                 line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])), row=1, col=2)
-    fig.add_trace(go.Scatter(x=[steps_axis[keep[0]]], y=[probs[keep[0], target]], mode="markers", showlegend=False,
-                             marker=dict(size=12, color="black")), row=1, col=2)
-    image_trace, marker_trace = 0, len(fig.data) - 1
-    fig.frames = [go.Frame(name=str(i), data=[go.Image(source=image_strip_uri(frames_np[i][None])),
-                                              go.Scatter(x=[steps_axis[i]], y=[probs[i, target]])],
-                           traces=[image_trace, marker_trace]) for i in keep]
-    fig.update_layout(
-        sliders=[dict(steps=[dict(method="animate", label=str(steps_axis[i]),
-                                  args=[[str(i)], dict(mode="immediate", frame=dict(duration=0, redraw=True),
-                                                       transition=dict(duration=0))]) for i in keep],
-                      currentvalue=dict(prefix="step "), pad=dict(t=40), x=0.1, len=0.9)],
-        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.28, xanchor="left", yanchor="top",
-                          buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(frame=dict(duration=80, redraw=True), fromcurrent=True)])])],
-        height=380, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
-        yaxis2=dict(range=[0, 1.02], tickformat=".0%"), xaxis2=dict(title="step"))
-    fig.update_xaxes(visible=False, row=1, col=1)
-    fig.update_yaxes(visible=False, row=1, col=1)
-    return fig
+    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
+                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
 
 
 def _frames_digest(result: VisualizationResult) -> str:
@@ -174,6 +172,16 @@ for m in model_ids:
     c3.write(f"**{names[m]}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
              f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[m]:.2f} s. "
              f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
+    others = state["cross"][m]
+    agree = [who for who, (c, _) in others.items() if c == target]
+    c3.markdown("**Read by the others** (not optimised against): " + " · ".join(
+        f"{who}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]" for who, (c, p) in others.items())
+        + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
+           f" → it fools {names[m]} only: the picture is not a {class_names[target]}."))
+    share = state["dark_share"][m]
+    if np.isfinite(share) and share < 1e-3:
+        c3.caption(f"{names[m]} thresholds its input: dark pixels of the start get {100 * share:.1e}% of its gradient, so "
+                   "plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
     d1, d2 = c3.columns(2)
     d1.download_button("Frames (PNG strip)", morph_strip_png(r), file_name=f"morph_{class_names[target]}.png", mime="image/png",
                        key=f"png_{m}", icon=":material/download:", on_click="ignore", help="11 frames from start to final")

@@ -209,3 +209,51 @@ def eps_slider_figure(
     layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "ε = ", "font": {"size": 16}},
                           "pad": {"t": 50}, "x": 0.0, "len": 1.0}]
     return go.Figure({"data": traces, "layout": layout, "frames": frames}, _validate=False)
+
+
+def morph_figure(frames, probabilities, steps, *, target: int, class_names, title: str, max_frames: int = 41,
+                 frame_ms: int = 80):
+    """A morph's frames with a client-side slider and ▶ play, beside every class's probability along the steps.
+
+    frames: (T, H, W) grey images in [0, 1]; probabilities: (T, K); steps: the step of each frame. At most
+    ``max_frames`` evenly spaced frames are kept. They travel as **one** PNG strip, and each slider position only
+    moves the image axis's window to its cell (and the marker on the target's curve). Why: an image trace whose
+    ``source`` changes is re-decoded asynchronously and drawn blank until then, so playing 80 ms frames
+    showed an empty pane; a window that moves over an image already decoded is never blank.
+    """
+    import numpy as np
+    import plotly.graph_objects as go
+    from plotly.subplots import make_subplots
+
+    frames = np.asarray(frames, dtype=np.float32)
+    probabilities = np.asarray(probabilities, dtype=np.float32)
+    steps = list(steps)
+    keep = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
+    height, width = frames.shape[1:]
+    cell = width + GALLERY_GAP
+
+    def window(k: int) -> list[float]:
+        return [k * cell - 0.5, k * cell + width - 0.5]
+
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], subplot_titles=(title, "class probabilities"))
+    fig.add_trace(go.Image(source=image_strip_uri(frames[keep]), hoverinfo="skip"), row=1, col=1)
+    for c in range(probabilities.shape[1]):
+        fig.add_trace(go.Scatter(x=steps, y=probabilities[:, c].tolist(), mode="lines", name=str(class_names[c]),
+                                 line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])), row=1, col=2)
+    fig.add_trace(go.Scatter(x=[steps[keep[0]]], y=[float(probabilities[keep[0], target])], mode="markers", showlegend=False,
+                             marker=dict(size=12, color="black")), row=1, col=2)
+    marker_trace = len(fig.data) - 1
+    fig.frames = [go.Frame(name=str(i), data=[go.Scatter(x=[steps[i]], y=[float(probabilities[i, target])])],
+                           traces=[marker_trace], layout={"xaxis": {"range": window(k)}}) for k, i in enumerate(keep)]
+    still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
+    fig.update_layout(
+        sliders=[dict(steps=[dict(method="animate", label=str(steps[i]), args=[[str(i)], still]) for i in keep],
+                      currentvalue=dict(prefix="step "), pad=dict(t=40), x=0.1, len=0.9)],
+        updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.28, xanchor="left", yanchor="top",
+                          buttons=[dict(label="▶ play", method="animate",
+                                        args=[None, dict(still, frame=dict(duration=frame_ms, redraw=False), fromcurrent=True)])])],
+        height=380, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
+        yaxis2=dict(range=[0, 1.02], tickformat=".0%"), xaxis2=dict(title="step"))
+    fig.update_xaxes(visible=False, range=window(0), row=1, col=1)
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", row=1, col=1)
+    return fig

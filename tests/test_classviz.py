@@ -184,3 +184,46 @@ def test_noise_smoothing_and_sign_steps(small_cnn):
     assert torch.equal(a.final, b.final) and not torch.equal(a.final, c.final)
     with pytest.raises(ValueError, match="step_norm"):
         visualize(small_cnn, 3, step_norm="l3")
+
+
+def test_the_page_defaults_morph_the_first_test_4_into_a_9_on_the_shipped_robust_model(monkeypatch, isolated_store):
+    """Issue 13, item 1, on the page: its defaults, one click, the shipped PGD-AT CNN; the k-NN baseline reads a 9."""
+    from pathlib import Path
+
+    from streamlit.testing.v1 import AppTest
+
+    from robust_core.store import ModelStore
+
+    monkeypatch.setenv("ROBUST_SHIPPED_MODELS", "1")
+    at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=240).run()
+    robust = next(e for e in ModelStore(isolated_store).list("mnist") if e.meta["config"]["method"] == "pgd_at")
+    at.switch_page("pages/classviz.py").run()
+    [start] = [r for r in at.radio if r.label == "Start from"]
+    start.set_value("test").run()
+    [index] = [n for n in at.number_input if n.label == "Test image"]
+    index.set_value(4).run()  # the first 4 of the test set
+    [models] = [m for m in at.multiselect if m.label == "Models (side by side)"]
+    models.set_value([robust.model_id]).run()
+    [b for b in at.button if b.label == "Morph"][0].click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    result = at.session_state["classviz"]["results"][robust.model_id]
+    assert float(result.final_probabilities[0, 9]) >= 0.9
+    assert at.session_state["classviz"]["cross"][robust.model_id]["k-NN (k=3)"][0] == 9
+    assert any("looks like a 9" in m.value for m in at.markdown)
+
+
+def test_the_morph_figure_plays_by_moving_a_window_over_one_strip():
+    """Issue 13, item 3: frames never swap the image's source (re-decoded, drawn blank while playing)."""
+    import numpy as np
+
+    from robust_core.plots import GALLERY_GAP, morph_figure
+
+    frames = np.random.default_rng(0).random((60, 28, 28))
+    fig = morph_figure(frames, np.full((60, 10), 0.1), list(range(60)), target=9, class_names=list("0123456789"), title="t")
+    images = [t for t in fig.data if t.type == "image"]
+    assert len(images) == 1 and all(t.type != "image" for f in fig.frames for t in f.data)
+    assert len(fig.frames) == 41
+    starts = [f.layout.xaxis.range[0] for f in fig.frames]
+    assert starts == [k * (28 + GALLERY_GAP) - 0.5 for k in range(41)]
+    play = fig.layout.updatemenus[0].buttons[0].args[1]
+    assert play["transition"]["duration"] == 0 and play["frame"]["redraw"] is False
