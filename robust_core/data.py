@@ -167,11 +167,21 @@ def _to_tensors(images: np.ndarray | torch.Tensor, labels) -> tuple[torch.Tensor
     return x, y
 
 
+def _expected_files(info: DatasetInfo, root: Path) -> str:
+    """Where torchvision looks for the dataset's files under ``root``, in words (each format has its own)."""
+    if info.torchvision_class == "CIFAR10":
+        # torchvision's CIFAR10 reads the unpacked python batches of cifar-10-python.tar.gz.
+        return (f"the unpacked CIFAR-10 python version (cifar-10-python.tar.gz: data_batch_1 … data_batch_5, test_batch, "
+                f"batches.meta) in {root / 'cifar-10-batches-py'}")
+    return (f"the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
+            f"t10k-labels-idx1-ubyte, gzip-compressed or not) in {root / info.torchvision_class / 'raw'}")
+
+
 def _read_raw(info: DatasetInfo, root: Path, download: bool):
     import torchvision.datasets as tvd
 
     cls = getattr(tvd, info.torchvision_class)
-    tried = [f"{root} (torchvision layout, e.g. {root / info.torchvision_class / 'raw'})"]
+    tried = [f"{root} (torchvision layout: {_expected_files(info, root)})"]
     try:
         train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
         return _to_tensors(train.data, train.targets), _to_tensors(test.data, test.targets), str(root)
@@ -203,8 +213,8 @@ def _read_raw(info: DatasetInfo, root: Path, download: bool):
         + (f"The download failed: {download_error}\n" if download_error else "")
         + "To fix it, either:\n"
         f"  - connect to the internet and run: python -m robust_core.data --dataset {info.name} --download\n"
-        f"  - or put the four IDX files in {root / info.torchvision_class / 'raw'} "
-        f"(or point ${DATA_DIR_ENV} at a folder holding {info.torchvision_class}/raw/)."
+        f"  - or put {_expected_files(info, root)} "
+        f"(or point ${DATA_DIR_ENV} at a folder that holds them in that layout)."
     )
     if info.name == "fashion_mnist":
         message += "\n  - or, on Debian/Ubuntu: apt-get install dataset-fashion-mnist"
