@@ -29,6 +29,10 @@ def test_classviz_command_writes_a_morph_and_refuses_bad_input(tmp_path, capsys)
     assert classviz(["--model", model_id[:6], "--target", "3", "--start", "test:0", "--steps", "20", "--out", str(out)]) == 0
     assert "target 3: p =" in capsys.readouterr().out
     assert Image.open(out).size[1] == 4 * 28
+    # The seed recipe on request, one option overriding it: a different morph from the same start.
+    assert classviz(["--model", model_id, "--target", "3", "--start", "test:0", "--steps", "20", "--recipe", "seed",
+                     "--lr", "0.2", "--out", str(tmp_path / "seed.png")]) == 0
+    assert "target 3: p =" in capsys.readouterr().out and (tmp_path / "seed.png").read_bytes() != out.read_bytes()
     assert classviz(["--model", model_id, "--target", "all", "--steps", "5", "--out", str(tmp_path / "all.gif")]) == 0
     animation = Image.open(tmp_path / "all.gif")
     assert animation.n_frames >= 2 and animation.size[0] > 10 * 4 * 28  # the ten targets side by side

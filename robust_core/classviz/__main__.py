@@ -3,6 +3,10 @@
     python -m robust_core.classviz --model b2b7 --target 9 --out morph.png
     python -m robust_core.classviz --model b2b7 --target all --start noise --out all_targets.png
     python -m robust_core.classviz --model b2b7 --target 3 --start my_digit.jpg --out morph.gif
+    python -m robust_core.classviz --model 2a34 --target 9 --start test:4 --recipe seed --out stalls.png
+
+``--recipe``: smoothed (the default: noise-smoothed gradient and sign steps, which adversarially trained
+models need to draw new strokes) or seed (seed 002 §3.2's normalised gradient); single options override it.
 
 ``--start``: zeros, uniform, gaussian, test:INDEX (a test image), or a picture file (made MNIST-like
 the way the page does it). ``--out`` ends in .png (a strip of frames; with ``--target all``, the ten
@@ -19,7 +23,7 @@ from ..digits import NotADigitImage, mnist_style
 from ..store import ModelStore
 from .export import finals_png, gif, strip_png
 from .objectives import OBJECTIVES
-from .visualize import visualize
+from .visualize import RECIPES, STEP_NORMS, visualize
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -27,9 +31,15 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--model", required=True, help="model id (or a unique prefix)")
     p.add_argument("--target", required=True, help="class index, or 'all' for one image per class")
     p.add_argument("--start", default="zeros", help="zeros | uniform | gaussian | test:INDEX | a picture file")
-    p.add_argument("--steps", type=int, default=200)
-    p.add_argument("--lr", type=float, default=0.1, help="step size (L2 units per step with the normalised gradient)")
-    p.add_argument("--loss", default="log_prob", choices=sorted(OBJECTIVES))
+    p.add_argument("--recipe", default="smoothed", choices=sorted(RECIPES),
+                   help="smoothed: noise-smoothed gradient, sign steps (works on adversarially trained models); "
+                        "seed: normalised gradient, step 0.1 (seed 002 §3.2). The options below override it.")
+    p.add_argument("--steps", type=int, default=None)
+    p.add_argument("--lr", type=float, default=None, help="step size (pixels per step with sign steps, L2 length when normalised)")
+    p.add_argument("--step-norm", default=None, choices=sorted(STEP_NORMS))
+    p.add_argument("--noise-sigma", type=float, default=None, help="gradient smoothing noise (0: plain gradient)")
+    p.add_argument("--noise-samples", type=int, default=None)
+    p.add_argument("--loss", default=None, choices=sorted(OBJECTIVES))
     p.add_argument("--threshold", type=float, default=0.99, help="stop once the target probability reaches this")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--frames", type=int, default=11, help="frames in the PNG strip")
@@ -65,8 +75,11 @@ def main(argv: list[str] | None = None) -> int:
             if info.shape != (1, 28, 28):
                 raise ValueError("a picture file can start a morph only for 28x28 grey datasets (MNIST, Fashion-MNIST)")
             image = mnist_style(path.read_bytes())
+        settings = dict(RECIPES[args.recipe])
+        settings.update({k: v for k, v in dict(steps=args.steps, lr=args.lr, step_norm=args.step_norm, noise_sigma=args.noise_sigma,
+                                                noise_samples=args.noise_samples, loss=args.loss).items() if v is not None})
         result = visualize(model, targets if len(targets) > 1 else targets[0], start="image" if image is not None else args.start,
-                           image=image, steps=args.steps, lr=args.lr, loss=args.loss, threshold=args.threshold, seed=args.seed)
+                           image=image, threshold=args.threshold, seed=args.seed, **settings)
     except (ValueError, KeyError, DataNotFoundError, NotADigitImage) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
