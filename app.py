@@ -1,11 +1,13 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import current_dataset, get_store
+from pages._shared import current_dataset, get_store, keep_model_choice
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
+from robust_core.store import display_names
 
-st.set_page_config(page_title="Robustness Lab", page_icon=":material/shield:", layout="wide")
+# An emoji, not ":material/shield:": a Material icon as favicon is fetched from fonts.gstatic.com (no internet in a lecture room).
+st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
 
 PAGES = [
     st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
@@ -29,7 +31,8 @@ with st.sidebar:
     entries = get_store().list(st.session_state["dataset"])
     if entries:
         ids = [e.model_id for e in entries]
-        labels = {e.model_id: e.name for e in entries}
+        labels = display_names(entries)  # distinct labels: the browser sends the choice back as its label
+        keep_model_choice("model_id", labels)  # after a rename, show the new name and keep the model
         # A page that just trained or imported a model asks for it here: a widget's key cannot be
         # set once the widget is drawn, so the request waits for the next run of this sidebar.
         requested = st.session_state.pop("select_model_id", None)

@@ -98,12 +98,15 @@ def digit_canvas(container, *, key: str):
     c1, c2 = container.columns([3, 2])
     width = c2.slider("Brush width", 8, 40, 20, key=f"{key}_width")
     eraser = c2.toggle("Eraser", key=f"{key}_eraser")
-    c2.caption("Clear or undo with the canvas's toolbar.")
+    c2.caption("Clear or undo with the toolbar above the canvas (it shows when the mouse is over it).")
     image = injected
     if image is None:
         from streamlit_drawable_canvas import st_canvas
 
         with c1:
+            # The canvas's toolbar (undo, redo, clear) appears on hover 2.65 rem above the canvas: leave it room, or
+            # it covers the widgets above.
+            st.html('<div style="height: 2.4rem"></div>')
             result = st_canvas(stroke_width=width, stroke_color="#000000" if eraser else "#FFFFFF",
                                background_color="#000000", height=280, width=280, drawing_mode="freedraw",
                                return_image_data=True, key=f"{key}_canvas")
@@ -152,6 +155,24 @@ def comparison_defaults(entries) -> list[str]:
         if extra:
             default.append(extra)
     return default
+
+
+def keep_model_choice(key: str, labels: dict[str, str]) -> None:
+    """Call before drawing the keyed model selectbox ``key`` over ``labels`` (model id -> label): it
+    keeps the chosen model, and shows its new label, when labels change (a rename).
+
+    Streamlit identifies a selectbox's choice by its label, in the browser and on the way back, and
+    a keyed selectbox stays the same widget when its labels change. After a rename the browser goes
+    on showing the old label (the server sends a value only when it changed one) and later sends that
+    label back, which then names no model, or another model: the choice falls elsewhere. Reading the
+    key before the widget decodes the browser's label with the labels it was drawn with; setting the
+    key again makes the server send the new label.
+    """
+    drawn = st.session_state.get(f"_{key}_labels")
+    current = st.session_state.get(key)
+    if drawn is not None and current in labels and drawn.get(current) != labels[current]:
+        st.session_state[key] = current
+    st.session_state[f"_{key}_labels"] = dict(labels)
 
 
 OPEN_IMAGE_KEY = "open_image"

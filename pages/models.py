@@ -3,13 +3,39 @@ import re
 
 import streamlit as st
 
-from pages._shared import format_duration, format_percent, get_store, require_shell
+from pages._shared import format_duration, format_percent, get_store, keep_model_choice, require_shell
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
-from robust_core.store import InvalidCheckpointError, StoreError
+from robust_core.store import InvalidCheckpointError, StoreError, display_names
 
 # Uploads larger than this are refused before parsing: the biggest registry model is a few MB.
 MAX_UPLOAD_MB = 200
+MANAGED = "models_managed_id"  # the model "Manage a model" works on
+CONFIRM = "models_confirm_delete"  # the delete confirmation's tick
+CONFIRMED = "models_delete_confirmed_id"  # the model that tick confirmed
+
+
+def _record_confirmation(model_id: str) -> None:
+    # Runs when the box is ticked or unticked, with the id of the model shown beside it.
+    st.session_state[CONFIRMED] = model_id if st.session_state.get(CONFIRM) else None
+
+
+def _delete(model_id: str, name: str) -> None:
+    """The Delete button's action, with the id of the model it was drawn for. A callback runs before
+    the next script run, so the sidebar of that run no longer lists the model."""
+    confirmed = st.session_state.pop(CONFIRMED, None)
+    st.session_state[CONFIRM] = False
+    if not (confirmed == model_id == st.session_state.get(MANAGED)):
+        st.session_state["models_flash"] = (
+            "warning", "The selected model changed after the confirmation, so nothing was deleted. "
+                       "Check the model and confirm again.")
+        return
+    try:
+        get_store().delete(model_id)
+    except KeyError:
+        st.session_state["models_flash"] = ("warning", f"Model `{model_id}` is no longer in the store; nothing was deleted.")
+    else:
+        st.session_state["models_flash"] = ("success", f"Deleted **{name}** (id `{model_id}`).")
 
 require_shell()
 st.title("Models")
@@ -50,10 +76,18 @@ else:
     st.subheader("Manage a model")
     ids = [e.model_id for e in entries]
     by_id = {e.model_id: e for e in entries}
-    default = ids.index(st.session_state["model_id"]) if st.session_state.get("model_id") in ids else 0
-    chosen = st.selectbox("Model", ids, index=default, format_func=lambda i: f"{by_id[i].name}  [{i}]")
+    labels = display_names(entries)
+    # A keyed picker: it changes only when the user picks another model (an unkeyed one whose default
+    # followed the sidebar became a new widget, showing another model, whenever the sidebar changed).
+    keep_model_choice(MANAGED, labels)
+    if st.session_state.get(MANAGED) not in ids:  # first visit, or the model was deleted
+        st.session_state[MANAGED] = st.session_state["model_id"] if st.session_state.get("model_id") in ids else ids[0]
+    chosen = st.selectbox("Model", ids, key=MANAGED, format_func=labels.get)
     entry = by_id[chosen]
     meta = entry.meta
+    dataset = meta["config"]["dataset"]
+    st.caption(f"Id `{chosen}` · {DATASETS[dataset].title if dataset in DATASETS else dataset} · "
+               f"{meta['config']['arch']} · {meta['config']['method']}")
 
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Clean test accuracy", format_percent(meta.get("metrics", {}).get("test_acc")))
@@ -67,9 +101,9 @@ else:
         new_name = st.text_input("New name", value=entry.name, max_chars=120)
         if st.form_submit_button("Rename"):
             try:
-                store.rename(chosen, new_name)
-                st.session_state["models_flash"] = ("success", f"Renamed to **{new_name.strip()}**.")
-                st.rerun()
+                renamed = store.rename(chosen, new_name)
+                st.session_state["models_flash"] = ("success", f"Renamed `{chosen}` to **{renamed.name}**.")
+                st.rerun()  # the sidebar, drawn before this page, shows the new name on the rerun
             except StoreError as exc:
                 st.error(str(exc))
     with col_download.container(border=True):
@@ -80,11 +114,14 @@ else:
                            mime="application/octet-stream", icon=":material/download:", on_click="ignore")
     with col_delete.container(border=True):
         st.markdown("**Delete**")
-        confirm = st.checkbox(f"Yes, delete “{entry.name}” from the store", key=f"confirm_delete_{chosen}")
-        if st.button("Delete", type="primary", disabled=not confirm, icon=":material/delete:"):
-            store.delete(chosen)
-            st.session_state["models_flash"] = ("success", f"Deleted **{entry.name}**.")
-            st.rerun()
+        # The tick confirms the model shown beside it, by id: another selection withdraws it, and the
+        # button deletes only that model, and only while it is still the one selected.
+        if st.session_state.get(CONFIRM) and st.session_state.get(CONFIRMED) != chosen:
+            st.session_state[CONFIRM] = False
+        confirm = st.checkbox(f"Yes, delete “{entry.name}” from the store (id `{chosen}`)", key=CONFIRM,
+                              on_change=_record_confirmation, args=(chosen,))
+        st.button("Delete", type="primary", disabled=not confirm, icon=":material/delete:",
+                  on_click=_delete, args=(chosen, entry.name))
 
     with st.expander("Training configuration and curves"):
         st.json(meta["config"], expanded=True)

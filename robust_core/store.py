@@ -35,7 +35,7 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from .data import user_cache_dir
+from .data import DATASETS, user_cache_dir
 from .models import architecture, build_model, parameter_count
 from .training import ProgressEvent, TrainConfig, TrainResult, train_model
 
@@ -88,6 +88,35 @@ class StoredModel:
 
 def default_name(config: TrainConfig, model_id: str) -> str:
     return f"{config.dataset} · {config.arch} · {config.method} · {model_id[:6]}"
+
+
+def name_key(name: str) -> str:
+    """What makes two model names the same: "CNN  · Standard " and "cnn · standard" read alike in a picker."""
+    return " ".join(name.split()).casefold()
+
+
+def display_names(entries: list[StoredModel]) -> dict[str, str]:
+    """Each entry's label for a picker: its name, with ``[id prefix]`` appended where names collide.
+
+    Names are unique within a dataset, but a list can still hold equal names: models of different
+    datasets, or stores written before names were unique. Labels must differ: besides misleading
+    the user, Streamlit identifies a selectbox's choice by its label, so two equal labels make a
+    pick resolve to the wrong model. Prefixes start at 8 hex digits and grow until the labels differ.
+    """
+    groups: dict[str, list[StoredModel]] = {}
+    for entry in entries:
+        groups.setdefault(name_key(entry.name), []).append(entry)
+    labels = {}
+    for group in groups.values():
+        if len(group) == 1:
+            labels[group[0].model_id] = group[0].name.strip()
+            continue
+        width = 8
+        while width < max(len(e.model_id) for e in group) and len({e.model_id[:width] for e in group}) < len(group):
+            width += 2
+        for entry in group:
+            labels[entry.model_id] = f"{entry.name.strip()} [{entry.model_id[:width]}]"
+    return labels
 
 
 def resolve_store_dir(root: str | os.PathLike | None = None) -> Path:
@@ -181,6 +210,8 @@ class ModelStore:
             existing = self._find(model_id)
             if existing is not None:
                 return self.get(model_id)
+            # A new model never takes a name the dataset already uses (a typed name, or an import's).
+            meta = {**meta, "name": self.free_name(dataset, meta.get("name") or model_id)}
             final = self._dir(dataset, model_id)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
@@ -239,15 +270,39 @@ class ModelStore:
         result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
         return result.model, self.save(result, name=name, extra_meta=extra_meta), False
 
+    # ---- names --------------------------------------------------------------------------
+    def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> StoredModel | None:
+        """The model of ``dataset`` (other than ``exclude``) whose name reads as ``name``, if any."""
+        key = name_key(name)
+        return next((e for e in self.list(dataset) if e.model_id != exclude and name_key(e.name) == key), None)
+
+    def free_name(self, dataset: str, name: str, *, exclude: str | None = None) -> str:
+        """``name`` if no other model of ``dataset`` has it, else the first free "name (2)", "name (3)", …"""
+        name = name.strip()
+        taken = {name_key(e.name) for e in self.list(dataset) if e.model_id != exclude}
+        candidate, n = name, 1
+        while name_key(candidate) in taken:
+            n += 1
+            candidate = f"{name} ({n})"
+        return candidate
+
     # ---- editing ------------------------------------------------------------------------
     def rename(self, model_id: str, new_name: str) -> StoredModel:
-        new_name = new_name.strip()
+        """Give ``model_id`` a new name; StoreError if another model of its dataset has that name
+        (compared ignoring case and spacing), since pickers and confirmations show names."""
+        new_name = " ".join(new_name.split())
         if not new_name:
             raise StoreError("A model name cannot be empty.")
         if len(new_name) > 120:
             raise StoreError("A model name is at most 120 characters.")
         with self._lock:
             entry = self.get(model_id)
+            dataset = entry.path.parent.name
+            owner = self.name_owner(dataset, new_name, exclude=model_id)
+            if owner is not None:
+                title = DATASETS[dataset].title if dataset in DATASETS else dataset
+                raise StoreError(f"Another {title} model is already named “{owner.name}” (id {owner.model_id}). "
+                                 "Choose a different name.")
             meta = {**entry.meta, "name": new_name}
             _atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
             return StoredModel(model_id, entry.path, meta)

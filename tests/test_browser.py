@@ -72,3 +72,18 @@ def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_st
         assert 50 <= accuracy <= 70, after_title
         assert page.locator("image").first.get_attribute("href") != before
         assert page.locator('[data-testid="stStatusWidget"]').count() == 0  # no rerun was triggered
+
+
+def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_result):
+    """Issue 13, item 10: usage statistics must not reach for the internet (the project's .streamlit/config.toml)."""
+    from urllib.parse import urlparse
+
+    ModelStore(isolated_store).save(tiny_result, name="offline model")
+    with dashboard() as url, browser_page(1280, 720) as page:
+        hosts = []
+        page.on("request", lambda request: hosts.append(urlparse(request.url).hostname))
+        open_page(page, url, "Models")  # a direct link to a page, as a student would open it
+        open_page(page, url, "Attack")
+        page.wait_for_timeout(1500)
+    outside = {h for h in hosts if h not in ("127.0.0.1", "localhost", None)}
+    assert hosts and outside == set(), outside

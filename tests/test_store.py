@@ -163,3 +163,63 @@ def test_baselines_are_stored_without_pickle(store, mnist):
 
 def test_store_location_comes_from_the_environment(isolated_store):
     assert ModelStore().root == isolated_store
+
+
+def _variant(result, seed: int, dataset: str = "mnist"):
+    """The same weights under another configuration: another model id (a store entry), no training."""
+    return result.__class__(result.model, result.config.replace(seed=seed, dataset=dataset), {}, {}, 0.0)
+
+
+def test_names_are_unique_within_a_dataset(store, tiny_result):
+    first = store.save(tiny_result, name="CNN · standard")
+    second = store.save(_variant(tiny_result, 1), name="mine")
+    # Another model's name, whatever the case and spacing: refused, naming the model that has it.
+    for taken in ("CNN · standard", "  cnn ·  STANDARD "):
+        with pytest.raises(StoreError, match=f"already.*{first.model_id}"):
+            store.rename(second.model_id, taken)
+    assert store.get(second.model_id).name == "mine"
+    # Its own name (another case) is fine, and so is a name used in another dataset only.
+    assert store.rename(first.model_id, "CNN · Standard").name == "CNN · Standard"
+    fashion = store.save(_variant(tiny_result, 1, "fashion_mnist"), name="Fashion CNN")
+    assert store.rename(fashion.model_id, "cnn · standard").name == "cnn · standard"
+
+
+def test_trained_or_imported_models_get_a_free_name(store, tiny_result, tmp_path):
+    first = store.save(tiny_result, name="lecture")
+    second = store.save(_variant(tiny_result, 1), name="Lecture ")
+    third = store.save(_variant(tiny_result, 2), name="lecture")
+    assert (second.name, third.name) == ("Lecture (2)", "lecture (3)")
+    assert store.get(third.model_id).name == "lecture (3)"
+    # A default name cannot collide with another default (it holds the id), but it can with a
+    # name a user typed: the same rule applies.
+    fourth = _variant(tiny_result, 4)
+    taken = store_mod.default_name(fourth.config, fourth.config.config_hash())
+    store.rename(first.model_id, taken)
+    assert store.save(fourth).name == f"{taken} (2)"
+    # An import whose name is taken in the target store is renamed, not duplicated.
+    other = ModelStore(tmp_path / "other")
+    other.save(_variant(tiny_result, 5), name="lecture (3)")
+    imported, was_new = other.import_bytes(store.export_bytes(third.model_id))
+    assert was_new and imported.name == "lecture (3) (2)"
+    assert sorted(e.name for e in other.list()) == ["lecture (3)", "lecture (3) (2)"]
+
+
+def test_display_names_add_the_id_only_where_names_collide(store, tiny_result):
+    from robust_core.store import StoredModel, display_names
+
+    a = store.save(tiny_result, name="CNN · standard")
+    b = store.save(_variant(tiny_result, 1), name="other")
+    # A store written before names were unique (or edited by hand) can hold duplicates.
+    meta = {**b.meta, "name": "cnn · standard "}
+    (b.path / "meta.json").write_text(json.dumps(meta))
+    entries = store.list()
+    labels = display_names(entries)
+    assert labels[a.model_id] == f"CNN · standard [{a.model_id[:8]}]"
+    assert labels[b.model_id] == f"cnn · standard [{b.model_id[:8]}]"
+    assert len(set(labels.values())) == 2
+    store.rename(b.model_id, "other")
+    assert display_names(store.list()) == {a.model_id: "CNN · standard", b.model_id: "other"}
+    # Ids that share their first 8 digits get longer prefixes: labels stay distinct.
+    twins = [StoredModel(i, store.root, {"name": "x"}) for i in ("0123456789abcdef", "0123456789abcdee")]
+    assert display_names(twins) == {"0123456789abcdef": "x [0123456789abcdef]", "0123456789abcdee": "x [0123456789abcdee]"}
+    assert display_names([]) == {}
