@@ -12,6 +12,7 @@ from robust_core.classviz import (OBJECTIVES, RECIPES, STEP_NORMS, Visualization
                                   readings, visualize)
 from robust_core.classviz.export import finals_png, gif, strip_png
 from robust_core.plots import morph_figure as plots_morph_figure
+from robust_core.store import display_names
 
 RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Seed §3.2: normalised gradient"}
 STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw gradient"}
@@ -22,7 +23,7 @@ dataset, store, data, networks = analysis_page("Class visualization")
 if data.info.shape != (1, 28, 28):
     st.info("This page works on 28×28 grey images: choose MNIST or Fashion-MNIST in the sidebar.")
     st.stop()
-names = {e.model_id: e.name for e in networks}
+names = display_names(networks)
 class_names = data.info.class_names
 
 with st.container(border=True):

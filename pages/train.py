@@ -8,6 +8,7 @@ from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
 from robust_core.training import METHOD_TITLES, METHODS, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
+from robust_core.store import display_names
 
 # Seconds between two redraws of the live chart: redrawing costs a few ms of CPU that training wants.
 CHART_REFRESH_S = 0.5
@@ -183,7 +184,8 @@ entries = [e for e in store.list(dataset) if e.meta.get("history", {}).get("epoc
 if not entries:
     st.caption(f"No trained network for {DATASETS[dataset].title} yet.")
 else:
-    names = {e.model_id: f"{e.name} ({format_percent(e.meta['metrics'].get('test_acc'))})" for e in entries}
+    labels = display_names(entries)
+    names = {e.model_id: f"{labels[e.model_id]} ({format_percent(e.meta['metrics'].get('test_acc'))})" for e in entries}
     chosen = st.multiselect("Models", list(names), default=list(names)[: min(3, len(names))], format_func=names.get)
     if chosen:
         st.plotly_chart(training_curves_figure({names[i]: store.get(i).meta["history"] for i in chosen}), key="compare")
