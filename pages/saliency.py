@@ -12,23 +12,28 @@ from pages._shared import SPLIT_LABELS, analysis_page, comparison_defaults, digi
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
-from robust_core.saliency import (METHODS, attribute, available_methods, deletion_insertion, grid_png, heatmap,
-                                  randomisation_check)
+from robust_core.store import display_names
+from robust_core.saliency import (METHODS, RANDOMISATION_THRESHOLD, attribute, available_methods, deletion_insertion,
+                                  grid_png, heatmap, randomisation_check, randomisation_verdict)
 
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
 COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]
 MAX_MODELS = 4
+# One colour per method, the same in both check plots (D3's ten, then black for the eleventh).
+METHOD_COLOURS = dict(zip(METHODS, ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
+                                    "#7F7F7F", "#BCBD22", "#17BECF", "#000000"]))
 
 dataset, store, data, networks = analysis_page("Saliency")
-names = {e.model_id: e.name for e in networks}
+names = display_names(networks)
 class_names = data.info.class_names
 
 with st.container(border=True):
     c1, c2 = st.columns([3, 2])
+    # wrap=True: in a column Streamlit keeps the chips on one scrolling row, which hid every method after the second.
     model_ids = c1.multiselect("Models (columns)", list(names), default=comparison_defaults(networks), format_func=names.get,
-                               max_selections=MAX_MODELS)
+                               max_selections=MAX_MODELS, wrap=True)
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
-                             format_func=lambda m: METHODS[m].title)
+                             format_func=lambda m: METHODS[m].title, wrap=True)
     c1, c2, c3 = st.columns(3)
     opened = opened_image("pages/saliency.py", dataset)
     sources = ["Test image", "Draw", "Upload"] + (["Opened image"] if opened else [])
@@ -140,6 +145,19 @@ for r in range(rows):
                           f"<br>explains {class_names[target]}")
         else:
             titles.append("")
+# One colour bar per kind of map on the grid: |attribution| (the chosen colour map) and, in signed mode, signed
+# attribution (red for, blue against); both in units of the map's own 99th percentile of |values| (heatmap()).
+signed_rows = signed and any(METHODS[m].signed for m in methods)
+absolute_rows = not signed or any(not METHODS[m].signed for m in methods)
+both = signed_rows and absolute_rows
+bar = dict(x=1.05, xanchor="left", thickness=12, len=0.45 if both else min(0.9, 300 / (105 + rows * 150)))
+COLOUR_BARS = {
+    "absolute": dict(bar, title=dict(text="|attribution|", side="top"), tickvals=[0, 0.5, 1],
+                     ticktext=["0", "½ p99", "≥ p99"], y=0.75 if both else 0.5),
+    "signed": dict(bar, title=dict(text="signed", side="top"), tickvals=[-1, 0, 1],
+                   ticktext=["≤ −p99 against", "0", "≥ p99 for"], y=0.25 if both else 0.5),
+}
+scales_shown = set()
 fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
                     row_titles=(["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods])
 for c, (v, m) in enumerate(columns):
@@ -158,9 +176,13 @@ for c, (v, m) in enumerate(columns):
         if display == "overlay":
             fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
                           row=row, col=c + 1)
+        scale = "signed" if use_signed else "absolute"
         fig.add_trace(go.Heatmap(z=hm[::-1], colorscale="RdBu_r" if use_signed else colour_map,
-                                 zmin=-1 if use_signed else 0, zmax=1, showscale=False, hoverinfo="skip",
+                                 zmin=-1 if use_signed else 0, zmax=1, hoverinfo="skip",
+                                 showscale=scale not in scales_shown, colorbar=COLOUR_BARS[scale],
                                  opacity=0.65 if display == "overlay" else 1.0), row=row, col=c + 1)
+        scales_shown.add(scale)
+fig.update_annotations(font_size=10)  # 11 px titles of six columns ran into each other
 fig.update_xaxes(visible=False)
 fig.update_yaxes(visible=False)
 for i in range(1, rows * len(columns) + 1):
@@ -169,8 +191,18 @@ cell = 150
 fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
                   font=dict(size=11))
 st.plotly_chart(fig, key="saliency_grid", config={"displayModeBar": False})
-st.caption(f"{len(jobs)} maps in {time.perf_counter() - started:.1f} s (cached afterwards). Heatmaps: |attribution| "
-           "summed over channels, clipped at the 99th percentile of each map. "
+if not signed:
+    shown = "Heatmaps: |attribution|"
+elif signed_rows and absolute_rows:
+    shown = ("Heatmaps: signed attribution for " + ", ".join(METHODS[m].title for m in methods if METHODS[m].signed)
+             + " (red: evidence for the explained class, blue: against); |attribution| for "
+             + ", ".join(METHODS[m].title for m in methods if not METHODS[m].signed) + " (their sign means nothing)")
+elif signed_rows:
+    shown = "Heatmaps: signed attribution (red: evidence for the explained class, blue: against)"
+else:
+    shown = "Heatmaps: |attribution| (none of these methods has a meaningful sign, so Signed changes nothing)"
+st.caption(f"{len(jobs)} maps in {time.perf_counter() - started:.1f} s (cached afterwards). {shown}; channels "
+           "summed, each map scaled to its 99th percentile of |values|, brighter pixels clipped (colour bar). "
            + " · ".join(f"{METHODS[m].title}: {METHODS[m].paper}" for m in methods))
 
 buffer = io.BytesIO()
@@ -191,13 +223,16 @@ d2.download_button("Download the figure (PNG)", png, file_name="saliency.png", m
 
 with st.expander("Sanity checks for this image: model randomisation and deletion/insertion"):
     st.caption("Model randomisation (Adebayo et al. 2018): re-initialise the layers from the output down and measure how "
-               "much each map still resembles the trained model's (Spearman rank correlation). A method whose map barely "
-               "changes explains the image, not the model. Deletion/insertion: the target's probability as the "
-               "most-attributed pixels are removed (should fall fast) or added to a black image (should rise fast).")
+               "much each map still resembles the trained model's (Spearman rank correlation of |map|, over the pixels "
+               "the network can see). A method whose map barely changes explains the image, not the model: it passes "
+               f"when the correlation falls below {RANDOMISATION_THRESHOLD:g} once every layer is random. "
+               "Deletion/insertion: the target's probability as the most-attributed pixels are removed (should fall "
+               "fast) or added to a black image (should rise fast).")
     k1, k2 = st.columns(2)
     check_model = k1.selectbox("Model", model_ids, format_func=names.get, key="check_model")
     n_check = k2.number_input("Images", 1, 200, 1, help="1: the current image; more: the first N test images, "
-                              "each explaining its predicted class, curves and correlations averaged")
+                              "each explaining its predicted class, curves and correlations averaged (one image gives a "
+                              "noisy verdict)")
     if st.button("Run the checks", icon=":material/science:"):
         model = store.load(check_model)
         if n_check == 1:
@@ -208,25 +243,51 @@ with st.expander("Sanity checks for this image: model randomisation and deletion
             target = predict_proba(model, x).argmax(1)
         progress = st.progress(0.0)
         fig_r, fig_d = go.Figure(), go.Figure()
-        aucs = []
+        aucs, cascades = [], {}
         usable = [m for m in methods if not available_methods(model)[m]]
         for i, meth in enumerate(usable):
-            steps = randomisation_check(model, x, target, meth)
-            fig_r.add_trace(go.Scatter(x=["trained"] + [f"…{n}" for n, _ in steps], y=[1.0] + [c for _, c in steps],
-                                       mode="lines+markers", name=METHODS[meth].title))
+            colour, title = METHOD_COLOURS[meth], METHODS[meth].title
+            progress.progress(i / len(usable), text=f"{title}: randomising the layers…")
+            cascades[meth] = steps = randomisation_check(model, x, target, meth)
+            fig_r.add_trace(go.Scatter(x=["trained"] + [f"…{s.layer}" for s in steps], y=[1.0] + [s.correlation for s in steps],
+                                       mode="lines+markers", name=title, line=dict(color=colour)))
             curves = deletion_insertion(model, x, target, attribute(model, x, target, meth), steps=20)
-            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["deletion"], name=f"{METHODS[meth].title} · deletion"))
-            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["insertion"], name=f"{METHODS[meth].title} · insertion",
-                                       line=dict(dash="dot")))
-            aucs.append({"Method": METHODS[meth].title, "Deletion AUC (lower is better)": curves["deletion_auc"],
-                         "Insertion AUC (higher is better)": curves["insertion_auc"],
-                         "Rank correlation, fully randomised": steps[-1][1]})
-            progress.progress((i + 1) / len(usable))
+            # Same colour for a method's two curves; the dash tells deletion from insertion (legend: one entry per method).
+            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["deletion"], name=title, legendgroup=meth,
+                                       line=dict(color=colour), hovertemplate=f"{title} · deletion: %{{y:.2f}}<extra></extra>"))
+            fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["insertion"], name=title, legendgroup=meth,
+                                       showlegend=False, line=dict(color=colour, dash="dash"),
+                                       hovertemplate=f"{title} · insertion: %{{y:.2f}}<extra></extra>"))
+            aucs.append({"Method": title, "Randomisation check": "",
+                         "Correlation, all layers random": round(steps[-1].correlation, 3),
+                         "Deletion AUC (lower is better)": round(curves["deletion_auc"], 3),
+                         "Insertion AUC (higher is better)": round(curves["insertion_auc"], 3)})
         progress.empty()
-        fig_r.update_layout(template="plotly_white", height=320, yaxis=dict(title="rank correlation with trained map", range=[-0.2, 1.05]),
-                            xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20))
-        fig_d.update_layout(template="plotly_white", height=320, yaxis=dict(title="target probability", range=[0, 1.02]),
-                            xaxis=dict(title="share of pixels removed / inserted", tickformat=".0%"), margin=dict(t=20))
+        verdicts = randomisation_verdict(cascades)
+        # Material icons, not emoji: a browser without an emoji font shows emoji as empty boxes.
+        icons = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/remove_circle:]"}
+        words = {True: "passes", False: "fails", None: "gives no verdict"}
+        for meth, row in zip(usable, aucs):
+            row["Randomisation check"] = words[verdicts[meth].passes]
+        images = "the current image" if len(x) == 1 else f"the first {len(x)} test images"
+        st.markdown(f"**Model randomisation verdict** on {images} ({names[check_model]}):")
+        st.markdown("\n".join(f"- {icons[v.passes]} **{METHODS[m].title}** {words[v.passes]}: {v.reason}"
+                              for m, v in verdicts.items()))
+        skipped = [METHODS[m].title for m in methods if m not in usable]
+        if skipped:
+            st.caption(f"Not checked on this model: {', '.join(skipped)} (needs a convolutional layer).")
+        for name in ("deletion (solid)", "insertion (dashed)"):  # legend entries for the two line styles
+            fig_d.add_trace(go.Scatter(x=[None], y=[None], mode="lines", name=name, legendgroup="style",
+                                       line=dict(color="#555", dash="dash" if "insertion" in name else "solid")))
+        fig_r.add_hline(y=RANDOMISATION_THRESHOLD, line=dict(color="#999", dash="dot"),
+                        annotation_text=f"passes below {RANDOMISATION_THRESHOLD:g}", annotation_position="bottom left")
+        fig_r.update_layout(template="plotly_white", height=340,
+                            yaxis=dict(title="rank correlation of |map|<br>with the trained model's", range=[-0.2, 1.05]),
+                            xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20),
+                            legend=dict(orientation="h", y=-0.3))
+        fig_d.update_layout(template="plotly_white", height=380, yaxis=dict(title="target probability", range=[0, 1.02]),
+                            xaxis=dict(title="share of pixels removed (deletion) / inserted (insertion)", tickformat=".0%"),
+                            margin=dict(t=20), legend=dict(orientation="h", y=-0.25))
         st.plotly_chart(fig_r, key="randomisation")
         st.plotly_chart(fig_d, key="deletion")
         st.dataframe(aucs, hide_index=True)

@@ -221,6 +221,9 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     ``source`` changes is re-decoded asynchronously and drawn blank until then, so playing 80 ms frames
     showed an empty pane; a window that moves over an image already decoded is never blank.
     """
+    import base64
+    import io
+
     import numpy as np
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
@@ -236,7 +239,18 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
         return [k * cell - 0.5, k * cell + width - 0.5]
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], subplot_titles=(title, "class probabilities"))
-    fig.add_trace(go.Image(source=image_strip_uri(frames[keep]), hoverinfo="skip"), row=1, col=1)
+    # A layout image, not an image trace: Plotly redraws traces when an animation starts, and an image trace is
+    # then re-decoded (blank for ~0.1 s); a layout image stays in place while its axis window moves. Pre-scaled
+    # (nearest neighbour) so the browser's smoothing of the enlarged picture cannot blur the pixels.
+    scale = 4
+    strip = image_strip(frames[keep], scale=scale)
+    buffer = io.BytesIO()
+    strip.save(buffer, format="PNG", compress_level=1)
+    fig.add_layout_image(source="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), xref="x", yref="y",
+                         x=-0.5, y=-0.5, sizex=strip.width / scale, sizey=height, sizing="stretch", xanchor="left",
+                         yanchor="top", layer="above")
+    fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker=dict(opacity=0), hoverinfo="skip", showlegend=False),
+                  row=1, col=1)  # keeps the image's axes drawn
     for c in range(probabilities.shape[1]):
         fig.add_trace(go.Scatter(x=steps, y=probabilities[:, c].tolist(), mode="lines", name=str(class_names[c]),
                                  line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])), row=1, col=2)
@@ -254,6 +268,7 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
                                         args=[None, dict(still, frame=dict(duration=frame_ms, redraw=False), fromcurrent=True)])])],
         height=380, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
         yaxis2=dict(range=[0, 1.02], tickformat=".0%"), xaxis2=dict(title="step"))
-    fig.update_xaxes(visible=False, range=window(0), row=1, col=1)
-    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", row=1, col=1)
+    # Square pixels by shrinking the image's domain, not by widening its window (which would show the next frame).
+    fig.update_xaxes(visible=False, range=window(0), constrain="domain", row=1, col=1)
+    fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain", row=1, col=1)
     return fig

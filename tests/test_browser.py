@@ -87,3 +87,33 @@ def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_r
         page.wait_for_timeout(1500)
     outside = {h for h in hosts if h not in ("127.0.0.1", "localhost", None)}
     assert hosts and outside == set(), outside
+
+
+def test_class_visualization_canvas_toolbar_clears_the_radio_and_play_never_blanks_the_image(isolated_store, tiny_result):
+    """Issue 13, items 3 and 10: while ▶ play runs, the morph's image is on screen at every sample; the canvas's
+    hover toolbar sits in its own room, not over the "Start from" options."""
+    ModelStore(isolated_store).save(tiny_result, name="morph model")
+    with dashboard() as url, browser_page(1280, 720) as page:
+        open_page(page, url, "Class Visualization")
+        canvas = page.locator("canvas").first.bounding_box()
+        page.mouse.move(canvas["x"] + 100, canvas["y"] + 100)
+        page.wait_for_timeout(800)
+        toolbar = page.locator(".dc-toolbar").first.bounding_box()
+        radio = page.get_by_text("Black image").bounding_box()
+        assert toolbar["y"] >= radio["y"] + radio["height"], (toolbar, radio)
+        page.get_by_text("A test image").click()
+        wait_until_idle(page)
+        page.get_by_role("button", name="Morph", exact=True).click()
+        page.wait_for_timeout(500)
+        wait_until_idle(page, 120)
+        assert page_errors(page) == []
+        page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+        page.wait_for_function("() => { const im = document.querySelector('.js-plotly-plot image');"
+                               " return im && (im.getAttribute('href') || im.getAttribute('xlink:href') || '').length > 100 }")
+        page.locator(".updatemenu-button").first.click()
+        samples = []
+        for _ in range(25):
+            samples.append(page.evaluate("""() => { const im = document.querySelector('.js-plotly-plot image');
+                return im ? (im.getAttribute('href') || im.getAttribute('xlink:href') || '').length : 0 }"""))
+            page.wait_for_timeout(40)
+        assert min(samples) > 100, samples  # a data URI at every sample: never an empty pane

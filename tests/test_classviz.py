@@ -220,8 +220,7 @@ def test_the_morph_figure_plays_by_moving_a_window_over_one_strip():
 
     frames = np.random.default_rng(0).random((60, 28, 28))
     fig = morph_figure(frames, np.full((60, 10), 0.1), list(range(60)), target=9, class_names=list("0123456789"), title="t")
-    images = [t for t in fig.data if t.type == "image"]
-    assert len(images) == 1 and all(t.type != "image" for f in fig.frames for t in f.data)
+    assert len(fig.layout.images) == 1 and all(t.type != "image" for t in fig.data) and not any(f.layout.images for f in fig.frames)
     assert len(fig.frames) == 41
     starts = [f.layout.xaxis.range[0] for f in fig.frames]
     assert starts == [k * (28 + GALLERY_GAP) - 0.5 for k in range(41)]
