@@ -1,0 +1,216 @@
+"""One bounded job runner for the heavy work of a server shared by a room (training, first-time attacks, fits).
+
+    from robust_core.jobs import JobRunner
+    runner = JobRunner(workers=1)
+    job = runner.submit("train:12f5", train_fn, owner="session-a", label="Train CNN")
+    runner.position(job)    # 0 while it runs, k when k jobs are ahead of it, None once finished
+    job.wait(); job.result  # or job.error, job.status
+
+Why one runner: on 2 CPU cores, two trainings at once each run at half speed and a third makes every page
+slow. Jobs therefore wait in one FIFO queue and ``workers`` (1-2 on CPU) run at a time, in threads of this
+process (PyTorch releases the GIL in its kernels, and the models and data already in memory are shared).
+
+- **De-duplication**: a job submitted under a key that is already queued or running is not run twice; the
+  second requester joins it and gets the same result (the first-time attack curve several students ask for).
+- **Cancellation** is per requester: a student cancels *their* request; the job stops only when nobody
+  wants it any more (queued: removed at once; running: at its next progress report, see :class:`JobContext`).
+- **Failures** stay in their job: the exception is kept as ``job.error`` and the worker takes the next job.
+
+No Streamlit here: pages poll ``job.progress`` / ``runner.position(job)`` and render them.
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import traceback
+from collections import OrderedDict, deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
+FINISHED = (DONE, FAILED, CANCELLED)
+
+
+class JobCancelled(Exception):
+    """Raised inside a job's function (by :meth:`JobContext.progress` / :meth:`JobContext.check`) once nobody wants it."""
+
+
+@dataclass(eq=False)
+class Job:
+    key: str
+    label: str
+    fn: Callable[["JobContext"], Any]
+    owners: list[str]
+    number: int  # submission order
+    status: str = QUEUED
+    progress: float = 0.0  # 0..1, as the job last reported it
+    message: str = ""
+    result: Any = None
+    error: str | None = None  # "ExceptionType: message" of a failed job
+    traceback: str | None = None
+    submitted: float = field(default_factory=time.monotonic)
+    started: float | None = None
+    finished: float | None = None
+    _done: threading.Event = field(default_factory=threading.Event, repr=False)
+
+    @property
+    def finished_ok(self) -> bool:
+        return self.status == DONE
+
+    def wait(self, timeout: float | None = None) -> bool:
+        """Block until the job is finished (done, failed or cancelled); False on timeout."""
+        return self._done.wait(timeout)
+
+
+class JobContext:
+    """What a job's function receives: report progress, and learn that it was cancelled.
+
+    ``progress(fraction, message)`` raises :class:`JobCancelled` when every requester has cancelled, so a
+    function that reports progress regularly (as the training loop and the attacks do) stops there.
+    """
+
+    def __init__(self, runner: "JobRunner", job: Job):
+        self._runner, self.job = runner, job
+
+    @property
+    def cancelled(self) -> bool:
+        return self._runner._cancel_requested(self.job)
+
+    def check(self) -> None:
+        if self.cancelled:
+            raise JobCancelled(f"{self.job.label} was cancelled")
+
+    def progress(self, fraction: float, message: str = "") -> None:
+        self.job.progress = float(min(max(fraction, 0.0), 1.0))
+        if message:
+            self.job.message = message
+        self.check()
+
+
+class JobRunner:
+    """A FIFO queue of jobs run by ``workers`` threads; at most ``keep_finished`` finished jobs are remembered.
+
+    Thread-safe. Worker threads start on the first submit and are daemons (a server that stops does not wait
+    for them). ``max_queued`` bounds the queue: a submit beyond it raises ``RuntimeError`` (the page says the
+    server is busy) rather than letting a room pile up hours of work.
+    """
+
+    def __init__(self, workers: int = 1, *, max_queued: int = 100, keep_finished: int = 200):
+        if workers < 1:
+            raise ValueError("workers must be >= 1")
+        self.workers, self.max_queued, self.keep_finished = workers, max_queued, keep_finished
+        self._lock = threading.Condition()
+        self._queue: deque[Job] = deque()
+        self._active: dict[str, Job] = {}  # key -> queued or running job
+        self._running: list[Job] = []
+        self._finished: OrderedDict[str, Job] = OrderedDict()  # key -> last finished job of that key
+        self._cancelled: set[int] = set()  # numbers of jobs nobody wants any more
+        self._threads: list[threading.Thread] = []
+        self._numbers = itertools.count()
+
+    # ---- submitting and following -------------------------------------------------------------------
+    def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None) -> Job:
+        """Queue ``fn(context)`` under ``key``, or join the queued/running job of that key (de-duplication)."""
+        with self._lock:
+            job = self._active.get(key)
+            if job is not None:
+                if owner not in job.owners:
+                    job.owners.append(owner)
+                return job
+            if len(self._queue) >= self.max_queued:
+                raise RuntimeError(f"the server is busy: {len(self._queue)} jobs are waiting; try again in a few minutes")
+            job = Job(key=key, label=label or key, fn=fn, owners=[owner], number=next(self._numbers))
+            self._queue.append(job)
+            self._active[key] = job
+            self._start_workers()
+            self._lock.notify()
+            return job
+
+    def get(self, key: str) -> Job | None:
+        """The queued or running job of ``key``, else the last finished one, else None."""
+        with self._lock:
+            return self._active.get(key) or self._finished.get(key)
+
+    def position(self, job: Job) -> int | None:
+        """0 while the job runs, k (1, 2, ...) when it is k-th in the queue, None once finished."""
+        with self._lock:
+            if job.status == RUNNING:
+                return 0
+            if job.status != QUEUED:
+                return None
+            return next((i + 1 for i, j in enumerate(self._queue) if j is job), None)
+
+    def jobs(self, owner: str | None = None) -> list[Job]:
+        """Running then queued jobs (in order), optionally only those ``owner`` requested."""
+        with self._lock:
+            return [j for j in [*self._running, *self._queue] if owner is None or owner in j.owners]
+
+    def cancel(self, job: Job, owner: str) -> bool:
+        """Withdraw ``owner``'s request. The job itself stops once no requester is left: a queued job at once,
+        a running one at its next progress report. Returns True if the owner had requested the job."""
+        with self._lock:
+            if owner not in job.owners or job.status in FINISHED:
+                return False
+            job.owners.remove(owner)
+            if job.owners:
+                return True
+            self._cancelled.add(job.number)
+            if job.status == QUEUED:
+                self._queue.remove(job)
+                self._finish(job, CANCELLED, error="cancelled before it started")
+            return True
+
+    # ---- workers ---------------------------------------------------------------------------------
+    def _cancel_requested(self, job: Job) -> bool:
+        with self._lock:
+            return job.number in self._cancelled
+
+    def _start_workers(self) -> None:
+        self._threads = [t for t in self._threads if t.is_alive()]
+        while len(self._threads) < self.workers:
+            thread = threading.Thread(target=self._work, name=f"robust-lab-job-{len(self._threads)}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
+
+    def _work(self) -> None:
+        while True:
+            with self._lock:
+                while not self._queue:
+                    self._lock.wait()
+                job = self._queue.popleft()
+                job.status, job.started = RUNNING, time.monotonic()
+                self._running.append(job)
+            try:
+                result = job.fn(JobContext(self, job))
+            except JobCancelled as exc:
+                with self._lock:
+                    self._finish(job, CANCELLED, error=str(exc))
+            except BaseException as exc:  # noqa: BLE001 - a failing job must never take its worker down
+                with self._lock:
+                    self._finish(job, FAILED, error=f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
+            else:
+                with self._lock:
+                    if job.number in self._cancelled:  # finished before it noticed: nobody wants the result
+                        self._finish(job, CANCELLED, error=f"{job.label} was cancelled")
+                    else:
+                        job.result, job.progress = result, 1.0
+                        self._finish(job, DONE)
+
+    def _finish(self, job: Job, status: str, *, error: str | None = None, tb: str | None = None) -> None:
+        """Record the end of ``job`` (the lock is held)."""
+        job.status, job.error, job.traceback, job.finished = status, error, tb, time.monotonic()
+        if job in self._running:
+            self._running.remove(job)
+        if self._active.get(job.key) is job:
+            del self._active[job.key]
+        self._cancelled.discard(job.number)
+        self._finished[job.key] = job
+        self._finished.move_to_end(job.key)
+        while len(self._finished) > self.keep_finished:
+            self._finished.popitem(last=False)
+        job._done.set()
+
+
+__all__ = ["CANCELLED", "DONE", "FAILED", "Job", "JobCancelled", "JobContext", "JobRunner", "QUEUED", "RUNNING"]
