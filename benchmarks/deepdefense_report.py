@@ -35,6 +35,7 @@ from robust_core.attacks import ATTACKS, flat_norm  # noqa: E402
 from robust_core.attacks._common import predict  # noqa: E402
 from robust_core.data import load_dataset  # noqa: E402
 from robust_core.device import channels_last_copy, describe_device, get_device  # noqa: E402
+from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION  # noqa: E402
 from robust_core.shipped import install_shipped  # noqa: E402
 from robust_core.store import ModelStore  # noqa: E402
 
@@ -160,6 +161,8 @@ def write_report(rows: dict, metas: dict, args, out: Path) -> str:
                 lines.append(f"| {metas[m]['name']} | " + " | ".join(fmt(acc.get(c)) for c in ATTACK_COLUMNS) + " |")
             lines.append("")
         lines += findings(ids, rows, metas, dataset)
+    # The explanation the Attack page's masking warning points to (one text: robust_core.evaluation).
+    lines += [f"## {MASKING_SECTION}", "", MASKING_EXPLANATION, ""]
     text = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text)

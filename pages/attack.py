@@ -1,8 +1,11 @@
 """Attack page: robust accuracy against eps with an instant slider, a gallery, and attack comparisons."""
+import inspect
 import io
 import json
 import math
+import re
 import time
+from collections import OrderedDict
 
 import numpy as np
 import streamlit as st
@@ -10,16 +13,20 @@ import torch
 
 from pages._shared import analysis_page, get_store, opened_image
 from robust_core.attacks import ATTACKS
-from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
-                                    cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
-                                    sanity_warnings)
+from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
+                                    attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
+                                    model_sanity_warnings, perturbation_stats, sanity_warnings, single_step_masking)
+from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
+from robust_core.store import display_names
 
 SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
 EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
 GALLERY_SIZE = 8
+GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a laptop screen with the slider
+NORM_LABELS = {"linf": "L∞", "l2": "L2", "l1": "L1"}
 # The default parameters of each budgeted attack, as the controls below set them: the comparison
 # view uses the same dictionaries, so both views share their cache entries.
 DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
@@ -27,9 +34,44 @@ DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"s
                   "square": {"n_queries": 1000}}
 
 
+def attack_label(attack: str) -> str:
+    """"PGD · L∞": the attack's name without the norm some titles carry, then its norm, once."""
+    spec = ATTACKS[attack]
+    name = re.sub(r"\s*\((L-inf|L2|L1)\)$|\s+(L-inf|L2|L1)$", "", spec.title)
+    return f"{name} · {NORM_LABELS[spec.norm]}"
+
+
+def attack_caption(attack: str) -> str:
+    """The attack's full name, its paper once, and what it does (from its docstring, citation removed)."""
+    spec = ATTACKS[attack]
+    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(spec.fn.__doc__ or "").split("\n\n")]
+    # The docstring's first paragraph cites the paper too ("PGD (Madry et al., ICLR 2018). Norms: ..."): drop both.
+    first = re.sub(r"\s*\([^()]*\b(19|20)\d\d\b[^()]*\)", "", paragraphs[0]) if paragraphs else ""
+    first = re.sub(r"\s*Norms?: [^.]*\.?\s*$", "", first).strip().rstrip(".")
+    details = next((p for p in paragraphs[1:] if not p.startswith(("Args", "Example"))), "")
+    if len(first) > 60 or not details:  # a first paragraph that already describes the attack
+        first, details = attack_label(attack), first + "."
+    return f"**{first}** ({spec.paper}). {details.replace('``', '`')}"
+
+
+def progress_text(label: str, fraction: float, started: float) -> str:
+    """Progress line with an ETA only once it means something: a few seconds and percent in."""
+    elapsed = time.perf_counter() - started
+    text = f"{label}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
+    if fraction >= 0.03 and elapsed >= 3 and fraction < 1:
+        text += f" · about {elapsed / fraction - elapsed:.0f} s left"
+    return text
+
+
 @st.cache_resource(show_spinner=False)
 def get_eval_cache(store_root: str) -> EvaluationCache:
     return EvaluationCache(get_store())
+
+
+@st.cache_resource(show_spinner=False)
+def gallery_store(store_root: str) -> OrderedDict:
+    """Crafted galleries shared by the sessions of this server, most recent last (a few per model and image set)."""
+    return OrderedDict()
 
 
 page_started = time.perf_counter()
@@ -41,22 +83,22 @@ if opened and opened["split"] == "test":
     if st.session_state.get("target_index") == opened["index"]:
         st.info(f"Test image #{opened['index']} opened from the Confidence page: the **Targeted** section below finds the "
                 "smallest ε that makes each model read it as another class.", icon=":material/open_in_new:")
-names = {e.model_id: e.name for e in networks}
+names = display_names(networks)
 cache = get_eval_cache(str(store.root))
+galleries = gallery_store(str(store.root))
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([3, 2, 1])
     default_models = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
     model_ids = c1.multiselect("Models", list(names), default=default_models, format_func=names.get, max_selections=6)
-    attack = c2.selectbox("Attack", list(ATTACKS), index=list(ATTACKS).index("pgd"),
-                          format_func=lambda a: f"{ATTACKS[a].title} · {ATTACKS[a].norm.upper()}")
+    attack = c2.selectbox("Attack", list(ATTACKS), index=list(ATTACKS).index("pgd"), format_func=attack_label)
     n_images = c3.selectbox("Test images", SUBSET_SIZES, index=SUBSET_SIZES.index(500))
     spec = ATTACKS[attack]
     c1, c2, c3, c4 = st.columns(4)
     params: dict = {}
     if spec.kind != "minimal":
-        params["eps_max"] = c1.number_input(f"Largest ε ({spec.norm.upper()})", 0.01, {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm],
-                                            EPS_MAX[spec.norm], format="%.3f")
+        params["eps_max"] = c1.number_input(f"Largest ε ({NORM_LABELS[spec.norm]})", 0.01,
+                                            {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm], EPS_MAX[spec.norm], format="%.3f")
     if attack in ("pgd", "pgd_l2"):
         params["steps"] = c2.number_input("Steps", 1, 1000, 40)
         params["restarts"] = c3.number_input("Restarts", 1, 20, 1)
@@ -67,78 +109,56 @@ with st.container(border=True):
     elif attack in ("cw_l2", "ead"):
         params["steps"] = c2.number_input("Steps per search", 10, 2000, 100)
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
-    st.caption(f"{spec.title}: {spec.paper}. " + (spec.fn.__doc__ or "").strip().split("\n")[0])
+    st.caption(attack_caption(attack))
 
 if not model_ids:
     st.info("Pick at least one model.")
     st.stop()
 
 x, y = data.test_x[:n_images], data.test_y[:n_images]
-keys = {m: EvalKey(m, attack, tuple(sorted(params.items())), n_images, int(seed)) for m in model_ids}
-missing = [m for m in model_ids if cache.get(keys[m]) is None]
+params_key = tuple(sorted(params.items()))
+keys = {m: EvalKey(m, attack, params_key, n_images, int(seed)) for m in model_ids}
+min_eps = {m: v for m in model_ids if (v := cache.get(keys[m])) is not None}  # computed models, in the picker's order
+missing = [m for m in model_ids if m not in min_eps]
+compute_clicked = False
 if missing:
-    st.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(names[m] for m in missing)}. "
-               f"Computing the per-image minimal ε takes a while the first time; afterwards every view is instant.",
-               icon=":material/hourglass:")
+    # Above the curves, but run at the end of the page: the curves of the models already computed and
+    # the sections below stay on screen, current, while the new ones are computed.
+    status = st.container()
+    status.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(names[m] for m in missing)}. "
+                   "Computing the per-image minimal ε takes a while the first time; afterwards every view is instant.",
+                   icon=":material/hourglass:")
     if st.session_state.get("stop_compute"):
-        st.info("Stopped. Nothing was cached: results are saved only once a model's computation is complete.",
-                icon=":material/stop_circle:")
-    b1, b2 = st.columns([3, 1])
-    if b1.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:"):
+        status.info("Stopped. Nothing was cached: results are saved only once a model's computation is complete.",
+                    icon=":material/stop_circle:")
+    b1, b2 = status.columns([3, 1])
+    compute_clicked = b1.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:")
+    if compute_clicked:
         # Clicking Stop reruns the script, which interrupts this run at its next progress update.
         b2.button("Stop", key="stop_compute", icon=":material/stop:")
-        bar = st.progress(0.0, text="Starting…")
-        start = time.perf_counter()
-        for i, m in enumerate(missing):
-            def progress(fraction, i=i, m=m):
-                done = (i + fraction) / len(missing)
-                elapsed = time.perf_counter() - start
-                bar.progress(done, text=f"{names[m]}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
-                             + (f" · ETA {elapsed / done - elapsed:.0f} s" if done > 0.02 else ""))
-            cached_minimal_eps(store, cache, m, x, y, attack=attack, seed=int(seed), on_progress=progress, **params)
-        bar.empty()
-        st.rerun()
-    # No st.stop(): the targeted and comparison sections below do not need these curves.
-else:
-    min_eps = {m: cache.get(keys[m]) for m in model_ids}
-    eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0 for v in min_eps.values())
+        compute_bar = status.progress(0.0, text="Starting…")
+
+gallery_todo: list = []  # (key, model id, images' cached minimal eps or None) still to craft, at the end of the page
+if min_eps:
+    eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0
+                                           for v in min_eps.values())
     eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
     curves = {names[m]: accuracy_at(v, eps_frames).tolist() for m, v in min_eps.items()}
 
-
-    @st.cache_data(show_spinner="Crafting the gallery's adversarial examples…", max_entries=32)
-    def gallery_frames(model_id: str, attack: str, params_key: tuple, indices: tuple, eps_frames: tuple, seed: int, dataset: str):
-        """Adversarial versions of the gallery's test images at every slider position (attacked once each)."""
-        model = store.load(model_id)
-        spec = ATTACKS[attack]
-        index = torch.tensor(indices, dtype=torch.long)
-        xs, ys = data.test_x[index], data.test_y[index]
-        kwargs = {k: v for k, v in dict(params_key).items() if k != "eps_max"}
-        if spec.kind == "minimal":  # one run gives the minimal perturbation; a frame shows it once eps allows it
-            full = spec(model, xs, ys, seed=seed, **kwargs)
-            norms = (full - xs).flatten(1).norm(p={"l2": 2, "l1": 1}.get(spec.norm, float("inf")), dim=1)
-            advs = [torch.where((norms <= e)[:, None, None, None], full, xs) for e in eps_frames]
-        else:
-            advs = [xs if e == 0 else spec(model, xs, ys, eps=e, seed=seed, **kwargs) for e in eps_frames]
-        stacked = torch.stack(advs)  # (F, K, C, H, W)
-        proba = predict_proba(model, stacked.flatten(0, 1)).view(len(eps_frames), len(xs), -1)
-        return {"clean": xs[:, 0].numpy(), "adversarial": stacked[:, :, 0].numpy(), "labels": ys.numpy(),
-                "predictions": proba.argmax(2).numpy(), "confidences": proba.amax(2).numpy(), "model": names[model_id]}
-
-
     @st.cache_resource(show_spinner=False, max_entries=16)
-    def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_args: tuple | None, class_names: tuple):
-        """(figure, gallery), built once per (curves, gallery): a rerun with nothing new only re-sends the figure,
-        and the gallery for the .npz download comes with it instead of from a second cache lookup."""
-        gallery = gallery_frames(*gallery_args) if gallery_args is not None else None
-        figure = eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, gallery=gallery,
-                                   class_names=list(class_names))
-        return figure, gallery
-
+    def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_keys: tuple, model_names: tuple,
+                      class_names: tuple):
+        """The figure, built once per (curves, galleries): a rerun with nothing new only re-sends it."""
+        blocks = [{**galleries[k], "model": name} for k, name in zip(gallery_keys, model_names)]
+        return eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, galleries=blocks,
+                                 class_names=list(class_names))
 
     with st.container(border=True):
-        g1, g2, g3, g4 = st.columns([2, 2, 2, 3])
-        gallery_model = g1.selectbox("Gallery model", model_ids, format_func=names.get)
+        g1, g2, g3, g4 = st.columns([4, 2, 2, 3])
+        ready = list(min_eps)
+        gallery_models = g1.multiselect(
+            "Gallery models", ready, default=ready[:2], format_func=names.get, max_selections=GALLERY_MODELS,
+            help="One block of digits per model, all moved by the same slider: compare models at the same ε.")
         pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
                         help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
         if pick == "By index":
@@ -147,14 +167,22 @@ else:
         else:
             chosen = g3.selectbox("Class", range(len(data.info.class_names)), format_func=lambda c: data.info.class_names[c])
             indices = tuple((data.test_y == chosen).nonzero().flatten()[:GALLERY_SIZE].tolist())
-        g4.caption("Drag the slider: the curves, the accuracy in the title, the adversarial images (middle row: "
-                   "predicted class and confidence, green if still correct) and their perturbation ×10 (bottom row; "
-                   "red = brighter, blue = darker) follow the handle in your browser, with no recomputation.")
-        gallery_args = None
+        g4.caption("Drag the slider: curves, accuracies and every model's digits follow in your browser. Each digit "
+                   "shows the perturbation that breaks it at its minimal ε (scaled down below it), the predicted class "
+                   "(green: still correct) and the perturbation ×10.")
+        gallery_keys: list = []
         if data.info.shape[0] == 1:
-            gallery_args = (gallery_model, attack, tuple(sorted(params.items())), indices, tuple(eps_frames), int(seed), dataset)
-        figure, gallery = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
-                                        gallery_args, tuple(data.info.class_names))
+            for m in gallery_models:
+                key = (m, attack, params_key, indices, tuple(eps_frames), int(seed), n_images, dataset)
+                gallery_keys.append(key)
+                if key not in galleries:
+                    # The curves' own minimal eps when the images are among those computed: no search needed.
+                    known = min_eps[m][list(indices)] if max(indices) < n_images else None
+                    gallery_todo.append((key, m, known))
+        shown = [] if gallery_todo else gallery_keys  # no digits at all rather than another model's or images' digits
+        gallery_slot = st.empty()  # the gallery's progress bar, filled at the end of the page
+        figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
+                               tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.class_names))
         st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
     elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
@@ -163,7 +191,7 @@ else:
         stats = perturbation_stats(v)
         rows.append({"Model": names[m], "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
                      **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
-                     f"Median minimal {spec.norm.upper()}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
+                     f"Median minimal {NORM_LABELS[spec.norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
                      "Broken": f"{stats['n']}/{len(v)}"})
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
@@ -184,11 +212,15 @@ else:
                "min_eps": {names[m]: [x if np.isfinite(x) else None for x in v.tolist()] for m, v in min_eps.items()}}
     c2.download_button("Download curves and minimal ε (JSON)", json.dumps(payload), file_name=f"robust_accuracy_{attack}.json",
                        mime="application/json", icon=":material/download:", on_click="ignore")
-    if gallery is not None:
+    if shown:
+        blocks = [galleries[k] for k in shown]
         buffer = io.BytesIO()
-        np.savez_compressed(buffer, eps=np.array(eps_frames), clean=gallery["clean"], adversarial=gallery["adversarial"],
-                            labels=gallery["labels"], predictions=gallery["predictions"], confidences=gallery["confidences"])
-        st.download_button("Download the gallery's adversarial examples (.npz, every ε)", buffer.getvalue(),
+        np.savez_compressed(buffer, eps=np.array(eps_frames), models=np.array([names[k[0]] for k in shown]),
+                            indices=np.array(indices), clean=blocks[0]["clean"], labels=blocks[0]["labels"],
+                            adversarial=np.stack([b["adversarial"] for b in blocks]),
+                            predictions=np.stack([b["predictions"] for b in blocks]),
+                            confidences=np.stack([b["confidences"] for b in blocks]))
+        st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", buffer.getvalue(),
                            file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
 st.divider()
@@ -254,7 +286,10 @@ st.caption("A defence that only masks gradients looks robust to gradient attacks
            "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
 linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind != "minimal"]
 c1, c2 = st.columns([2, 3])
-cmp_model = c1.selectbox("Model to compare on", model_ids, format_func=names.get, key="cmp_model")
+# Any network of the dataset, not only those picked above: the comparison is about one model.
+cmp_options = list(names)
+cmp_model = c1.selectbox("Model to compare on", cmp_options, index=cmp_options.index(model_ids[0]), format_func=names.get,
+                         key="cmp_model")
 cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
                              default=["fgsm", "pgd", "apgd_ce", "square"], format_func=lambda a: ATTACKS[a].title)
 others = [e.model_id for e in networks if e.model_id != cmp_model]
@@ -280,20 +315,23 @@ if cmp_missing and st.button(f"Compute {', '.join(cmp_title(a) for a in cmp_miss
                              icon=":material/bolt:"):
     bar = st.progress(0.0, text="Starting…")
     for i, a in enumerate(cmp_missing):
-        def progress(f, i=i, a=a):
-            bar.progress((i + f) / len(cmp_missing), text=f"{cmp_title(a)}: {100 * f:.0f}%")
+        started = time.perf_counter()
+
+        def progress(f, i=i, a=a, started=started):
+            bar.progress((i + f) / len(cmp_missing),
+                         text=progress_text(f"{cmp_title(a)} ({i + 1} of {len(cmp_missing)})", f, started))
         if a.startswith("transfer:"):
             cached_transfer_eps(store, cache, transfer_source, cmp_model, x, y, attack="pgd", seed=int(seed),
                                 on_progress=progress, **TRANSFER_PARAMS)
         else:
             cached_minimal_eps(store, cache, cmp_model, x, y, attack=a, seed=int(seed), on_progress=progress, **cmp_params[a])
     st.rerun()
-ready = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
-if ready:
+ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
+if ready_cmp:
     import plotly.graph_objects as go
 
     grid = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
-    by_attack = {a: accuracy_at(v, grid).tolist() for a, v in ready.items()}
+    by_attack = {a: accuracy_at(v, grid).tolist() for a, v in ready_cmp.items()}
     fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=cmp_title(a),
                                 line=dict(width=3, dash="dash" if a.startswith("transfer:") else "solid"),
                                 line_shape="hv" if a.startswith("transfer:") else "linear")
@@ -303,7 +341,57 @@ if ready:
     st.plotly_chart(fig, key="attack_comparison")
     for w in attack_comparison_warnings(by_attack, grid):
         st.warning(w, icon=":material/report:")
-    if len(ready) < len(cmp_keys):
+    if single_step_masking(by_attack, grid):
+        with st.expander(f"{MASKING_SECTION}: what it means (from reports/deepdefense.md)", icon=":material/school:",
+                         expanded=True):
+            st.markdown(MASKING_EXPLANATION)
+    if len(ready_cmp) < len(cmp_keys):
         st.caption(f"Not computed yet: {', '.join(cmp_title(a) for a in cmp_missing)}.")
 for w in model_sanity_warnings(store.load(cmp_model), x[:200], y[:200]):
     st.warning(w, icon=":material/report:")
+
+# ---- long computations, last: everything above is on screen and current while they run ------------------------------
+if compute_clicked:
+    for i, m in enumerate(missing):
+        started = time.perf_counter()
+        label = f"{names[m]} (model {i + 1} of {len(missing)})"
+        after = f" · then {len(missing) - i - 1} more model(s)" if i < len(missing) - 1 else ""
+
+        def progress(fraction, i=i, label=label, after=after, started=started):
+            # Per model: a standard model's pace says nothing about a robust one's, whose survivors run every step.
+            compute_bar.progress((i + fraction) / len(missing), text=progress_text(label, fraction, started) + after)
+        cached_minimal_eps(store, cache, m, x, y, attack=attack, seed=int(seed), on_progress=progress, **params)
+    st.rerun()
+elif gallery_todo:
+    todo_id = tuple(k for k, _, _ in gallery_todo)
+    if st.session_state.get("stop_gallery"):
+        st.session_state["gallery_paused"] = todo_id
+    with gallery_slot.container():
+        if st.session_state.get("gallery_paused") == todo_id:
+            st.info("Gallery stopped: the curves above are complete; the digits are crafted on request.",
+                    icon=":material/stop_circle:")
+            if st.button("Craft the gallery", icon=":material/photo_library:"):
+                st.session_state.pop("gallery_paused", None)
+                st.rerun()
+        else:
+            b1, b2 = st.columns([5, 1])
+            bar = b1.progress(0.0, text="Crafting the gallery…")
+            b2.button("Stop", key="stop_gallery", icon=":material/stop:")
+            for j, (key, m, known) in enumerate(gallery_todo):
+                started = time.perf_counter()
+                label = f"Crafting the gallery for {names[m]} ({j + 1} of {len(gallery_todo)})"
+
+                def progress(fraction, j=j, label=label, started=started):
+                    bar.progress((j + fraction) / len(gallery_todo), text=progress_text(label, fraction, started))
+                model = store.load(m, device=x.device)
+                index = torch.tensor(key[3], dtype=torch.long)
+                xs, ys = data.test_x[index], data.test_y[index]
+                crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,
+                                         on_progress=progress, **params)
+                galleries[key] = {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
+                                  "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
+                                  "predictions": crafted["predictions"].cpu().numpy(),
+                                  "confidences": crafted["confidences"].cpu().numpy()}
+                while len(galleries) > 24:  # 41 frames of 8 digits: ~1 MB each
+                    galleries.popitem(last=False)
+            st.rerun()

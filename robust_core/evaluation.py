@@ -13,6 +13,7 @@ import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -64,6 +65,102 @@ def _fooled(model, spec, x, y, eps, seed, attack_kwargs, target=None):
     return predict(model, x_adv) == target
 
 
+def _plan_with_later(meter, later: float, call: float, after: float) -> None:
+    meter.plan(call, after + later)
+
+
+class _WorkMeter:
+    """Progress of a minimal-eps search in units of work: done / (done + worst case of what is left).
+
+    The work is counted as it happens, not assumed: every forward pass the attacks make adds its
+    images (plus a per-pass overhead), so attack calls that stop early because every image broke and
+    calls whose survivors need every step advance the bar by what they really cost. What is left is
+    bounded from above (every image runs every step, every bisection bracket splits in two), so the
+    fraction never runs ahead of the work: an ETA from it errs long, then shortens. Counting bisection
+    rounds instead said 7/8 done on a robust model before its slowest rounds (survivors run every
+    step, late rounds split into many small groups) had begun.
+    """
+
+    def __init__(self, on_progress: Callable[[float], None], overhead: float):
+        self.on_progress, self.overhead = on_progress, overhead
+        self.done = 0.0  # work counted so far
+        self.call_left = 0.0  # worst case left of the attack call under way
+        self.after = 0.0  # worst case of everything after that call
+        self.reported = 0.0
+
+    def plan(self, call: float, after: float) -> None:
+        """A new attack call starts: its worst-case work and the worst case of all that follows it."""
+        self.call_left, self.after = call, after
+        self.report()
+
+    def count(self, images: int) -> None:
+        work = images + self.overhead
+        self.done += work
+        self.call_left = max(self.call_left - work, 0.0)
+        self.report(step=0.002)  # a report per forward pass would flood a progress bar with messages
+
+    def report(self, step: float = 0.0, final: bool = False) -> None:
+        total = self.done + self.call_left + self.after
+        fraction = 1.0 if final or total <= 0 else min(self.done / total, 1.0)
+        # Monotone even where a call did more passes than its plan (APGD's extra gradient at a restart).
+        if final or fraction > self.reported + step:
+            self.reported = max(fraction, self.reported)
+            self.on_progress(self.reported)
+
+
+class _Counted(torch.nn.Module):
+    """The model, counting into a :class:`_WorkMeter` the images of every forward pass the attacks make."""
+
+    def __init__(self, model, meter: _WorkMeter):
+        super().__init__()
+        self.model, self.meter = model, meter
+        self.train(model.training)  # eval_mode() on this wrapper then restores the model's own mode
+
+    def forward(self, x):
+        self.meter.count(len(x))
+        return self.model(x)
+
+
+def _pass_overhead(device: torch.device) -> float:
+    """Fixed cost of one forward pass in images: on a CPU a pass costs about its batch size; on a GPU a
+    small batch costs nearly as much as a full one, so the many small groups of late bisection rounds count."""
+    return 1.0 if device.type == "cpu" else 256.0
+
+
+def _worst_forwards(spec, grid_points: int, attack_kwargs: dict) -> int:
+    """Forward passes one image costs in one attack call of the search when nothing stops early: what an
+    image that survives really costs (robust models have many), an upper bound for one that breaks."""
+    import inspect
+
+    from .attacks.gradient import _checkpoints
+
+    defaults = {k: v.default for k, v in inspect.signature(spec.fn).parameters.items() if v.default is not inspect.Parameter.empty}
+    p = {**defaults, **spec.defaults, **attack_kwargs}
+    steps, restarts = int(p.get("steps") or 1), int(p.get("restarts") or 1)
+    if spec.name == "fgsm":
+        return grid_points + 1  # one gradient, then one forward pass per grid point
+    if spec.kind == "minimal":
+        return steps * int(p.get("binary_search_steps") or 1) * (2 if spec.name == "ead" else 1) + 2
+    if spec.kind == "score":
+        return int(p.get("n_queries") or 1) + 2
+    per_run = steps + 2 + (len(_checkpoints(steps)) if spec.name.startswith("apgd") else 0)
+    runs = restarts * (int(p.get("n_target_classes") or 9) if spec.name == "apgd_t" else 1)
+    return runs * per_run + 2
+
+
+def _worst_search(spec, n: int, found: int, groups: int, rounds: int, per_call: int, overhead: float,
+                  with_first_call: bool) -> float:
+    """Worst-case work of a search's remaining attack calls: (with_first_call) one call on the ``n`` images
+    at eps_max, then ``rounds`` bisection rounds over ``found`` images whose ``groups`` brackets can each
+    split in two per round (one attack call per bracket)."""
+    if spec.kind == "minimal" or spec.name == "fgsm":
+        return per_call * (n + overhead) if with_first_call else 0.0
+    work = per_call * (n + overhead) if with_first_call else 0.0
+    for r in range(rounds):
+        work += per_call * (found + overhead * min(found, groups * 2**r))
+    return work
+
+
 def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max: float | None = None,
                 bisection_steps: int = 7, grid_points: int = 100, seed: int = 0, batch_size: int = ATTACK_BATCH,
                 target: int | torch.Tensor | None = None, on_progress: Callable[[float], None] | None = None,
@@ -94,38 +191,62 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
     if eps_max is None:
         eps_max = {"linf": 0.5, "l2": 5.0, "l1": 50.0}[spec.norm]
     out = torch.empty(len(x), device=x.device)
-    n_batches = math.ceil(len(x) / batch_size)
+    meter = None
+    if on_progress is not None:
+        meter = _WorkMeter(on_progress, _pass_overhead(x.device))
+        per_call = _worst_forwards(spec, grid_points, attack_kwargs)
+        sizes = [min(batch_size, len(x) - i) for i in range(0, len(x), batch_size)]
+        # A batch not started yet: its clean pass, then the worst case of its whole search.
+        batch_worst = [n + meter.overhead + _worst_search(spec, n, n, 1, bisection_steps, per_call, meter.overhead, True)
+                       for n in sizes]
     with eval_mode(model):
+        attacked = _Counted(model, meter) if meter is not None and isinstance(model, torch.nn.Module) else model
         for b, i in enumerate(range(0, len(x), batch_size)):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-
-            def progress(fraction):
-                if on_progress:
-                    on_progress((b + fraction) / n_batches)
+            # The meter's plan for this batch's attack calls: what they may cost, plus the later batches' worst case.
+            plan = None if meter is None else partial(_plan_with_later, meter, sum(batch_worst[b + 1 :]))
 
             tb = target[i : i + batch_size] if target is not None else None
-            out[i : i + batch_size] = _minimal_eps_batch(model, spec, xb, yb, eps_max, grid_points, bisection_steps,
-                                                         seed, attack_kwargs, progress, tb)
+            out[i : i + batch_size] = _minimal_eps_batch(attacked, spec, xb, yb, eps_max, grid_points, bisection_steps,
+                                                         seed, attack_kwargs, plan, tb)
+    if meter is not None:
+        meter.report(final=True)
     return out.detach()
 
 
-def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, progress,
+def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, plan=None,
                        target=None):
+    """One batch of :func:`minimal_eps`. ``plan(call, after)``, when given, is told before each attack
+    call the worst-case work of that call and of the rest of the batch (see :class:`_WorkMeter`)."""
+    overhead = model.meter.overhead if isinstance(model, _Counted) else 1.0
+    per_call = _worst_forwards(spec, grid_points, attack_kwargs)
+
+    def work(images, passes=per_call):
+        return passes * (images + overhead)
+
+    def planned(call, after):
+        if plan is not None:
+            plan(call, after)
+
+    n = len(x)
+    planned(work(n, passes=1), _worst_search(spec, n, n, 1, bisection_steps, per_call, overhead, True))
     clean_wrong = predict(model, x) != y if target is None else predict(model, x) == target
     result = torch.full((len(x),), float("inf"), device=x.device)
     result[clean_wrong] = 0.0
     todo = (~clean_wrong).nonzero().flatten()
     if len(todo) == 0:
-        progress(1.0)
+        planned(0.0, 0.0)
         return result
     if spec.kind == "minimal":
+        planned(work(len(todo)), 0.0)
         x_adv = spec(model, x[todo], y[todo], seed=seed, **attack_kwargs)
         fooled = predict(model, x_adv) != y[todo]
         norms = flat_norm(x_adv - x[todo], spec.norm)
         result[todo[fooled]] = torch.where(norms[fooled] <= eps_max, norms[fooled], torch.tensor(float("inf"), device=x.device))
-        progress(1.0)
+        planned(0.0, 0.0)
         return result
     if spec.name == "fgsm":
+        planned(work(len(todo)), 0.0)
         from .attacks._common import ce_loss, input_gradient
 
         t = target[todo] if target is not None else None
@@ -141,26 +262,30 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
             pred = predict(model, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1))
             fooled = pred != y[todo[idx]] if t is None else pred == t[idx]
             result[todo[idx[fooled]]] = eps
-            progress((k + 1) / len(grid))
-        progress(1.0)
+        planned(0.0, 0.0)
         return result
-    steps = 1 + bisection_steps
+
     def tg(index):
         return target[index] if target is not None else None
 
+    planned(work(len(todo)), _worst_search(spec, 0, len(todo), 1, bisection_steps, per_call, overhead, False))
     fooled = _fooled(model, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
-    progress(1 / steps)
     found = todo[fooled]
     lower = torch.zeros(len(x), device=x.device)
     upper = torch.full((len(x),), float(eps_max), device=x.device)
     for s in range(bisection_steps):
         mid = (lower + upper) / 2
-        for value in mid[found].unique().tolist():  # one attack call per shared bracket
-            group = found[mid[found] == value]
+        values = mid[found].unique().tolist()
+        groups = [found[mid[found] == value] for value in values]
+        for g, (value, group) in enumerate(zip(values, groups)):  # one attack call per shared bracket
+            # After this call: the round's other groups, then later rounds whose brackets can each split in two.
+            rest = sum(work(len(other)) for other in groups[g + 1 :])
+            planned(work(len(group)), rest + _worst_search(spec, 0, len(found), 2 * len(values), bisection_steps - s - 1,
+                                                     per_call, overhead, False))
             hit = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
             upper[group[hit]] = value
             lower[group[~hit]] = value
-        progress((s + 2) / steps)
+    planned(0.0, 0.0)
     result[found] = upper[found]
     return result
 
@@ -250,9 +375,69 @@ def sanity_warnings(min_eps_by_model: dict[str, torch.Tensor], *, attack: str, e
     return warnings
 
 
+MASKING_SECTION = "Gradient masking and catastrophic overfitting"
+# Shown beside the warning on the Attack page and written into reports/deepdefense.md (one text, two places).
+MASKING_EXPLANATION = (
+    "A model trained with single-step FGSM at a large ε (here ε = 0.3) can learn to make its loss flat or misleading "
+    "right around each image: the one gradient step FGSM takes then points nowhere useful, so FGSM accuracy stays high "
+    "while iterative attacks, which take many small steps and follow the loss around its bends (PGD, APGD), break almost "
+    "every image. This is **catastrophic overfitting** (Wong, Rice & Kolter 2020; de Jorge et al. 2022): robustness to "
+    "the training attack only, and it appears abruptly during training. It is one form of **gradient masking** (Athalye, "
+    "Carlini & Wagner 2018): the local gradient no longer says where the loss rises. Its signature in the curves: a "
+    "single-step attack far weaker (more than 20 points) than an iterative one at the same ε, and single-step accuracy "
+    "that stays flat, or even rises, as ε grows, where a real defence loses accuracy steadily and every attack falls "
+    "to zero once ε is large enough to draw another digit. Trust the lowest curve (the worst case over attacks), and "
+    "check with attacks that do not rely on the local gradient: Square (score-based) and transfer from another model."
+)
+
+
+def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float], *, gap: float = 0.2,
+                        flat: float = 0.1) -> list[dict]:
+    """The catastrophic-overfitting signature, per single-step attack (FGSM) against the strongest multi-step one.
+
+    Flags FGSM when, at some eps, its accuracy is more than ``gap`` (a share, 0.2 = 20 points) above the lowest
+    accuracy of the iterative attacks at that eps; ``flat`` is True when, from the first such eps to the largest,
+    FGSM's accuracy falls by less than ``flat`` (or rises): the single step has stopped finding anything as eps grows.
+    Returns one dict per flagged attack: attack, strongest (the attack that is lowest where the gap is widest), eps,
+    single_step and strongest accuracy there, gap, first_eps (where the gap first exceeds ``gap``), flat.
+    """
+    # Everything that is not one step: iterative white-box (PGD, APGD), score-based (Square) and transfer attacks.
+    iterative = [a for a in accuracy_by_attack if a in ATTACKS and a != "fgsm" and get_attack(a).kind in ("gradient", "score")
+                 or a.startswith("transfer")]
+    found = []
+    for single in [a for a in accuracy_by_attack if a == "fgsm"]:
+        if not iterative:
+            break
+        single_acc = list(accuracy_by_attack[single])
+        lowest = [min((accuracy_by_attack[a][i], a) for a in iterative) for i in range(len(eps_grid))]
+        gaps = [single_acc[i] - lowest[i][0] for i in range(len(eps_grid))]
+        wide = [i for i, g in enumerate(gaps) if g > gap]
+        if not wide:
+            continue
+        widest = max(wide, key=lambda i: gaps[i])
+        first = wide[0]
+        found.append({"attack": single, "strongest": lowest[widest][1], "eps": float(eps_grid[widest]),
+                      "single_step": single_acc[widest], "strongest_accuracy": lowest[widest][0], "gap": gaps[widest],
+                      "first_eps": float(eps_grid[first]), "flat": single_acc[first] - single_acc[-1] < flat})
+    return found
+
+
+def _title(attack: str) -> str:
+    return get_attack(attack).title if attack in ATTACKS else "a transfer attack"
+
+
 def attack_comparison_warnings(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float]) -> list[str]:
-    """Warnings from several attacks on one model: a weaker attack beating a stronger one signals gradient masking."""
+    """Warnings from several attacks on one model: a weaker attack beating a stronger one, and a single-step attack
+    far above the iterative ones (catastrophic overfitting), both signal gradient masking."""
     warnings = []
+    for m in single_step_masking(accuracy_by_attack, eps_grid):
+        shape = ("and stays flat as ε grows" if m["flat"] else "")
+        warnings.append(
+            f"**Gradient masking: catastrophic overfitting.** {_title(m['attack'])} leaves {100 * m['single_step']:.1f}% "
+            f"accuracy at ε = {m['eps']:g} where {_title(m['strongest'])} leaves {100 * m['strongest_accuracy']:.1f}% "
+            f"({100 * m['gap']:.0f} points apart, more than 20 from ε = {m['first_eps']:g} on){', ' + shape if shape else ''}. "
+            "The single gradient step is misled: the model resists the attack it was trained on, not small perturbations. "
+            f"Trust the lower curve. See “{MASKING_SECTION}” below and in reports/deepdefense.md.")
     white_box = [a for a in accuracy_by_attack if a in ATTACKS and get_attack(a).kind == "gradient" and a != "fgsm"]
     for weak in [a for a in accuracy_by_attack if a in ("square", "fgsm") or a.startswith("transfer")]:
         for strong in white_box:
@@ -361,5 +546,5 @@ def parse_eps_grid(text: str) -> list[float]:
         raise ValueError(f"eps grid {text!r} is not 'start:stop:step' (e.g. 0.05:0.3:0.05) or a comma list") from None
 
 
-__all__ = ["ATTACKS", "attack_comparison_warnings", "cached_transfer_eps", "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
+__all__ = ["ATTACKS", "MASKING_EXPLANATION", "MASKING_SECTION", "attack_comparison_warnings", "single_step_masking", "cached_transfer_eps", "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
            "parse_eps_grid", "perturbation_stats", "robust_accuracy"]

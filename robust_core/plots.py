@@ -105,6 +105,7 @@ def eps_slider_figure(
     *,
     norm: str = "linf",
     gallery: Mapping | None = None,
+    galleries: list[Mapping] | None = None,
     class_names=None,
     height: int | None = None,
 ) -> go.Figure:
@@ -112,20 +113,25 @@ def eps_slider_figure(
 
     ``curves`` gives, per model, the accuracy at each eps of ``eps_frames`` (from minimal-eps
     lookups, so a fine grid is free). Each slider position is a precomputed Plotly frame: the
-    markers on the curves, the accuracy in the title and, with ``gallery``, the adversarial
+    markers on the curves, the accuracy in the title and, with galleries, the adversarial
     images, their amplified perturbation and predicted labels follow the handle while it is
     dragged, with no round trip to the server. Each gallery row is one PNG per frame (a few kB),
     not a heatmap per digit: the figure stays light enough to send on every rerun.
 
-    ``gallery``: {"clean": (K, H, W) array in [0, 1], "adversarial": (F, K, H, W), "labels": (K,),
-    "predictions": (F, K), "confidences": (F, K), "model": name}.
+    ``galleries``: one per model, shown side by side with the curves as a block of two rows (the
+    adversarial images with their predicted class, then the perturbation), all moved by the one
+    slider, so that several models' digits can be compared at the same eps. Each is
+    {"clean": (K, H, W) array in [0, 1], "adversarial": (F, K, H, W), "labels": (K,),
+    "predictions": (F, K), "confidences": (F, K), "model": name}, the same K images for every
+    model. ``gallery``: a single one (the same as ``galleries=[gallery]``).
     """
     import numpy as np
 
     eps_frames = [float(e) for e in eps_frames]
-    k = 0 if gallery is None else len(gallery["labels"])
+    blocks = list(galleries or []) + ([gallery] if gallery is not None else [])
     names = list(class_names) if class_names is not None else [str(i) for i in range(10)]
     eps_label = {"linf": "ε (L∞, pixel scale 0–1)", "l2": "ε (L2 norm)", "l1": "ε (L1 norm)"}[norm]
+    colour_of = {name: PALETTE[j % len(PALETTE)] for j, name in enumerate(curves)}
     # Built as plain dicts, not graph objects: plotly's validation of 41 frames costs ~0.5 s, more than
     # everything else together, and a rerun with cached curves must stay well under 100 ms.
 
@@ -133,74 +139,101 @@ def eps_slider_figure(
         return " · ".join(f"{n}: {100 * c[i]:.1f}%" for n, c in curves.items())
 
     traces: list[dict] = []
-    for j, (name, acc) in enumerate(curves.items()):
+    for name, acc in curves.items():
         traces.append({"type": "scatter", "x": eps_frames, "y": list(acc), "mode": "lines", "name": name,
-                       "line": {"color": PALETTE[j % len(PALETTE)], "width": 3},
+                       "line": {"color": colour_of[name], "width": 3},
                        "hovertemplate": "ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + name + "</extra>"})
     dynamic = []  # indices of the traces each frame replaces
-    for j, acc in enumerate(curves.values()):
+    for name, acc in curves.items():
         dynamic.append(len(traces))
         traces.append({"type": "scatter", "x": [eps_frames[0]], "y": [acc[0]], "mode": "markers", "showlegend": False,
-                       "hoverinfo": "skip", "marker": {"color": PALETTE[j % len(PALETTE)], "size": 14,
+                       "hoverinfo": "skip", "marker": {"color": colour_of[name], "size": 14,
                                                        "line": {"color": "white", "width": 2}}})
+    # With galleries the curves take the left part and the models' rows stack on the right: at a
+    # laptop's 1280 x 720 two models' digits, the curves and the slider fit on one screen together.
+    curve_x = [0.0, 0.36] if blocks else [0.0, 1.0]
+    row_px = 92  # one strip of 8 digits (about 64 px high at that width) with its title and labels
+    default_height = max(460, 170 + 2 * row_px * len(blocks)) if blocks else 460
     layout: dict = {
-        "template": "plotly_white", "height": height or (760 if k else 460), "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
+        "template": "plotly_white", "height": height or default_height, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
         "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": 16}},
-        "legend": {"orientation": "h", "y": 1.02, "x": 1, "xanchor": "right", "yanchor": "bottom"},
-        "xaxis": {"title": {"text": eps_label}, "anchor": "y"},
+        "legend": {"orientation": "h", "y": 1.02, "x": curve_x[1] if blocks else 1, "xanchor": "right", "yanchor": "bottom"},
+        "xaxis": {"title": {"text": eps_label}, "anchor": "y", "domain": curve_x},
         "yaxis": {"title": {"text": "accuracy under attack"}, "tickformat": ".0%", "range": [0, 1.02], "anchor": "x",
-                  "domain": [0.53, 1.0] if k else [0.0, 1.0]},
+                  "domain": [0.0, 1.0]},
     }
 
-    if k:
-        h, w = np.asarray(gallery["clean"]).shape[1:]
+    row_titles: list[dict] = []
+    label_notes = []  # per block: a function frame index -> the predicted-class annotations
+    strip_uris = []  # per block: a function frame index -> (adversarial, perturbation) PNG URIs
+    n_rows = 2 * len(blocks)
+    for b, block in enumerate(blocks):
+        clean = np.asarray(block["clean"])
+        k = len(block["labels"])
+        h, w = clean.shape[1:]
         cell = w + GALLERY_GAP  # image pixels from one digit to the next
+        adv_axis, delta_axis = 2 + 2 * b, 3 + 2 * b
 
-        def strips(i):
-            adversarial = np.asarray(gallery["adversarial"][i])
+        def strips(i, block=block, clean=clean):
+            adversarial = np.asarray(block["adversarial"][i])
             # Perturbation x10 around mid-grey: 0.05 brighter is full red, 0.05 darker full blue.
-            delta = np.clip((adversarial - np.asarray(gallery["clean"])) * 10 * 0.5 + 0.5, 0, 1)
+            delta = np.clip((adversarial - clean) * 10 * 0.5 + 0.5, 0, 1)
             return image_strip_uri(adversarial), image_strip_uri(delta, diverging=True)
 
-        def annotations_for(i):
-            notes = []
+        def notes(i, block=block, k=k, h=h, w=w, cell=cell, axis=adv_axis):
+            out = []
             for c in range(k):
-                pred, conf, true = int(gallery["predictions"][i][c]), float(gallery["confidences"][i][c]), int(gallery["labels"][c])
+                pred, conf, true = int(block["predictions"][i][c]), float(block["confidences"][i][c]), int(block["labels"][c])
                 colour = "#2ca02c" if pred == true else "#d62728"
                 # Data coordinates of the image axes: each label sits under its own digit whatever the width.
-                notes.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
-                              "y": h * GALLERY_SCALE - 0.5, "xref": "x2", "yref": "y2", "yanchor": "top", "showarrow": False,
-                              "font": {"color": colour, "size": 12}})
-            return notes
+                out.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
+                            "y": h * GALLERY_SCALE - 0.5, "xref": f"x{axis}", "yref": f"y{axis}", "yanchor": "top",
+                            "showarrow": False, "font": {"color": colour, "size": 12}})
+            return out
 
+        strip_uris.append(strips)
+        label_notes.append(notes)
         first_adv, first_delta = strips(0)
-        for axis, uri in ((2, first_adv), (3, first_delta)):
+        for axis, uri in ((adv_axis, first_adv), (delta_axis, first_delta)):
             dynamic.append(len(traces))
             traces.append({"type": "image", "source": uri, "hoverinfo": "skip", "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
         strip_w, strip_h = (k * cell - GALLERY_GAP) * GALLERY_SCALE, h * GALLERY_SCALE
-        row_titles = []
-        for axis, domain, title in ((2, [0.245, 0.395], "adversarial image · predicted class and confidence"),
-                                    (3, [0.0, 0.15], "perturbation ×10 · red brighter, blue darker")):
-            # Fixed ranges and square pixels: both strips get the same size, top row first (as images are).
-            layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.0, 1.0],
+        model_colour = colour_of.get(block.get("model"), "#333")
+        for r, (axis, title) in enumerate((
+                (adv_axis, f"<b><span style='color:{model_colour}'>{block.get('model', '')}</span></b> · adversarial images, "
+                           "predicted class and confidence"),
+                (delta_axis, "perturbation ×10 · red brighter, blue darker"))):
+            # Rows from the top: each gets an equal band, the image in its upper part, room for labels and title.
+            row = 2 * b + r
+            top = 1.0 - row / n_rows
+            band = 1.0 / n_rows
+            # The adversarial row keeps room below its image for the predicted labels, which the perturbation
+            # row's title must not touch.
+            domain = [top - band * 0.78, top - band * 0.16] if r == 0 else [top - band * 0.88, top - band * 0.26]
+            # Fixed ranges and square pixels: every strip gets the same size, top row first (as images are).
+            layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.40, 1.0],
                                       "range": [-0.5, strip_w - 0.5]}
             layout[f"yaxis{axis}"] = {"visible": False, "anchor": f"x{axis}", "domain": domain,
-                                      "range": [strip_h - 0.5, -0.5], "scaleanchor": f"x{axis}", "constrain": "domain"}
-            row_titles.append({"text": title, "x": 0.5, "y": domain[1], "xref": "paper", "yref": "paper",
-                               "yanchor": "bottom", "showarrow": False, "font": {"size": 11, "color": "#666"}})
+                                      "range": [strip_h - 0.5, -0.5], "scaleanchor": f"x{axis}", "constrain": "domain",
+                                      "constraintoward": "top"}  # under its title when the band is taller than the strip
+            row_titles.append({"text": title, "x": 0.40, "xanchor": "left", "y": domain[1], "xref": "paper", "yref": "paper",
+                               "yanchor": "bottom", "showarrow": False, "font": {"size": 12 if r == 0 else 11,
+                                                                                  "color": "#333" if r == 0 else "#666"}})
 
-        def all_annotations(i):
-            return row_titles + annotations_for(i)
+    def all_annotations(i):
+        return row_titles + [note for notes in label_notes for note in notes(i)]
 
+    if blocks:
         layout["annotations"] = all_annotations(0)
 
     frames = []
     for i, eps in enumerate(eps_frames):
         data = [{"type": "scatter", "x": [eps], "y": [acc[i]]} for acc in curves.values()]
         frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}", "font": {"size": 16}}}
-        if k:
-            adv_uri, delta_uri = strips(i)
-            data += [{"type": "image", "source": adv_uri}, {"type": "image", "source": delta_uri}]
+        if blocks:
+            for strips in strip_uris:
+                adv_uri, delta_uri = strips(i)
+                data += [{"type": "image", "source": adv_uri}, {"type": "image", "source": delta_uri}]
             frame_layout["annotations"] = all_annotations(i)
         frames.append({"name": f"{i}", "data": data, "traces": dynamic, "layout": frame_layout})
     steps = [{"method": "animate", "label": f"{eps:.3f}",

@@ -51,7 +51,7 @@ def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_st
     params = (("eps_max", 0.4), ("restarts", 1), ("steps", 40))
     EvaluationCache(store).put(EvalKey(entry.model_id, "pgd", params, 500, 0), torch.linspace(0, 0.5, 500))
     with dashboard() as url, browser_page(height=1600) as page:
-        open_page(page, url, "Attack", timeout_s=240)  # the gallery's 41 attacks run on first view
+        open_page(page, url, "Attack", timeout_s=240)  # the gallery is crafted on first view
         assert page_errors(page) == []
         title = page.locator(".gtitle").first
         assert title.text_content().startswith("ε = 0.000")

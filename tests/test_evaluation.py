@@ -92,3 +92,25 @@ def test_transfer_eps_from_a_model_to_itself_matches_white_box_and_warns_when_it
     assert all(l <= d + 1e-6 for l, d in zip(lookup, direct))
     assert attack_comparison_warnings({"pgd": [0.9, 0.8], "transfer:abc:pgd": [0.9, 0.2]}, [0.1, 0.3])
     assert not attack_comparison_warnings({"pgd": [0.5, 0.1], "transfer:abc:pgd": [0.9, 0.6]}, [0.1, 0.3])
+
+
+def test_catastrophic_overfitting_is_flagged_when_fgsm_stays_flat_far_above_iterative_attacks():
+    """Issue 13, item 2: the FGSM-trained CNN's curves (FGSM ~94% flat up to 0.3, PGD/APGD/Square at 0% by 0.27)."""
+    from robust_core.evaluation import attack_comparison_warnings, single_step_masking
+
+    eps = [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3]
+    masked = {"fgsm": [0.99, 0.96, 0.94, 0.93, 0.93, 0.94, 0.94], "pgd": [0.99, 0.93, 0.55, 0.2, 0.03, 0.0, 0.0],
+              "apgd_ce": [0.99, 0.92, 0.5, 0.15, 0.02, 0.0, 0.0], "square": [0.99, 0.95, 0.7, 0.4, 0.1, 0.01, 0.0]}
+    [found] = single_step_masking(masked, eps)
+    assert found["attack"] == "fgsm" and found["strongest"] == "apgd_ce" and found["eps"] == 0.25 and found["flat"]
+    assert found["first_eps"] == 0.1 and abs(found["gap"] - 0.94) < 1e-9
+    warnings = attack_comparison_warnings(masked, eps)
+    assert any("catastrophic overfitting" in w and "APGD-CE" in w and "flat" in w and "reports/deepdefense.md" in w
+               for w in warnings), warnings
+    # A real defence: FGSM a few points above PGD, both falling with eps. No masking signature.
+    robust = {"fgsm": [0.99, 0.98, 0.97, 0.95, 0.93, 0.91, 0.9], "pgd": [0.99, 0.98, 0.96, 0.94, 0.92, 0.9, 0.88]}
+    assert single_step_masking(robust, eps) == [] and not any("catastrophic" in w for w in attack_comparison_warnings(robust, eps))
+    # FGSM weaker by more than 20 points but falling steadily: flagged, not flat.
+    falling = {"fgsm": [0.99, 0.9, 0.75, 0.6, 0.45, 0.35, 0.3], "pgd": [0.99, 0.8, 0.4, 0.1, 0.0, 0.0, 0.0]}
+    [f] = single_step_masking(falling, eps)
+    assert not f["flat"]
