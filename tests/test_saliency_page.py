@@ -1,30 +1,18 @@
 """The Saliency page through AppTest: the randomisation verdict, the check plots' colours, the grid's
 colour bar, a caption that matches the display mode, and method names the selector does not hide."""
 import json
-from pathlib import Path
 
 import pytest
-from streamlit.testing.v1 import AppTest
 
 from robust_core.saliency import METHODS
 from robust_core.store import ModelStore
-
-APP = str(Path(__file__).resolve().parents[1] / "app.py")
+from tests.test_pages import run_app, widget
 
 
 @pytest.fixture
 def saliency_page(isolated_store, tiny_result):
     ModelStore(isolated_store).save(tiny_result, name="first")
-    at = AppTest.from_file(APP, default_timeout=180).run()
-    at.switch_page("pages/saliency.py").run()
-    assert not at.exception, [e.value for e in at.exception]
-    return at
-
-
-def widget(elements, label):
-    matches = [e for e in elements if e.label == label]
-    assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
-    return matches[0]
+    return run_app("pages/saliency.py")
 
 
 def run(at):
