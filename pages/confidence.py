@@ -1,45 +1,85 @@
 """Confidence page: how sure is each model, is it calibrated, and how sure is it when attacked?"""
+import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
 from pages._shared import analysis_page, open_image, png_config
 from robust_core.attacks import ATTACKS
-from robust_core.confidence import (SEED_QUANTILES, calibration_metrics, confidence, fit_temperature, quantiles,
-                                    reliability, risk_coverage)
-from robust_core.models import predict_proba
+from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
+                                    fit_temperature, quantiles, reliability, risk_coverage, scores)
+from robust_core.models import architecture
 from robust_core.plots import PALETTE
+from robust_core.store import display_names
 from robust_core.training import TrainConfig
 
 SIZES = [500, 1000, 2000, 5000, 10000]
+BASELINES = ("knn", "logreg")
+NO_GRADIENT = ("knn",)  # models an input-gradient attack cannot run on: they get transferred images
 
 dataset, store, data, entries = analysis_page("Confidence", networks_only=False)
-names = {e.model_id: e.name for e in entries}
+names = display_names(entries)
 arch_of = {e.model_id: e.meta["config"]["arch"] for e in entries}
-baselines = {a: next((m for m in names if arch_of[m] == a), None) for a in ("knn", "logreg")}
+baselines = {a: next((m for m in names if arch_of[m] == a), None) for a in BASELINES}
+models_key = f"confidence_models_{dataset}"
 
-if None in baselines.values():
+# First visit: the sidebar's model and the baselines. The Models multiselect then keeps its own state
+# (in session_state, so that fitting the baselines below can add to it before it is drawn again).
+default = list(dict.fromkeys(m for m in [st.session_state.get("model_id"), *baselines.values()] if m in names))[:4]
+if models_key not in st.session_state:
+    st.session_state[models_key] = default or [entries[0].model_id]
+elif any(m not in names for m in st.session_state[models_key]):  # a model deleted on the Models page
+    st.session_state[models_key] = [m for m in st.session_state[models_key] if m in names]
+
+missing = [a for a in BASELINES if baselines[a] is None]
+if missing:
     c1, c2 = st.columns([3, 2])
     c1.caption("The seed compares the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
-    if c2.button("Fit the k-NN and logistic-regression baselines", icon=":material/add:"):
-        with st.spinner("Fitting the baselines on the training split (logistic regression takes a minute)…"):
-            for arch in ("knn", "logreg"):
-                if baselines[arch] is None:
-                    store.train_or_load(TrainConfig(dataset=dataset, arch=arch), data=data)
+    label = " and ".join({"knn": "k-NN", "logreg": "logistic-regression"}[a] for a in missing)
+    if c2.button(f"Fit the {label} baseline{'s' if len(missing) > 1 else ''}", icon=":material/add:"):
+        added = []
+        with st.spinner("Fitting on the training split, then scoring on the validation and test splits (about half a minute)…"):
+            try:
+                for arch in missing:
+                    # A readable name: the store's default (dataset · arch · method · id) reads like an id in the pickers.
+                    _, entry, _ = store.train_or_load(TrainConfig(dataset=dataset, arch=arch), data=data,
+                                                      name=f"{architecture(arch).title} · {data.info.title}")
+                    added.append(entry.model_id)
+            except (ValueError, RuntimeError, MemoryError, OSError) as exc:
+                st.error(f"Fitting the baselines failed: {exc}")
+                st.stop()
+        # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
+        st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
         st.rerun()
 
 with st.container(border=True):
-    c1, c2, c3 = st.columns([4, 1, 1])
-    default = [m for m in [st.session_state.get("model_id"), *baselines.values()] if m in names][:4] or [entries[0].model_id]
-    model_ids = c1.multiselect("Models", list(names), default=list(dict.fromkeys(default)), format_func=names.get,
-                               key=f"confidence_models_{dataset}")
-    split = c2.selectbox("Split", ["test", "validation"])
-    n = c3.selectbox("Images", SIZES, index=1)
-    c1, c2, c3 = st.columns(3)
-    inputs = c1.radio("Inputs", ["clean", "adversarial"], horizontal=True,
-                      help="Adversarial: each network attacked white-box; baselines keep clean inputs (no gradient).")
-    attack = c2.selectbox("Attack", ["fgsm", "pgd"], format_func=lambda a: ATTACKS[a].title, disabled=inputs == "clean")
-    eps = c3.slider("ε (L∞)", 0.0, 0.4, 0.1, 0.01, disabled=inputs == "clean")
+    # The whole width: a narrower field scrolls its chips out of sight as soon as three models are picked.
+    model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key)
+    c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])
+    split = c1.selectbox("Split", ["test", "validation"])
+    n = c2.selectbox("Images", SIZES, index=1)
+    inputs = c3.radio("Inputs", ["clean", "adversarial"], horizontal=True,
+                      help="Adversarial: every model with an input gradient (networks, logistic regression) is attacked "
+                           "white-box; the k-NN has none and is scored on images crafted on a model you choose (transfer).")
+    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), format_func=lambda a: ATTACKS[a].title, disabled=inputs == "clean",
+                          help="PGD: 20 steps, every step on every image (it maximises the loss instead of stopping "
+                               "at the first misclassification, which would leave m(x) at the decision boundary).")
+    eps = float(c5.slider("ε (L∞)", 0.0, 0.4, 0.1, 0.01, disabled=inputs == "clean"))
+    attacked = inputs == "adversarial" and eps > 0
+    sources = [m for m in names if arch_of[m] not in NO_GRADIENT]
+    source = None
+    if attacked and any(arch_of[m] in NO_GRADIENT for m in model_ids):
+        if sources:
+            networks = [m for m in model_ids if arch_of[m] not in BASELINES]
+            preferred = [m for m in [*networks, st.session_state.get("model_id"), *model_ids] if m in sources]
+            source = st.columns([2, 3])[0].selectbox("k-NN attacked with images crafted on", sources,
+                                                     index=sources.index(preferred[0]) if preferred else 0,
+                                                     format_func=names.get,
+                                                     help="The k-NN has no gradient: it is scored on the adversarial "
+                                                          "images of this model (a transfer attack; weaker than "
+                                                          "white-box, so its accuracy is an upper bound).")
+        else:
+            st.warning("No model with an input gradient to craft the attack on: the k-NN is shown on clean images.")
 if not model_ids:
     st.info("Pick at least one model.")
     st.stop()
@@ -49,64 +89,115 @@ x, y = xs[:n], ys[:n]
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def validation_temperature(model_id: str, dataset: str) -> float:
-    """The temperature fitted on the 5,000 validation images: depends on the model only."""
+def validation_temperature(model_id: str, dataset: str) -> float | None:
+    """The temperature fitted on the 5,000 validation images (None without logits): depends on the model only."""
     model = store.load(model_id)
-    with torch.no_grad():
-        val_logits = torch.cat([model(data.val_x[i : i + 1000]) for i in range(0, 5000, 1000)])
-    return fit_temperature(val_logits, data.val_y[:5000])
+    if differentiable(model) is None:
+        return None  # a k-NN: vote shares, no logits to scale
+    _, logits = scores(model, data.val_x[:5000])
+    return fit_temperature(logits, data.val_y[:5000])
+
+
+@st.cache_data(show_spinner=False, max_entries=8)
+def adversarial(model_id: str, split: str, n: int, attack: str, eps: float, dataset: str) -> torch.Tensor:
+    """The split's first n images attacked white-box on ``model_id`` (also what a k-NN gets transferred)."""
+    return adversarial_inputs(store.load(model_id), x, y, attack=attack, eps=eps)
 
 
 @st.cache_data(show_spinner=False, max_entries=64)
-def probabilities(model_id: str, split: str, n: int, attack: str | None, eps: float, dataset: str):
-    """(probabilities on the inputs, logits or None, temperature fitted on the validation split or None, attacked?)."""
-    model = store.load(model_id)
-    xi, yi = x, y
-    is_network = arch_of[model_id] not in ("knn", "logreg")
-    attacked = attack is not None and eps > 0 and is_network
-    if attacked:
-        xi = torch.cat([ATTACKS[attack](model, xi[i : i + 500], yi[i : i + 500], eps=eps, **({"steps": 20} if attack == "pgd" else {}))
-                        for i in range(0, len(xi), 500)])
-    if not is_network:
-        return predict_proba(model, xi), None, None, attacked
-    with torch.no_grad():
-        logits = torch.cat([model(xi[i : i + 1000]) for i in range(0, len(xi), 1000)])
-    return logits.softmax(1), logits, validation_temperature(model_id, dataset), attacked
+def predictions(model_id: str, split: str, n: int, crafted_on: str | None, attack: str | None, eps: float, dataset: str):
+    """(probabilities, logits or None, validation temperature or None) of ``model_id`` on the clean images
+    (``crafted_on`` None) or on the images attacked on ``crafted_on``."""
+    xi = x if crafted_on is None else adversarial(crafted_on, split, n, attack, eps, dataset)
+    proba, logits = scores(store.load(model_id), xi)
+    return proba, logits, validation_temperature(model_id, dataset)
 
 
-started = st.progress(0.0, text="Predicting…")
+def crafted_on(m: str) -> str | None:
+    """The model whose adversarial images ``m`` is scored on (None: clean images)."""
+    if not attacked:
+        return None
+    return source if arch_of[m] in NO_GRADIENT else m
+
+
+attack_text = f"{ATTACKS[attack].title} ε={eps:.2f}" if attacked else "none"
+
+
+def inputs_label(m: str) -> str:
+    """What row ``m`` was scored on (with the attack in the "Attack" column and the tables' headers):
+    never unlike numbers in one column without saying so."""
+    origin = crafted_on(m)
+    if origin is None:
+        return "clean" if not attacked else "clean (no model to transfer from)"
+    return "white-box" if origin == m else f"transfer from {names[origin]}"
+
+
+started = st.progress(0.0, text="Attacking and predicting…" if attacked else "Predicting…")
 results = {}
 for i, m in enumerate(model_ids):
-    results[m] = probabilities(m, split, n, attack if inputs == "adversarial" else None, float(eps), dataset)
+    origin = crafted_on(m)  # clean predictions are cached once, whatever the (disabled) attack widgets say
+    results[m] = predictions(m, split, n, origin, attack if origin else None, eps if origin else 0.0, dataset)
     started.progress((i + 1) / len(model_ids), text=f"{names[m]} done")
 started.empty()
 
 rows, q_rows = [], []
 for m in model_ids:
-    proba, logits, temperature, attacked = results[m]
+    proba, logits, temperature = results[m]
     metrics = calibration_metrics(proba, y)
-    row = {"Model": names[m], "Inputs": "attacked" if attacked else "clean", "Accuracy": metrics["accuracy"],
+    row = {"Model": names[m], "Attack": attack_text, "Inputs": inputs_label(m), "Accuracy": metrics["accuracy"],
            "ECE": metrics["ece"], "MCE": metrics["mce"], "NLL": metrics["nll"], "Brier": metrics["brier"],
-           "Temperature (val)": temperature}
+           "Temperature (val)": temperature, "ECE after T": None, "NLL after T": None}
     if temperature is not None:
         after = calibration_metrics((logits / temperature).softmax(1), y)
         row.update({"ECE after T": after["ece"], "NLL after T": after["nll"]})
     rows.append(row)
-    q_rows.append({"Model": names[m], **{f"Q{q:.2f}": v for q, v in quantiles(confidence(proba)).items()}})
+    q_rows.append({"Model": names[m], "Attack": attack_text, "Inputs": row["Inputs"],
+                   **{f"Q{q:.2f}": v for q, v in quantiles(confidence(proba)).items()}})
+
+
+def table(records: list[dict], columns: list[str], percent: tuple[str, ...] = ()):
+    """``columns`` of ``records``, numbers as numbers (sortable, right-aligned), 4 decimals or a percentage.
+
+    The attack is the same for every row, so it goes in the Inputs header (the CSVs keep it as a column);
+    each cell says whether its model was attacked itself or scored on another model's images.
+    """
+    config = {c: st.column_config.NumberColumn(format="percent" if c in percent else "%.4f")
+              for c in columns if c not in ("Model", "Inputs")}
+    config["Inputs"] = st.column_config.TextColumn(f"Inputs ({attack_text})" if attacked else "Inputs")
+    # "—" where a metric does not apply (a k-NN's temperature), never a bare "None".
+    st.dataframe(records, hide_index=True, column_order=columns, column_config=config, placeholder="—")
+
+
 st.subheader("Accuracy and calibration")
-st.dataframe(rows, hide_index=True, column_config={"Accuracy": st.column_config.NumberColumn(format="percent")})
-st.caption("ECE/MCE: expected/maximum gap between confidence and accuracy over 15 confidence bins. Temperature scaling "
-           "(Guo et al. 2017) is fitted on the 5,000 validation images; it changes confidence, never the predictions. "
-           "Seed §1.3 reports about 99.0 / 96.9 / 92.6 % for CNN / k-NN / logistic regression.")
+if attacked:
+    st.caption(f"Adversarial inputs, {attack_text}. **White-box**: the model attacked through its own gradients "
+               "(networks, logistic regression)." + (f" **Transfer**: the k-NN has no gradient, so it is scored on the "
+                                                     f"images crafted on {names[source]}; an upper bound on its accuracy "
+                                                     "under attack." if source else ""))
+table(rows, ["Model", "Inputs", "Accuracy", "ECE", "MCE", "NLL", "Brier"], percent=("Accuracy",))
+st.caption("ECE/MCE: expected/maximum gap between confidence and accuracy over 15 confidence bins. "
+           "Seed §1.3 reports about 99.0 / 96.9 / 92.6 % for CNN / k-NN / logistic regression on clean test images.")
+st.markdown("**Temperature scaling**")
+table(rows, ["Model", "Inputs", "Temperature (val)", "ECE after T", "NLL after T"])
+st.caption("Temperature scaling (Guo et al. 2017) divides the logits by a temperature T fitted on the 5,000 validation "
+           "images; it changes confidence, never the predictions. — : the k-NN has no logits to scale (its m(x) is a "
+           "share of 3 votes).")
 st.subheader("Quantiles of m(x) = max class probability")
-st.dataframe(q_rows, hide_index=True)
+table(q_rows, ["Model", "Inputs", *[k for k in q_rows[0] if k.startswith("Q")]])
+
+
+def trace_name(m: str) -> str:
+    return f"{names[m]} (transfer)" if crafted_on(m) not in (None, m) else names[m]
+
 
 fig = go.Figure()
 for j, m in enumerate(model_ids):
-    fig.add_trace(go.Histogram(x=confidence(results[m][0]).numpy(), name=names[m], opacity=0.55, xbins=dict(start=0, end=1.0001, size=0.02),
-                               marker_color=PALETTE[j % len(PALETTE)], histnorm="percent"))
+    fig.add_trace(go.Histogram(x=confidence(results[m][0]).numpy(), name=trace_name(m), opacity=0.55,
+                               xbins=dict(start=0, end=1.0001, size=0.02), marker_color=PALETTE[j % len(PALETTE)],
+                               histnorm="percent"))
 fig.update_layout(barmode="overlay", template="plotly_white", height=340, margin=dict(t=30),
-                  xaxis_title="m(x)", yaxis_title="% of images", title="Histogram of m(x)")
+                  xaxis_title="m(x)", yaxis_title="% of images",
+                  title="Histogram of m(x)" + (f" on {attack_text} inputs" if attacked else ""))
 st.plotly_chart(fig, key="histogram", config=png_config("confidence_histogram"))
 st.caption("Each chart's camera button (top right, on hover) saves it as a PNG.")
 
@@ -117,15 +208,14 @@ for j, m in enumerate(model_ids):
     proba = results[m][0]
     conf, correct = confidence(proba), (proba.argmax(1) == y).float()
     bins = reliability(conf, correct)
-    centres = [(a + b) / 2 for a, b in zip(bins.edges[:-1], bins.edges[1:])]
     keep = [i for i, c in enumerate(bins.count) if c]
     rel.add_trace(go.Scatter(x=[bins.confidence[i] for i in keep], y=[bins.accuracy[i] for i in keep], mode="lines+markers",
-                             name=names[m], line=dict(color=PALETTE[j % len(PALETTE)]),
+                             name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)]),
                              text=[f"{bins.count[i]} images" for i in keep]))
     coverage, accuracy = risk_coverage(conf, correct)
     step = max(1, len(coverage) // 300)
     risk.add_trace(go.Scatter(x=coverage[::step] + [coverage[-1]], y=accuracy[::step] + [accuracy[-1]], mode="lines",
-                              name=names[m], line=dict(color=PALETTE[j % len(PALETTE)])))
+                              name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)])))
 rel.update_layout(template="plotly_white", height=360, title="Reliability diagram", xaxis_title="mean confidence in bin",
                   yaxis_title="accuracy in bin", margin=dict(t=40), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
 risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
@@ -146,12 +236,19 @@ split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(
 split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
                         yaxis_title="% of the group")
 st.plotly_chart(split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
-shown_x = x
-if results[focus][3]:
-    st.caption("The gallery shows the clean images; the predictions and confidences are on their attacked versions.")
+# The gallery shows what the model was scored on: the attacked images in adversarial mode.
+origin = crafted_on(focus)
+shown_x = x if origin is None else adversarial(origin, split, n, attack, eps, dataset)
+if origin is not None:
+    st.caption(f"Inputs of {names[focus]}: {attack_text}, {inputs_label(focus)}. The gallery shows these attacked images; "
+               "**Saliency** and **Attack** open their clean originals.")
+focus_is_network = arch_of[focus] not in BASELINES
+class_names = data.info.class_names
 
 
-focus_is_network = arch_of[focus] not in ("knn", "logreg")
+# Gallery captions are two lines in a column about 90 pixels wide at 1280 px: long class names are shortened.
+SHORT_NAMES = {"T-shirt/top": "T-shirt", "Ankle boot": "Boot", "automobile": "car", "airplane": "plane"}
+short_names = [SHORT_NAMES.get(c, c) for c in class_names]
 
 
 def gallery(title: str, indices: list[int], key: str):
@@ -160,16 +257,19 @@ def gallery(title: str, indices: list[int], key: str):
     if not indices:
         st.caption("none")
         return
-    cols = st.columns(8)
+    cols = st.columns(8, gap="xsmall")
     for col, i in zip(cols, indices[:8]):
-        col.image(shown_x[i, 0].numpy(), clamp=True, width=72,
-                  caption=f"#{i}: {data.info.class_names[int(pred[i])]} {100 * float(conf[i]):.0f}% (true {data.info.class_names[int(y[i])]})")
+        image = shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy()
+        col.image(image, clamp=True, width=72)
+        # Two short lines under the image rather than its caption, which is only as wide as the image and
+        # wrapped to three lines or more; the image's index is in the buttons' tooltips.
+        col.caption(f"**{short_names[int(pred[i])]}** {100 * float(conf[i]):.0f}%  \ntrue {short_names[int(y[i])]}")
         target = dict(dataset=dataset, split=split, index=i, model_id=focus if focus_is_network else None)
         if col.button("Saliency", key=f"{key}_saliency_{i}", icon=":material/visibility:", type="tertiary",
-                      help="Open this image on the Saliency page: where did the models look?"):
+                      help=f"Open {split} image #{i} on the Saliency page: where did the models look?"):
             open_image("pages/saliency.py", **target)
         if col.button("Attack", key=f"{key}_attack_{i}", icon=":material/bolt:", type="tertiary", disabled=split != "test",
-                      help="Open this image in the Attack page's targeted section" if split == "test"
+                      help=f"Open test image #{i} in the Attack page's targeted section" if split == "test"
                       else "The Attack page works on test images: switch the split to test"):
             open_image("pages/attack.py", **target)
 
@@ -178,15 +278,12 @@ wrong_idx = (~right).nonzero().flatten()
 right_idx = right.nonzero().flatten()
 gallery("Most confident mistakes", wrong_idx[conf[wrong_idx].argsort(descending=True)].tolist(), "mistakes")
 gallery("Least confident correct predictions", right_idx[conf[right_idx].argsort()].tolist(), "unsure")
-st.caption(f"Image numbers are indices in the {split} split. **Saliency** and **Attack** open an image on those pages"
+st.caption("Under each image: the predicted class in bold, m(x), and the true class. **Saliency** and **Attack** open "
+           f"an image on those pages (their tooltips give its index in the {split} split)"
            + (f" with {names[focus]} as the sidebar model." if focus_is_network else "."))
 
-table = "model," + ",".join(f"q{q}" for q in SEED_QUANTILES) + "\n" + "\n".join(
-    f"{r['Model']}," + ",".join(f"{r[f'Q{q:.2f}']:.6f}" for q in SEED_QUANTILES) for r in q_rows)
 c1, c2 = st.columns(2)
-c1.download_button("Download the quantiles (CSV)", table, file_name="confidence_quantiles.csv", mime="text/csv",
-                   icon=":material/download:", on_click="ignore")
-columns = list(dict.fromkeys(k for r in rows for k in r))
-metrics_csv = ",".join(columns) + "\n" + "\n".join(",".join("" if r.get(k) is None else str(r[k]) for k in columns) for r in rows)
-c2.download_button("Download accuracy and calibration (CSV)", metrics_csv, file_name="calibration.csv", mime="text/csv",
-                   icon=":material/download:", on_click="ignore")
+c1.download_button("Download the quantiles (CSV)", pd.DataFrame(q_rows).to_csv(index=False), file_name="confidence_quantiles.csv",
+                   mime="text/csv", icon=":material/download:", on_click="ignore")
+c2.download_button("Download accuracy and calibration (CSV)", pd.DataFrame(rows).to_csv(index=False), file_name="calibration.csv",
+                   mime="text/csv", icon=":material/download:", on_click="ignore")

@@ -2,8 +2,12 @@
 (seed 002 §1.3 and §2).
 
 For networks m(x) is the max softmax; for the k-NN the share of the k votes (so it only takes the
-values j/k); for logistic regression its max probability: :func:`robust_core.models.predict_proba`
-serves all three.
+values j/k); for logistic regression its max probability: :func:`scores` serves all three, with the
+logits where the model has them (temperature scaling needs them).
+
+Adversarial inputs (:func:`adversarial_inputs`) are crafted white-box on any model with an input
+gradient (networks and the logistic regression); a k-NN has none, so it can only be scored on
+images crafted on another model (a transfer attack).
 """
 from __future__ import annotations
 
@@ -12,8 +16,15 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 SEED_QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75)
+
+# The attacks the confidence analysis offers, with their parameters. PGD runs every step on every
+# image (no stop on success): stopping at the first misclassification leaves each attacked image
+# just across the decision boundary, where m(x) is low by construction, which would say nothing
+# about how sure a model is of an attacked image.
+ATTACK_PARAMS: dict[str, dict] = {"fgsm": {}, "pgd": {"steps": 20, "stop_on_success": False}}
 
 
 def confidence(proba: torch.Tensor) -> torch.Tensor:
@@ -109,5 +120,58 @@ def risk_coverage(conf: torch.Tensor, correct: torch.Tensor) -> tuple[list[float
     return (kept / len(order)).tolist(), (hits / kept).tolist()
 
 
-__all__ = ["SEED_QUANTILES", "ReliabilityBins", "brier", "calibration_metrics", "confidence", "fit_temperature", "nll",
-           "quantiles", "reliability", "risk_coverage"]
+def differentiable(model) -> nn.Module | None:
+    """The torch module an input-gradient attack runs on: a network itself, the logistic
+    regression's linear twin (same logits), or None for a model without gradient (k-NN)."""
+    if isinstance(model, nn.Module):
+        return model
+    twin = getattr(model, "differentiable", None)
+    return twin() if twin is not None else None
+
+
+@torch.no_grad()
+def scores(model, x: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """(class probabilities, logits or None) of ``model`` on ``x``, in eval mode, on CPU.
+
+    Logits for networks and the logistic regression (so temperature scaling applies); None for a
+    k-NN, whose probabilities are vote shares with no logits behind them.
+    """
+    from .models import predict_proba
+
+    net = differentiable(model)
+    if net is None:
+        return predict_proba(model, x).cpu(), None
+    was_training = net.training
+    net.eval()
+    try:
+        device = next(net.parameters()).device
+        logits = torch.cat([net(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
+    finally:
+        net.train(was_training)
+    return logits.softmax(1), logits
+
+
+def adversarial_inputs(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps: float, seed: int = 0,
+                       batch_size: int = 500) -> torch.Tensor:
+    """``x`` attacked white-box on ``model`` (L-inf budget ``eps``) with ``attack`` from :data:`ATTACK_PARAMS`.
+
+    ValueError for a model without input gradient (k-NN): score it on images crafted on another
+    model instead (a transfer attack). ``eps = 0`` returns a copy of ``x``.
+    """
+    from .attacks import get_attack
+
+    if attack not in ATTACK_PARAMS:
+        raise ValueError(f"attack must be one of {sorted(ATTACK_PARAMS)}, got {attack!r}")
+    net = differentiable(model)
+    if net is None:
+        raise ValueError("this model has no input gradient (k-NN): attack another model and transfer its images")
+    if eps == 0:
+        return x.detach().clone()
+    spec = get_attack(attack)
+    device = next(net.parameters()).device
+    return torch.cat([spec(net, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device), eps=eps, seed=seed,
+                           **ATTACK_PARAMS[attack]).cpu() for i in range(0, len(x), batch_size)])
+
+
+__all__ = ["ATTACK_PARAMS", "SEED_QUANTILES", "ReliabilityBins", "adversarial_inputs", "brier", "calibration_metrics",
+           "confidence", "differentiable", "fit_temperature", "nll", "quantiles", "reliability", "risk_coverage", "scores"]

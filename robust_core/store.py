@@ -390,7 +390,7 @@ def _state_dict(model) -> dict[str, torch.Tensor]:
 def _model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]):
     config = TrainConfig.from_dict(meta["config"])
     arch_kwargs = dict(config.arch_kwargs)
-    if architecture(config.arch).kind == "sklearn":
+    if architecture(config.arch).kind == "fitted":
         model = build_model(config.arch, config.dataset, **{**arch_kwargs, "seed": config.seed})
         model.load_state_dict(state)
         if config.arch == "knn":  # a k-NN memorises its training split: refit from the dataset

@@ -55,3 +55,79 @@ def test_quantiles_match_numpy_and_other_metrics():
     assert calibration_metrics(proba, y)["accuracy"] == 0.5
     coverage, accuracy = risk_coverage(torch.tensor([0.9, 0.1, 0.8]), torch.tensor([1.0, 0.0, 1.0]))
     assert coverage == pytest.approx([1 / 3, 2 / 3, 1.0]) and accuracy == pytest.approx([1.0, 1.0, 2 / 3])
+
+
+def test_logistic_regression_has_logits_and_is_attacked_white_box(mnist):
+    from robust_core.confidence import adversarial_inputs, scores
+    from robust_core.models import build_model, predict_proba
+
+    logreg = build_model("logreg", "mnist", max_iter=50).fit(mnist.train_x[:2000], mnist.train_y[:2000])
+    x, y = mnist.test_x[:300], mnist.test_y[:300]
+    proba, logits = scores(logreg, x)
+    assert logits is not None and torch.allclose(proba, predict_proba(logreg, x), atol=1e-6)
+    x_adv = adversarial_inputs(logreg, x, y, attack="pgd", eps=0.1)
+    assert (x_adv - x).abs().max() <= 0.1 + 1e-6 and x_adv.min() >= 0 and x_adv.max() <= 1
+    clean_acc = float((proba.argmax(1) == y).float().mean())
+    attacked_acc = float((predict_proba(logreg, x_adv).argmax(1) == y).float().mean())
+    assert clean_acc > 0.8 and attacked_acc < clean_acc - 0.5  # a linear model on pixels falls to ε = 0.1
+
+
+def test_knn_has_no_logits_and_no_white_box_attack(mnist):
+    from robust_core.confidence import adversarial_inputs, scores
+    from robust_core.models import build_model
+
+    knn = build_model("knn", "mnist").fit(mnist.train_x[:1000], mnist.train_y[:1000])
+    proba, logits = scores(knn, mnist.test_x[:50])
+    assert logits is None and torch.allclose(proba.sum(1), torch.ones(50))
+    with pytest.raises(ValueError, match="no input gradient"):
+        adversarial_inputs(knn, mnist.test_x[:50], mnist.test_y[:50], attack="fgsm", eps=0.1)
+
+
+def test_pgd_for_confidence_maximises_the_loss_instead_of_stopping_at_the_boundary(small_cnn, mnist):
+    """Stopping at the first misclassification leaves the attacked images where m(x) is about 1/2;
+    the confidence analysis runs every step, so it sees how sure the model is of its mistakes."""
+    from robust_core.attacks import pgd
+    from robust_core.confidence import adversarial_inputs, scores
+
+    x, y = mnist.test_x[:200], mnist.test_y[:200]
+    full, _ = scores(small_cnn, adversarial_inputs(small_cnn, x, y, attack="pgd", eps=0.2))
+    stopped, _ = scores(small_cnn, pgd(small_cnn, x, y, eps=0.2, steps=20, stop_on_success=True))
+    fooled = (full.argmax(1) != y) & (stopped.argmax(1) != y)
+    assert fooled.sum() > 50
+    assert confidence(full[fooled]).mean() > confidence(stopped[fooled]).mean() + 0.1
+
+
+def test_logistic_regression_fit_matches_scikit_learn(mnist):
+    """The torch L-BFGS fit minimises scikit-learn's objective: same predictions once both converge."""
+    import warnings
+
+    from sklearn.linear_model import LogisticRegression
+
+    from robust_core.models import build_model
+
+    x, y = mnist.train_x[:500], mnist.train_y[:500]
+    ours = build_model("logreg", "mnist", C=0.1, max_iter=200).fit(x, y)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        reference = LogisticRegression(C=0.1, max_iter=200).fit(x.reshape(500, -1).numpy(), y.numpy())
+    test = mnist.test_x[:500]
+    agree = (ours.predict_proba(test).argmax(1).numpy() == reference.predict(test.reshape(500, -1).numpy())).mean()
+    assert agree > 0.99
+    reference_proba = torch.from_numpy(reference.predict_proba(test.reshape(500, -1).numpy())).float()
+    assert torch.allclose(ours.predict_proba(test), reference_proba, atol=0.03)
+
+
+def test_logistic_regression_loads_a_checkpoint_that_lacks_a_class(mnist):
+    """scikit-learn checkpoints keep only the classes seen in training: an absent class gets probability 0."""
+    from robust_core.models import build_model
+
+    fitted = build_model("logreg", "mnist", max_iter=20).fit(mnist.train_x[:500], mnist.train_y[:500])
+    state = fitted.state_dict()
+    keep = torch.tensor([c for c in range(10) if c != 4])
+    old = {"coef": state["coef"][keep], "intercept": state["intercept"][keep], "classes": keep}
+    loaded = build_model("logreg", "mnist")
+    loaded.load_state_dict(old)
+    proba = loaded.predict_proba(mnist.test_x[:100])
+    assert torch.all(proba[:, 4] == 0) and torch.allclose(proba.sum(1), torch.ones(100))
+    with pytest.raises(ValueError, match="NaN"):
+        build_model("logreg", "mnist").load_state_dict({**state, "coef": state["coef"] * float("nan")})

@@ -79,4 +79,4 @@ def test_baselines_expose_predict_proba(mnist):
 
 
 def test_registry_lists_kinds():
-    assert {a.kind for a in ARCHITECTURES.values()} == {"torch", "sklearn"}
+    assert {a.kind for a in ARCHITECTURES.values()} == {"torch", "fitted"}

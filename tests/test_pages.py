@@ -264,7 +264,7 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     widget(at.radio, "Inputs").set_value("adversarial").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert "attacked" in set(table["Inputs"]) and "clean" in set(table["Inputs"]), table.to_dict()  # the k-NN stays clean
+    assert set(table["Inputs"]) == {"white-box", "transfer from first"}, table.to_dict()  # the k-NN gets transferred images
     # Switch the models to the k-NN alone (through the widget's state: AppTest cannot pick formatted options).
     knn_id = next(e.model_id for e in ModelStore(isolated_store).list() if e.meta["config"]["arch"] == "knn")
     at.session_state["confidence_models_mnist"] = [knn_id]

@@ -9,7 +9,7 @@ import torch
 from torch import nn
 
 from ..data import dataset_info
-from .baselines import KNNBaseline, LogisticRegressionBaseline, SklearnBaseline
+from .baselines import KNNBaseline, LogisticRegressionBaseline, FittedBaseline
 from .networks import ACTIVATIONS, ImageClassifier, mlp, seed_cnn
 
 
@@ -17,7 +17,7 @@ from .networks import ACTIVATIONS, ImageClassifier, mlp, seed_cnn
 class Architecture:
     name: str
     title: str
-    kind: str  # "torch" (trained by gradient descent) or "sklearn" (fitted)
+    kind: str  # "torch" (trained by gradient descent) or "fitted" (logistic regression, k-NN)
     description: str
     builder: Callable[..., Any]
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
@@ -48,11 +48,11 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("mlp", "MLP", "torch",
                      "Fully connected network; hidden sizes, activation and dropout configurable",
                      lambda info, **kw: mlp(info.shape, info.num_classes, info.mean, info.std, **kw)),
-        Architecture("logreg", "Logistic regression", "sklearn",
-                     "Multinomial logistic regression on raw pixels (scikit-learn)",
+        Architecture("logreg", "Logistic regression", "fitted",
+                     "Multinomial logistic regression on raw pixels (L-BFGS in PyTorch, scikit-learn's objective)",
                      lambda info, **kw: LogisticRegressionBaseline(info.num_classes, **kw)),
-        Architecture("knn", "k-NN (k=3)", "sklearn",
-                     "k-nearest neighbours on raw pixels, Euclidean (scikit-learn)",
+        Architecture("knn", "k-NN (k=3)", "fitted",
+                     "k-nearest neighbours on raw pixels, Euclidean (brute force in PyTorch)",
                      lambda info, **kw: KNNBaseline(info.num_classes, **kw)),
     ]
 }
@@ -80,7 +80,7 @@ def parameter_count(model) -> int | None:
 @torch.no_grad()
 def predict_proba(model, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Tensor:
     """Class probabilities (N, K) for networks (softmax of logits) and baselines alike, on x's device."""
-    if isinstance(model, SklearnBaseline):
+    if isinstance(model, FittedBaseline):
         return model.predict_proba(x)
     was_training = model.training
     model.eval()
@@ -94,6 +94,6 @@ def predict_proba(model, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Te
 
 __all__ = [
     "ACTIVATIONS", "ARCHITECTURES", "Architecture", "ImageClassifier", "KNNBaseline",
-    "LogisticRegressionBaseline", "SklearnBaseline", "architecture", "build_model",
+    "LogisticRegressionBaseline", "FittedBaseline", "architecture", "build_model",
     "parameter_count", "predict_proba",
 ]

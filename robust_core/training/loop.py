@@ -13,7 +13,7 @@ from torch import nn
 
 from ..data import DatasetSplits, load_dataset
 from ..device import get_device, resolve_precision
-from ..models import SklearnBaseline, architecture, build_model
+from ..models import FittedBaseline, architecture, build_model
 from .config import TrainConfig
 from .gfa import measure_alignment
 from .losses import BatchContext, training_method
@@ -63,7 +63,7 @@ class TrainResult:
 @torch.no_grad()
 def evaluate(model, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000) -> dict[str, float]:
     """Mean cross-entropy and accuracy of ``model`` on (x, y), computed in eval mode."""
-    if isinstance(model, SklearnBaseline):
+    if isinstance(model, FittedBaseline):
         proba = model.predict_proba(x).clamp_min(1e-12)
         return {"loss": float(F.nll_loss(proba.log(), y.to(proba.device))), "acc": float((proba.argmax(1).cpu() == y.cpu()).float().mean())}
     was_training = model.training
@@ -124,7 +124,7 @@ def train_model(
     data = training_data(config, data)
     device = torch.device(device) if device is not None else get_device()
     start = time.perf_counter()
-    if architecture(config.arch).kind == "sklearn":
+    if architecture(config.arch).kind == "fitted":
         return _fit_baseline(config, data, start)
 
     train_x, train_y = data.train_x, data.train_y
