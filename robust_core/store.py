@@ -87,7 +87,17 @@ class StoredModel:
 
 
 def default_name(config: TrainConfig, model_id: str) -> str:
-    return f"{config.dataset} · {config.arch} · {config.method} · {model_id[:6]}"
+    """A readable name for a model nobody named: "k-NN (k=3) · MNIST" for a fitted baseline (one per dataset and
+    recipe in practice), "Seed CNN · PGD adversarial training · 2a34f7" for a network (the id's start tells
+    apart the many configurations a room trains)."""
+    from .data import DATASETS
+    from .models import ARCHITECTURES
+    from .training import METHOD_TITLES
+
+    arch = ARCHITECTURES[config.arch].title if config.arch in ARCHITECTURES else config.arch
+    if config.arch in ARCHITECTURES and ARCHITECTURES[config.arch].kind == "fitted":
+        return f"{arch} · {DATASETS[config.dataset].title if config.dataset in DATASETS else config.dataset}"
+    return f"{arch} · {METHOD_TITLES.get(config.method, config.method)} · {model_id[:6]}"
 
 
 def name_key(name: str) -> str:

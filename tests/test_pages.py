@@ -257,7 +257,7 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["Inputs"]) == {"clean"}
-    knn_row = table[table["Model"].str.contains("knn")]
+    knn_row = table[table["Model"].str.contains("k-NN")]
     assert knn_row["Temperature (val)"].isna().all()
     widget(at.selectbox, "Split").select("validation").run()
     assert not at.exception, [e.value for e in at.exception]

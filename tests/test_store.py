@@ -223,3 +223,15 @@ def test_display_names_add_the_id_only_where_names_collide(store, tiny_result):
     twins = [StoredModel(i, store.root, {"name": "x"}) for i in ("0123456789abcdef", "0123456789abcdee")]
     assert display_names(twins) == {"0123456789abcdef": "x [0123456789abcdef]", "0123456789abcdee": "x [0123456789abcdee]"}
     assert display_names([]) == {}
+
+
+def test_default_names_are_readable(store, tiny_result):
+    """Issue 13, item 7: a baseline fitted without a name was called "mnist · knn · standard · 845080"."""
+    from robust_core.store import default_name
+    from robust_core.training import TrainConfig
+
+    knn = TrainConfig(arch="knn", train_subset=2000)
+    assert default_name(knn, knn.config_hash()) == "k-NN (k=3) · MNIST"
+    assert default_name(TrainConfig(arch="logreg", dataset="fashion_mnist"), "x" * 16) == "Logistic regression · Fashion-MNIST"
+    entry = store.save(tiny_result)
+    assert entry.name == f"Seed CNN · Standard (cross-entropy) · {entry.model_id[:6]}"
