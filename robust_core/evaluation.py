@@ -396,8 +396,9 @@ def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Se
     """The catastrophic-overfitting signature, per single-step attack (FGSM) against the strongest multi-step one.
 
     Flags FGSM when, at some eps, its accuracy is more than ``gap`` (a share, 0.2 = 20 points) above the lowest
-    accuracy of the iterative attacks at that eps; ``flat`` is True when, from the first such eps to the largest,
-    FGSM's accuracy falls by less than ``flat`` (or rises): the single step has stopped finding anything as eps grows.
+    accuracy of the iterative attacks at that eps; ``flat`` is True when, from the first such eps to the eps of the
+    widest gap, FGSM's accuracy falls by less than ``flat`` (or rises): while the iterative attacks fall to their
+    worst, the single step finds nothing more (far beyond any budget, eps 0.4 on MNIST, it may fall again).
     Returns one dict per flagged attack: attack, strongest (the attack that is lowest where the gap is widest), eps,
     single_step and strongest accuracy there, gap, first_eps (where the gap first exceeds ``gap``), flat.
     """
@@ -418,7 +419,7 @@ def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Se
         first = wide[0]
         found.append({"attack": single, "strongest": lowest[widest][1], "eps": float(eps_grid[widest]),
                       "single_step": single_acc[widest], "strongest_accuracy": lowest[widest][0], "gap": gaps[widest],
-                      "first_eps": float(eps_grid[first]), "flat": single_acc[first] - single_acc[-1] < flat})
+                      "first_eps": float(eps_grid[first]), "flat": single_acc[first] - single_acc[widest] < flat})
     return found
 
 

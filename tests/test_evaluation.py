@@ -114,3 +114,14 @@ def test_catastrophic_overfitting_is_flagged_when_fgsm_stays_flat_far_above_iter
     falling = {"fgsm": [0.99, 0.9, 0.75, 0.6, 0.45, 0.35, 0.3], "pgd": [0.99, 0.8, 0.4, 0.1, 0.0, 0.0, 0.0]}
     [f] = single_step_masking(falling, eps)
     assert not f["flat"]
+
+
+def test_masking_signature_on_the_measured_fgsm_trained_cnn_curves():
+    """The shipped FGSM-AT CNN on the first 100 test images (measured): FGSM falls again only at eps 0.4."""
+    from robust_core.evaluation import single_step_masking
+
+    eps = [0.0, 0.05, 0.1, 0.2, 0.27, 0.3, 0.4]
+    measured = {"fgsm": [1.0, 1.0, 0.97, 0.94, 0.94, 0.93, 0.75], "pgd": [1.0, 0.94, 0.7, 0.09, 0.0, 0.0, 0.0],
+                "apgd_ce": [1.0, 0.94, 0.58, 0.05, 0.0, 0.0, 0.0], "square": [1.0, 0.96, 0.81, 0.19, 0.02, 0.0, 0.0]}
+    [found] = single_step_masking(measured, eps)
+    assert found["flat"] and found["eps"] == 0.27 and found["first_eps"] == 0.1
