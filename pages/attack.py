@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from pages._shared import analysis_page, get_store, opened_image
-from robust_core.attacks import ATTACKS
+from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
                                     model_sanity_warnings, perturbation_stats, sanity_warnings, single_step_masking)
@@ -26,7 +26,7 @@ EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
 GALLERY_SIZE = 8
 GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a laptop screen with the slider
-NORM_LABELS = {"linf": "L∞", "l2": "L2", "l1": "L1"}
+NORM_LABELS = NORM_SYMBOLS
 # The default parameters of each budgeted attack, as the controls below set them: the comparison
 # view uses the same dictionaries, so both views share their cache entries.
 DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
@@ -35,10 +35,7 @@ DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"s
 
 
 def attack_label(attack: str) -> str:
-    """"PGD · L∞": the attack's name without the norm some titles carry, then its norm, once."""
-    spec = ATTACKS[attack]
-    name = re.sub(r"\s*\((L-inf|L2|L1)\)$|\s+(L-inf|L2|L1)$", "", spec.title)
-    return f"{name} · {NORM_LABELS[spec.norm]}"
+    return ATTACKS[attack].label
 
 
 def attack_caption(attack: str) -> str:
@@ -235,7 +232,7 @@ class_choices = [c for c in range(len(data.info.class_names)) if c != true_class
 target_class = t2.selectbox(f"Read it as (true class: {data.info.class_names[true_class]})", class_choices,
                             index=class_choices.index(3) if 3 in class_choices else 0,
                             format_func=lambda c: data.info.class_names[c], key=f"target_class_{true_class}")
-target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_func=lambda a: ATTACKS[a].title)
+target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_func=attack_label)
 
 
 @st.cache_data(show_spinner="Searching the smallest ε…", max_entries=256)
@@ -291,7 +288,7 @@ cmp_options = list(names)
 cmp_model = c1.selectbox("Model to compare on", cmp_options, index=cmp_options.index(model_ids[0]), format_func=names.get,
                          key="cmp_model")
 cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
-                             default=["fgsm", "pgd", "apgd_ce", "square"], format_func=lambda a: ATTACKS[a].title)
+                             default=["fgsm", "pgd", "apgd_ce", "square"], format_func=attack_label)
 others = [e.model_id for e in networks if e.model_id != cmp_model]
 transfer_source = st.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
                                [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],
@@ -308,7 +305,7 @@ cmp_missing = [a for a in cmp_keys if cache.get(cmp_keys[a]) is None]
 
 
 def cmp_title(a):
-    return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].title
+    return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].label
 
 
 if cmp_missing and st.button(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}",

@@ -61,7 +61,7 @@ with st.container(border=True):
     inputs = c3.radio("Inputs", ["clean", "adversarial"], horizontal=True,
                       help="Adversarial: every model with an input gradient (networks, logistic regression) is attacked "
                            "white-box; the k-NN has none and is scored on images crafted on a model you choose (transfer).")
-    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), format_func=lambda a: ATTACKS[a].title, disabled=inputs == "clean",
+    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), format_func=lambda a: ATTACKS[a].label, disabled=inputs == "clean",
                           help="PGD: 20 steps, every step on every image (it maximises the loss instead of stopping "
                                "at the first misclassification, which would leave m(x) at the decision boundary).")
     eps = float(c5.slider("ε (L∞)", 0.0, 0.4, 0.1, 0.01, disabled=inputs == "clean"))

@@ -90,7 +90,7 @@ with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     signed = c1.toggle("Signed", value=False, help="Red/blue for positive/negative evidence (methods whose sign means something)")
     with_adversarial = c2.toggle("Also on an adversarial image", value=True)
-    attack = c3.selectbox("Attack", ["pgd", "fgsm", "apgd_ce"], format_func=lambda a: ATTACKS[a].title,
+    attack = c3.selectbox("Attack", ["pgd", "fgsm", "apgd_ce"], format_func=lambda a: ATTACKS[a].label,
                           disabled=not with_adversarial)
     eps = c4.slider("ε (L∞)", 0.0, 0.5, 0.15, 0.01, disabled=not with_adversarial)
 

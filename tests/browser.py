@@ -127,8 +127,35 @@ def show_finished_morph(page) -> None:
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
 
 
+def show_two_models_at_eps_03(page) -> None:
+    """Attack as the README shows it: the standard and the PGD-AT CNN on 100 test images (computed on first
+    use, a few minutes), the slider dragged to eps = 0.3."""
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Test images").click()
+    page.get_by_role("option", name="100", exact=True).click()
+    wait_until_idle(page)
+    models = page.locator('[data-testid="stMultiSelect"]').filter(has_text="Models").first
+    models.click()
+    page.get_by_role("option", name="CNN · PGD-AT ε=0.3").click()
+    page.keyboard.press("Escape")
+    wait_until_idle(page)
+    compute = page.get_by_role("button", name="Compute (")
+    if compute.count():
+        compute.first.click()
+        page.wait_for_timeout(1000)
+        wait_until_idle(page, 900)
+    figure = page.locator(".js-plotly-plot").first
+    figure.scroll_into_view_if_needed()
+    grip = page.locator(".slider-grip-rect").first.bounding_box()
+    rail = page.locator(".slider-rail-rect").first.bounding_box()
+    page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(rail["x"] + rail["width"] * 0.75, grip["y"] + grip["height"] / 2, steps=8)
+    page.mouse.up()
+    page.wait_for_timeout(500)
+
+
 # What a page's README screenshot shows beyond its opening view.
-PREPARE = {"Class Visualization": show_finished_morph}
+PREPARE = {"Class Visualization": show_finished_morph, "Attack": show_two_models_at_eps_03}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -142,7 +169,7 @@ def main(argv: list[str] | None = None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     with dashboard() as url, browser_page() as page:
         for name in args.pages:
-            open_page(page, url, name)
+            open_page(page, url, name, timeout_s=300)  # a first view may compute (the Saliency grid on 3 models)
             if name in PREPARE:
                 PREPARE[name](page)
             errors = page_errors(page)

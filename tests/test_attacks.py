@@ -204,3 +204,12 @@ def test_apgd_steps_only_unbroken_examples_with_one_pass_per_step(cnn, mnist):
     counted.images = 0
     apgd(counted, x, y, eps=1e-3, steps=steps)
     assert counted.images <= len(x) * (steps + 1 + len(_checkpoints(steps))) + len(x)
+
+
+def test_every_attack_label_names_its_norm_once():
+    """Issue 13, item 10: the picker read "PGD (L-inf) · LINF"."""
+    from robust_core.attacks import ATTACKS, NORM_SYMBOLS
+
+    for spec in ATTACKS.values():
+        assert spec.label.count(NORM_SYMBOLS[spec.norm]) == 1 and "L-inf" not in spec.label and "LINF" not in spec.label
+    assert ATTACKS["pgd"].label == "PGD · L∞" and ATTACKS["pgd_l2"].label == "PGD · L2"

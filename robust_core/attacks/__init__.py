@@ -11,6 +11,7 @@ the parameters' ``.grad``. Every attack is registered in :data:`ATTACKS` with it
 """
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -21,6 +22,9 @@ from ._common import NORMS, flat_norm, predict
 from .gradient import apgd, apgd_t, fgsm, pgd
 from .minimal import cw_l2, deepfool, ead
 from .square import square
+
+
+NORM_SYMBOLS = {"linf": "L∞", "l2": "L2", "l1": "L1"}
 
 
 @dataclass(frozen=True)
@@ -36,6 +40,12 @@ class AttackSpec:
 
     def __call__(self, model, x, y, **kwargs) -> torch.Tensor:
         return self.fn(model, x, y, **{**self.defaults, **kwargs})
+
+    @property
+    def label(self) -> str:
+        """"PGD · L∞": the name without the norm some titles carry ("PGD (L-inf)"), then the norm, once (for pickers)."""
+        name = re.sub(r"\s*\((L-inf|L2|L1)\)$|\s+(L-inf|L2|L1)$", "", self.title)
+        return f"{name} · {NORM_SYMBOLS[self.norm]}"
 
 
 ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
