@@ -221,7 +221,7 @@ png = grid_png([[None if results[(v, m, meth)][1] is None else
 d2.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png",
                    icon=":material/download:", on_click="ignore")
 
-with st.expander("Sanity checks for this image: model randomisation and deletion/insertion"):
+with st.expander("Sanity checks: model randomisation (a pass/fail verdict per method) and deletion/insertion"):
     st.caption("Model randomisation (Adebayo et al. 2018): re-initialise the layers from the output down and measure how "
                "much each map still resembles the trained model's (Spearman rank correlation of |map|, over the pixels "
                "the network can see). A method whose map barely changes explains the image, not the model: it passes "

@@ -287,21 +287,23 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     for c in range(probabilities.shape[1]):
         fig.add_trace(go.Scatter(x=steps, y=probabilities[:, c].tolist(), mode="lines", name=str(class_names[c]),
                                  line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])), row=1, col=2)
-    fig.add_trace(go.Scatter(x=[steps[keep[0]]], y=[float(probabilities[keep[0], target])], mode="markers", showlegend=False,
+    # It opens on the result (the last frame); the slider goes back, ▶ plays from the start.
+    last = len(keep) - 1
+    fig.add_trace(go.Scatter(x=[steps[keep[last]]], y=[float(probabilities[keep[last], target])], mode="markers", showlegend=False,
                              marker=dict(size=12, color="black")), row=1, col=2)
     marker_trace = len(fig.data) - 1
     fig.frames = [go.Frame(name=str(i), data=[go.Scatter(x=[steps[i]], y=[float(probabilities[i, target])])],
                            traces=[marker_trace], layout={"xaxis": {"range": window(k)}}) for k, i in enumerate(keep)]
     still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
     fig.update_layout(
-        sliders=[dict(steps=[dict(method="animate", label=str(steps[i]), args=[[str(i)], still]) for i in keep],
+        sliders=[dict(steps=[dict(method="animate", label=str(steps[i]), args=[[str(i)], still]) for i in keep], active=last,
                       currentvalue=dict(prefix="step "), pad=dict(t=40), x=0.1, len=0.9)],
         updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.28, xanchor="left", yanchor="top",
                           buttons=[dict(label="▶ play", method="animate",
-                                        args=[None, dict(still, frame=dict(duration=frame_ms, redraw=False), fromcurrent=True)])])],
+                                        args=[[str(i) for i in keep], dict(still, frame=dict(duration=frame_ms, redraw=False))])])],
         height=380, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
         yaxis2=dict(range=[0, 1.02], tickformat=".0%"), xaxis2=dict(title="step"))
     # Square pixels by shrinking the image's domain, not by widening its window (which would show the next frame).
-    fig.update_xaxes(visible=False, range=window(0), constrain="domain", row=1, col=1)
+    fig.update_xaxes(visible=False, range=window(last), constrain="domain", row=1, col=1)
     fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain", row=1, col=1)
     return fig

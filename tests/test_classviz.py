@@ -226,3 +226,6 @@ def test_the_morph_figure_plays_by_moving_a_window_over_one_strip():
     assert starts == [k * (28 + GALLERY_GAP) - 0.5 for k in range(41)]
     play = fig.layout.updatemenus[0].buttons[0].args[1]
     assert play["transition"]["duration"] == 0 and play["frame"]["redraw"] is False
+    # It opens on the result; play runs every frame from the start.
+    assert fig.layout.xaxis.range == tuple(fig.frames[-1].layout.xaxis.range) and fig.layout.sliders[0].active == 40
+    assert list(fig.layout.updatemenus[0].buttons[0].args[0]) == [f.name for f in fig.frames]
