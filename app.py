@@ -10,7 +10,8 @@ from robust_core.store import display_names
 st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
 
 PAGES = [
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:", default=True),
+    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
     st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
     st.Page("pages/saliency.py", title="Saliency", icon=":material/visibility:"),
     st.Page("pages/classviz.py", title="Class Visualization", icon=":material/auto_fix_high:"),
@@ -23,8 +24,13 @@ st.session_state["_shell_run"] = True  # see pages._shared.require_shell
 with st.sidebar:
     st.markdown("### :material/shield: Robustness Lab")
     names = list(DATASETS)
+    # A link's ?dataset= (a lecture path, a shared view) switches the dataset once per new value; the page then
+    # writes the dataset in use back into the address, so choosing another one here is not undone.
+    linked = st.query_params.get("dataset")
+    if linked in DATASETS and linked != st.session_state.get("_linked_dataset"):
+        st.session_state["_linked_dataset"] = st.session_state["dataset"] = linked
     st.selectbox(
-        "Dataset", names, index=names.index(current_dataset()), key="dataset",
+        "Dataset", names, key="dataset", **({} if "dataset" in st.session_state else {"index": names.index(current_dataset())}),
         format_func=lambda n: DATASETS[n].title,
         help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use.",
     )

@@ -209,3 +209,60 @@ def png_config(file_name: str) -> dict:
     """Plotly chart config whose camera button saves the chart as ``file_name``.png at twice the size
     (in the browser: no server-side renderer needed)."""
     return {"toImageButtonOptions": {"format": "png", "filename": file_name, "scale": 2}, "displaylogo": False}
+
+
+# ---- state in the URL: any view is a link (lecture paths, "copy link to this view") ------------------------------
+def url_value(name: str, choices, default):
+    """The URL's ``?name=`` when it is one of ``choices`` (compared as text), else ``default``.
+
+    Widgets take it as their default: a link opens the page in its state, and since every page writes its
+    state back (:func:`set_url`), the address always describes the view on screen.
+    """
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    return next((c for c in choices if str(c) == raw), default)
+
+
+def url_list(name: str, choices, default: list) -> list:
+    """The URL's ``?name=a,b`` items that are among ``choices`` (order kept), else ``default`` when none is."""
+    raw = st.query_params.get(name)
+    if raw is None:
+        return default
+    wanted = [c for part in raw.split(",") for c in choices if str(c) == part]
+    return list(dict.fromkeys(wanted)) or default
+
+
+def url_int(name: str, low: int, high: int, default: int) -> int:
+    raw = st.query_params.get(name)
+    try:
+        value = int(raw) if raw is not None else default
+    except ValueError:
+        return default
+    return value if low <= value <= high else default
+
+
+def set_url(**values) -> None:
+    """Write the page's state into the address (lists as a,b,c); only what changed, so no needless browser update."""
+    for name, value in values.items():
+        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        if st.query_params.get(name) != text:
+            st.query_params[name] = text
+
+
+def copy_link_button(container=st) -> None:
+    """A button that copies the address of the current view (the browser's own URL, state included)."""
+    import streamlit.components.v1 as components
+
+    with container:
+        components.html(
+            """<button id="copy" style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc;
+            border-radius: 8px; background: white; cursor: pointer">🔗 Copy link to this view</button>
+            <script>
+            const button = document.getElementById("copy");
+            button.onclick = async () => {
+              const url = window.parent.location.href;
+              try { await navigator.clipboard.writeText(url); button.textContent = "✓ Link copied"; }
+              catch (e) { window.prompt("Copy this link:", url); }
+            };
+            </script>""", height=44)

@@ -11,7 +11,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, get_store, opened_image
+from pages._shared import analysis_page, get_store, opened_image, set_url, url_list, url_value
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -87,9 +87,12 @@ galleries = gallery_store(str(store.root))
 with st.container(border=True):
     c1, c2, c3 = st.columns([3, 2, 1])
     default_models = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
-    model_ids = c1.multiselect("Models", list(names), default=default_models, format_func=names.get, max_selections=6)
-    attack = c2.selectbox("Attack", list(ATTACKS), index=list(ATTACKS).index("pgd"), format_func=attack_label)
-    n_images = c3.selectbox("Test images", SUBSET_SIZES, index=SUBSET_SIZES.index(500))
+    # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
+    model_ids = c1.multiselect("Models", list(names), default=url_list("models", list(names), default_models)[:6],
+                               format_func=names.get, max_selections=6)
+    attack = c2.selectbox("Attack", list(ATTACKS), index=list(ATTACKS).index(url_value("attack", list(ATTACKS), "pgd")),
+                          format_func=attack_label)
+    n_images = c3.selectbox("Test images", SUBSET_SIZES, index=SUBSET_SIZES.index(url_value("n", SUBSET_SIZES, 500)))
     spec = ATTACKS[attack]
     c1, c2, c3, c4 = st.columns(4)
     params: dict = {}
@@ -285,10 +288,12 @@ linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind 
 c1, c2 = st.columns([2, 3])
 # Any network of the dataset, not only those picked above: the comparison is about one model.
 cmp_options = list(names)
-cmp_model = c1.selectbox("Model to compare on", cmp_options, index=cmp_options.index(model_ids[0]), format_func=names.get,
-                         key="cmp_model")
+cmp_model = c1.selectbox("Model to compare on", cmp_options, index=cmp_options.index(url_value("cmp", cmp_options, model_ids[0])),
+                         format_func=names.get)
 cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
-                             default=["fgsm", "pgd", "apgd_ce", "square"], format_func=attack_label)
+                             default=url_list("cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"]),
+                             format_func=attack_label)
+set_url(dataset=dataset, models=model_ids, attack=attack, n=n_images, cmp=cmp_model, cmp_attacks=cmp_attacks)
 others = [e.model_id for e in networks if e.model_id != cmp_model]
 transfer_source = st.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
                                [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],

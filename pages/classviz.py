@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, comparison_defaults, digit_canvas
+from pages._shared import analysis_page, comparison_defaults, digit_canvas, set_url, url_int, url_list, url_value
 from robust_core.classviz import (OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_share, knn_morph,
                                   readings, visualize)
 from robust_core.classviz.export import finals_png, gif, strip_png
@@ -28,16 +28,20 @@ class_names = data.info.class_names
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([2, 3, 2])
-    start_kind = c1.radio("Start from", list(START_LABELS), format_func=START_LABELS.get)
-    model_ids = c2.multiselect("Models (side by side)", list(names), default=comparison_defaults(networks), format_func=names.get,
-                               max_selections=4)
-    target = c3.selectbox("Target class", range(len(class_names)), index=min(9, len(class_names) - 1),
+    # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
+    starts = list(START_LABELS)
+    start_kind = c1.radio("Start from", starts, index=starts.index(url_value("start", starts, "draw")), format_func=START_LABELS.get)
+    model_ids = c2.multiselect("Models (side by side)", list(names), default=url_list("models", list(names), comparison_defaults(networks))[:4],
+                               format_func=names.get, max_selections=4)
+    target = c3.selectbox("Target class", range(len(class_names)),
+                          index=url_int("target", 0, len(class_names) - 1, min(9, len(class_names) - 1)),
                           format_func=lambda c: class_names[c])
     start_image = None
+    index = url_int("index", 0, len(data.test_x) - 1, 0)
     if start_kind == "draw":
         start_image = digit_canvas(st, key="classviz_draw")
     elif start_kind == "test":
-        index = st.number_input("Test image", 0, len(data.test_x) - 1, 0)
+        index = st.number_input("Test image", 0, len(data.test_x) - 1, index)
         start_image = data.test_x[int(index)]
         st.image(start_image[0].numpy(), width=84, clamp=True, caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
     recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True, key="classviz_recipe",
@@ -78,6 +82,7 @@ with st.container(border=True):
     all_targets = c1.toggle("All targets: morph the start toward each class at once (first model)")
     with_knn = c2.toggle("Compare with the seed's k-NN morph (no gradient)")
 
+set_url(dataset=dataset, models=model_ids, start=start_kind, index=int(index), target=int(target))
 if start_kind in ("draw", "test") and start_image is None:
     st.stop()
 if not model_ids:

@@ -8,7 +8,8 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages._shared import SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image
+from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image, set_url, url_int,
+                           url_list)
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -30,10 +31,13 @@ class_names = data.info.class_names
 with st.container(border=True):
     c1, c2 = st.columns([3, 2])
     # wrap=True: in a column Streamlit keeps the chips on one scrolling row, which hid every method after the second.
-    model_ids = c1.multiselect("Models (columns)", list(names), default=comparison_defaults(networks), format_func=names.get,
-                               max_selections=MAX_MODELS, wrap=True)
+    # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
+    model_ids = c1.multiselect("Models (columns)", list(names),
+                               default=url_list("models", list(names), comparison_defaults(networks))[:MAX_MODELS],
+                               format_func=names.get, max_selections=MAX_MODELS, wrap=True)
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=lambda m: METHODS[m].title, wrap=True)
+    set_url(dataset=dataset, models=model_ids)
     c1, c2, c3 = st.columns(3)
     opened = opened_image("pages/saliency.py", dataset)
     sources = ["Test image", "Draw", "Upload"] + (["Opened image"] if opened else [])
@@ -55,6 +59,11 @@ with st.container(border=True):
         pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
                                   format_func=lambda c: "any class" if c == "any" else class_names[c])
         pool = torch.arange(len(data.test_y)) if pick_class == "any" else (data.test_y == pick_class).nonzero().flatten()
+        linked = st.query_params.get("index")
+        if pick_class == "any" and linked != st.session_state.get("_linked_saliency_index"):
+            # A link's ?index= opens that test image, once per new value (the page then keeps it in the address).
+            st.session_state["_linked_saliency_index"] = linked
+            st.session_state["saliency_position"] = url_int("index", 0, len(pool) - 1, 0)
         if st.session_state.get("saliency_position", 0) > len(pool) - 1:  # another class has fewer images
             st.session_state["saliency_position"] = 0
         if c3.button("Random image", icon=":material/shuffle:"):
@@ -63,6 +72,8 @@ with st.container(border=True):
                                    help="Index among the test images of the chosen class")
         index = int(pool[int(position)])
         image_x, true_label = data.test_x[index : index + 1], int(data.test_y[index])
+        st.session_state["_linked_saliency_index"] = str(index)  # what set_url writes below: not a new link
+        set_url(index=index)
     elif source == "Draw":
         if data.info.shape != (1, 28, 28):
             st.error("Drawn digits are 28×28 grey images: choose MNIST or Fashion-MNIST.")

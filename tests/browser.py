@@ -22,7 +22,7 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 # Page name in the URL for each page of app.py.
-PAGE_PATHS = {"Train": "", "Attack": "attack", "Saliency": "saliency", "Class Visualization": "classviz", "Confidence": "confidence", "Models": "models"}
+PAGE_PATHS = {"Home": "", "Train": "train", "Attack": "attack", "Saliency": "saliency", "Class Visualization": "classviz", "Confidence": "confidence", "Models": "models"}
 
 
 def chromium_available() -> bool:

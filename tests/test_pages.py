@@ -24,16 +24,25 @@ def widget(elements, label):
     return matches[0]
 
 
-def test_app_opens_on_the_train_page_with_the_shared_sidebar():
+def test_app_opens_on_the_home_page_with_lecture_paths_and_the_shared_sidebar():
+    from robust_core.lectures import lecture_paths
+
     at = run_app()
-    assert at.title[0].value == "Train a model"
+    assert at.title[0].value == "Robustness Lab"
+    paths, errors = lecture_paths()
+    assert len(paths) >= 5 and errors == []
+    links = at.get("page_link")
+    assert len(links) == len(paths)
+    # Each card opens its page with its parameters in the query string.
+    first = links[0].proto
+    assert first.page.endswith("attack") and "models=" in first.query_string and "attack=pgd" in first.query_string
     assert widget(at.sidebar.selectbox, "Dataset").value == "mnist"
     assert any("Device:" in c.value and "CPU" in c.value for c in at.sidebar.caption)
     assert any("No trained model" in c.value for c in at.sidebar.caption)
 
 
 def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store):
-    at = run_app()
+    at = run_app("pages/train.py")
     widget(at.selectbox, "Training images").select(1000)
     widget(at.number_input, "Epochs").set_value(1)
     widget(at.text_input, "Name in the store (optional)").input("apptest cnn")
@@ -59,7 +68,7 @@ def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store)
 
 def test_train_page_reports_missing_data_instead_of_crashing(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBUST_DATA_DIR", str(tmp_path / "no-data"))
-    at = run_app()
+    at = run_app("pages/train.py")
     widget(at.selectbox, "Training images").select(1000)
     widget(at.button, "Train").click().run()
     assert not at.exception
@@ -67,7 +76,7 @@ def test_train_page_reports_missing_data_instead_of_crashing(monkeypatch, tmp_pa
 
 
 def test_train_page_rejects_bad_mlp_sizes():
-    at = run_app()
+    at = run_app("pages/train.py")
     widget(at.selectbox, "Architecture").select("mlp").run()
     widget(at.text_input, "Hidden layer sizes").input("256, lots").run()
     assert any("whole numbers" in e.value for e in at.error)
@@ -106,7 +115,7 @@ def test_compare_curves_of_stored_models(stored_model, isolated_store, mnist):
     from robust_core.training import train_model
 
     ModelStore(isolated_store).save(train_model(TrainConfig(train_subset=500, epochs=2, seed=3), data=mnist), name="second")
-    at = run_app()
+    at = run_app("pages/train.py")
     compare = widget(at.multiselect, "Models")
     assert len(compare.value) == 2
     assert len(at.get("plotly_chart")) == 1

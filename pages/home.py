@@ -1,0 +1,36 @@
+"""Home page: what the lab is, and the lecture paths (assets/lectures/*.toml), each opening a page in a prepared state."""
+import streamlit as st
+
+from pages._shared import get_store, require_shell
+from robust_core.lectures import lecture_paths
+
+# The page file each lecture path's "page" names (its URL path in app.py's navigation).
+PAGE_FILES = {"attack": "pages/attack.py", "classviz": "pages/classviz.py", "saliency": "pages/saliency.py",
+              "confidence": "pages/confidence.py", "train": "pages/train.py", "models": "pages/models.py"}
+
+require_shell()
+st.title("Robustness Lab")
+st.markdown(
+    "How easily can a classifier be fooled, and what does it really look at? Train and compare MNIST networks, "
+    "**attack** them (drag ε and watch accuracy collapse), see **where they look** (saliency), **morph** a digit "
+    "toward another class, and check whether a defence is robust or only **masks its gradients**. "
+    "Shipped models (standard, adversarially trained, DeepDefense/GFA) are ready: nothing to train before a lecture.")
+
+paths, errors = lecture_paths()
+store_ids = {e.model_id for e in get_store().list()}
+st.subheader("Lecture paths")
+columns = st.columns(3)
+for i, path in enumerate(paths):
+    with columns[i % 3].container(border=True, height="stretch"):
+        st.markdown(f"#### {path.title}")
+        st.caption(path.summary)
+        wanted = [m for m in path.params.get("models", "").split(",") if m]
+        missing = [m for m in wanted if m not in store_ids]
+        if missing:
+            st.caption(f":material/warning: {len(missing)} of its models are not in the store (deleted?): the page opens "
+                       "with the models it has.")
+        st.page_link(PAGE_FILES[path.page], label="Open", icon=path.icon, query_params=path.params)
+for message in errors:
+    st.warning(f"A lecture path could not be read: {message}", icon=":material/warning:")
+st.caption("Each path is a file in `assets/lectures/` (a title, a summary, a page and its URL parameters): add one "
+           "for your own lecture. Every page keeps its main settings in its address, so any view is a link to share.")

@@ -1,0 +1,70 @@
+"""Each page restores its main state from the address and writes it back: any view is a link."""
+from pathlib import Path
+
+import pytest
+from streamlit.testing.v1 import AppTest
+
+from robust_core.store import ModelStore
+from robust_core.training import TrainConfig, train_model
+from tests.test_pages import widget
+
+APP = str(Path(__file__).resolve().parents[1] / "app.py")
+
+
+@pytest.fixture
+def two_models(isolated_store, tiny_result, mnist):
+    store = ModelStore(isolated_store)
+    first = store.save(tiny_result, name="first")
+    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist), name="second")
+    return first.model_id, second.model_id
+
+
+def open_with(page: str, **params) -> AppTest:
+    """The app opened at ``page`` with a query string, as a pasted link or a lecture card opens it."""
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update(params)
+    at.run()
+    at.switch_page(page).run()
+    assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_attack_page_round_trip(two_models):
+    first, second = two_models
+    at = open_with("pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100", cmp=second,
+                   cmp_attacks="fgsm,pgd")
+    assert widget(at.multiselect, "Models").value == [second, first]
+    assert widget(at.selectbox, "Attack").value == "fgsm" and widget(at.selectbox, "Test images").value == 100
+    assert widget(at.selectbox, "Model to compare on").value == second
+    assert widget(at.multiselect, "Attacks (L∞, default parameters, largest ε 0.4)").value == ["fgsm", "pgd"]
+    # The user changes the view: the address follows.
+    widget(at.selectbox, "Attack").select("pgd").run()
+    widget(at.multiselect, "Models").set_value([first]).run()
+    assert at.query_params["attack"] == "pgd" and at.query_params["models"] == first
+    assert at.query_params["n"] == "100" and at.query_params["dataset"] == "mnist"
+    # A link naming unknown models or values falls back to the defaults, with no error.
+    bad = open_with("pages/attack.py", models="ffffffffffffffff", attack="nonsense", n="7")
+    assert widget(bad.selectbox, "Attack").value == "pgd" and widget(bad.selectbox, "Test images").value == 500
+    assert len(widget(bad.multiselect, "Models").value) == 1
+
+
+def test_class_visualization_round_trip(two_models):
+    first, second = two_models
+    at = open_with("pages/classviz.py", models=second, start="test", index="4", target="3")
+    assert widget(at.multiselect, "Models (side by side)").value == [second]
+    assert widget(at.radio, "Start from").value == "test" and widget(at.number_input, "Test image").value == 4
+    assert widget(at.selectbox, "Target class").value == 3
+    widget(at.number_input, "Test image").set_value(7).run()
+    assert at.query_params["index"] == "7" and at.query_params["target"] == "3" and at.query_params["start"] == "test"
+
+
+def test_saliency_round_trip_and_a_linked_dataset(two_models):
+    first, second = two_models
+    at = open_with("pages/saliency.py", models=second, index="12")
+    assert widget(at.multiselect, "Models (columns)").value == [second]
+    assert widget(at.number_input, "Image (0 … 9999)").value == 12
+    widget(at.number_input, "Image (0 … 9999)").set_value(13).run()
+    assert at.query_params["index"] == "13" and widget(at.number_input, "Image (0 … 9999)").value == 13
+    # ?dataset= switches the sidebar's dataset.
+    fashion = open_with("pages/saliency.py", dataset="fashion_mnist")
+    assert fashion.session_state["dataset"] == "fashion_mnist"
