@@ -23,6 +23,13 @@ def _store(root: str) -> ModelStore:
         for shipped, _, status in install_shipped(store):
             if status.startswith("error"):
                 _install_errors.append(f"{shipped.file.name}: {status}")
+        # Their evaluation results too (assets/evaluations): a lecture path's curves are there at once. Only
+        # results made for these very weights and the current search are installed; the rest is recomputed.
+        from robust_core.precomputed import install_precomputed
+
+        for name, status in install_precomputed(store):
+            if status.startswith("error"):
+                _install_errors.append(f"evaluation {name}: {status}")
     return store
 
 

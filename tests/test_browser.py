@@ -85,6 +85,7 @@ def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_r
         open_page(page, url, "Models")  # a direct link to a page, as a student would open it
         open_page(page, url, "Attack")
         page.wait_for_timeout(1500)
+        assert page.get_by_text("Deploy", exact=True).count() == 0  # no developer toolbar in front of a room
     outside = {h for h in hosts if h not in ("127.0.0.1", "localhost", None)}
     assert hosts and outside == set(), outside
 
