@@ -273,3 +273,41 @@ def copy_link_button(container=st) -> None:
               catch (e) { window.prompt("Copy this link:", url); }
             };
             </script>""", height=44)
+
+
+# ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
+def in_lecture_mode() -> bool:
+    from robust_core.access import lecture_mode
+
+    return lecture_mode()
+
+
+def current_visitor():
+    """This browser session as a :class:`robust_core.access.Visitor`: its owner token (made once per session) and
+    whether it entered the lecturer key."""
+    import uuid
+
+    from robust_core.access import Visitor
+
+    owner = st.session_state.setdefault("_owner_token", uuid.uuid4().hex)
+    return Visitor(owner=owner, lecturer=bool(st.session_state.get("_lecturer")))
+
+
+def lecturer_sidebar() -> None:
+    """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar)."""
+    from robust_core.access import is_lecturer_key
+
+    if not in_lecture_mode():
+        return
+    if st.session_state.get("_lecturer"):
+        st.caption(":material/co_present: **Lecture mode** · you are the lecturer")
+        return
+    st.caption(":material/co_present: **Lecture mode**: shipped and the lecturer's models are read-only; "
+               "you can train small models of your own.")
+    with st.expander("Lecturer"):
+        key = st.text_input("Lecturer key", type="password", key="_lecturer_key_input")
+        if key:
+            if is_lecturer_key(key):
+                st.session_state["_lecturer"] = True
+                st.rerun()
+            st.error("Wrong key.")

@@ -3,7 +3,9 @@ import re
 
 import streamlit as st
 
-from pages._shared import format_duration, format_percent, get_store, keep_model_choice, require_shell
+from pages._shared import (current_visitor, format_duration, format_percent, get_store, in_lecture_mode, keep_model_choice,
+                           require_shell)
+from robust_core.access import can_modify
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
 from robust_core.store import InvalidCheckpointError, StoreError, display_names
@@ -31,6 +33,10 @@ def _delete(model_id: str, name: str) -> None:
                        "Check the model and confirm again.")
         return
     try:
+        # Checked again here, not only by the disabled button: the rule must hold whatever the browser sends.
+        if not can_modify(get_store().get(model_id).meta, current_visitor(), lecture=in_lecture_mode())[0]:
+            st.session_state["models_flash"] = ("error", "Lecture mode: this model cannot be deleted from this browser.")
+            return
         get_store().delete(model_id)
     except KeyError:
         st.session_state["models_flash"] = ("warning", f"Model `{model_id}` is no longer in the store; nothing was deleted.")
@@ -96,11 +102,16 @@ else:
               help="k-NN is non-parametric: it memorises the training images.")
     c4.metric("Training time", format_duration(meta.get("wall_time_s")))
 
+    allowed, why = can_modify(meta, current_visitor(), lecture=in_lecture_mode())
+    if not allowed:
+        st.info(f"{why[0].upper()}{why[1:]}.", icon=":material/lock:")
     col_rename, col_download, col_delete = st.columns(3)
     with col_rename.form("rename", border=True):
-        new_name = st.text_input("New name", value=entry.name, max_chars=120)
-        if st.form_submit_button("Rename"):
+        new_name = st.text_input("New name", value=entry.name, max_chars=120, disabled=not allowed)
+        if st.form_submit_button("Rename", disabled=not allowed):
             try:
+                if not can_modify(store.get(chosen).meta, current_visitor(), lecture=in_lecture_mode())[0]:
+                    raise StoreError("In lecture mode this model cannot be renamed from this browser.")
                 renamed = store.rename(chosen, new_name)
                 st.session_state["models_flash"] = ("success", f"Renamed `{chosen}` to **{renamed.name}**.")
                 st.rerun()  # the sidebar, drawn before this page, shows the new name on the rerun
@@ -119,8 +130,8 @@ else:
         if st.session_state.get(CONFIRM) and st.session_state.get(CONFIRMED) != chosen:
             st.session_state[CONFIRM] = False
         confirm = st.checkbox(f"Yes, delete “{entry.name}” from the store (id `{chosen}`)", key=CONFIRM,
-                              on_change=_record_confirmation, args=(chosen,))
-        st.button("Delete", type="primary", disabled=not confirm, icon=":material/delete:",
+                              on_change=_record_confirmation, args=(chosen,), disabled=not allowed)
+        st.button("Delete", type="primary", disabled=not (confirm and allowed), icon=":material/delete:",
                   on_click=_delete, args=(chosen, entry.name))
 
     with st.expander("Training configuration and curves"):
@@ -130,9 +141,12 @@ else:
         st.caption("Library versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
 
 st.subheader("Upload a checkpoint")
-upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"],
+uploads_allowed = not in_lecture_mode() or current_visitor().lecturer
+if not uploads_allowed:
+    st.caption(":material/lock: Lecture mode: uploads are the lecturer's.")
+upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"], disabled=not uploads_allowed,
                           help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.")
-if upload is not None:
+if upload is not None and uploads_allowed:
     payload = upload.getvalue()
     if len(payload) > MAX_UPLOAD_MB * 2**20:
         st.error(f"The file is {len(payload) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. Nothing was changed.")

@@ -3,7 +3,9 @@ import time
 
 import streamlit as st
 
-from pages._shared import current_dataset, format_duration, format_percent, get_dataset, get_store, require_shell
+from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
+                           in_lecture_mode, require_shell)
+from robust_core.access import training_limits_error
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
@@ -125,8 +127,15 @@ def request_stop():
     st.session_state["train_stop_requested"] = True
 
 
+visitor = current_visitor()
+limits_error = None if already else training_limits_error(
+    epochs=int(config.epochs) if is_network else 1, train_subset=config.train_subset, lecture=in_lecture_mode(),
+    lecturer=visitor.lecturer)
+if limits_error:
+    st.warning(limits_error, icon=":material/co_present:")
 col_train, col_stop, _ = st.columns([1, 1, 4])
-train_clicked = col_train.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:")
+train_clicked = col_train.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:",
+                                 disabled=limits_error is not None)
 col_stop.button("Stop", icon=":material/stop:", on_click=request_stop, help="Stops training between two batches; nothing is saved.")
 
 if st.session_state.pop("train_stop_requested", False):
@@ -161,7 +170,9 @@ if train_clicked:
 
     try:
         with st.spinner("Fitting…") if not is_network else st.empty():
-            model, entry, cached = store.train_or_load(config, name=name or None, data=get_dataset(dataset), on_progress=on_progress)
+            # The session's token marks the model as this visitor's (lecture mode lets them rename or delete it).
+            model, entry, cached = store.train_or_load(config, name=name or None, data=get_dataset(dataset), on_progress=on_progress,
+                                                       extra_meta={"owner": visitor.owner})
     except (ValueError, FloatingPointError, RuntimeError) as exc:
         st.error(f"Training failed: {exc}")
         st.stop()
