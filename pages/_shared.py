@@ -137,7 +137,9 @@ def analysis_page(title: str, *, networks_only: bool = True):
     missing or no model (network, with ``networks_only``) exists for the dataset.
     """
     require_shell()
-    st.title(title)
+    heading, link = st.columns([5, 1], vertical_alignment="center")
+    heading.title(title)
+    copy_link_button(link)  # the page keeps its state in the address: this view is a link
     dataset = current_dataset()
     store = get_store()
     data = get_dataset(dataset)
@@ -262,6 +264,7 @@ def copy_link_button(container=st) -> None:
     import streamlit.components.v1 as components
 
     with container:
+        # A component's iframe shares the page's origin, so it can read the address and use the clipboard.
         components.html(
             """<button id="copy" style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc;
             border-radius: 8px; background: white; cursor: pointer">🔗 Copy link to this view</button>

@@ -86,6 +86,12 @@ def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_r
         open_page(page, url, "Attack")
         page.wait_for_timeout(1500)
         assert page.get_by_text("Deploy", exact=True).count() == 0  # no developer toolbar in front of a room
+        # "Copy link to this view": the address, with the page's state in it.
+        page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+        page.frame_locator("iframe").first.locator("#copy").click()
+        page.wait_for_timeout(500)
+        copied = page.evaluate("navigator.clipboard.readText()")
+        assert copied == page.url and "/attack?" in copied and "models=" in copied and "attack=pgd" in copied
     outside = {h for h in hosts if h not in ("127.0.0.1", "localhost", None)}
     assert hosts and outside == set(), outside
 
