@@ -314,3 +314,45 @@ def lecturer_sidebar() -> None:
                 st.session_state["_lecturer"] = True
                 st.rerun()
             st.error("Wrong key.")
+
+
+# ---- heavy work through one job runner per server (robust_core.jobs) ------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """The server's one job runner: first-time attack computations of every session wait in one queue, identical
+    requests run once. One job at a time: on a few CPU cores a second would only halve the first's speed."""
+    from robust_core.jobs import JobRunner
+
+    return JobRunner(workers=1)
+
+
+def _job_line(job, runner) -> str:
+    import time
+
+    if job.status == "queued":
+        return f"**{job.label}**: waiting, position {runner.position(job)} in the queue"
+    elapsed = time.monotonic() - (job.started or time.monotonic())
+    text = f"**{job.label}**: {100 * job.progress:.0f}% · elapsed {elapsed:.0f} s"
+    if 0.03 <= job.progress < 1 and elapsed >= 3:  # the progress counts work against its worst case: errs long
+        text += f" · about {elapsed / job.progress - elapsed:.0f} s left"
+    return text
+
+
+@st.fragment(run_every=1.0)
+def job_status(job_keys: list[str]) -> None:
+    """Progress of the jobs ``job_keys`` (position in the queue, progress, Cancel for the requester), redrawn every
+    second on its own; the whole page reruns once they have all finished, to show their results."""
+    runner, visitor = job_runner(), current_visitor()
+    jobs = [j for j in (runner.get(k) for k in job_keys) if j is not None]
+    if all(j.status in ("done", "failed", "cancelled") for j in jobs):
+        st.rerun(scope="app")
+    for job in jobs:
+        if job.status not in ("queued", "running"):
+            continue
+        line, cancel = st.columns([5, 1], vertical_alignment="center")
+        line.progress(job.progress, text=_job_line(job, runner))
+        if visitor.owner in job.owners:
+            cancel.button("Cancel", key=f"cancel_{job.key}", icon=":material/stop:", on_click=runner.cancel,
+                          args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
+        else:
+            cancel.caption("requested by another visitor")

@@ -11,7 +11,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, get_store, opened_image, set_url, url_list, url_value
+from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, set_url,
+                           url_list, url_value)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -120,23 +121,49 @@ params_key = tuple(sorted(params.items()))
 keys = {m: EvalKey(m, attack, params_key, n_images, int(seed)) for m in model_ids}
 min_eps = {m: v for m in model_ids if (v := cache.get(keys[m])) is not None}  # computed models, in the picker's order
 missing = [m for m in model_ids if m not in min_eps]
-compute_clicked = False
+runner, visitor = job_runner(), current_visitor()
+
+
+def minimal_eps_job(model_id: str, attack: str, seed: int, n_images: int, params: dict):
+    """A job for the server's runner: one model's per-image minimal eps, cached beside the model when complete."""
+    xs, ys = data.test_x[:n_images], data.test_y[:n_images]
+
+    def run(ctx):
+        # ctx.progress raises JobCancelled once nobody wants the result: the search stops, nothing is cached.
+        return cached_minimal_eps(store, cache, model_id, xs, ys, attack=attack, seed=seed,
+                                  on_progress=ctx.progress, **params)
+    return run
+
+
+def job_key(key: EvalKey) -> str:
+    return f"minimal-eps:{store.root}:{key.digest()}"
+
+
 if missing:
-    # Above the curves, but run at the end of the page: the curves of the models already computed and
-    # the sections below stay on screen, current, while the new ones are computed.
+    # Above the curves. The work runs in the server's job runner (one queue for every visitor, identical requests
+    # once), so the curves already computed and every section below stay usable while it runs.
     status = st.container()
     status.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(names[m] for m in missing)}. "
                    "Computing the per-image minimal ε takes a while the first time; afterwards every view is instant.",
                    icon=":material/hourglass:")
-    if st.session_state.get("stop_compute"):
-        status.info("Stopped. Nothing was cached: results are saved only once a model's computation is complete.",
-                    icon=":material/stop_circle:")
-    b1, b2 = status.columns([3, 1])
-    compute_clicked = b1.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:")
-    if compute_clicked:
-        # Clicking Stop reruns the script, which interrupts this run at its next progress update.
-        b2.button("Stop", key="stop_compute", icon=":material/stop:")
-        compute_bar = status.progress(0.0, text="Starting…")
+    if status.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:"):
+        try:
+            for m in missing:
+                runner.submit(job_key(keys[m]), minimal_eps_job(m, attack, int(seed), n_images, params), owner=visitor.owner,
+                              label=f"{names[m]} · {attack_label(attack)} · {n_images} images")
+        except RuntimeError as exc:  # the queue is full
+            status.error(str(exc))
+    jobs = {m: runner.get(job_key(keys[m])) for m in missing}
+    for m, job in jobs.items():
+        if job is not None and job.status == "failed":
+            status.error(f"Computing {names[m]} failed: {job.error}. Nothing was cached.", icon=":material/error:")
+        elif job is not None and job.status == "cancelled":
+            status.info(f"{names[m]}: cancelled. Nothing was cached: results are saved only once a computation is "
+                        "complete.", icon=":material/stop_circle:")
+    active = [j.key for j in jobs.values() if j is not None and j.status in ("queued", "running")]
+    if active:
+        with status:
+            job_status(active)
 
 gallery_todo: list = []  # (key, model id, images' cached minimal eps or None) still to craft, at the end of the page
 if min_eps:
@@ -313,21 +340,30 @@ def cmp_title(a):
     return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].label
 
 
+def transfer_job(source_id: str, target_id: str, seed: int, n_images: int):
+    xs, ys = data.test_x[:n_images], data.test_y[:n_images]
+
+    def run(ctx):
+        return cached_transfer_eps(store, cache, source_id, target_id, xs, ys, attack="pgd", seed=seed,
+                                   on_progress=ctx.progress, **TRANSFER_PARAMS)
+    return run
+
+
 if cmp_missing and st.button(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}",
                              icon=":material/bolt:"):
-    bar = st.progress(0.0, text="Starting…")
-    for i, a in enumerate(cmp_missing):
-        started = time.perf_counter()
-
-        def progress(f, i=i, a=a, started=started):
-            bar.progress((i + f) / len(cmp_missing),
-                         text=progress_text(f"{cmp_title(a)} ({i + 1} of {len(cmp_missing)})", f, started))
-        if a.startswith("transfer:"):
-            cached_transfer_eps(store, cache, transfer_source, cmp_model, x, y, attack="pgd", seed=int(seed),
-                                on_progress=progress, **TRANSFER_PARAMS)
-        else:
-            cached_minimal_eps(store, cache, cmp_model, x, y, attack=a, seed=int(seed), on_progress=progress, **cmp_params[a])
-    st.rerun()
+    try:
+        for a in cmp_missing:
+            fn = (transfer_job(transfer_source, cmp_model, int(seed), n_images) if a.startswith("transfer:")
+                  else minimal_eps_job(cmp_model, a, int(seed), n_images, cmp_params[a]))
+            runner.submit(job_key(cmp_keys[a]), fn, owner=visitor.owner, label=f"{names[cmp_model]} · {cmp_title(a)}")
+    except RuntimeError as exc:
+        st.error(str(exc))
+cmp_jobs = {a: runner.get(job_key(cmp_keys[a])) for a in cmp_missing}
+for a, job in cmp_jobs.items():
+    if job is not None and job.status == "failed":
+        st.error(f"{cmp_title(a)} failed: {job.error}. Nothing was cached.", icon=":material/error:")
+if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
+    job_status(cmp_active)
 ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
 if ready_cmp:
     import plotly.graph_objects as go
@@ -353,18 +389,7 @@ for w in model_sanity_warnings(store.load(cmp_model), x[:200], y[:200]):
     st.warning(w, icon=":material/report:")
 
 # ---- long computations, last: everything above is on screen and current while they run ------------------------------
-if compute_clicked:
-    for i, m in enumerate(missing):
-        started = time.perf_counter()
-        label = f"{names[m]} (model {i + 1} of {len(missing)})"
-        after = f" · then {len(missing) - i - 1} more model(s)" if i < len(missing) - 1 else ""
-
-        def progress(fraction, i=i, label=label, after=after, started=started):
-            # Per model: a standard model's pace says nothing about a robust one's, whose survivors run every step.
-            compute_bar.progress((i + fraction) / len(missing), text=progress_text(label, fraction, started) + after)
-        cached_minimal_eps(store, cache, m, x, y, attack=attack, seed=int(seed), on_progress=progress, **params)
-    st.rerun()
-elif gallery_todo:
+if gallery_todo:
     todo_id = tuple(k for k, _, _ in gallery_todo)
     if st.session_state.get("stop_gallery"):
         st.session_state["gallery_paused"] = todo_id

@@ -5,7 +5,7 @@ import pytest
 
 from robust_core.store import ModelStore
 from robust_core.training import TrainConfig, train_model
-from tests.test_pages import run_app, widget
+from tests.test_pages import finish_jobs, run_app, widget
 
 
 @pytest.fixture
@@ -26,7 +26,7 @@ def open_attack_page():
 def compute(at):
     [button] = [b for b in at.button if b.label.startswith("Compute (")]
     button.click().run()
-    assert not at.exception, [e.value for e in at.exception]
+    finish_jobs(at)
 
 
 def figure(at):
@@ -126,3 +126,51 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
     assert not at.exception, [e.value for e in at.exception]
     assert any("catastrophic overfitting" in w.value and "flat" in w.value for w in at.warning), [w.value for w in at.warning]
     assert any(MASKING_SECTION in e.label for e in at.expander)
+
+
+def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two_models):
+    """Issue 14: heavy work goes through one job runner; identical requests from two visitors run once; each
+    visitor sees the queue position and cancels only their own request."""
+    import threading
+
+    from pages._shared import job_runner
+
+    first, _ = two_models
+    runner = job_runner()
+    release = threading.Event()
+    runner.submit("test-blocker", lambda ctx: release.wait(60), owner="someone else")  # the server is busy
+    try:
+        visitors = []
+        for token in ("student-a", "student-b"):
+            at = AppTest_for(token)
+            widget(at.multiselect, "Models").set_value([first]).run()
+            [b for b in at.button if b.label.startswith("Compute (")][0].click().run()
+            assert not at.exception, [e.value for e in at.exception]
+            visitors.append(at)
+        [job] = [j for j in runner.jobs() if j.key != "test-blocker"]
+        assert job.owners == ["student-a", "student-b"] and runner.position(job) == 1  # one job for both
+        a, b = visitors
+        assert any("waiting, position 1 in the queue" in p.proto.text for p in a.get("progress"))
+        # A withdraws: the job stays queued for B. B withdraws: it is cancelled, nothing computed.
+        [cancel] = [x for x in a.button if x.label == "Cancel"]
+        cancel.click().run()
+        assert job.status == "queued" and job.owners == ["student-b"]
+        [x for x in b.button if x.label == "Cancel"][0].click().run()
+        assert job.status == "cancelled"
+    finally:
+        release.set()
+    assert runner.get("test-blocker").wait(10)
+
+
+def AppTest_for(token: str):
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import APP
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["_owner_token"] = token
+    at.run()
+    at.switch_page("pages/attack.py").run()
+    widget(at.selectbox, "Test images").select(100)
+    widget(at.number_input, "Steps").set_value(3).run()
+    return at
