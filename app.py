@@ -1,7 +1,7 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import current_dataset, get_store, keep_model_choice, lecturer_sidebar
+from pages._shared import current_dataset, get_store, keep_model_choice, lecturer_sidebar, presentation_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import display_names
@@ -53,6 +53,7 @@ with st.sidebar:
         st.selectbox("Model", ids, key="model_id", format_func=labels.get, help="The model the analysis pages start from.")
     else:
         st.caption("No trained model for this dataset yet: train one on the Train page.")
+    presentation_sidebar()
     lecturer_sidebar()
     try:
         device_label = describe_device(get_device())

@@ -356,3 +356,22 @@ def job_status(job_keys: list[str]) -> None:
                           args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
         else:
             cancel.caption("requested by another visitor")
+
+
+# ---- presentation (projector) option ----------------------------------------------------------------------------
+PRESENTATION = "presentation"
+
+
+def presentation_sidebar() -> None:
+    """The sidebar's projector switch, and, when on, larger text for the whole page (rem-based sizes follow the root)."""
+    st.toggle("Presentation (projector)", key=PRESENTATION,
+              help="Larger text, thicker lines in the figures: legible on a 1280×720 projector.")
+    if st.session_state.get(PRESENTATION):
+        st.html("<style>html { font-size: 19px; }</style>")
+
+
+def show_chart(container, fig, **kwargs):
+    """``container.plotly_chart(fig, **kwargs)``, in the projector style when the presentation switch is on."""
+    from robust_core.plots import projector_style
+
+    return container.plotly_chart(projector_style(fig) if st.session_state.get(PRESENTATION) else fig, **kwargs)

@@ -12,7 +12,7 @@ import streamlit as st
 import torch
 
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, set_url,
-                           url_list, url_value)
+                           url_list, url_value, show_chart)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -210,7 +210,7 @@ if min_eps:
         gallery_slot = st.empty()  # the gallery's progress bar, filled at the end of the page
         figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
                                tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.class_names))
-        st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})
+        show_chart(st, figure, key="eps_slider", config={"displayModeBar": False})
     elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
     rows = []
@@ -376,7 +376,7 @@ if ready_cmp:
                      for a, acc in by_attack.items()])
     fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
-    st.plotly_chart(fig, key="attack_comparison")
+    show_chart(st, fig, key="attack_comparison")
     for w in attack_comparison_warnings(by_attack, grid):
         st.warning(w, icon=":material/report:")
     if single_step_masking(by_attack, grid):

@@ -7,7 +7,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, comparison_defaults, digit_canvas, set_url, url_int, url_list, url_value
+from pages._shared import (analysis_page, comparison_defaults, digit_canvas, set_url, show_chart, url_int, url_list,
+                           url_value)
 from robust_core.classviz import (OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_share, knn_morph,
                                   readings, visualize)
 from robust_core.classviz.export import finals_png, gif, strip_png
@@ -169,7 +170,7 @@ results, timings = state["results"], state["timings"]
 for m in model_ids:
     r = results[m]
     p_final = r.final_probabilities[0]
-    st.plotly_chart(morph_figure(r, names[m]), key=f"morph_{m}", config={"displayModeBar": False})
+    show_chart(st, morph_figure(r, names[m]), key=f"morph_{m}", config={"displayModeBar": False})
     c1, c2, c3 = st.columns([1, 1, 3])
     c1.image(r.final[0, 0].cpu().numpy(), width=112, clamp=True, caption="final image")
     diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
@@ -212,7 +213,7 @@ if knn is not None:
     fig = go.Figure(go.Scatter(y=knn.pseudo_probability, mode="lines+markers", name="k-NN pseudo-probability"))
     fig.update_layout(height=260, template="plotly_white", margin=dict(t=10), xaxis_title="step",
                       yaxis=dict(title=f"share of 5 nearest in {class_names[target]}", range=[0, 1.02]))
-    c2.plotly_chart(fig, key="knn_curve")
+    show_chart(c2, fig, key="knn_curve")
     st.caption(f"k-NN: {knn.steps_run} steps in {timings['knn']:.1f} s (every step measures distances to all training "
                f"images) vs the network's gradient ascent in {timings[model_ids[0]]:.2f} s: without gradients the "
                "direction is a noisy average of neighbours, and the image stays blurred (seed §4.3).")

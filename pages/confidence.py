@@ -4,7 +4,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, open_image, png_config
+from pages._shared import analysis_page, open_image, png_config, show_chart
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
                                     fit_temperature, quantiles, reliability, risk_coverage, scores)
@@ -198,7 +198,7 @@ for j, m in enumerate(model_ids):
 fig.update_layout(barmode="overlay", template="plotly_white", height=340, margin=dict(t=30),
                   xaxis_title="m(x)", yaxis_title="% of images",
                   title="Histogram of m(x)" + (f" on {attack_text} inputs" if attacked else ""))
-st.plotly_chart(fig, key="histogram", config=png_config("confidence_histogram"))
+show_chart(st, fig, key="histogram", config=png_config("confidence_histogram"))
 st.caption("Each chart's camera button (top right, on hover) saves it as a PNG.")
 
 c1, c2 = st.columns(2)
@@ -221,8 +221,8 @@ rel.update_layout(template="plotly_white", height=360, title="Reliability diagra
 risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
                    xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
                    yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
-c1.plotly_chart(rel, key="reliability", config=png_config("reliability_diagram"))
-c2.plotly_chart(risk, key="risk_coverage", config=png_config("risk_coverage"))
+show_chart(c1, rel, key="reliability", config=png_config("reliability_diagram"))
+show_chart(c2, risk, key="risk_coverage", config=png_config("risk_coverage"))
 
 st.subheader("Correct vs misclassified")
 focus = st.selectbox("Model", model_ids, format_func=names.get, key="focus")
@@ -235,7 +235,7 @@ split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(
                                     histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
 split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
                         yaxis_title="% of the group")
-st.plotly_chart(split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
+show_chart(st, split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
 # The gallery shows what the model was scored on: the attacked images in adversarial mode.
 origin = crafted_on(focus)
 shown_x = x if origin is None else adversarial(origin, split, n, attack, eps, dataset)

@@ -4,7 +4,7 @@ import re
 import streamlit as st
 
 from pages._shared import (current_visitor, format_duration, format_percent, get_store, in_lecture_mode, keep_model_choice,
-                           require_shell)
+                           require_shell, show_chart)
 from robust_core.access import can_modify
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
@@ -137,7 +137,7 @@ else:
     with st.expander("Training configuration and curves"):
         st.json(meta["config"], expanded=True)
         if meta.get("history", {}).get("epoch"):
-            st.plotly_chart(training_curves_figure({entry.name: meta["history"]}), key="model_curves")
+            show_chart(st, training_curves_figure({entry.name: meta["history"]}), key="model_curves")
         st.caption("Library versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
 
 st.subheader("Upload a checkpoint")

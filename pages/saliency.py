@@ -9,7 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image, set_url, url_int,
-                           url_list)
+                           url_list, show_chart)
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -201,7 +201,7 @@ for i in range(1, rows * len(columns) + 1):
 cell = 150
 fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
                   font=dict(size=11))
-st.plotly_chart(fig, key="saliency_grid", config={"displayModeBar": False})
+show_chart(st, fig, key="saliency_grid", config={"displayModeBar": False})
 if not signed:
     shown = "Heatmaps: |attribution|"
 elif signed_rows and absolute_rows:
@@ -300,6 +300,6 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
         fig_d.update_layout(template="plotly_white", height=380, yaxis=dict(title="target probability", range=[0, 1.02]),
                             xaxis=dict(title="share of pixels removed (deletion) / inserted (insertion)", tickformat=".0%"),
                             margin=dict(t=20), legend=dict(orientation="h", y=-0.25))
-        st.plotly_chart(fig_r, key="randomisation")
-        st.plotly_chart(fig_d, key="deletion")
+        show_chart(st, fig_r, key="randomisation")
+        show_chart(st, fig_d, key="deletion")
         st.dataframe(aucs, hide_index=True)

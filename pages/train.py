@@ -4,7 +4,7 @@ import time
 import streamlit as st
 
 from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
-                           in_lecture_mode, require_shell)
+                           in_lecture_mode, require_shell, show_chart)
 from robust_core.access import training_limits_error
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
@@ -166,7 +166,7 @@ if train_clicked:
         now = time.monotonic()
         if event.kind == "epoch" or now - last_draw[0] > CHART_REFRESH_S:
             last_draw[0] = now
-            chart.plotly_chart(training_curves_figure({"live": live}), key=f"live_{len(live['batches'])}")
+            show_chart(chart, training_curves_figure({"live": live}), key=f"live_{len(live['batches'])}")
 
     try:
         with st.spinner("Fitting…") if not is_network else st.empty():
@@ -187,7 +187,7 @@ if train_clicked:
         st.success(f"Trained **{entry.name}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
                    f"**{format_percent(metrics['test_acc'])}**, saved to the store as `{entry.model_id}`.", icon=":material/check_circle:")
     if entry.meta.get("history", {}).get("epoch"):
-        chart.plotly_chart(training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
+        show_chart(chart, training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
 
 st.divider()
 st.subheader("Compare training curves")
@@ -199,6 +199,6 @@ else:
     names = {e.model_id: f"{labels[e.model_id]} ({format_percent(e.meta['metrics'].get('test_acc'))})" for e in entries}
     chosen = st.multiselect("Models", list(names), default=list(names)[: min(3, len(names))], format_func=names.get)
     if chosen:
-        st.plotly_chart(training_curves_figure({names[i]: store.get(i).meta["history"] for i in chosen}), key="compare")
+        show_chart(st, training_curves_figure({names[i]: store.get(i).meta["history"] for i in chosen}), key="compare")
         with st.expander("Configurations"):
             st.json({names[i]: store.get(i).meta["config"] for i in chosen}, expanded=False)

@@ -307,3 +307,27 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     fig.update_xaxes(visible=False, range=window(last), constrain="domain", row=1, col=1)
     fig.update_yaxes(visible=False, range=[height - 0.5, -0.5], scaleanchor="x", constrain="domain", row=1, col=1)
     return fig
+
+
+def projector_style(fig, *, font_size: int = 17, line_scale: float = 1.7):
+    """A copy of ``fig`` legible on a 1280x720 projector: larger text (axes, legend, titles, annotations such as
+    subplot titles) and thicker lines and markers. The figure given is left untouched (it may be cached)."""
+    import plotly.graph_objects as go
+
+    out = go.Figure(fig)
+    base = out.layout.font.size or 12
+    grow = max(font_size - base, 0)
+    out.update_layout(font=dict(size=max(base, font_size)), legend=dict(font=dict(size=max(base, font_size) - 1)))
+    if out.layout.title and out.layout.title.font and out.layout.title.font.size:
+        out.layout.title.font.size += grow
+    for annotation in out.layout.annotations or ():
+        annotation.font.size = (annotation.font.size or base) + grow
+    out.update_xaxes(tickfont=dict(size=max(base, font_size) - 2))
+    out.update_yaxes(tickfont=dict(size=max(base, font_size) - 2))
+    for trace in out.data:
+        if trace.type == "scatter":
+            if trace.line is not None:
+                trace.line.width = (trace.line.width or 2) * line_scale
+            if trace.marker is not None and trace.marker.size is not None:
+                trace.marker.size = trace.marker.size * 1.4
+    return out

@@ -26,3 +26,39 @@ def test_a_bad_lecture_file_is_reported_and_the_others_still_load(tmp_path):
     text = "\n".join(errors)
     assert len(errors) == 4 and "broken.toml" in text and "nowhere" in text and "no parameter eps" in text
     assert "needs text for title" in text
+
+
+def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compute(monkeypatch, isolated_store):
+    """Issue 14: the shipped models and their shipped evaluation results make every path's first view instant."""
+    import json
+
+    from streamlit.testing.v1 import AppTest
+
+    from robust_core import evaluation
+    from tests.test_pages import APP
+
+    def no_attack(*args, **kwargs):
+        raise AssertionError("a lecture path's first view ran a minimal-eps search")
+
+    monkeypatch.setattr(evaluation, "minimal_eps", no_attack)
+    monkeypatch.setenv("ROBUST_SHIPPED_MODELS", "1")
+    paths, _ = lecture_paths()
+    for path in paths:
+        at = AppTest.from_file(APP, default_timeout=240)
+        at.query_params.update(path.params)
+        at.run()
+        at.switch_page(f"pages/{path.page}.py").run()
+        assert not at.exception, (path.name, [e.value for e in at.exception])
+        assert not [b for b in at.button if b.label.startswith("Compute")], path.name
+        if path.page == "attack":
+            charts = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+            slider = next(c for c in charts if c.get("frames"))
+            curves = [t["name"] for t in slider["data"] if t.get("mode") == "lines"]
+            assert len(curves) == len(path.params["models"].split(",")), (path.name, curves)
+            if "cmp" in path.params:  # the masking path: the comparison and its finding are on screen
+                assert any("catastrophic overfitting" in w.value for w in at.warning), path.name
+        elif path.page == "classviz":
+            [b for b in at.button if b.label == "Morph"][0].click().run()
+            assert not at.exception and any("looks like a 9" in m.value for m in at.markdown), path.name
+        elif path.page in ("saliency", "confidence"):
+            assert at.get("plotly_chart") or at.get("image"), path.name

@@ -326,3 +326,21 @@ def test_confidence_gallery_opens_an_image_on_the_saliency_and_attack_pages(stor
     assert at.title[0].value == "Attack"
     assert widget(at.number_input, "Test image").value == index
     assert any(f"Test image #{index} opened from the Confidence page" in i.value for i in at.info)
+
+
+def test_presentation_switch_enlarges_text_and_lines_of_every_figure(stored_model):
+    import json
+
+    from robust_core.plots import projector_style, training_curves_figure
+
+    fig = training_curves_figure({"m": stored_model.meta["history"]})
+    big = projector_style(fig)
+    assert big.layout.font.size == 17 and (fig.layout.font.size or 12) < 17  # the original is untouched
+    assert all(b.line.width > (f.line.width or 2) for b, f in zip(big.data, fig.data) if f.type == "scatter")
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["presentation"] = True
+    at.run()
+    at.switch_page("pages/train.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    spec = json.loads(at.get("plotly_chart")[0].proto.spec)
+    assert spec["layout"]["font"]["size"] == 17
