@@ -266,13 +266,14 @@ def copy_link_button(container=st) -> None:
     with container:
         # A component's iframe shares the page's origin, so it can read the address and use the clipboard.
         components.html(
-            """<button id="copy" style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc;
-            border-radius: 8px; background: white; cursor: pointer">🔗 Copy link to this view</button>
+            """<button id="copy" title="Copy the address of this view (its settings are in it)"
+            style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc; white-space: nowrap;
+            border-radius: 8px; background: white; cursor: pointer">Copy link to this view</button>
             <script>
             const button = document.getElementById("copy");
             button.onclick = async () => {
               const url = window.parent.location.href;
-              try { await navigator.clipboard.writeText(url); button.textContent = "✓ Link copied"; }
+              try { await navigator.clipboard.writeText(url); button.textContent = "Link copied"; }
               catch (e) { window.prompt("Copy this link:", url); }
             };
             </script>""", height=44)

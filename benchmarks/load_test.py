@@ -1,0 +1,181 @@
+"""A room of students on one server: N browsers open a lecture path, drag ε, switch page and morph a digit.
+
+    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --students 1 10 30 60
+
+One dashboard (``streamlit run app.py``, a fresh store with the shipped models and their shipped evaluation
+results), one headless Chromium (Debian's, through Playwright) with one browser context per student, all
+driven concurrently by asyncio. Each student:
+  1. opens the "ε collapse" lecture path (the Attack page, standard vs PGD-AT, 1,000 images): page-ready time
+     = from navigation until the page's title and the ε-slider figure are shown and no script run is pending;
+  2. drags the ε slider to 0.3 (client-side: no server work);
+  3. opens the "Draw a 4, morph it into a 9" path and clicks Morph: morph time = until the "Read by the others"
+     verdicts are shown.
+Reported per N: page-ready p50 / p95, morph p50 / p95, errors (exceptions shown or timeouts), the server's
+resident memory before and after (RSS) and its CPU time. Targets on 2 cores (issue 14): 30 students, p50 < 2 s,
+p95 < 5 s, no errors, memory growth < 100 MB.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from robust_core.lectures import lecture_paths  # noqa: E402
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard  # noqa: E402
+
+PAGE_TIMEOUT_S = 120
+SHOTS = os.environ.get("LOAD_TEST_SHOTS")  # a folder: a screenshot of each student's page when something fails
+
+
+def server_pid(port: int) -> int | None:
+    """The streamlit process listening on ``port`` (from /proc: its command line names the port)."""
+    for proc in Path("/proc").iterdir():
+        if not proc.name.isdigit():
+            continue
+        try:
+            cmd = (proc / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"streamlit" in b" ".join(cmd) and str(port).encode() in cmd:
+            return int(proc.name)
+    return None
+
+
+def rss_mb(pid: int) -> float:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def cpu_s(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def query(params: dict) -> str:
+    from urllib.parse import urlencode
+
+    return "?" + urlencode(params)
+
+
+async def wait_ready(page, *, selector: str, timeout_s: float = PAGE_TIMEOUT_S) -> None:
+    """The page's own content is shown and no script run is pending (Streamlit's status widget is gone)."""
+    await page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_s * 1000)
+    await page.wait_for_selector(selector, timeout=timeout_s * 1000)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        if await page.locator('[data-testid="stStatusWidget"]').count() == 0:
+            return
+        await asyncio.sleep(0.05)
+    raise TimeoutError("the page kept running")
+
+
+async def student(browser, base: str, paths: dict, index: int, results: list) -> None:
+    context = await browser.new_context(viewport={"width": 1280, "height": 720})
+    page = await context.new_page()
+    record = {"student": index, "errors": []}
+    try:
+        collapse, morph = paths["01_eps_collapse"], paths["03_morph_4_to_9"]
+        t0 = time.monotonic()
+        await page.goto(f"{base}/{collapse.page}{query(collapse.params)}")
+        await wait_ready(page, selector=".js-plotly-plot .slider-rail-rect")
+        record["page_ready_s"] = time.monotonic() - t0
+        await page.locator(".slider-rail-rect").first.scroll_into_view_if_needed()
+        grip = await page.locator(".slider-grip-rect").first.bounding_box()
+        rail = await page.locator(".slider-rail-rect").first.bounding_box()
+        await page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+        await page.mouse.down()
+        await page.mouse.move(rail["x"] + rail["width"] * 0.75, grip["y"] + grip["height"] / 2, steps=5)
+        await page.mouse.up()
+        await asyncio.sleep(0.5)
+        title = await page.locator(".js-plotly-plot").first.locator(".gtitle").first.text_content()
+        if not title or title.startswith("ε = 0.000"):
+            record["errors"].append("the slider did not move the figure")
+        t0 = time.monotonic()
+        await page.goto(f"{base}/{morph.page}{query(morph.params)}")
+        await wait_ready(page, selector='button:has-text("Morph")')
+        record["page_ready_s_morph_page"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        await page.get_by_role("button", name="Morph", exact=True).click()
+        await page.get_by_text("Read by the others").first.wait_for(timeout=PAGE_TIMEOUT_S * 1000)
+        record["morph_s"] = time.monotonic() - t0
+        shown = await page.locator('[data-testid="stException"]').count()
+        if shown:
+            record["errors"].append(f"{shown} exception(s) on the page")
+    except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
+        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}")
+        if SHOTS:
+            await page.screenshot(path=str(Path(SHOTS) / f"student-{index}.png"))
+    finally:
+        results.append(record)
+        await context.close()
+
+
+async def room(base: str, n: int) -> list[dict]:
+    from playwright.async_api import async_playwright
+
+    paths = {p.name: p for p in lecture_paths()[0]}
+    results: list[dict] = []
+    async with async_playwright() as p:
+        browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
+        try:
+            await asyncio.gather(*(student(browser, base, paths, i, results) for i in range(n)))
+        finally:
+            await browser.close()
+    return results
+
+
+def quantile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1] if len(values) > 1 else values[0]
+
+
+def run(counts: list[int], store_dir: str | None = None) -> list[dict]:
+    """One server for all counts (as in a lecture, it warms up with the first students); a summary per count."""
+    store_dir = store_dir or tempfile.mkdtemp(prefix="load-store-")
+    summaries = []
+    with dashboard(env={"ROBUST_STORE_DIR": store_dir, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120) as base:
+        port = int(base.rsplit(":", 1)[1])
+        pid = server_pid(port)
+        for n in counts:
+            rss0, cpu0, t0 = rss_mb(pid), cpu_s(pid), time.monotonic()
+            results = asyncio.run(room(base, n))
+            ready = [r["page_ready_s"] for r in results if "page_ready_s" in r]
+            morphs = [r["morph_s"] for r in results if "morph_s" in r]
+            summary = {"students": n, "page_ready_p50_s": quantile(ready, 0.5), "page_ready_p95_s": quantile(ready, 0.95),
+                       "morph_p50_s": quantile(morphs, 0.5), "morph_p95_s": quantile(morphs, 0.95),
+                       "errors": [e for r in results for e in r["errors"]], "rss_before_mb": rss0, "rss_after_mb": rss_mb(pid),
+                       "server_cpu_s": cpu_s(pid) - cpu0, "wall_s": time.monotonic() - t0}
+            summaries.append(summary)
+            print(json.dumps(summary), flush=True)
+    return summaries
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--students", type=int, nargs="+", default=[1, 10, 30, 60])
+    parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "load_test.json"))
+    args = parser.parse_args()
+    summaries = run(args.students)
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(summaries, indent=2))
+    print("| students | page ready p50 | p95 | morph p50 | p95 | errors | server RSS before → after | server CPU |")
+    print("|---|---|---|---|---|---|---|---|")
+    for s in summaries:
+        print(f"| {s['students']} | {s['page_ready_p50_s']:.2f} s | {s['page_ready_p95_s']:.2f} s | {s['morph_p50_s']:.2f} s | "
+              f"{s['morph_p95_s']:.2f} s | {len(s['errors'])} | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | "
+              f"{s['server_cpu_s']:.0f} s |")
+
+
+if __name__ == "__main__":
+    main()
