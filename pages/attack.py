@@ -4,6 +4,7 @@ import io
 import json
 import math
 import re
+import threading
 import time
 from collections import OrderedDict
 
@@ -70,6 +71,19 @@ def get_eval_cache(store_root: str) -> EvaluationCache:
 def gallery_store(store_root: str) -> OrderedDict:
     """Crafted galleries shared by the sessions of this server, most recent last (a few per model and image set)."""
     return OrderedDict()
+
+
+@st.cache_resource(show_spinner=False)
+def gallery_locks(store_root: str) -> dict:
+    """One lock per gallery being crafted: a room opening the same lecture path crafts each gallery once (the others
+    wait for it) instead of once per student, all at the same time."""
+    return {}
+
+
+@st.cache_data(show_spinner=False, max_entries=64)
+def sanity_of(model_id: str, dataset: str, n: int) -> list[str]:
+    """The model's sanity warnings on the first n test images, computed once per server (not at every rerun)."""
+    return model_sanity_warnings(store.load(model_id), data.test_x[:n], data.test_y[:n])
 
 
 page_started = time.perf_counter()
@@ -385,7 +399,7 @@ if ready_cmp:
             st.markdown(MASKING_EXPLANATION)
     if len(ready_cmp) < len(cmp_keys):
         st.caption(f"Not computed yet: {', '.join(cmp_title(a) for a in cmp_missing)}.")
-for w in model_sanity_warnings(store.load(cmp_model), x[:200], y[:200]):
+for w in sanity_of(cmp_model, dataset, min(200, n_images)):
     st.warning(w, icon=":material/report:")
 
 # ---- long computations, last: everything above is on screen and current while they run ------------------------------
@@ -410,15 +424,19 @@ if gallery_todo:
 
                 def progress(fraction, j=j, label=label, started=started):
                     bar.progress((j + fraction) / len(gallery_todo), text=progress_text(label, fraction, started))
-                model = store.load(m, device=x.device)
-                index = torch.tensor(key[3], dtype=torch.long)
-                xs, ys = data.test_x[index], data.test_y[index]
-                crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,
-                                         on_progress=progress, **params)
-                galleries[key] = {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
-                                  "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
-                                  "predictions": crafted["predictions"].cpu().numpy(),
-                                  "confidences": crafted["confidences"].cpu().numpy()}
+                lock = gallery_locks(str(store.root)).setdefault(key, threading.Lock())
+                with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
+                    if key in galleries:
+                        continue
+                    model = store.load(m, device=x.device)
+                    index = torch.tensor(key[3], dtype=torch.long)
+                    xs, ys = data.test_x[index], data.test_y[index]
+                    crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,
+                                             on_progress=progress, **params)
+                    galleries[key] = {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
+                                      "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
+                                      "predictions": crafted["predictions"].cpu().numpy(),
+                                      "confidences": crafted["confidences"].cpu().numpy()}
                 while len(galleries) > 24:  # 41 frames of 8 digits: ~1 MB each
                     galleries.popitem(last=False)
             st.rerun()
