@@ -261,11 +261,11 @@ def set_url(**values) -> None:
 
 def copy_link_button(container=st) -> None:
     """A button that copies the address of the current view (the browser's own URL, state included)."""
-    import streamlit.components.v1 as components
-
     with container:
-        # A component's iframe shares the page's origin, so it can read the address and use the clipboard.
-        components.html(
+        # st.iframe embeds this fixed HTML (no user input in it) with the page's origin, so it can read the
+        # address and use the clipboard. (st.components.v1.html, its predecessor, is deprecated.)
+        embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
+        embed(
             """<button id="copy" title="Copy the address of this view (its settings are in it)"
             style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc; white-space: nowrap;
             border-radius: 8px; background: white; cursor: pointer">Copy link to this view</button>
