@@ -143,13 +143,17 @@ def show_two_models_at_eps_03(page) -> None:
         compute.first.click()
         page.wait_for_timeout(1000)
         wait_until_idle(page, 900)
-    figure = page.locator(".js-plotly-plot").first
-    figure.scroll_into_view_if_needed()
+    page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
+    drag_slider(page, 0.75)
+
+
+def drag_slider(page, fraction: float) -> None:
+    """Drag the first Plotly slider's handle to ``fraction`` of its rail, as a hand would, then let it settle."""
     grip = page.locator(".slider-grip-rect").first.bounding_box()
     rail = page.locator(".slider-rail-rect").first.bounding_box()
     page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
     page.mouse.down()
-    page.mouse.move(rail["x"] + rail["width"] * 0.75, grip["y"] + grip["height"] / 2, steps=8)
+    page.mouse.move(rail["x"] + rail["width"] * fraction, grip["y"] + grip["height"] / 2, steps=8)
     page.mouse.up()
     page.wait_for_timeout(500)
 

@@ -58,3 +58,15 @@ def store(isolated_store):
 
 def state_equal(a: dict, b: dict) -> bool:
     return a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.fixture
+def two_models(isolated_store, tiny_result, mnist):
+    """Two small stored networks, "first" and "second": (id of first, id of second)."""
+    from robust_core.store import ModelStore
+    from robust_core.training import TrainConfig, train_model
+
+    store = ModelStore(isolated_store)
+    first = store.save(tiny_result, name="first")
+    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist), name="second")
+    return first.model_id, second.model_id

@@ -1,19 +1,8 @@
 """The Attack page through AppTest: curves kept while another model computes, a gallery row per model, labels."""
 import json
 
-import pytest
-
 from robust_core.store import ModelStore
-from robust_core.training import TrainConfig, train_model
 from tests.test_pages import finish_jobs, run_app, widget
-
-
-@pytest.fixture
-def two_models(isolated_store, tiny_result, mnist):
-    store = ModelStore(isolated_store)
-    first = store.save(tiny_result, name="first")
-    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist), name="second")
-    return first.model_id, second.model_id
 
 
 def open_attack_page():

@@ -3,7 +3,8 @@ import pytest
 
 from robust_core.store import ModelStore
 
-from .browser import PAGE_PATHS, browser_page, chromium_available, dashboard, open_page, page_errors, wait_until_idle
+from .browser import (PAGE_PATHS, browser_page, chromium_available, dashboard, drag_slider, open_page, page_errors,
+                      wait_until_idle)
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium and playwright")
 
@@ -56,13 +57,7 @@ def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_st
         title = page.locator(".gtitle").first
         assert title.text_content().startswith("ε = 0.000")
         before = page.locator("image").first.get_attribute("href")
-        grip = page.locator(".slider-grip-rect").first.bounding_box()
-        rail = page.locator(".slider-rail-rect").first.bounding_box()
-        page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
-        page.mouse.down()
-        page.mouse.move(rail["x"] + rail["width"] * 0.5, grip["y"] + grip["height"] / 2, steps=8)
-        page.mouse.up()
-        page.wait_for_timeout(500)
+        drag_slider(page, 0.5)
         after_title = title.text_content()
         assert not after_title.startswith("ε = 0.000") and "slider model" in after_title
         # Half-way along the 0-0.4 rail is eps ~ 0.2; on the uniform 0-0.5 table ~60% of images need more.

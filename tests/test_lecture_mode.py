@@ -1,5 +1,4 @@
 """Lecture mode: visitors cannot change what is not theirs; the lecturer can; training is limited."""
-import json
 
 import pytest
 from streamlit.testing.v1 import AppTest

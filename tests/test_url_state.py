@@ -1,22 +1,11 @@
 """Each page restores its main state from the address and writes it back: any view is a link."""
 from pathlib import Path
 
-import pytest
 from streamlit.testing.v1 import AppTest
 
-from robust_core.store import ModelStore
-from robust_core.training import TrainConfig, train_model
 from tests.test_pages import widget
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
-
-
-@pytest.fixture
-def two_models(isolated_store, tiny_result, mnist):
-    store = ModelStore(isolated_store)
-    first = store.save(tiny_result, name="first")
-    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist), name="second")
-    return first.model_id, second.model_id
 
 
 def open_with(page: str, **params) -> AppTest:
