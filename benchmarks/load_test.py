@@ -72,11 +72,39 @@ async def wait_ready(page, *, selector: str, timeout_s: float = PAGE_TIMEOUT_S) 
     await page.wait_for_selector('[data-testid="stMain"] h1', timeout=timeout_s * 1000)
     await page.wait_for_selector(selector, timeout=timeout_s * 1000)
     deadline = time.monotonic() + timeout_s
+    quiet_since = None
     while time.monotonic() < deadline:
         if await page.locator('[data-testid="stStatusWidget"]').count() == 0:
-            return
+            quiet_since = quiet_since or time.monotonic()
+            if time.monotonic() - quiet_since > 0.5:  # a page can rerun right after a run (a gallery just crafted)
+                return
+        else:
+            quiet_since = None
         await asyncio.sleep(0.05)
     raise TimeoutError("the page kept running")
+
+
+async def drag_eps(page, fraction: float) -> str:
+    """Drag the ε slider to ``fraction`` of its rail; the figure's title afterwards. Retried when the figure is
+    redrawn under the mouse (another visitor's gallery, shared by the server, arriving): the user would just drag again."""
+    from playwright.async_api import Error
+
+    for attempt in range(3):
+        try:
+            await page.locator(".slider-rail-rect").first.scroll_into_view_if_needed()
+            grip = await page.locator(".slider-grip-rect").first.bounding_box()
+            rail = await page.locator(".slider-rail-rect").first.bounding_box()
+            await page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
+            await page.mouse.down()
+            await page.mouse.move(rail["x"] + rail["width"] * fraction, grip["y"] + grip["height"] / 2, steps=5)
+            await page.mouse.up()
+            await asyncio.sleep(0.5)
+            return await page.locator(".js-plotly-plot").first.locator(".gtitle").first.text_content()
+        except Error:
+            if attempt == 2:
+                raise
+            await wait_ready(page, selector=".js-plotly-plot .slider-rail-rect")
+    return ""
 
 
 async def student(browser, base: str, paths: dict, index: int, results: list) -> None:
@@ -89,15 +117,7 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         await page.goto(f"{base}/{collapse.page}{query(collapse.params)}")
         await wait_ready(page, selector=".js-plotly-plot .slider-rail-rect")
         record["page_ready_s"] = time.monotonic() - t0
-        await page.locator(".slider-rail-rect").first.scroll_into_view_if_needed()
-        grip = await page.locator(".slider-grip-rect").first.bounding_box()
-        rail = await page.locator(".slider-rail-rect").first.bounding_box()
-        await page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
-        await page.mouse.down()
-        await page.mouse.move(rail["x"] + rail["width"] * 0.75, grip["y"] + grip["height"] / 2, steps=5)
-        await page.mouse.up()
-        await asyncio.sleep(0.5)
-        title = await page.locator(".js-plotly-plot").first.locator(".gtitle").first.text_content()
+        title = await drag_eps(page, 0.75)
         if not title or title.startswith("ε = 0.000"):
             record["errors"].append("the slider did not move the figure")
         t0 = time.monotonic()
