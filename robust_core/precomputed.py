@@ -97,13 +97,13 @@ def install_precomputed(store, cache: EvaluationCache | None = None, directory=N
         if item.path.stem != key.digest():
             report.append((item.path.name, "stale: made for another version of the minimal-eps search"))
             continue
-        if key.model_id not in digests:
+        if cache.get(key) is not None:  # installed by an earlier start (checked then) or computed here: valid
+            report.append((item.path.name, "present"))
+            continue
+        if key.model_id not in digests:  # loading and hashing a model only when something may be installed
             digests[key.model_id] = weights_digest(store.load(key.model_id))
         if digests[key.model_id] != item.payload["weights_sha256"]:
             report.append((item.path.name, "stale: the model's weights differ"))
-            continue
-        if cache.get(key) is not None:
-            report.append((item.path.name, "present"))
             continue
         cache.put(key, item.values())
         report.append((item.path.name, "installed"))
