@@ -327,16 +327,21 @@ def job_runner():
     return JobRunner(workers=1)
 
 
+def progress_line(label: str, fraction: float, elapsed: float) -> str:
+    """Progress text with an ETA only once it means something: a few seconds and percent in (the attacks' progress
+    counts work against its worst case, so the ETA errs long)."""
+    text = f"{label}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
+    if 0.03 <= fraction < 1 and elapsed >= 3:
+        text += f" · about {elapsed / fraction - elapsed:.0f} s left"
+    return text
+
+
 def _job_line(job, runner) -> str:
     import time
 
     if job.status == "queued":
         return f"**{job.label}**: waiting, position {runner.position(job)} in the queue"
-    elapsed = time.monotonic() - (job.started or time.monotonic())
-    text = f"**{job.label}**: {100 * job.progress:.0f}% · elapsed {elapsed:.0f} s"
-    if 0.03 <= job.progress < 1 and elapsed >= 3:  # the progress counts work against its worst case: errs long
-        text += f" · about {elapsed / job.progress - elapsed:.0f} s left"
-    return text
+    return progress_line(f"**{job.label}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
 
 
 @st.fragment(run_every=1.0)

@@ -12,8 +12,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, set_url,
-                           url_list, url_value, show_chart)
+from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, progress_line,
+                           set_url, url_list, url_value, show_chart)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -28,7 +28,6 @@ EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
 GALLERY_SIZE = 8
 GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a laptop screen with the slider
-NORM_LABELS = NORM_SYMBOLS
 # The default parameters of each budgeted attack, as the controls below set them: the comparison
 # view uses the same dictionaries, so both views share their cache entries.
 DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
@@ -51,15 +50,6 @@ def attack_caption(attack: str) -> str:
     if len(first) > 60 or not details:  # a first paragraph that already describes the attack
         first, details = attack_label(attack), first + "."
     return f"**{first}** ({spec.paper}). {details.replace('``', '`')}"
-
-
-def progress_text(label: str, fraction: float, started: float) -> str:
-    """Progress line with an ETA only once it means something: a few seconds and percent in."""
-    elapsed = time.perf_counter() - started
-    text = f"{label}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
-    if fraction >= 0.03 and elapsed >= 3 and fraction < 1:
-        text += f" · about {elapsed / fraction - elapsed:.0f} s left"
-    return text
 
 
 @st.cache_resource(show_spinner=False)
@@ -112,7 +102,7 @@ with st.container(border=True):
     c1, c2, c3, c4 = st.columns(4)
     params: dict = {}
     if spec.kind != "minimal":
-        params["eps_max"] = c1.number_input(f"Largest ε ({NORM_LABELS[spec.norm]})", 0.01,
+        params["eps_max"] = c1.number_input(f"Largest ε ({NORM_SYMBOLS[spec.norm]})", 0.01,
                                             {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm], EPS_MAX[spec.norm], format="%.3f")
     if attack in ("pgd", "pgd_l2"):
         params["steps"] = c2.number_input("Steps", 1, 1000, 40)
@@ -232,7 +222,7 @@ if min_eps:
         stats = perturbation_stats(v)
         rows.append({"Model": names[m], "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
                      **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
-                     f"Median minimal {NORM_LABELS[spec.norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
+                     f"Median minimal {NORM_SYMBOLS[spec.norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
                      "Broken": f"{stats['n']}/{len(v)}"})
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
@@ -423,7 +413,7 @@ if gallery_todo:
                 label = f"Crafting the gallery for {names[m]} ({j + 1} of {len(gallery_todo)})"
 
                 def progress(fraction, j=j, label=label, started=started):
-                    bar.progress((j + fraction) / len(gallery_todo), text=progress_text(label, fraction, started))
+                    bar.progress((j + fraction) / len(gallery_todo), text=progress_line(label, fraction, time.perf_counter() - started))
                 lock = gallery_locks(str(store.root)).setdefault(key, threading.Lock())
                 with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
                     if key in galleries:
