@@ -320,11 +320,14 @@ def lecturer_sidebar() -> None:
 # ---- heavy work through one job runner per server (robust_core.jobs) ------------------------------------------------
 @st.cache_resource(show_spinner=False)
 def job_runner():
-    """The server's one job runner: first-time attack computations of every session wait in one queue, identical
-    requests run once. One job at a time: on a few CPU cores a second would only halve the first's speed."""
+    """The server's one job runner: heavy work of every session waits in its queue, identical requests run once.
+
+    Two lanes, one worker each (2 cores): "long" for training and first-time attack computations (minutes: one at a
+    time, a second would only halve the first's speed), "short" for morphs (seconds), so a student's morph never
+    waits behind a classmate's training while a room's simultaneous morphs run one after the other."""
     from robust_core.jobs import JobRunner
 
-    return JobRunner(workers=1)
+    return JobRunner(workers={"long": 1, "short": 1})
 
 
 def progress_line(label: str, fraction: float, elapsed: float) -> str:
@@ -341,7 +344,8 @@ def _job_line(job, runner) -> str:
 
     if job.status == "queued":
         return f"**{job.label}**: waiting, position {runner.position(job)} in the queue"
-    return progress_line(f"**{job.label}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
+    line = progress_line(f"**{job.label}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
+    return f"{line} · {job.message}" if job.message else line
 
 
 @st.fragment(run_every=1.0)

@@ -1,16 +1,15 @@
 """Class Visualization page: morph a drawn digit (or noise) toward any class by gradient ascent."""
 import hashlib
-import time
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import (analysis_page, comparison_defaults, digit_canvas, set_url, show_chart, url_int, url_list,
-                           url_value)
-from robust_core.classviz import (OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_share, knn_morph,
-                                  readings, visualize)
+from pages._shared import (analysis_page, comparison_defaults, current_visitor, digit_canvas, job_runner, job_status,
+                           set_url, show_chart, url_int, url_list, url_value)
+from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
+from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.export import finals_png, gif, strip_png
 from robust_core.plots import morph_figure as plots_morph_figure
 from robust_core.store import display_names
@@ -100,52 +99,45 @@ settings = dict(start="image" if start_image is not None else start_kind, image=
 run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum().item() if torch.is_tensor(v) else v)
                                                                        for k, v in settings.items()}))
 
+def morph_job():
+    """The morph as a job of the server's runner (short lane): students who press Morph at once are served one after
+    the other at full speed, and identical requests (a lecture path's defaults) run once."""
+    chosen = {names[m]: store.load(m) for m in model_ids}
+
+    def run(ctx):
+        return compare_morphs(chosen, target=int(target), train_x=data.train_x, train_y=data.train_y, all_targets=all_targets,
+                             with_knn=with_knn, num_classes=len(class_names), on_progress=ctx.progress, **settings)
+    return run
+
+
+run_digest = hashlib.sha256(repr((store.root, run_key, None if start_image is None else start_image.numpy().tobytes()))
+                            .encode()).hexdigest()[:24]
+runner, visitor = job_runner(), current_visitor()
+morph_key = f"morph:{run_digest}"
 if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
-    results, timings = {}, {}
-    bar = st.progress(0.0)
-    live = st.empty()
-    jobs = len(model_ids) + (1 if all_targets else 0)
-    for j, m in enumerate(model_ids):
-        model = store.load(m)
-
-        def on_step(step, x, p, j=j, m=m):
-            if step % 10 == 0 or step == settings["steps"]:
-                bar.progress(min(1.0, (j + step / settings["steps"]) / jobs),
-                             text=f"{names[m]}: step {step}, p({class_names[target]}) = {100 * float(p[0, target]):.1f}%")
-                live.image(x[0, 0].cpu().numpy(), width=112, clamp=True)
-
-        t0 = time.perf_counter()
-        results[m] = visualize(model, int(target), on_step=on_step, **settings)
-        timings[m] = time.perf_counter() - t0
-    grid = None
-    if all_targets:
-        t0 = time.perf_counter()
-        grid = visualize(store.load(model_ids[0]), list(range(len(class_names))), **settings)
-        timings["grid"] = time.perf_counter() - t0
-    # What the others read in each final image (the other models, and k-NN on pixels): does it look like the target?
-    models = {m: store.load(m) for m in model_ids}
-    finals = torch.cat([results[m].final.cpu() for m in model_ids])
-    read = readings(finals, {names[m]: models[m] for m in model_ids}, train_x=data.train_x, train_y=data.train_y)
-    cross = {m: {who: (int(c[i]), float(p[i])) for who, (c, p) in read.items() if who != names[m]} for i, m in enumerate(model_ids)}
-    start_for_share = settings["image"] if settings["image"] is not None else results[model_ids[0]].frames[0, 0]
-    dark_share = {m: dark_gradient_share(models[m], start_for_share, int(target), loss=loss) for m in model_ids}
-    knn = None
-    if with_knn:
-        bar.progress(0.99, text="k-NN morph (distances to all 55,000 training images at every step)…")
-        start = start_image if start_image is not None else results[model_ids[0]].frames[0, 0]
-        t0 = time.perf_counter()
-        knn = knn_morph(data.train_x, data.train_y, start, int(target), steps=int(steps), seed=int(seed))
-        timings["knn"] = time.perf_counter() - t0
-    bar.empty()
-    live.empty()
-    st.session_state["classviz"] = {"key": run_key, "results": results, "grid": grid, "knn": knn, "timings": timings,
-                                    "cross": cross, "dark_share": dark_share}
+    try:
+        submitted = runner.submit(morph_key, morph_job(), owner=visitor.owner, label="Morph", lane="short")
+        st.session_state["classviz_job"] = morph_key
+        with st.spinner("Morphing…"):
+            submitted.wait(3.0)  # a morph takes seconds: when the server is free, show it without a queue display
+    except RuntimeError as exc:  # the queue is full
+        st.error(f"Not queued: {exc}.")
+job = runner.get(st.session_state["classviz_job"]) if st.session_state.get("classviz_job") == morph_key else None
+if job is not None:
+    if job.status in ("queued", "running"):
+        job_status([job.key])
+        st.stop()
+    st.session_state.pop("classviz_job")
+    if job.status == "done":
+        st.session_state["classviz"] = {"key": run_key, "comparison": job.result}
+    elif job.status == "failed":
+        st.error(f"The morph failed: {job.error}", icon=":material/error:")
 
 state = st.session_state.get("classviz")
 if state is None or state["key"] != run_key:
     st.caption("Press **Morph** to run gradient ascent with these settings.")
     st.stop()
-
+comparison = state["comparison"]
 
 def morph_figure(result, title: str) -> go.Figure:
     return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
@@ -166,7 +158,8 @@ def morph_gif(result: VisualizationResult) -> bytes:
     return gif(result)
 
 
-results, timings = state["results"], state["timings"]
+results = {m: comparison.results[names[m]] for m in model_ids}
+timings = {**comparison.timings, **{m: comparison.timings[names[m]] for m in model_ids}}
 for m in model_ids:
     r = results[m]
     p_final = r.final_probabilities[0]
@@ -179,13 +172,13 @@ for m in model_ids:
     c3.write(f"**{names[m]}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
              f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[m]:.2f} s. "
              f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
-    others = state["cross"][m]
+    others = comparison.cross[names[m]]
     agree = [who for who, (c, _) in others.items() if c == target]
     c3.markdown("**Read by the others** (not optimised against): " + " · ".join(
         f"{who}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]" for who, (c, p) in others.items())
         + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
            f" → it fools {names[m]} only: the picture is not a {class_names[target]}."))
-    share = state["dark_share"][m]
+    share = comparison.dark_share[names[m]]
     if np.isfinite(share) and share < 1e-3:
         c3.caption(f"{names[m]} thresholds its input: dark pixels of the start get {100 * share:.1e}% of its gradient, so "
                    "plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
@@ -195,7 +188,7 @@ for m in model_ids:
     d2.download_button("Frames (GIF)", morph_gif(r), file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
                        key=f"gif_{m}", icon=":material/download:", on_click="ignore")
 
-grid = state["grid"]
+grid = comparison.grid
 if grid is not None:
     st.subheader(f"All targets · {names[model_ids[0]]} · {timings['grid']:.2f} s for {len(class_names)} targets in one batch")
     cols = st.columns(len(class_names))
@@ -205,7 +198,7 @@ if grid is not None:
     st.download_button("Download the ten final images (PNG)", finals_png(grid), file_name="all_targets.png", mime="image/png",
                        icon=":material/download:", on_click="ignore")
 
-knn = state["knn"]
+knn = comparison.knn
 if knn is not None:
     st.subheader("The seed's k-NN morph, for comparison")
     c1, c2 = st.columns([1, 3])

@@ -1,10 +1,8 @@
 """Train page: configure, train with live curves, stop, and compare stored models."""
-import time
-
 import streamlit as st
 
 from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
-                           in_lecture_mode, require_shell, show_chart)
+                           in_lecture_mode, job_runner, require_shell, show_chart)
 from robust_core.access import training_limits_error
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
@@ -12,8 +10,9 @@ from robust_core.plots import training_curves_figure
 from robust_core.training import METHOD_TITLES, METHODS, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
 from robust_core.store import display_names
 
-# Seconds between two redraws of the live chart: redrawing costs a few ms of CPU that training wants.
-CHART_REFRESH_S = 0.5
+# Seconds between two redraws of the progress and live chart (a fragment of the page): a redraw costs a few ms of
+# CPU that training wants.
+CHART_REFRESH_S = 1.0
 
 require_shell()
 st.title("Train a model")
@@ -123,71 +122,98 @@ if already:
             "Train loads it instantly instead of training again.", icon=":material/save:")
 
 
-def request_stop():
-    st.session_state["train_stop_requested"] = True
-
-
 visitor = current_visitor()
+runner = job_runner()
 limits_error = None if already else training_limits_error(
     epochs=int(config.epochs) if is_network else 1, train_subset=config.train_subset, lecture=in_lecture_mode(),
     lecturer=visitor.lecturer)
 if limits_error:
     st.warning(limits_error, icon=":material/co_present:")
-col_train, col_stop, _ = st.columns([1, 1, 4])
-train_clicked = col_train.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:",
-                                 disabled=limits_error is not None)
-col_stop.button("Stop", icon=":material/stop:", on_click=request_stop, help="Stops training between two batches; nothing is saved.")
-
-if st.session_state.pop("train_stop_requested", False):
-    last = st.session_state.pop("train_last_progress", None)
-    where = f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last else ""
-    st.warning(f"Training stopped{where}. Nothing was saved.", icon=":material/stop:")
+# This session's training request: a key of the server's job runner (the training runs there, not in this page).
+mine = runner.get(st.session_state["train_job"]) if st.session_state.get("train_job") else None
+busy = mine is not None and mine.status in ("queued", "running") and visitor.owner in mine.owners
+train_clicked = st.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:",
+                          disabled=limits_error is not None or busy,
+                          help="Your training is in the queue or running: stop it first to start another." if busy else None)
 
 if train_clicked:
-    if get_dataset(dataset) is None:
+    data = get_dataset(dataset)
+    if data is None:
         st.stop()
-    progress = st.progress(0.0, text="Starting…")
-    chart = st.empty()
-    live = {"batches": [], "epoch": [], "val_loss": [], "val_acc": []}
-    last_draw = [0.0]
-
-    def on_progress(event):
-        st.session_state["train_last_progress"] = {"epoch": event.epoch, "epochs": event.epochs,
-                                                  "batch": event.batch, "batches": event.batches_per_epoch}
-        progress.progress(min(event.fraction, 1.0), text=(
-            f"Epoch {event.epoch}/{event.epochs} · batch {event.batch}/{event.batches_per_epoch} · "
-            f"loss {event.train_loss:.4f} · acc {format_percent(event.train_acc)} · "
-            f"elapsed {format_duration(event.elapsed_s)} · ETA {format_duration(event.eta_s)}"))
-        live["batches"].append(((event.epoch - 1) + event.batch / event.batches_per_epoch, event.train_loss, event.train_acc))
-        if event.kind == "epoch":
-            live["epoch"].append(event.epoch)
-            live["val_loss"].append(event.val_loss)
-            live["val_acc"].append(event.val_acc)
-        now = time.monotonic()
-        if event.kind == "epoch" or now - last_draw[0] > CHART_REFRESH_S:
-            last_draw[0] = now
-            show_chart(chart, training_curves_figure({"live": live}), key=f"live_{len(live['batches'])}")
-
-    try:
-        with st.spinner("Fitting…") if not is_network else st.empty():
-            # The session's token marks the model as this visitor's (lecture mode lets them rename or delete it).
-            model, entry, cached = store.train_or_load(config, name=name or None, data=get_dataset(dataset), on_progress=on_progress,
-                                                       extra_meta={"owner": visitor.owner})
-    except (ValueError, FloatingPointError, RuntimeError) as exc:
-        st.error(f"Training failed: {exc}")
-        st.stop()
-    st.session_state.pop("train_last_progress", None)
-    progress.progress(1.0, text="Done")
-    st.session_state["select_model_id"] = entry.model_id
-    metrics = entry.meta["metrics"]
-    if cached:
-        st.success(f"Loaded **{entry.name}** from the store (not retrained): test accuracy {format_percent(metrics['test_acc'])}.",
-                   icon=":material/save:")
+    if already:  # in the store: a load, instant, no queue
+        entry = store.get(model_id)
+        st.session_state["select_model_id"] = entry.model_id
+        st.success(f"Loaded **{entry.name}** from the store (not retrained): test accuracy "
+                   f"{format_percent(entry.meta['metrics']['test_acc'])}.", icon=":material/save:")
     else:
+        # Into the server's one queue of long jobs: students training at once train one after the other (each at
+        # full speed), two who ask for the same configuration share one training. The session's token marks the
+        # model as this visitor's (lecture mode lets them rename or delete it).
+        try:
+            mine = runner.submit(f"train:{store.root}:{model_id}",
+                                 store.training_job(config, name=name or None, data=data, extra_meta={"owner": visitor.owner}),
+                                 owner=visitor.owner, label=f"Training {ARCHITECTURES[arch].title}", lane="long")
+        except RuntimeError as exc:  # the queue is full
+            st.error(f"Not queued: {exc}.")
+            st.stop()
+        st.session_state["train_job"], st.session_state["train_job_shown"] = mine.key, False
+        st.rerun()  # redraw the form with Train disabled while this training is queued or running
+busy = mine is not None and mine.status in ("queued", "running") and visitor.owner in mine.owners
+
+
+def _progress_text(job) -> str:
+    last = job.details.get("last")
+    if job.status == "queued":
+        ahead = runner.position(job)
+        return f"Waiting for the server: {ahead - 1} training(s) ahead of yours." if ahead and ahead > 1 else \
+            "Waiting for the server: the training in progress ends first."
+    if not last:
+        return "Starting…"
+    return (f"Epoch {last['epoch']}/{last['epochs']} · batch {last['batch']}/{last['batches']} · loss {last['loss']:.4f} · "
+            f"acc {format_percent(last['acc'])} · elapsed {format_duration(last['elapsed_s'])} · ETA {format_duration(last['eta_s'])}")
+
+
+@st.fragment(run_every=CHART_REFRESH_S)
+def training_progress(job_key: str) -> None:
+    """The running (or queued) training: progress, live curves, Stop; redrawn on its own, the page reruns at the end."""
+    job = runner.get(job_key)
+    if job is None or job.status not in ("queued", "running") or visitor.owner not in job.owners:
+        st.rerun(scope="app")  # finished, or withdrawn: the page shows the outcome
+    line, stop = st.columns([5, 1], vertical_alignment="center")
+    line.progress(job.progress, text=_progress_text(job))
+    stop.button("Stop", icon=":material/stop:", on_click=runner.cancel, args=(job, visitor.owner),
+                help="Stops training between two batches; nothing is saved (unless another visitor asked for the "
+                     "same model: then it goes on for them).")
+    live = job.details.get("live")
+    if live and live["batches"]:
+        snapshot = {k: list(v) for k, v in live.items()}  # the worker thread appends while we draw
+        show_chart(st, training_curves_figure({"live": snapshot}), key="live_curves")
+
+
+if busy:
+    training_progress(mine.key)
+elif mine is not None and mine.status in ("queued", "running"):  # withdrawn by us, still wanted by another visitor
+    st.info("You stopped your request; another visitor asked for the same model, so its training goes on for them. "
+            "Nothing of yours is saved.", icon=":material/stop:")
+elif mine is not None and (not st.session_state.get("train_job_shown") or mine.key.endswith(model_id)):
+    # The outcome, shown once, and again while the form still describes that model.
+    first_view = not st.session_state.get("train_job_shown")
+    st.session_state["train_job_shown"] = True
+    if mine.status == "done":
+        entry = mine.result
+        if first_view:
+            st.session_state["select_model_id"] = entry.model_id  # the sidebar selects it on its next run
         st.success(f"Trained **{entry.name}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
-                   f"**{format_percent(metrics['test_acc'])}**, saved to the store as `{entry.model_id}`.", icon=":material/check_circle:")
-    if entry.meta.get("history", {}).get("epoch"):
-        show_chart(chart, training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
+                   f"**{format_percent(entry.meta['metrics']['test_acc'])}**, saved to the store as `{entry.model_id}`.",
+                   icon=":material/check_circle:")
+        if entry.meta.get("history", {}).get("epoch"):
+            show_chart(st, training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
+    elif mine.status == "cancelled" or visitor.owner not in mine.owners:
+        last = mine.details.get("last")
+        where = f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last else " before it started"
+        st.warning(f"Training stopped{where}. Nothing was saved.", icon=":material/stop:")
+    else:  # failed: a NaN loss, bad settings, out of memory... The store is unchanged.
+        st.error(f"Training failed: {mine.error}. Nothing was saved.", icon=":material/error:")
 
 st.divider()
 st.subheader("Compare training curves")

@@ -1,8 +1,8 @@
 """One bounded job runner for the heavy work of a server shared by a room (training, first-time attacks, fits).
 
     from robust_core.jobs import JobRunner
-    runner = JobRunner(workers=1)
-    job = runner.submit("train:12f5", train_fn, owner="session-a", label="Train CNN")
+    runner = JobRunner(workers={"long": 1, "short": 1})
+    job = runner.submit("train:12f5", train_fn, owner="session-a", label="Train CNN", lane="long")
     runner.position(job)    # 0 while it runs, k when k jobs are ahead of it, None once finished
     job.wait(); job.result  # or job.error, job.status
 
@@ -15,6 +15,11 @@ process (PyTorch releases the GIL in its kernels, and the models and data alread
 - **Cancellation** is per requester: a student cancels *their* request; the job stops only when nobody
   wants it any more (queued: removed at once; running: at its next progress report, see :class:`JobContext`).
 - **Failures** stay in their job: the exception is kept as ``job.error`` and the worker takes the next job.
+
+- **Lanes**: each lane is its own FIFO queue with its own workers. A lecture server gives long jobs (training,
+  first-time attack curves) one lane and short interactive ones (a morph: seconds) another, so that a student's
+  2-second morph never waits behind a classmate's minute of training, while 30 simultaneous morphs still run
+  one after the other (on 2 cores, 30 at once would each take 30 times longer: the median waits twice as long).
 
 No Streamlit here: pages poll ``job.progress`` / ``runner.position(job)`` and render them.
 """
@@ -44,9 +49,11 @@ class Job:
     fn: Callable[["JobContext"], Any]
     owners: list[str]
     number: int  # submission order
+    lane: str = "default"
     status: str = QUEUED
     progress: float = 0.0  # 0..1, as the job last reported it
     message: str = ""
+    details: dict = field(default_factory=dict)  # what the job's function shares while it runs (e.g. live curves)
     result: Any = None
     error: str | None = None  # "ExceptionType: message" of a failed job
     traceback: str | None = None
@@ -90,42 +97,55 @@ class JobContext:
 
 
 class JobRunner:
-    """A FIFO queue of jobs run by ``workers`` threads; at most ``keep_finished`` finished jobs are remembered.
+    """FIFO queues of jobs (one per lane) run by worker threads; at most ``keep_finished`` finished jobs are remembered.
 
-    Thread-safe. Worker threads start on the first submit and are daemons (a server that stops does not wait
-    for them). ``max_queued`` bounds the queue: a submit beyond it raises ``RuntimeError`` (the page says the
-    server is busy) rather than letting a room pile up hours of work.
+    ``workers`` is a number of threads (one lane, ``"default"``) or ``{lane: threads}``. Thread-safe. Worker
+    threads start on the first submit to their lane and are daemons (a server that stops does not wait for
+    them). ``max_queued`` bounds each lane's queue: a submit beyond it raises ``RuntimeError`` (the page says
+    the server is busy) rather than letting a room pile up hours of work.
     """
 
-    def __init__(self, workers: int = 1, *, max_queued: int = 100, keep_finished: int = 200):
-        if workers < 1:
-            raise ValueError("workers must be >= 1")
-        self.workers, self.max_queued, self.keep_finished = workers, max_queued, keep_finished
+    def __init__(self, workers: int | dict[str, int] = 1, *, max_queued: int = 100, keep_finished: int = 200):
+        lanes = {"default": workers} if isinstance(workers, int) else dict(workers)
+        if not lanes or min(lanes.values()) < 1:
+            raise ValueError("every lane needs at least one worker")
+        self.lanes, self.max_queued, self.keep_finished = lanes, max_queued, keep_finished
+        self.default_lane = next(iter(lanes))
         self._lock = threading.Condition()
-        self._queue: deque[Job] = deque()
+        self._queues: dict[str, deque[Job]] = {lane: deque() for lane in lanes}
         self._active: dict[str, Job] = {}  # key -> queued or running job
         self._running: list[Job] = []
         self._finished: OrderedDict[str, Job] = OrderedDict()  # key -> last finished job of that key
         self._cancelled: set[int] = set()  # numbers of jobs nobody wants any more
-        self._threads: list[threading.Thread] = []
+        self._threads: dict[str, list[threading.Thread]] = {lane: [] for lane in lanes}
         self._numbers = itertools.count()
 
+    @property
+    def workers(self) -> int:
+        return sum(self.lanes.values())
+
     # ---- submitting and following -------------------------------------------------------------------
-    def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None) -> Job:
-        """Queue ``fn(context)`` under ``key``, or join the queued/running job of that key (de-duplication)."""
+    def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None,
+               lane: str | None = None) -> Job:
+        """Queue ``fn(context)`` under ``key`` in ``lane`` (default: the first lane), or join the queued/running job
+        of that key (de-duplication)."""
+        lane = lane or self.default_lane
+        if lane not in self.lanes:
+            raise ValueError(f"unknown lane {lane!r}; this runner has {sorted(self.lanes)}")
         with self._lock:
             job = self._active.get(key)
             if job is not None:
                 if owner not in job.owners:
                     job.owners.append(owner)
                 return job
-            if len(self._queue) >= self.max_queued:
-                raise RuntimeError(f"the server is busy: {len(self._queue)} jobs are waiting; try again in a few minutes")
-            job = Job(key=key, label=label or key, fn=fn, owners=[owner], number=next(self._numbers))
-            self._queue.append(job)
+            queue = self._queues[lane]
+            if len(queue) >= self.max_queued:
+                raise RuntimeError(f"the server is busy: {len(queue)} jobs are waiting; try again in a few minutes")
+            job = Job(key=key, label=label or key, fn=fn, owners=[owner], number=next(self._numbers), lane=lane)
+            queue.append(job)
             self._active[key] = job
-            self._start_workers()
-            self._lock.notify()
+            self._start_workers(lane)
+            self._lock.notify_all()
             return job
 
     def get(self, key: str) -> Job | None:
@@ -134,18 +154,19 @@ class JobRunner:
             return self._active.get(key) or self._finished.get(key)
 
     def position(self, job: Job) -> int | None:
-        """0 while the job runs, k (1, 2, ...) when it is k-th in the queue, None once finished."""
+        """0 while the job runs, k (1, 2, ...) when it is k-th in its lane's queue, None once finished."""
         with self._lock:
             if job.status == RUNNING:
                 return 0
             if job.status != QUEUED:
                 return None
-            return next((i + 1 for i, j in enumerate(self._queue) if j is job), None)
+            return next((i + 1 for i, j in enumerate(self._queues[job.lane]) if j is job), None)
 
     def jobs(self, owner: str | None = None) -> list[Job]:
         """Running then queued jobs (in order), optionally only those ``owner`` requested."""
         with self._lock:
-            return [j for j in [*self._running, *self._queue] if owner is None or owner in j.owners]
+            queued = [j for queue in self._queues.values() for j in queue]
+            return [j for j in [*self._running, *queued] if owner is None or owner in j.owners]
 
     def cancel(self, job: Job, owner: str) -> bool:
         """Withdraw ``owner``'s request. The job itself stops once no requester is left: a queued job at once,
@@ -158,7 +179,7 @@ class JobRunner:
                 return True
             self._cancelled.add(job.number)
             if job.status == QUEUED:
-                self._queue.remove(job)
+                self._queues[job.lane].remove(job)
                 self._finish(job, CANCELLED, error="cancelled before it started")
             return True
 
@@ -167,19 +188,20 @@ class JobRunner:
         with self._lock:
             return job.number in self._cancelled
 
-    def _start_workers(self) -> None:
-        self._threads = [t for t in self._threads if t.is_alive()]
-        while len(self._threads) < self.workers:
-            thread = threading.Thread(target=self._work, name=f"robust-lab-job-{len(self._threads)}", daemon=True)
-            self._threads.append(thread)
+    def _start_workers(self, lane: str) -> None:
+        threads = self._threads[lane] = [t for t in self._threads[lane] if t.is_alive()]
+        while len(threads) < self.lanes[lane]:
+            thread = threading.Thread(target=self._work, args=(lane,), name=f"robust-lab-{lane}-{len(threads)}", daemon=True)
+            threads.append(thread)
             thread.start()
 
-    def _work(self) -> None:
+    def _work(self, lane: str) -> None:
+        queue = self._queues[lane]
         while True:
             with self._lock:
-                while not self._queue:
+                while not queue:
                     self._lock.wait()
-                job = self._queue.popleft()
+                job = queue.popleft()
                 job.status, job.started = RUNNING, time.monotonic()
                 self._running.append(job)
             try:

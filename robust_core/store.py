@@ -280,6 +280,36 @@ class ModelStore:
         result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
         return result.model, self.save(result, name=name, extra_meta=extra_meta), False
 
+    def training_job(self, config: TrainConfig, *, name: str | None = None, data=None,
+                     extra_meta: dict[str, Any] | None = None) -> Callable[[Any], StoredModel]:
+        """``train_or_load`` as a job for :class:`robust_core.jobs.JobRunner`: ``fn(ctx) -> StoredModel``.
+
+        While it trains, ``ctx.job.details`` holds ``live`` (the curves so far: per-batch (epoch position, loss,
+        accuracy) and per-epoch validation loss/accuracy, for a live chart) and ``last`` (the last progress event's
+        numbers). ``ctx.progress`` raises ``JobCancelled`` once nobody wants the model: training stops between two
+        batches and nothing is saved.
+        """
+        def run(ctx) -> StoredModel:
+            live = ctx.job.details.setdefault("live", {"batches": [], "epoch": [], "val_loss": [], "val_acc": []})
+
+            def on_progress(event: ProgressEvent) -> None:
+                last = {"epoch": event.epoch, "epochs": event.epochs, "batch": event.batch,
+                        "batches": event.batches_per_epoch, "loss": event.train_loss, "acc": event.train_acc,
+                        "elapsed_s": event.elapsed_s, "eta_s": event.eta_s}
+                if event.kind == "batch":
+                    live["batches"].append(((event.epoch - 1) + event.batch / event.batches_per_epoch, event.train_loss,
+                                            event.train_acc))
+                else:  # "epoch": the validation numbers
+                    live["epoch"].append(event.epoch)
+                    live["val_loss"].append(event.val_loss)
+                    live["val_acc"].append(event.val_acc)
+                ctx.job.details["last"] = last
+                ctx.progress(min(event.fraction, 1.0))
+
+            return self.train_or_load(config, name=name, data=data, on_progress=on_progress, extra_meta=extra_meta)[1]
+
+        return run
+
     # ---- names --------------------------------------------------------------------------
     def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> StoredModel | None:
         """The model of ``dataset`` (other than ``exclude``) whose name reads as ``name``, if any."""

@@ -110,3 +110,54 @@ def test_the_queue_is_bounded_and_the_context_raises_once_cancelled():
     with pytest.raises(ValueError):
         JobRunner(workers=0)
     assert issubclass(JobCancelled, Exception)
+
+
+def test_a_short_job_in_its_own_lane_does_not_wait_behind_a_long_one_and_lanes_keep_fifo_order():
+    runner = JobRunner(workers={"long": 1, "short": 1})
+    blocker, release = gate()
+    training = runner.submit("train", blocker, owner="a", lane="long")
+    queued_training = runner.submit("train2", lambda ctx: "t2", owner="b", lane="long")
+    morphs = [runner.submit(f"morph{i}", lambda ctx, i=i: i, owner=f"s{i}", lane="short") for i in range(3)]
+    # The morphs finish while the long lane is still blocked; the second training is still first in its queue.
+    assert all(m.wait(5) for m in morphs) and [m.result for m in morphs] == [0, 1, 2]
+    assert runner.position(training) == 0 and runner.position(queued_training) == 1
+    assert queued_training.lane == "long" and morphs[0].lane == "short"
+    release.set()
+    assert queued_training.wait(5) and queued_training.result == "t2"
+    with pytest.raises(ValueError, match="unknown lane"):
+        runner.submit("x", lambda ctx: 0, owner="a", lane="gpu")
+
+
+def test_a_training_job_shares_live_curves_and_a_cancelled_or_diverging_one_leaves_the_store_untouched(
+        mnist, isolated_store, monkeypatch):
+    from robust_core.store import ModelStore
+    from robust_core.training import TRAINING_METHODS, BatchLoss, TrainConfig
+
+    store = ModelStore(isolated_store)
+    runner = JobRunner(workers={"long": 1, "short": 1})
+    config = TrainConfig(train_subset=500, epochs=1, batch_size=50, seed=4)
+    done = runner.submit("train:a", store.training_job(config, name="queued one", data=mnist, extra_meta={"owner": "s1"}),
+                         owner="s1", lane="long")
+    assert done.wait(60) and done.status == DONE, done.error
+    assert done.result.name == "queued one" and done.result.meta["owner"] == "s1"
+    live = done.details["live"]
+    assert len(live["batches"]) == 10 and live["epoch"] == [1] and done.details["last"]["batch"] == 10
+
+    # Cancelled once it has started: it stops at its next progress report and nothing is saved.
+    bigger = TrainConfig(train_subset=2000, epochs=2, batch_size=50, seed=5)
+    job = runner.submit("train:b", store.training_job(bigger, data=mnist), owner="s2", lane="long")
+    while job.details.get("last") is None and not job.wait(0.01):
+        pass
+    assert runner.cancel(job, "s2") and job.wait(60) and job.status == CANCELLED
+    assert bigger.config_hash() not in store
+
+    # A NaN loss fails the job with the training loop's explanation; the store still holds only the first model.
+    def nan_loss(model, x, y, ctx):
+        logits = model(x)
+        return BatchLoss(logits.sum() * float("nan"), logits)
+
+    monkeypatch.setitem(TRAINING_METHODS, "nan_for_test", nan_loss)
+    diverging = runner.submit("train:c", store.training_job(TrainConfig(method="nan_for_test", train_subset=100, epochs=1),
+                                                            data=mnist), owner="s3", lane="long")
+    assert diverging.wait(60) and diverging.status == FAILED and "FloatingPointError" in diverging.error
+    assert [e.name for e in store.list()] == ["queued one"]

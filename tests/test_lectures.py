@@ -1,5 +1,6 @@
 """Lecture paths as data: the shipped ones are valid; a bad file is reported, never fatal."""
 from robust_core.lectures import PAGE_PARAMS, lecture_paths
+from tests.test_pages import finish_jobs
 
 
 def test_shipped_lecture_paths_name_real_pages_parameters_and_shipped_models():
@@ -67,6 +68,7 @@ def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compu
                 assert any("catastrophic overfitting" in w.value for w in at.warning), path.name
         elif path.page == "classviz":
             [b for b in at.button if b.label == "Morph"][0].click().run()
+            finish_jobs(at)
             assert not at.exception and any("looks like a 9" in m.value for m in at.markdown), path.name
         elif path.page in ("saliency", "confidence"):
             assert at.get("plotly_chart") or at.get("image"), path.name
