@@ -1,18 +1,31 @@
-"""A room of students on one server: N browsers open a lecture path, drag ε, switch page and morph a digit.
+"""A room of students on one server: N students open a lecture path, drag ε, switch model and morph a digit.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --students 1 10 30 60
+    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --students 1 10 30 60                 # browsers
+    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --clients protocol --students 1 10 30 60
 
 One dashboard (``streamlit run app.py``, a fresh store with the shipped models and their shipped evaluation
-results), one headless Chromium (Debian's, through Playwright) with one browser context per student, all
-driven concurrently by asyncio. Each student:
+results), all students at once, driven concurrently by asyncio. Two kinds of student:
+
+- ``--clients browser`` (default): one headless Chromium (Debian's, through Playwright), one browser context per
+  student. On this 2-core machine the N renderers share the cores with the server, so the times measure 2 cores
+  doing the work of N laptops *and* the server.
+- ``--clients protocol``: each student is a :class:`streamlit_client.ProtocolSession`, which asks of the server
+  exactly what a browser asks (the page, its static files, the websocket conversation, fragment reruns, the
+  Morph click) without rendering: the times are the server's, as students on their own laptops would see them
+  less their laptop's drawing time. ``--probes K`` adds K real Chromium students to that room and reports
+  them apart: what a real browser on this machine sees while the server serves the room.
+
+Each student:
   1. opens the "ε collapse" lecture path (the Attack page, standard vs PGD-AT, 1,000 images): page-ready time
-     = from navigation until the page's title and the ε-slider figure are shown and no script run is pending;
-  2. drags the ε slider to 0.3 (client-side: no server work);
-  3. opens the "Draw a 4, morph it into a 9" path and clicks Morph: morph time = until the "Read by the others"
+     = from the first request until the page's title and the ε-slider figure are shown and no script run is
+     pending (protocol: until the run finished with the figure in it);
+  2. drags the ε slider to 0.3 (client-side in the browser: no server work; protocol students skip it);
+  3. switches model: the same path with the GFA (deep) model instead of PGD-AT (a link with other models);
+  4. opens the "Draw a 4, morph it into a 9" path and clicks Morph: morph time = until the "Read by the others"
      verdicts are shown.
-Reported per N: page-ready p50 / p95, morph p50 / p95, errors (exceptions shown or timeouts), the server's
-resident memory before and after (RSS) and its CPU time. Targets on 2 cores (issue 14): 30 students, p50 < 2 s,
-p95 < 5 s, no errors, memory growth < 100 MB.
+Reported per N: page-ready p50 / p95, switch p50, morph p50 / p95, errors (exceptions shown or timeouts), the
+server's resident memory before and after (RSS), its CPU time and the CPU time of everything else on the machine
+(browsers). Targets on 2 cores (issue 14): 30 students, p50 < 2 s, p95 < 5 s, no errors, memory growth < 100 MB.
 """
 from __future__ import annotations
 
@@ -27,6 +40,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # streamlit_client
 
 from robust_core.lectures import lecture_paths  # noqa: E402
 from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard  # noqa: E402
@@ -59,6 +73,20 @@ def rss_mb(pid: int) -> float:
 def cpu_s(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def machine_cpu_s() -> float:
+    """CPU seconds all processes of this machine spent (user + system, from /proc/stat)."""
+    fields = Path("/proc/stat").read_text().splitlines()[0].split()[1:]
+    return (int(fields[0]) + int(fields[1]) + int(fields[2])) / os.sysconf("SC_CLK_TCK")
+
+
+SWITCHED_MODEL = "79c6727159629e65"  # the shipped GFA (deep) CNN: step 3 shows it instead of PGD-AT
+
+
+def switched(params: dict) -> dict:
+    models = params["models"].split(",")
+    return {**params, "models": ",".join([models[0], SWITCHED_MODEL])}
 
 
 def query(params: dict) -> str:
@@ -121,6 +149,10 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         if not title or title.startswith("ε = 0.000"):
             record["errors"].append("the slider did not move the figure")
         t0 = time.monotonic()
+        await page.goto(f"{base}/{collapse.page}{query(switched(collapse.params))}")
+        await wait_ready(page, selector=".js-plotly-plot .slider-rail-rect")
+        record["switch_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
         await page.goto(f"{base}/{morph.page}{query(morph.params)}")
         await wait_ready(page, selector='button:has-text("Morph")')
         record["page_ready_s_morph_page"] = time.monotonic() - t0
@@ -140,17 +172,57 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         await context.close()
 
 
-async def room(base: str, n: int) -> list[dict]:
+async def protocol_student(base: str, paths: dict, index: int, results: list) -> None:
+    from streamlit_client import ProtocolSession
+
+    session = ProtocolSession(base)
+    record = {"student": index, "errors": [], "kind": "protocol"}
+    try:
+        collapse, morph = paths["01_eps_collapse"], paths["03_morph_4_to_9"]
+        t0 = time.monotonic()
+        await session.download_page(collapse.page)
+        await session.connect()
+        await session.open(collapse.page, collapse.params, timeout_s=PAGE_TIMEOUT_S)
+        await session.wait_for(lambda els: session.has("plotly_chart"), timeout_s=PAGE_TIMEOUT_S)
+        record["page_ready_s"] = time.monotonic() - t0
+        t0 = time.monotonic()
+        await session.open(collapse.page, switched(collapse.params), timeout_s=PAGE_TIMEOUT_S)
+        await session.wait_for(lambda els: session.has("plotly_chart"), timeout_s=PAGE_TIMEOUT_S)
+        record["switch_s"] = time.monotonic() - t0
+        await session.open(morph.page, morph.params, timeout_s=PAGE_TIMEOUT_S)
+        t0 = time.monotonic()
+        await session.click("Morph", timeout_s=PAGE_TIMEOUT_S)
+        await session.wait_for(lambda els: any("Read by the others" in t for t in session.texts()), timeout_s=PAGE_TIMEOUT_S)
+        record["morph_s"] = time.monotonic() - t0
+        if session.exceptions():
+            record["errors"].append(f"exception(s) on the page: {session.exceptions()[:2]}")
+    except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
+        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+    finally:
+        results.append(record)
+        await session.close()
+
+
+async def room(base: str, n: int, *, clients: str = "browser", probes: int = 0) -> list[dict]:
+    """``n`` students of kind ``clients`` at once, plus ``probes`` Chromium students (protocol rooms only)."""
     from playwright.async_api import async_playwright
 
     paths = {p.name: p for p in lecture_paths()[0]}
     results: list[dict] = []
+    browsers = n if clients == "browser" else probes
+    tasks = [protocol_student(base, paths, i, results) for i in range(n)] if clients == "protocol" else []
+    if not browsers:
+        await asyncio.gather(*tasks)
+        return results
     async with async_playwright() as p:
         browser = await p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS)
         try:
-            await asyncio.gather(*(student(browser, base, paths, i, results) for i in range(n)))
+            await asyncio.gather(*tasks, *(student(browser, base, paths, n + i if tasks else i, results)
+                                           for i in range(browsers)))
         finally:
             await browser.close()
+    for r in results:
+        r.setdefault("kind", "browser")
     return results
 
 
@@ -160,7 +232,16 @@ def quantile(values: list[float], q: float) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[int(q * 100) - 1] if len(values) > 1 else values[0]
 
 
-def run(counts: list[int], store_dir: str | None = None) -> list[dict]:
+def summarise(results: list[dict]) -> dict:
+    ready = [r["page_ready_s"] for r in results if "page_ready_s" in r]
+    switch = [r["switch_s"] for r in results if "switch_s" in r]
+    morphs = [r["morph_s"] for r in results if "morph_s" in r]
+    return {"page_ready_p50_s": quantile(ready, 0.5), "page_ready_p95_s": quantile(ready, 0.95),
+            "switch_p50_s": quantile(switch, 0.5), "morph_p50_s": quantile(morphs, 0.5), "morph_p95_s": quantile(morphs, 0.95),
+            "errors": [e for r in results for e in r["errors"]]}
+
+
+def run(counts: list[int], store_dir: str | None = None, *, clients: str = "browser", probes: int = 0) -> list[dict]:
     """One server for all counts (as in a lecture, it warms up with the first students); a summary per count."""
     store_dir = store_dir or tempfile.mkdtemp(prefix="load-store-")
     summaries = []
@@ -168,14 +249,14 @@ def run(counts: list[int], store_dir: str | None = None) -> list[dict]:
         port = int(base.rsplit(":", 1)[1])
         pid = server_pid(port)
         for n in counts:
-            rss0, cpu0, t0 = rss_mb(pid), cpu_s(pid), time.monotonic()
-            results = asyncio.run(room(base, n))
-            ready = [r["page_ready_s"] for r in results if "page_ready_s" in r]
-            morphs = [r["morph_s"] for r in results if "morph_s" in r]
-            summary = {"students": n, "page_ready_p50_s": quantile(ready, 0.5), "page_ready_p95_s": quantile(ready, 0.95),
-                       "morph_p50_s": quantile(morphs, 0.5), "morph_p95_s": quantile(morphs, 0.95),
-                       "errors": [e for r in results for e in r["errors"]], "rss_before_mb": rss0, "rss_after_mb": rss_mb(pid),
-                       "server_cpu_s": cpu_s(pid) - cpu0, "wall_s": time.monotonic() - t0}
+            rss0, cpu0, machine0, t0 = rss_mb(pid), cpu_s(pid), machine_cpu_s(), time.monotonic()
+            results = asyncio.run(room(base, n, clients=clients, probes=probes))
+            server_cpu = cpu_s(pid) - cpu0
+            summary = {"students": n, "clients": clients, **summarise([r for r in results if r["kind"] == clients]),
+                       "rss_before_mb": rss0, "rss_after_mb": rss_mb(pid), "server_cpu_s": server_cpu,
+                       "other_cpu_s": machine_cpu_s() - machine0 - server_cpu, "wall_s": time.monotonic() - t0}
+            if clients == "protocol" and probes:
+                summary["probes"] = {"browsers": probes, **summarise([r for r in results if r["kind"] == "browser"])}
             summaries.append(summary)
             print(json.dumps(summary), flush=True)
     return summaries
@@ -184,17 +265,23 @@ def run(counts: list[int], store_dir: str | None = None) -> list[dict]:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, nargs="+", default=[1, 10, 30, 60])
+    parser.add_argument("--clients", choices=["browser", "protocol"], default="browser",
+                        help="Chromium contexts (render on this machine) or protocol clients (the server's work only)")
+    parser.add_argument("--probes", type=int, default=0, help="with --clients protocol: this many Chromium students too")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "load_test.json"))
     args = parser.parse_args()
-    summaries = run(args.students)
+    summaries = run(args.students, clients=args.clients, probes=args.probes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summaries, indent=2))
-    print("| students | page ready p50 | p95 | morph p50 | p95 | errors | server RSS before → after | server CPU |")
-    print("|---|---|---|---|---|---|---|---|")
+    print("| students | clients | page ready p50 | p95 | switch model p50 | morph p50 | p95 | errors | "
+          "server RSS before → after | server CPU | other CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
-        print(f"| {s['students']} | {s['page_ready_p50_s']:.2f} s | {s['page_ready_p95_s']:.2f} s | {s['morph_p50_s']:.2f} s | "
-              f"{s['morph_p95_s']:.2f} s | {len(s['errors'])} | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | "
-              f"{s['server_cpu_s']:.0f} s |")
+        rows = [(s["clients"], s)] + ([(f"{s['probes']['browsers']} Chromium probe(s)", s["probes"])] if "probes" in s else [])
+        for kind, r in rows:
+            print(f"| {s['students']} | {kind} | {r['page_ready_p50_s']:.2f} s | {r['page_ready_p95_s']:.2f} s | "
+                  f"{r['switch_p50_s']:.2f} s | {r['morph_p50_s']:.2f} s | {r['morph_p95_s']:.2f} s | {len(r['errors'])} | "
+                  f"{s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | {s['server_cpu_s']:.0f} s | {s['other_cpu_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -245,13 +245,19 @@ if min_eps:
                        mime="application/json", icon=":material/download:", on_click="ignore")
     if shown:
         blocks = [galleries[k] for k in shown]
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, eps=np.array(eps_frames), models=np.array([names[k[0]] for k in shown]),
-                            indices=np.array(indices), clean=blocks[0]["clean"], labels=blocks[0]["labels"],
-                            adversarial=np.stack([b["adversarial"] for b in blocks]),
-                            predictions=np.stack([b["predictions"] for b in blocks]),
-                            confidences=np.stack([b["confidences"] for b in blocks]))
-        st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", buffer.getvalue(),
+
+        def adversarial_npz(blocks=blocks, model_names=[names[k[0]] for k in shown]) -> bytes:
+            # Built when the button is clicked, not at every run: compressing every ε's images costs ~50 ms of
+            # the server's CPU, for each of a room's students, for a file few of them download.
+            buffer = io.BytesIO()
+            np.savez_compressed(buffer, eps=np.array(eps_frames), models=np.array(model_names),
+                                indices=np.array(indices), clean=blocks[0]["clean"], labels=blocks[0]["labels"],
+                                adversarial=np.stack([b["adversarial"] for b in blocks]),
+                                predictions=np.stack([b["predictions"] for b in blocks]),
+                                confidences=np.stack([b["confidences"] for b in blocks]))
+            return buffer.getvalue()
+
+        st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", adversarial_npz,
                            file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
 st.divider()

@@ -115,8 +115,11 @@ run_digest = hashlib.sha256(repr((store.root, run_key, None if start_image is No
 runner, visitor = job_runner(), current_visitor()
 morph_key = f"morph:{run_digest}"
 if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
+    previous = runner.get(morph_key)
     try:
-        submitted = runner.submit(morph_key, morph_job(), owner=visitor.owner, label="Morph", lane="short")
+        # The same morph already made on this server (the runner keeps its last 200 results): shown, not recomputed.
+        submitted = previous if previous is not None and previous.status == "done" else \
+            runner.submit(morph_key, morph_job(), owner=visitor.owner, label="Morph", lane="short")
         st.session_state["classviz_job"] = morph_key
         with st.spinner("Morphing…"):
             submitted.wait(3.0)  # a morph takes seconds: when the server is free, show it without a queue display
@@ -139,13 +142,16 @@ if state is None or state["key"] != run_key:
     st.stop()
 comparison = state["comparison"]
 
-def morph_figure(result, title: str) -> go.Figure:
-    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
-                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
-
 
 def _frames_digest(result: VisualizationResult) -> str:
     return hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
+def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Figure:
+    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
+    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
+                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
 
 
 @st.cache_data(show_spinner=False, max_entries=16, hash_funcs={VisualizationResult: _frames_digest})
@@ -163,7 +169,7 @@ timings = {**comparison.timings, **{m: comparison.timings[names[m]] for m in mod
 for m in model_ids:
     r = results[m]
     p_final = r.final_probabilities[0]
-    show_chart(st, morph_figure(r, names[m]), key=f"morph_{m}", config={"displayModeBar": False})
+    show_chart(st, morph_figure(r, names[m], int(target)), key=f"morph_{m}", config={"displayModeBar": False})
     c1, c2, c3 = st.columns([1, 1, 3])
     c1.image(r.final[0, 0].cpu().numpy(), width=112, clamp=True, caption="final image")
     diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()

@@ -143,6 +143,21 @@ class ModelStore:
         self.root = resolve_store_dir(root)
         self._memory: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
+        self._metas: dict[Path, tuple[tuple[int, int, int], dict]] = {}  # meta.json path -> (its stat, parsed)
+
+    def _read_meta(self, meta_path: Path) -> dict:
+        """``meta.json`` parsed, from memory while the file is unchanged (same inode, size and mtime: every edit
+        replaces the file atomically). Pages list the store at every run of every visitor; parsing each model's
+        metadata (training curves included) each time was a visible share of a busy server's CPU. The dict is
+        shared: treat it as read-only."""
+        stat = meta_path.stat()
+        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
+        cached = self._metas.get(meta_path)
+        if cached is not None and cached[0] == signature:
+            return cached[1]
+        meta = json.loads(meta_path.read_text())
+        self._metas[meta_path] = (signature, meta)
+        return meta
 
     # ---- paths and listing -------------------------------------------------------------
     def _dir(self, dataset: str, model_id: str) -> Path:
@@ -173,7 +188,7 @@ class ModelStore:
                 if model_dir.name.startswith(".") or not meta_path.is_file() or not (model_dir / "weights.safetensors").is_file():
                     continue
                 try:
-                    meta = json.loads(meta_path.read_text())
+                    meta = self._read_meta(meta_path)
                 except (OSError, json.JSONDecodeError):
                     continue  # an unreadable entry must not hide the others
                 entries.append(StoredModel(model_dir.name, model_dir, meta))
@@ -183,7 +198,7 @@ class ModelStore:
         path = self._find(model_id)
         if path is None:
             raise KeyError(f"No model {model_id!r} in the store at {self.root}")
-        return StoredModel(model_id, path, json.loads((path / "meta.json").read_text()))
+        return StoredModel(model_id, path, self._read_meta(path / "meta.json"))
 
     def resolve(self, text: str) -> str:
         """The id of the one stored model whose id starts with ``text`` (ids are 16 hex digits; a prefix
