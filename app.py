@@ -1,7 +1,8 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import current_dataset, get_store, keep_model_choice, lecturer_sidebar, presentation_sidebar
+from pages._shared import (current_dataset, get_store, keep_model_choice, lecturer_sidebar, presentation_sidebar,
+                           remember_visitor)
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import display_names
@@ -60,5 +61,6 @@ with st.sidebar:
     except RuntimeError as exc:
         device_label = f":material/warning: {exc}"
     st.caption(f"Device: **{device_label}**")
+    remember_visitor()  # the visitor's models stay theirs after a reload (lecture mode)
 
 navigation.run()

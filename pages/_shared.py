@@ -286,15 +286,38 @@ def in_lecture_mode() -> bool:
     return lecture_mode()
 
 
+VISITOR_COOKIE = "robust_lab_visitor"
+
+
 def current_visitor():
-    """This browser session as a :class:`robust_core.access.Visitor`: its owner token (made once per session) and
-    whether it entered the lecturer key."""
+    """This browser as a :class:`robust_core.access.Visitor`: the public id of its secret token, and whether it
+    entered the lecturer key. The secret is made once and kept in a cookie (see :func:`remember_visitor`), so a
+    student who reloads the page, or opens a second tab, is still the owner of the models they trained."""
+    import re
     import uuid
 
-    from robust_core.access import Visitor
+    from robust_core.access import Visitor, visitor_id
 
-    owner = st.session_state.setdefault("_owner_token", uuid.uuid4().hex)
-    return Visitor(owner=owner, lecturer=bool(st.session_state.get("_lecturer")))
+    secret = st.session_state.get("_owner_token")
+    if secret is None:
+        from_cookie = st.context.cookies.get(VISITOR_COOKIE) or ""
+        secret = from_cookie if re.fullmatch(r"[0-9a-f]{32}", from_cookie) else uuid.uuid4().hex
+        st.session_state["_owner_token"] = secret
+        st.session_state["_owner_cookie_saved"] = secret == from_cookie
+    return Visitor(owner=visitor_id(secret), lecturer=bool(st.session_state.get("_lecturer")))
+
+
+def remember_visitor() -> None:
+    """Once per new browser: store the visitor's secret token in a cookie of this site (30 days, this site only), from a
+    tiny embedded script: Streamlit reads cookies but cannot set them."""
+    current_visitor()
+    if st.session_state.get("_owner_cookie_saved"):
+        return
+    st.session_state["_owner_cookie_saved"] = True
+    secret = st.session_state["_owner_token"]  # 32 hex digits (made above), nothing a visitor typed
+    embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
+    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict";
+          </script>""", height=1)
 
 
 def lecturer_sidebar() -> None:

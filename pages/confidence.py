@@ -4,7 +4,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import analysis_page, open_image, png_config, show_chart
+from pages._shared import (analysis_page, current_visitor, job_runner, job_status, open_image, png_config, set_url, show_chart,
+                           url_list, url_value)
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
                                     fit_temperature, quantiles, reliability, risk_coverage, scores)
@@ -26,8 +27,8 @@ models_key = f"confidence_models_{dataset}"
 # First visit: the sidebar's model and the baselines. The Models multiselect then keeps its own state
 # (in session_state, so that fitting the baselines below can add to it before it is drawn again).
 default = list(dict.fromkeys(m for m in [st.session_state.get("model_id"), *baselines.values()] if m in names))[:4]
-if models_key not in st.session_state:
-    st.session_state[models_key] = default or [entries[0].model_id]
+if models_key not in st.session_state:  # a link's ?models= wins over the defaults
+    st.session_state[models_key] = url_list("models", list(names), default or [entries[0].model_id])
 elif any(m not in names for m in st.session_state[models_key]):  # a model deleted on the Models page
     st.session_state[models_key] = [m for m in st.session_state[models_key] if m in names]
 
@@ -36,35 +37,52 @@ if missing:
     c1, c2 = st.columns([3, 2])
     c1.caption("The seed compares the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
     label = " and ".join({"knn": "k-NN", "logreg": "logistic-regression"}[a] for a in missing)
-    if c2.button(f"Fit the {label} baseline{'s' if len(missing) > 1 else ''}", icon=":material/add:"):
-        added = []
-        with st.spinner("Fitting on the training split, then scoring on the validation and test splits (about half a minute)…"):
-            try:
-                for arch in missing:
-                    # A readable name: the store's default (dataset · arch · method · id) reads like an id in the pickers.
-                    _, entry, _ = store.train_or_load(TrainConfig(dataset=dataset, arch=arch), data=data,
-                                                      name=f"{architecture(arch).title} · {data.info.title}")
-                    added.append(entry.model_id)
-            except (ValueError, RuntimeError, MemoryError, OSError) as exc:
-                st.error(f"Fitting the baselines failed: {exc}")
-                st.stop()
-        # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
-        st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
-        st.rerun()
+    runner, visitor = job_runner(), current_visitor()
+    configs = {arch: TrainConfig(dataset=dataset, arch=arch) for arch in missing}
+    if c2.button(f"Fit the {label} baseline{'s' if len(missing) > 1 else ''}", icon=":material/add:",
+                 disabled=bool(st.session_state.get("confidence_fits"))):
+        # In the server's queue of long jobs (a room asking for the same baseline fits it once). A readable name: the
+        # store's default (dataset · arch · method · id) reads like an id in the pickers.
+        try:
+            st.session_state["confidence_fits"] = [runner.submit(
+                f"train:{store.root}:{config.config_hash()}",
+                store.training_job(config, data=data, name=f"{architecture(arch).title} · {data.info.title}"),
+                owner=visitor.owner, label=f"Fitting the {architecture(arch).title}", lane="long").key
+                for arch, config in configs.items()]
+        except RuntimeError as exc:  # the queue is full
+            st.error(f"Not queued: {exc}.")
+    fits = [j for j in (runner.get(k) for k in st.session_state.get("confidence_fits", [])) if j is not None]
+    if any(j.status in ("queued", "running") for j in fits):
+        st.caption("Fitting on the training split, then scoring on the validation and test splits (about half a minute).")
+        job_status([j.key for j in fits if j.status in ("queued", "running")])
+    elif fits:
+        st.session_state.pop("confidence_fits")
+        for j in fits:
+            if j.status == "failed":
+                st.error(f"{j.label} failed: {j.error}. Nothing was saved.")
+        added = [j.result.model_id for j in fits if j.status == "done"]
+        if added:
+            # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
+            st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
+            st.rerun()
 
 with st.container(border=True):
     # The whole width: a narrower field scrolls its chips out of sight as soon as three models are picked.
     model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])
-    split = c1.selectbox("Split", ["test", "validation"])
-    n = c2.selectbox("Images", SIZES, index=1)
-    inputs = c3.radio("Inputs", ["clean", "adversarial"], horizontal=True,
+    splits, kinds = ["test", "validation"], ["clean", "adversarial"]
+    split = c1.selectbox("Split", splits, index=splits.index(url_value("split", splits, "test")))
+    n = c2.selectbox("Images", SIZES, index=SIZES.index(url_value("n", SIZES, 1000)))
+    inputs = c3.radio("Inputs", kinds, index=kinds.index(url_value("inputs", kinds, "clean")), horizontal=True,
                       help="Adversarial: every model with an input gradient (networks, logistic regression) is attacked "
                            "white-box; the k-NN has none and is scored on images crafted on a model you choose (transfer).")
-    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), format_func=lambda a: ATTACKS[a].label, disabled=inputs == "clean",
+    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), index=list(ATTACK_PARAMS).index(url_value("attack", list(ATTACK_PARAMS),
+                                                                                              list(ATTACK_PARAMS)[0])),
+                          format_func=lambda a: ATTACKS[a].label, disabled=inputs == "clean",
                           help="PGD: 20 steps, every step on every image (it maximises the loss instead of stopping "
                                "at the first misclassification, which would leave m(x) at the decision boundary).")
-    eps = float(c5.slider("ε (L∞)", 0.0, 0.4, 0.1, 0.01, disabled=inputs == "clean"))
+    eps_steps = [round(0.01 * i, 2) for i in range(41)]
+    eps = float(c5.slider("ε (L∞)", 0.0, 0.4, url_value("eps", eps_steps, 0.1), 0.01, disabled=inputs == "clean"))
     attacked = inputs == "adversarial" and eps > 0
     sources = [m for m in names if arch_of[m] not in NO_GRADIENT]
     source = None
@@ -80,6 +98,7 @@ with st.container(border=True):
                                                           "white-box, so its accuracy is an upper bound).")
         else:
             st.warning("No model with an input gradient to craft the attack on: the k-NN is shown on clean images.")
+set_url(dataset=dataset, models=model_ids, split=split, n=n, inputs=inputs, attack=attack, eps=f"{eps:g}")
 if not model_ids:
     st.info("Pick at least one model.")
     st.stop()

@@ -40,8 +40,18 @@ def is_lecturer_key(key: str | None, environ=None) -> bool:
 
 @dataclass(frozen=True)
 class Visitor:
-    owner: str  # this browser session's token, recorded as the ``owner`` of the models it trains
+    owner: str  # this browser's public id (:func:`visitor_id` of its secret), recorded as ``owner`` of its models
     lecturer: bool = False
+
+
+def visitor_id(secret: str) -> str:
+    """The public id of a browser whose secret token is ``secret`` (kept in its cookie and session).
+
+    Models record this id, never the secret: their metadata is downloadable with them, and knowing a model's
+    ``owner`` must not let anyone act as its owner."""
+    import hashlib
+
+    return hashlib.sha256(f"robustness-lab visitor:{secret}".encode()).hexdigest()[:32]
 
 
 def can_modify(meta: dict, visitor: Visitor, *, lecture: bool) -> tuple[bool, str]:
@@ -71,4 +81,4 @@ def training_limits_error(*, epochs: int, train_subset: int | None, lecture: boo
 
 
 __all__ = ["LECTURER_KEY_ENV", "LECTURE_MODE_ENV", "STUDENT_LIMITS", "Visitor", "can_modify", "is_lecturer_key",
-           "lecture_mode", "training_limits_error"]
+           "lecture_mode", "training_limits_error", "visitor_id"]

@@ -7,7 +7,7 @@ import pytest
 from robust_core.confidence import adversarial_inputs
 from robust_core.store import ModelStore
 from robust_core.training import TrainConfig
-from tests.test_pages import run_app, widget
+from tests.test_pages import finish_jobs, run_app, widget
 
 FIT_BUTTON = "Fit the k-NN and logistic-regression baselines"
 
@@ -35,6 +35,8 @@ def test_fitting_the_baselines_selects_them_with_readable_names_and_fills_the_ta
     assert widget(at.multiselect, "Models").value == [cnn_entry.model_id]
     widget(at.button, FIT_BUTTON).click().run()
     assert not at.exception, [e.value for e in at.exception]
+    finish_jobs(at)  # the fits run in the server's job runner (a browser reruns from the job status fragment)
+    at.run()  # the page adds the fitted baselines to the selection, then reruns
 
     by_arch = {e.meta["config"]["arch"]: e for e in ModelStore(isolated_store).list("mnist")}
     # The new baselines join the selection (a keyed multiselect ignores a changed default), with readable names ...

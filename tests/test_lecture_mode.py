@@ -3,7 +3,7 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from robust_core.access import Visitor, can_modify, is_lecturer_key, lecture_mode, training_limits_error
+from robust_core.access import Visitor, can_modify, is_lecturer_key, lecture_mode, training_limits_error, visitor_id
 from robust_core.store import ModelStore
 from tests.test_pages import APP, widget
 
@@ -60,7 +60,7 @@ def test_a_visitor_may_change_their_own_model_and_the_lecturer_every_model(lectu
 
     store, lecturers = lecture
     own = store.save(train_model(TrainConfig(train_subset=500, epochs=1, seed=5), data=mnist), name="my CNN",
-                     extra_meta={"owner": "student-token"})
+                     extra_meta={"owner": visitor_id("student-token")})
     at = models_page("student-token")
     widget(at.selectbox, "Model").set_value(own.model_id).run()
     assert not widget(at.text_input, "New name").disabled
@@ -89,3 +89,18 @@ def test_visitors_train_small_models_only(lecture):
     widget(at.selectbox, "Training images").select(1000).run()
     widget(at.number_input, "Epochs").set_value(2).run()
     assert not [b for b in at.button if b.label == "Train"][0].disabled
+
+
+def test_the_owner_id_is_a_hash_of_the_browser_secret_which_a_first_visit_stores_in_a_cookie(lecture):
+    """Models record the public id, not the secret; a first visit embeds the script that keeps the secret in a cookie
+    (tests/test_browser.py checks that a reload keeps it)."""
+    from pages._shared import VISITOR_COOKIE
+
+    secret = "0123456789abcdef0123456789abcdef"
+    assert visitor_id(secret) != secret and len(visitor_id(secret)) == 32 and visitor_id(secret) != visitor_id(secret[::-1])
+    at = AppTest.from_file(APP, default_timeout=120).run()
+    made = at.session_state["_owner_token"]
+    scripts = [str(e.proto) for e in at.sidebar.get("iframe")]
+    assert len(made) == 32 and any(f"{VISITOR_COOKIE}={made}" in s for s in scripts), scripts
+    at.run()  # once stored, not embedded again
+    assert not [e for e in at.sidebar.get("iframe") if VISITOR_COOKIE in str(e.proto)]
