@@ -300,7 +300,8 @@ def current_visitor():
 
     secret = st.session_state.get("_owner_token")
     if secret is None:
-        from_cookie = st.context.cookies.get(VISITOR_COOKIE) or ""
+        from_cookie = st.context.cookies.get(VISITOR_COOKIE)
+        from_cookie = from_cookie if isinstance(from_cookie, str) else ""  # (AppTest has no real cookies)
         secret = from_cookie if re.fullmatch(r"[0-9a-f]{32}", from_cookie) else uuid.uuid4().hex
         st.session_state["_owner_token"] = secret
         st.session_state["_owner_cookie_saved"] = secret == from_cookie

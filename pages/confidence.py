@@ -33,11 +33,11 @@ elif any(m not in names for m in st.session_state[models_key]):  # a model delet
     st.session_state[models_key] = [m for m in st.session_state[models_key] if m in names]
 
 missing = [a for a in BASELINES if baselines[a] is None]
+runner, visitor = job_runner(), current_visitor()
 if missing:
     c1, c2 = st.columns([3, 2])
     c1.caption("The seed compares the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
     label = " and ".join({"knn": "k-NN", "logreg": "logistic-regression"}[a] for a in missing)
-    runner, visitor = job_runner(), current_visitor()
     configs = {arch: TrainConfig(dataset=dataset, arch=arch) for arch in missing}
     if c2.button(f"Fit the {label} baseline{'s' if len(missing) > 1 else ''}", icon=":material/add:",
                  disabled=bool(st.session_state.get("confidence_fits"))):
@@ -51,20 +51,21 @@ if missing:
                 for arch, config in configs.items()]
         except RuntimeError as exc:  # the queue is full
             st.error(f"Not queued: {exc}.")
-    fits = [j for j in (runner.get(k) for k in st.session_state.get("confidence_fits", [])) if j is not None]
-    if any(j.status in ("queued", "running") for j in fits):
-        st.caption("Fitting on the training split, then scoring on the validation and test splits (about half a minute).")
-        job_status([j.key for j in fits if j.status in ("queued", "running")])
-    elif fits:
-        st.session_state.pop("confidence_fits")
-        for j in fits:
-            if j.status == "failed":
-                st.error(f"{j.label} failed: {j.error}. Nothing was saved.")
-        added = [j.result.model_id for j in fits if j.status == "done"]
-        if added:
-            # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
-            st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
-            st.rerun()
+# This visitor's baseline fits: progress while they run; once done, the new models join the selection.
+fits = [j for j in (runner.get(k) for k in st.session_state.get("confidence_fits", [])) if j is not None]
+if any(j.status in ("queued", "running") for j in fits):
+    st.caption("Fitting on the training split, then scoring on the validation and test splits (about half a minute).")
+    job_status([j.key for j in fits if j.status in ("queued", "running")])
+elif fits:
+    st.session_state.pop("confidence_fits")
+    for j in fits:
+        if j.status == "failed":
+            st.error(f"{j.label} failed: {j.error}. Nothing was saved.")
+    added = [j.result.model_id for j in fits if j.status == "done"]
+    if added:
+        # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
+        st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
+        st.rerun()
 
 with st.container(border=True):
     # The whole width: a narrower field scrolls its chips out of sight as soon as three models are picked.

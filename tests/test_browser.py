@@ -36,7 +36,17 @@ def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_resul
         wait_until_idle(page)
         assert page_errors(page) == []
         page.screenshot(path=str(tmp_path / "trained.png"))
-    assert len(ModelStore(isolated_store).list()) == 2
+        # The browser keeps its visitor secret in a cookie; the trained model records its public id; a reload (a
+        # new session) reads the cookie instead of making a new secret, so the student still owns the model.
+        from pages._shared import VISITOR_COOKIE
+        from robust_core.access import visitor_id
+
+        secret = {c["name"]: c["value"] for c in page.context.cookies()}[VISITOR_COOKIE]
+        page.reload()
+        wait_until_idle(page)
+        assert {c["name"]: c["value"] for c in page.context.cookies()}[VISITOR_COOKIE] == secret
+    entries = ModelStore(isolated_store).list()
+    assert len(entries) == 2 and entries[0].meta["owner"] == visitor_id(secret)
 
 
 def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_store, tiny_result):
