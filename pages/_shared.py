@@ -253,10 +253,58 @@ def url_int(name: str, low: int, high: int, default: int) -> int:
 
 def set_url(**values) -> None:
     """Write the page's state into the address (lists as a,b,c); only what changed, so no needless browser update."""
+    written = st.session_state.setdefault("_url_written", {})
     for name, value in values.items():
         text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
+        written[name] = text
         if st.query_params.get(name) != text:
             st.query_params[name] = text
+
+
+def _bind_url(key: str, name: str, read, valid) -> None:
+    """Give the keyed widget ``key`` its value from the address when it has none yet (first draw) or when the address
+    changed from outside (a link, a lecture card: a value this session did not write); else keep the widget's own
+    value, reset by ``read`` when it is no longer valid (a deleted model).
+
+    Why keyed widgets: a widget without a key is identified by its parameters, its default included, so a default
+    taken from the address (which follows the widget) made every second change start a new widget, at the default."""
+    raw = st.query_params.get(name)
+    written = st.session_state.setdefault("_url_written", {})
+    if key not in st.session_state or (raw is not None and raw != written.get(name)):
+        st.session_state[key] = read()
+        if raw is not None:
+            written[name] = raw
+    elif not valid(st.session_state[key]):
+        st.session_state[key] = read()
+
+
+def url_choice(key: str, name: str, choices, default) -> None:
+    """Before a keyed selectbox/radio over ``choices``: its value from ``?name=`` (see :func:`_bind_url`)."""
+    choices = list(choices)
+    _bind_url(key, name, lambda: url_value(name, choices, default), lambda v: v in choices)
+
+
+def url_choices(key: str, name: str, choices, default: list, *, limit: int | None = None) -> None:
+    """Before a keyed multiselect over ``choices``: its value from ``?name=a,b`` (at most ``limit`` items)."""
+    choices = list(choices)
+    _bind_url(key, name, lambda: url_list(name, choices, [c for c in default if c in choices])[:limit],
+              lambda v: all(c in choices for c in v) and (limit is None or len(v) <= limit))
+
+
+def url_float(key: str, name: str, low: float, high: float, default: float) -> None:
+    """Before a keyed float slider in [low, high]: its value from ``?name=``."""
+    def read() -> float:
+        try:
+            value = float(st.query_params.get(name, default))
+        except ValueError:
+            return default
+        return value if low <= value <= high else default
+    _bind_url(key, name, read, lambda v: low <= v <= high)
+
+
+def url_number(key: str, name: str, low: int, high: int, default: int) -> None:
+    """Before a keyed integer number_input in [low, high]: its value from ``?name=``."""
+    _bind_url(key, name, lambda: url_int(name, low, high, default), lambda v: low <= v <= high)
 
 
 def copy_link_button(container=st) -> None:

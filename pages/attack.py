@@ -13,7 +13,7 @@ import streamlit as st
 import torch
 
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, progress_line,
-                           set_url, url_list, url_value, show_chart)
+                           set_url, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -93,11 +93,14 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([3, 2, 1])
     default_models = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
-    model_ids = c1.multiselect("Models", list(names), default=url_list("models", list(names), default_models)[:6],
+    url_choices("attack_models", "models", list(names), default_models, limit=6)
+    url_choice("attack_attack", "attack", list(ATTACKS), "pgd")
+    url_choice("attack_n", "n", SUBSET_SIZES, 500)
+    model_ids = c1.multiselect("Models", list(names), key="attack_models",
                                format_func=names.get, max_selections=6)
-    attack = c2.selectbox("Attack", list(ATTACKS), index=list(ATTACKS).index(url_value("attack", list(ATTACKS), "pgd")),
+    attack = c2.selectbox("Attack", list(ATTACKS), key="attack_attack",
                           format_func=attack_label)
-    n_images = c3.selectbox("Test images", SUBSET_SIZES, index=SUBSET_SIZES.index(url_value("n", SUBSET_SIZES, 500)))
+    n_images = c3.selectbox("Test images", SUBSET_SIZES, key="attack_n")
     spec = ATTACKS[attack]
     c1, c2, c3, c4 = st.columns(4)
     params: dict = {}
@@ -325,10 +328,10 @@ linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind 
 c1, c2 = st.columns([2, 3])
 # Any network of the dataset, not only those picked above: the comparison is about one model.
 cmp_options = list(names)
-cmp_model = c1.selectbox("Model to compare on", cmp_options, index=cmp_options.index(url_value("cmp", cmp_options, model_ids[0])),
-                         format_func=names.get)
-cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
-                             default=url_list("cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"]),
+url_choice("attack_cmp", "cmp", cmp_options, model_ids[0])
+url_choices("attack_cmp_attacks", "cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"])
+cmp_model = c1.selectbox("Model to compare on", cmp_options, key="attack_cmp", format_func=names.get)
+cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks, key="attack_cmp_attacks",
                              format_func=attack_label)
 set_url(dataset=dataset, models=model_ids, attack=attack, n=n_images, cmp=cmp_model, cmp_attacks=cmp_attacks)
 others = [e.model_id for e in networks if e.model_id != cmp_model]

@@ -7,7 +7,7 @@ import streamlit as st
 import torch
 
 from pages._shared import (analysis_page, comparison_defaults, current_visitor, digit_canvas, job_runner, job_status,
-                           set_url, show_chart, url_int, url_list, url_value)
+                           set_url, show_chart, url_choice, url_choices, url_number)
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.export import finals_png, gif, strip_png
@@ -30,18 +30,20 @@ with st.container(border=True):
     c1, c2, c3 = st.columns([2, 3, 2])
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
     starts = list(START_LABELS)
-    start_kind = c1.radio("Start from", starts, index=starts.index(url_value("start", starts, "draw")), format_func=START_LABELS.get)
-    model_ids = c2.multiselect("Models (side by side)", list(names), default=url_list("models", list(names), comparison_defaults(networks))[:4],
-                               format_func=names.get, max_selections=4)
-    target = c3.selectbox("Target class", range(len(class_names)),
-                          index=url_int("target", 0, len(class_names) - 1, min(9, len(class_names) - 1)),
-                          format_func=lambda c: class_names[c])
+    url_choice("classviz_start", "start", starts, "draw")
+    url_choices("classviz_models", "models", list(names), comparison_defaults(networks), limit=4)
+    url_choice("classviz_target", "target", list(range(len(class_names))), min(9, len(class_names) - 1))
+    url_number("classviz_index", "index", 0, len(data.test_x) - 1, 0)
+    start_kind = c1.radio("Start from", starts, key="classviz_start", format_func=START_LABELS.get)
+    model_ids = c2.multiselect("Models (side by side)", list(names), key="classviz_models", format_func=names.get,
+                               max_selections=4)
+    target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target", format_func=lambda c: class_names[c])
     start_image = None
-    index = url_int("index", 0, len(data.test_x) - 1, 0)
+    index = st.session_state["classviz_index"]
     if start_kind == "draw":
         start_image = digit_canvas(st, key="classviz_draw")
     elif start_kind == "test":
-        index = st.number_input("Test image", 0, len(data.test_x) - 1, index)
+        index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
         start_image = data.test_x[int(index)]
         st.image(start_image[0].numpy(), width=84, clamp=True, caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
     recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True, key="classviz_recipe",

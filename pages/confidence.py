@@ -5,7 +5,7 @@ import streamlit as st
 import torch
 
 from pages._shared import (analysis_page, current_visitor, job_runner, job_status, open_image, png_config, set_url, show_chart,
-                           url_list, url_value)
+                           url_choice, url_choices, url_float)
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
                                     fit_temperature, quantiles, reliability, risk_coverage, scores)
@@ -27,10 +27,8 @@ models_key = f"confidence_models_{dataset}"
 # First visit: the sidebar's model and the baselines. The Models multiselect then keeps its own state
 # (in session_state, so that fitting the baselines below can add to it before it is drawn again).
 default = list(dict.fromkeys(m for m in [st.session_state.get("model_id"), *baselines.values()] if m in names))[:4]
-if models_key not in st.session_state:  # a link's ?models= wins over the defaults
-    st.session_state[models_key] = url_list("models", list(names), default or [entries[0].model_id])
-elif any(m not in names for m in st.session_state[models_key]):  # a model deleted on the Models page
-    st.session_state[models_key] = [m for m in st.session_state[models_key] if m in names]
+# A link's ?models= wins over the defaults; a model deleted on the Models page leaves the selection.
+url_choices(models_key, "models", list(names), default or [entries[0].model_id])
 
 missing = [a for a in BASELINES if baselines[a] is None]
 runner, visitor = job_runner(), current_visitor()
@@ -72,18 +70,21 @@ with st.container(border=True):
     model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])
     splits, kinds = ["test", "validation"], ["clean", "adversarial"]
-    split = c1.selectbox("Split", splits, index=splits.index(url_value("split", splits, "test")))
-    n = c2.selectbox("Images", SIZES, index=SIZES.index(url_value("n", SIZES, 1000)))
-    inputs = c3.radio("Inputs", kinds, index=kinds.index(url_value("inputs", kinds, "clean")), horizontal=True,
+    url_choice("confidence_split", "split", splits, "test")
+    url_choice("confidence_n", "n", SIZES, 1000)
+    url_choice("confidence_inputs", "inputs", kinds, "clean")
+    url_choice("confidence_attack", "attack", list(ATTACK_PARAMS), list(ATTACK_PARAMS)[0])
+    split = c1.selectbox("Split", splits, key="confidence_split")
+    n = c2.selectbox("Images", SIZES, key="confidence_n")
+    inputs = c3.radio("Inputs", kinds, key="confidence_inputs", horizontal=True,
                       help="Adversarial: every model with an input gradient (networks, logistic regression) is attacked "
                            "white-box; the k-NN has none and is scored on images crafted on a model you choose (transfer).")
-    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), index=list(ATTACK_PARAMS).index(url_value("attack", list(ATTACK_PARAMS),
-                                                                                              list(ATTACK_PARAMS)[0])),
+    attack = c4.selectbox("Attack", list(ATTACK_PARAMS), key="confidence_attack",
                           format_func=lambda a: ATTACKS[a].label, disabled=inputs == "clean",
                           help="PGD: 20 steps, every step on every image (it maximises the loss instead of stopping "
                                "at the first misclassification, which would leave m(x) at the decision boundary).")
-    eps_steps = [round(0.01 * i, 2) for i in range(41)]
-    eps = float(c5.slider("ε (L∞)", 0.0, 0.4, url_value("eps", eps_steps, 0.1), 0.01, disabled=inputs == "clean"))
+    url_float("confidence_eps", "eps", 0.0, 0.4, 0.1)
+    eps = float(c5.slider("ε (L∞)", 0.0, 0.4, step=0.01, key="confidence_eps", disabled=inputs == "clean"))
     attacked = inputs == "adversarial" and eps > 0
     sources = [m for m in names if arch_of[m] not in NO_GRADIENT]
     source = None

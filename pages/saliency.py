@@ -9,7 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image, set_url, url_int,
-                           url_list, show_chart)
+                           url_choices, show_chart)
 from robust_core.attacks import ATTACKS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
@@ -32,9 +32,9 @@ with st.container(border=True):
     c1, c2 = st.columns([3, 2])
     # wrap=True: in a column Streamlit keeps the chips on one scrolling row, which hid every method after the second.
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
-    model_ids = c1.multiselect("Models (columns)", list(names),
-                               default=url_list("models", list(names), comparison_defaults(networks))[:MAX_MODELS],
-                               format_func=names.get, max_selections=MAX_MODELS, wrap=True)
+    url_choices("saliency_models", "models", list(names), comparison_defaults(networks), limit=MAX_MODELS)
+    model_ids = c1.multiselect("Models (columns)", list(names), key="saliency_models", format_func=names.get,
+                               max_selections=MAX_MODELS, wrap=True)
     methods = c2.multiselect("Methods (rows)", list(METHODS), default=DEFAULT_METHODS,
                              format_func=lambda m: METHODS[m].title, wrap=True)
     set_url(dataset=dataset, models=model_ids)

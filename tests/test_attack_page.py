@@ -137,13 +137,15 @@ def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two
             assert not at.exception, [e.value for e in at.exception]
             visitors.append(at)
         [job] = [j for j in runner.jobs() if j.key != "test-blocker"]
-        assert job.owners == ["student-a", "student-b"] and runner.position(job) == 1  # one job for both
+        from robust_core.access import visitor_id
+
+        assert job.owners == [visitor_id("student-a"), visitor_id("student-b")] and runner.position(job) == 1  # one job for both
         a, b = visitors
         assert any("waiting, position 1 in the queue" in p.proto.text for p in a.get("progress"))
         # A withdraws: the job stays queued for B. B withdraws: it is cancelled, nothing computed.
         [cancel] = [x for x in a.button if x.label == "Cancel"]
         cancel.click().run()
-        assert job.status == "queued" and job.owners == ["student-b"]
+        assert job.status == "queued" and job.owners == [visitor_id("student-b")]
         [x for x in b.button if x.label == "Cancel"][0].click().run()
         assert job.status == "cancelled"
     finally:

