@@ -124,6 +124,8 @@ async def drag_eps(page, fraction: float) -> str:
             await page.locator(".slider-rail-rect").first.scroll_into_view_if_needed()
             grip = await page.locator(".slider-grip-rect").first.bounding_box()
             rail = await page.locator(".slider-rail-rect").first.bounding_box()
+            if grip is None or rail is None:  # the figure is being redrawn: not on screen this instant
+                raise Error("the slider is being redrawn")
             await page.mouse.move(grip["x"] + grip["width"] / 2, grip["y"] + grip["height"] / 2)
             await page.mouse.down()
             await page.mouse.move(rail["x"] + rail["width"] * fraction, grip["y"] + grip["height"] / 2, steps=5)

