@@ -3,6 +3,7 @@ import streamlit as st
 
 from pages._shared import (current_dataset, get_store, keep_model_choice, lecturer_sidebar, presentation_sidebar,
                            remember_visitor)
+from pages.photo_views import IMAGENET, model_sidebar, photo_source
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import display_names
@@ -24,19 +25,22 @@ st.session_state["_shell_run"] = True  # see pages._shared.require_shell
 
 with st.sidebar:
     st.markdown("### :material/shield: Robustness Lab")
-    names = list(DATASETS)
+    names = [*DATASETS, IMAGENET]  # the digit datasets, then real photos on ImageNet networks (seed 004)
     # A link's ?dataset= (a lecture path, a shared view) switches the dataset once per new value; the page then
     # writes the dataset in use back into the address, so choosing another one here is not undone.
     linked = st.query_params.get("dataset")
-    if linked in DATASETS and linked != st.session_state.get("_linked_dataset"):
+    if linked in names and linked != st.session_state.get("_linked_dataset"):
         st.session_state["_linked_dataset"] = st.session_state["dataset"] = linked
     st.selectbox(
         "Dataset", names, key="dataset", **({} if "dataset" in st.session_state else {"index": names.index(current_dataset())}),
-        format_func=lambda n: DATASETS[n].title,
-        help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use.",
+        format_func=lambda n: DATASETS[n].title if n in DATASETS else "ImageNet photos",
+        help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use. ImageNet photos: "
+             "real photos on pretrained ImageNet networks (Saliency, Attack, Class Visualization).",
     )
-    entries = get_store().list(st.session_state["dataset"])
-    if entries:
+    entries = [] if photo_source() else get_store().list(st.session_state["dataset"])
+    if photo_source():
+        model_sidebar()
+    elif entries:
         ids = [e.model_id for e in entries]
         labels = display_names(entries)  # distinct labels: the browser sends the choice back as its label
         keep_model_choice("model_id", labels)  # after a rename, show the new name and keep the model

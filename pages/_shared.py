@@ -130,13 +130,28 @@ def digit_canvas(container, *, key: str):
     return x
 
 
-def analysis_page(title: str, *, networks_only: bool = True):
+def photos_not_here(page: str) -> None:
+    """Stop a page that has no photo view with a message, when the sidebar's source is ImageNet photos."""
+    if current_dataset() == "imagenet":
+        st.title(page)
+        st.info("**ImageNet photos** run on pretrained networks, on the Saliency, Attack and Class Visualization pages. "
+                f"The {page} page works on the digit datasets: choose MNIST or Fashion-MNIST in the sidebar.",
+                icon=":material/photo_library:")
+        st.stop()
+
+
+def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
     """The opening every analysis page shares: shell, title, dataset, store, data and its models.
 
     Returns (dataset, store, data, entries); stops the page with a clear message when the data is
-    missing or no model (network, with ``networks_only``) exists for the dataset.
+    missing or no model (network, with ``networks_only``) exists for the dataset. With the ImageNet photos source,
+    runs ``photo_view()`` instead (or says the page is for digits) and stops.
     """
     require_shell()
+    if current_dataset() == "imagenet" and photo_view is not None:
+        photo_view()
+        st.stop()
+    photos_not_here(title)
     heading, link = st.columns([5, 1], vertical_alignment="center")
     heading.title(title)
     copy_link_button(link)  # the page keeps its state in the address: this view is a link

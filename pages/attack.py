@@ -12,6 +12,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from pages.photo_views import attack_view
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, progress_line,
                            set_url, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
@@ -77,7 +78,7 @@ def sanity_of(model_id: str, dataset: str, n: int) -> list[str]:
 
 
 page_started = time.perf_counter()
-dataset, store, data, networks = analysis_page("Attack")
+dataset, store, data, networks = analysis_page("Attack", photo_view=attack_view)
 opened = opened_image("pages/attack.py", dataset)
 if opened and opened["split"] == "test":
     if opened["new"]:

@@ -6,6 +6,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from pages.photo_views import classviz_view
 from pages._shared import (analysis_page, comparison_defaults, current_visitor, digit_canvas, job_runner, job_status,
                            set_url, show_chart, url_choice, url_choices, url_number)
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
@@ -19,7 +20,7 @@ STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw grad
 START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise", "gaussian": "Gaussian noise",
                 "zeros": "Black image"}
 
-dataset, store, data, networks = analysis_page("Class visualization")
+dataset, store, data, networks = analysis_page("Class visualization", photo_view=classviz_view)
 if data.info.shape != (1, 28, 28):
     st.info("This page works on 28×28 grey images: choose MNIST or Fashion-MNIST in the sidebar.")
     st.stop()

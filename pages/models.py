@@ -4,7 +4,7 @@ import re
 import streamlit as st
 
 from pages._shared import (current_visitor, format_duration, format_percent, get_store, in_lecture_mode, keep_model_choice,
-                           require_shell, show_chart)
+                           photos_not_here, require_shell, show_chart)
 from robust_core.access import can_modify
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
@@ -44,6 +44,7 @@ def _delete(model_id: str, name: str) -> None:
         st.session_state["models_flash"] = ("success", f"Deleted **{name}** (id `{model_id}`).")
 
 require_shell()
+photos_not_here("Models")
 st.title("Models")
 store = get_store()
 st.caption(f"Store folder: `{store.root}` (set `ROBUST_STORE_DIR` to move it)")

@@ -8,6 +8,7 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
+from pages.photo_views import saliency_view
 from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image, set_url, url_int,
                            url_choices, show_chart)
 from robust_core.attacks import ATTACKS
@@ -24,7 +25,7 @@ MAX_MODELS = 4
 METHOD_COLOURS = dict(zip(METHODS, ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
                                     "#7F7F7F", "#BCBD22", "#17BECF", "#000000"]))
 
-dataset, store, data, networks = analysis_page("Saliency")
+dataset, store, data, networks = analysis_page("Saliency", photo_view=saliency_view)
 names = display_names(networks)
 class_names = data.info.class_names
 

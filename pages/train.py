@@ -2,7 +2,7 @@
 import streamlit as st
 
 from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
-                           in_lecture_mode, job_runner, require_shell, show_chart)
+                           in_lecture_mode, job_runner, photos_not_here, require_shell, show_chart)
 from robust_core.access import training_limits_error
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
@@ -15,6 +15,7 @@ from robust_core.store import display_names
 CHART_REFRESH_S = 1.0
 
 require_shell()
+photos_not_here("Train")
 st.title("Train a model")
 dataset = current_dataset()
 store = get_store()

@@ -63,11 +63,18 @@ def _rdbu(values):
 def image_strip(images, *, diverging: bool = False, scale: int = GALLERY_SCALE):
     """K images (K, H, W) in [0, 1] side by side as one PIL image (grey, or blue-white-red for signed
     perturbations in [0, 1] around 0.5), ``GALLERY_GAP`` image pixels apart, upscaled ``scale`` times
-    without smoothing so each pixel stays a sharp square."""
+    without smoothing so each pixel stays a sharp square. Colour images (K, H, W, 3) give an RGB strip."""
     import numpy as np
     from PIL import Image
 
     images = np.asarray(images, dtype=np.float32)
+    if images.ndim == 4:  # colour photos: white gaps, no diverging map
+        k, h, w, _ = images.shape
+        strip = np.ones((h, k * w + (k - 1) * GALLERY_GAP, 3), dtype=np.float32)
+        for c in range(k):
+            strip[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = images[c]
+        pixels = (np.clip(strip, 0, 1) * 255).round().astype(np.uint8)
+        return Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
     k, h, w = images.shape
     fill = 0.5 if diverging else 1.0
     strip = np.full((h, k * w + (k - 1) * GALLERY_GAP), fill, dtype=np.float32)
@@ -248,7 +255,8 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
                  frame_ms: int = 80):
     """A morph's frames with a client-side slider and ▶ play, beside every class's probability along the steps.
 
-    frames: (T, H, W) grey images in [0, 1]; probabilities: (T, K); steps: the step of each frame. At most
+    frames: (T, H, W) grey or (T, H, W, 3) colour images in [0, 1]; probabilities: (T, K) (K classes, or the few
+    worth drawing of 1,000: then ``class_names`` names those columns); steps: the step of each frame. At most
     ``max_frames`` evenly spaced frames are kept. They travel as **one** PNG strip, and each slider position only
     moves the image axis's window to its cell (and the marker on the target's curve). Why: an image trace whose
     ``source`` changes is re-decoded asynchronously and drawn blank until then, so playing 80 ms frames
@@ -265,7 +273,7 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     probabilities = np.asarray(probabilities, dtype=np.float32)
     steps = list(steps)
     keep = np.unique(np.linspace(0, len(frames) - 1, min(max_frames, len(frames))).round().astype(int))
-    height, width = frames.shape[1:]
+    height, width = frames.shape[1:3]
     cell = width + GALLERY_GAP
 
     def window(k: int) -> list[float]:
@@ -275,7 +283,7 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     # A layout image, not an image trace: Plotly redraws traces when an animation starts, and an image trace is
     # then re-decoded (blank for ~0.1 s); a layout image stays in place while its axis window moves. Pre-scaled
     # (nearest neighbour) so the browser's smoothing of the enlarged picture cannot blur the pixels.
-    scale = 4
+    scale = 4 if height <= 64 else 1  # digits are enlarged; a 224-px photo strip of 41 frames is wide enough as it is
     strip = image_strip(frames[keep], scale=scale)
     buffer = io.BytesIO()
     strip.save(buffer, format="PNG", compress_level=1)

@@ -400,7 +400,7 @@ def colour_lut(name: str = "Viridis"):
 def grid_png(cells, *, row_labels, col_labels, images=None, colour_map: str = "Viridis", scale: int = 4,
              overlay: float = 0.65) -> bytes:
     """A PNG of a grid of heatmaps: ``cells[r][c]`` an (H, W) map in [0, 1] (or [-1, 1], shown with RdBu)
-    or None (blank). With ``images[c]`` (H, W) in [0, 1], each map is blended over its input image."""
+    or None (blank). With ``images[c]`` (H, W) or (H, W, 3) in [0, 1], each map is blended over its input image."""
     import io
 
     import numpy as np
@@ -425,8 +425,9 @@ def grid_png(cells, *, row_labels, col_labels, images=None, colour_map: str = "V
             else:
                 rgb = lut[np.clip((m * 255).round(), 0, 255).astype(int)]
             if images is not None:
-                grey = np.repeat((np.clip(images[c], 0, 1) * 255)[..., None], 3, axis=2)
-                rgb = (overlay * rgb + (1 - overlay) * grey).round().astype(np.uint8)
+                under = np.clip(np.asarray(images[c], dtype=np.float64), 0, 1) * 255
+                under = under if under.ndim == 3 else np.repeat(under[..., None], 3, axis=2)  # a photo, or a grey digit
+                rgb = (overlay * rgb + (1 - overlay) * under).round().astype(np.uint8)
             tile = Image.fromarray(rgb.astype(np.uint8)).resize((w * scale, h * scale), Image.NEAREST)
             canvas.paste(tile, (left + c * cw + 4, top + r * ch + 4))
     buffer = io.BytesIO()
