@@ -176,7 +176,11 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         if shown:
             record["errors"].append(f"{shown} exception(s) on the page")
     except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
-        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}")
+        try:  # what the student saw: says whether the page hung, showed an error or waited on something
+            seen = " ".join((await page.locator('[data-testid="stMain"]').inner_text(timeout=5000)).split())[:300]
+        except Exception:  # noqa: BLE001
+            seen = "(page unreadable)"
+        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}; page shows: {seen}")
         if SHOTS:
             await page.screenshot(path=str(Path(SHOTS) / f"student-{index}.png"))
     finally:

@@ -17,7 +17,8 @@ import torch
 from pages._shared import current_visitor, in_lecture_mode, job_runner, job_status, show_chart
 from robust_core.imagenet.models import (IMAGENET_MODELS, WeightsNotAvailable, imagenet_class_names, load_imagenet_model,
                                          read_weights_file, suggested_steps, top_k)
-from robust_core.imagenet.photos import MAX_UPLOAD_BYTES, PhotoError, load_photo, load_shipped_photo, shipped_photos
+from robust_core.imagenet.photos import (MAX_UPLOAD_BYTES, PhotoError, centre_crop, load_photo, load_shipped_photo,
+                                         shipped_photos)
 
 IMAGENET = "imagenet"
 MODEL_KEY = "imagenet_model"
@@ -158,13 +159,6 @@ def to_image(x: torch.Tensor) -> np.ndarray:
 def perturbation_x10(delta: torch.Tensor) -> np.ndarray:
     """The perturbation ×10 around grey (0.5 = unchanged), as the seed shows it."""
     return to_image((0.5 + 10 * delta).clamp(0, 1))
-
-
-def centre_crop(x: torch.Tensor, size: int = 224) -> torch.Tensor:
-    """The part of a working-size photo (shorter side 256) the network sees."""
-    h, w = x.shape[-2:]
-    top, left = (h - size) // 2, (w - size) // 2
-    return x[..., top:top + size, left:left + size].contiguous()
 
 
 def _digest(*parts) -> str:

@@ -133,3 +133,20 @@ def test_the_page_explains_missing_weights_and_the_cost_of_big_networks(tmp_path
 def test_class_names_come_without_a_download():
     names = imagenet_class_names()
     assert len(names) == 1000 and names[281] == "tabby" and names[6] == "stingray"
+
+
+def test_the_command_line_predicts_fools_and_refuses_a_bad_photo(tmp_path, capsys):
+    from PIL import Image
+
+    from robust_core.imagenet.__main__ import main
+
+    assert main(["predict", "--photo", "chelsea"]) == 0
+    assert "tabby" in capsys.readouterr().out
+    out = tmp_path / "fooled.png"
+    assert main(["fool", "--photo", "chelsea", "--target", "stingray", "--eps-max", "8", "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "smallest ε for stingray" in printed and "after: stingray" in printed
+    assert Image.open(out).size == (3 * 385, 256)  # photo, attacked photo, change ×10 side by side
+    (tmp_path / "notes.jpg").write_text("not a photo")
+    assert main(["predict", "--photo", str(tmp_path / "notes.jpg")]) == 2
+    assert "error:" in capsys.readouterr().err

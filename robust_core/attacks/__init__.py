@@ -19,6 +19,7 @@ from typing import Any
 import torch
 
 from ._common import NORMS, flat_norm, predict
+from .fab import fab
 from .gradient import apgd, apgd_t, fgsm, pgd
 from .minimal import cw_l2, deepfool, ead
 from .square import square
@@ -60,6 +61,9 @@ ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
                {"norm": "linf"}),
     AttackSpec("cw_l2", "Carlini-Wagner L2", cw_l2, "l2", "Carlini & Wagner, IEEE S&P 2017", "minimal", True),
     AttackSpec("ead", "EAD (elastic net)", ead, "l1", "Chen et al., AAAI 2018", "minimal", True),
+    AttackSpec("fab", "FAB (L-inf)", fab, "linf", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "linf"}),
+    AttackSpec("fab_l2", "FAB (L2)", fab, "l2", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "l2"}),
+    AttackSpec("fab_l1", "FAB (L1)", fab, "l1", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "l1"}),
     AttackSpec("square", "Square (L-inf)", square, "linf", "Andriushchenko et al., ECCV 2020", "score", True),
 ]}
 
@@ -87,5 +91,5 @@ def transfer_attack(source_model, target_model, x, y, *, attack: str, **kwargs) 
     return x_adv, fooled
 
 
-__all__ = ["ATTACKS", "AttackSpec", "NORMS", "apgd", "apgd_t", "cw_l2", "deepfool", "ead", "fgsm", "flat_norm",
+__all__ = ["ATTACKS", "AttackSpec", "NORMS", "apgd", "apgd_t", "cw_l2", "deepfool", "ead", "fab", "fgsm", "flat_norm",
            "get_attack", "pgd", "square", "transfer_attack"]

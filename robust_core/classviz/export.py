@@ -10,7 +10,7 @@ import io
 
 import numpy as np
 
-from ..plots import GALLERY_GAP, image_strip, image_strip_png
+from ..plots import image_strip, image_strip_png
 from .visualize import VisualizationResult
 
 
@@ -44,26 +44,12 @@ def _frames(result: VisualizationResult, frames: list[int], image: int | None) -
 
 def strip(images: np.ndarray, *, scale: int):
     """K images side by side as one PIL image, ``GALLERY_GAP`` white pixels apart, upscaled ``scale`` times without
-    smoothing: (K, H, W) grey (:func:`robust_core.plots.image_strip`) or (K, H, W, 3) in RGB."""
-    from PIL import Image
-
-    images = np.asarray(images, dtype=np.float32)
-    if images.ndim == 3:
-        return image_strip(images, scale=scale)
-    k, h, w, _ = images.shape
-    row = np.ones((h, k * w + (k - 1) * GALLERY_GAP, 3), dtype=np.float32)
-    for c in range(k):
-        row[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = images[c]
-    pixels = (np.clip(row, 0, 1) * 255).round().astype(np.uint8)
-    return Image.fromarray(pixels).resize((row.shape[1] * scale, h * scale), Image.NEAREST)
+    smoothing: (K, H, W) grey or (K, H, W, 3) RGB (:func:`robust_core.plots.image_strip`)."""
+    return image_strip(np.asarray(images, dtype=np.float32), scale=scale)
 
 
 def _png(images: np.ndarray, scale: int) -> bytes:
-    if np.asarray(images).ndim == 3:
-        return image_strip_png(images, scale=scale, compress_level=6)
-    buffer = io.BytesIO()
-    strip(images, scale=scale).save(buffer, format="PNG", compress_level=6)
-    return buffer.getvalue()
+    return image_strip_png(np.asarray(images, dtype=np.float32), scale=scale, compress_level=6)
 
 
 def strip_png(result: VisualizationResult, *, image: int = 0, frames: int = 11, scale: int | None = None) -> bytes:

@@ -321,3 +321,13 @@ def load_shipped_photo(name: str, *, short_side: int = WORKING_SHORT_SIDE) -> to
     if pixels.dtype != np.uint8 or pixels.ndim not in (2, 3):
         raise PhotoError(f"skimage.data.{info.skimage} returned {pixels.dtype} {pixels.shape}, not an 8-bit image.")
     return _to_working_tensor(Image.fromarray(pixels), short_side=short_side)
+
+
+def centre_crop(photo: torch.Tensor, size: int = 224) -> torch.Tensor:
+    """The centre ``size`` × ``size`` of a working-size photo (shorter side 256): the part an ImageNet network sees
+    (it resizes to 256, then crops 224), used as the canvas of a class visualisation that starts from the photo."""
+    h, w = photo.shape[-2:]
+    if min(h, w) < size:
+        raise ValueError(f"the photo ({h}×{w}) is smaller than the {size}-pixel crop")
+    top, left = (h - size) // 2, (w - size) // 2
+    return photo[..., top:top + size, left:left + size].contiguous()
