@@ -152,7 +152,7 @@ def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
         photo_view()
         st.stop()
     photos_not_here(title)
-    heading, link = st.columns([5, 1], vertical_alignment="center")
+    heading, link = st.columns([3, 1], vertical_alignment="center")  # the button needs ~190 px at 1280×720
     heading.title(title)
     copy_link_button(link)  # the page keeps its state in the address: this view is a link
     dataset = current_dataset()
