@@ -2,9 +2,11 @@
 
     python -m robust_core.evaluate --model 12f53dc8 --attack pgd --eps 0.05:0.3:0.05
     python -m robust_core.evaluate --model a1b2 --model c3d4 --attack apgd_ce --eps 0.1,0.3 --n 1000 --json out.json
+    python -m robust_core.evaluate --model 2a34 --attack autoattack_standard --eps 0.3 --n 1000   # per stage too
 
 Accuracy at each eps is read from the per-example minimal eps (cached beside the model), so
-a finer grid costs nothing more once computed; ``--direct`` runs the attack at each eps instead.
+a finer grid costs nothing more once computed; ``--direct`` runs the attack at each eps instead. AutoAttack
+(``autoattack_standard``, ``autoattack_fast``) always runs at each eps, and prints its protocol and every stage.
 """
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import json
 import sys
 
 from .attacks import ATTACKS
+from .attacks._common import predict
 from .data import DataNotFoundError, load_dataset
 from .evaluation import EvaluationCache, accuracy_at, cached_minimal_eps, parse_eps_grid, perturbation_stats, robust_accuracy
 from .store import ModelStore
@@ -48,6 +51,23 @@ def main(argv: list[str] | None = None) -> int:
     results = {"attack": args.attack, "norm": spec.norm, "n": args.n, "seed": args.seed, "eps": eps_grid, "models": {}}
     for model_id in ids:
         entry = store.get(model_id)
+        if spec.kind == "ensemble":
+            from .attacks.autoattack import run_autoattack
+
+            model = store.load(model_id)
+            reports = [run_autoattack(model, x, y, eps=float(e), seed=args.seed, **spec.defaults) for e in eps_grid if e > 0]
+            by_eps = iter(reports)
+            clean = float((predict(model, x) == y).float().mean())
+            acc = [clean if e == 0 else next(by_eps).robust_accuracy for e in eps_grid]
+            for r in reports:
+                print(f"{entry.name}: {r.protocol()}")
+                for stage in r.stages:
+                    print(f"  {stage.attack:8s} attacked {stage.attacked:5d} broke {stage.broken:5d} -> robust "
+                          f"{100 * stage.robust_accuracy:5.1f}% ({stage.seconds:.1f} s)")
+            results["models"][model_id] = {"name": entry.name, "accuracy": acc, "minimal_perturbation": None,
+                                           "protocol": [r.protocol() for r in reports],
+                                           "stages": [[vars(s) for s in r.stages] for r in reports]}
+            continue
         if args.direct:
             acc = robust_accuracy(store.load(model_id), x, y, attack=args.attack, eps_grid=eps_grid, seed=args.seed)
             stats = None

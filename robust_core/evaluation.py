@@ -139,6 +139,8 @@ def _worst_forwards(spec, grid_points: int, attack_kwargs: dict) -> int:
     steps, restarts = int(p.get("steps") or 1), int(p.get("restarts") or 1)
     if spec.name == "fgsm":
         return grid_points + 1  # one gradient, then one forward pass per grid point
+    if spec.name.startswith("fab"):
+        return 2 * int(p.get("n_iter") or 100) * restarts + 2  # a forward and a Jacobian pass per iteration
     if spec.kind == "minimal":
         return steps * int(p.get("binary_search_steps") or 1) * (2 if spec.name == "ead" else 1) + 2
     if spec.kind == "score":

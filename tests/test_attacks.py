@@ -13,7 +13,8 @@ EPS = {"linf": 0.1, "l2": 1.0, "l1": 10.0}
 FAST = {"pgd": {"steps": 5}, "pgd_l2": {"steps": 5}, "apgd_ce": {"steps": 5}, "apgd_dlr": {"steps": 5},
         "apgd_t": {"steps": 3, "n_target_classes": 2}, "deepfool": {"steps": 10}, "deepfool_linf": {"steps": 10},
         "cw_l2": {"steps": 10, "binary_search_steps": 2}, "ead": {"steps": 10, "binary_search_steps": 2},
-        "square": {"n_queries": 30}}
+        "square": {"n_queries": 30}, "fab": {"n_iter": 10}, "fab_l2": {"n_iter": 10}, "fab_l1": {"n_iter": 10},
+        "autoattack_standard": {"version": "fast"}}
 
 
 @pytest.fixture(scope="module")

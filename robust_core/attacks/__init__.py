@@ -20,6 +20,7 @@ import torch
 
 from ._common import NORMS, flat_norm, predict
 from .fab import fab
+from .autoattack import autoattack
 from .gradient import apgd, apgd_t, fgsm, pgd
 from .minimal import cw_l2, deepfool, ead
 from .square import square
@@ -35,7 +36,8 @@ class AttackSpec:
     fn: Callable[..., torch.Tensor]
     norm: str  # the norm its eps bounds
     paper: str
-    kind: str  # "gradient" (white-box), "score" (black-box, outputs only), "minimal" (smallest perturbation)
+    kind: str  # "gradient" (white-box), "score" (black-box, outputs only), "minimal" (smallest perturbation),
+    # "ensemble" (a chain of the others: AutoAttack)
     targeted: bool  # supports targeted=True
     defaults: dict[str, Any] = field(default_factory=dict)
 
@@ -64,6 +66,10 @@ ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
     AttackSpec("fab", "FAB (L-inf)", fab, "linf", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "linf"}),
     AttackSpec("fab_l2", "FAB (L2)", fab, "l2", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "l2"}),
     AttackSpec("fab_l1", "FAB (L1)", fab, "l1", "Croce & Hein, ICML 2020", "minimal", True, {"norm": "l1"}),
+    AttackSpec("autoattack_standard", "AutoAttack standard", autoattack, "linf", "Croce & Hein, ICML 2020", "ensemble", False,
+               {"version": "standard"}),
+    AttackSpec("autoattack_fast", "AutoAttack fast", autoattack, "linf", "Croce & Hein, ICML 2020 (ours: APGD-CE, APGD-T×3)",
+               "ensemble", False, {"version": "fast"}),
     AttackSpec("square", "Square (L-inf)", square, "linf", "Andriushchenko et al., ECCV 2020", "score", True),
 ]}
 

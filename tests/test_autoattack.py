@@ -1,0 +1,51 @@
+"""AutoAttack's protocol, ours: the chain is at least as strong as each of its stages, runs later stages only on what
+is still robust, and states its parameters."""
+import pytest
+import torch
+
+from robust_core.attacks import get_attack
+from robust_core.attacks._common import predict
+from robust_core.attacks.autoattack import VERSIONS, run_autoattack
+
+EPS = 0.08  # small enough that the small CNN keeps some points, so every stage has work
+
+
+@pytest.fixture(scope="module")
+def points(mnist):
+    return mnist.test_x[:48], mnist.test_y[:48]
+
+
+def test_the_standard_chain_is_no_weaker_than_any_of_its_stages_run_alone(small_cnn, points):
+    x, y = points
+    report = run_autoattack(small_cnn, x, y, eps=EPS, version="standard", seed=0)
+    assert [s.attack for s in report.stages] == ["apgd_ce", "apgd_t", "fab_t", "square"]
+    # Later stages only see what the earlier ones left robust; robust accuracy never rises along the chain.
+    for before, after in zip(report.stages, report.stages[1:]):
+        assert after.attacked == round(before.robust_accuracy * len(x))
+        assert after.robust_accuracy <= before.robust_accuracy
+    assert report.stages[0].attacked == round(report.clean_accuracy * len(x))
+    assert report.robust_accuracy == report.stages[-1].robust_accuracy <= report.clean_accuracy
+    # Each stage alone, on every point (one point of slack: the stages' random starts see other batches).
+    alone = {
+        "apgd_ce": get_attack("apgd_ce")(small_cnn, x, y, eps=EPS, seed=0),
+        "apgd_t": get_attack("apgd_t")(small_cnn, x, y, eps=EPS, seed=0),
+        "square": get_attack("square")(small_cnn, x, y, eps=EPS, seed=0, n_queries=5000),
+    }
+    for name, x_adv in alone.items():
+        accuracy = float((predict(small_cnn, x_adv) == y).float().mean())
+        assert report.robust_accuracy <= accuracy + 1 / len(x), (name, report.robust_accuracy, accuracy)
+    # The examples it returns are what it counted: inside the ball, misclassified exactly where it says broken.
+    assert float((report.x_adv - x).abs().max()) <= EPS + 1e-6
+    assert torch.equal(predict(small_cnn, report.x_adv) == y, report.robust)
+    assert "apgd_t(steps=100, n_target_classes=9" in report.protocol() and "square(n_queries=5000" in report.protocol()
+
+
+def test_the_registry_entries_keep_the_contract_and_refuse_targets(small_cnn, points):
+    x, y = points
+    x_adv = get_attack("autoattack_fast")(small_cnn, x[:8], y[:8], eps=EPS)
+    assert x_adv.shape == x[:8].shape and float((x_adv - x[:8]).abs().max()) <= EPS + 1e-6
+    with pytest.raises(ValueError, match="untargeted"):
+        get_attack("autoattack_standard")(small_cnn, x[:8], y[:8], eps=EPS, targeted=True, target=3)
+    with pytest.raises(ValueError, match="version"):
+        run_autoattack(small_cnn, x, y, eps=EPS, version="plus")
+    assert set(VERSIONS) == {"standard", "fast"}
