@@ -95,11 +95,14 @@ with st.container(border=True):
     default_models = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
     url_choices("attack_models", "models", list(names), default_models, limit=6)
-    url_choice("attack_attack", "attack", list(ATTACKS), "pgd")
+    # AutoAttack is a chain run at a fixed ε (the CLI: python -m robust_core.evaluate --attack autoattack_standard);
+    # the per-image minimal-ε search these curves rest on would run the whole chain at every bisection step.
+    page_attacks = [a for a, sp in ATTACKS.items() if sp.kind != "ensemble"]
+    url_choice("attack_attack", "attack", page_attacks, "pgd")
     url_choice("attack_n", "n", SUBSET_SIZES, 500)
     model_ids = c1.multiselect("Models", list(names), key="attack_models",
                                format_func=names.get, max_selections=6)
-    attack = c2.selectbox("Attack", list(ATTACKS), key="attack_attack",
+    attack = c2.selectbox("Attack", page_attacks, key="attack_attack",
                           format_func=attack_label)
     n_images = c3.selectbox("Test images", SUBSET_SIZES, key="attack_n")
     spec = ATTACKS[attack]
@@ -325,7 +328,7 @@ st.divider()
 st.subheader("Compare attacks on one model")
 st.caption("A defence that only masks gradients looks robust to gradient attacks and falls to the gradient-free "
            "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
-linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind != "minimal"]
+linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind not in ("minimal", "ensemble")]
 c1, c2 = st.columns([2, 3])
 # Any network of the dataset, not only those picked above: the comparison is about one model.
 cmp_options = list(names)

@@ -203,7 +203,7 @@ def test_in_the_browser_a_rename_shows_at_once_in_both_pickers(two_models, isola
         assert shown(sidebar) == "my CNN" and shown(main).startswith("my CNN")
         main.get_by_label("New name").fill("renamed CNN")
         main.get_by_role("button", name="Rename").click()
-        main.get_by_text("Renamed").wait_for()
+        main.get_by_test_id("stAlertContentSuccess").filter(has_text="Renamed").first.wait_for()
         wait_until_idle(page)
         assert shown(sidebar) == "renamed CNN" and shown(main) == "renamed CNN"
         main.get_by_label("New name").fill("cnn · standard")
