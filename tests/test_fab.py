@@ -11,26 +11,14 @@ import math
 
 import pytest
 import torch
-from torch import nn
 
 from robust_core.attacks import ATTACKS, fab, flat_norm
 from robust_core.attacks.fab import project_onto_hyperplane_in_box
 from robust_core.evaluation import minimal_eps
+from tests.test_attacks import Linear  # the linear model the other attacks are checked on
 
 NORMS = ("linf", "l2", "l1")
 DUAL = {"linf": 1, "l2": 2, "l1": math.inf}  # ||w||_q for the attack's norm p
-
-
-class Linear(nn.Module):
-    def __init__(self, weight, bias):
-        super().__init__()
-        self.fc = nn.Linear(weight.shape[1], weight.shape[0])
-        with torch.no_grad():
-            self.fc.weight.copy_(weight)
-            self.fc.bias.copy_(bias)
-
-    def forward(self, x):
-        return self.fc(x.flatten(1))
 
 
 def reference_distance(w, b, lower, upper, norm):
