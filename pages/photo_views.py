@@ -16,7 +16,7 @@ import torch
 
 from pages._shared import current_visitor, in_lecture_mode, job_runner, job_status, show_chart
 from robust_core.imagenet.models import (IMAGENET_MODELS, WeightsNotAvailable, imagenet_class_names, load_imagenet_model,
-                                         read_weights_file, suggested_steps, top_k)
+                                         save_weights_file, suggested_steps, top_k)
 from robust_core.imagenet.photos import (MAX_UPLOAD_BYTES, PhotoError, centre_crop, load_photo, load_shipped_photo,
                                          shipped_photos)
 
@@ -64,21 +64,13 @@ def _weights_file() -> str | None:
     upload = st.session_state.get("imagenet_weights")
     if upload is None or upload.size > MAX_WEIGHTS_BYTES:
         return None
+    saved = st.session_state.get("_imagenet_weights_saved")
+    if saved and saved[0] == upload.file_id:  # hashed and checked already: not again at every rerun (VGG16: 528 MB)
+        return saved[1]
     from robust_core.store import resolve_store_dir
 
-    data = upload.getvalue()
-    suffix = "." + upload.name.rsplit(".", 1)[-1].lower()
-    path = resolve_store_dir() / "imagenet_weights" / (hashlib.sha256(data).hexdigest()[:20] + suffix)
-    if not path.is_file():
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(path.suffix + ".tmp")
-        tmp.write_bytes(data)
-        try:
-            read_weights_file(tmp)  # refuse a damaged or hostile file before it joins the folder
-        except ValueError:
-            tmp.unlink(missing_ok=True)
-            raise
-        tmp.replace(path)
+    path = save_weights_file(upload.getvalue(), file_name=upload.name, folder=resolve_store_dir() / "imagenet_weights")
+    st.session_state["_imagenet_weights_saved"] = (upload.file_id, str(path))
     return str(path)
 
 

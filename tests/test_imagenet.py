@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from robust_core.imagenet.models import (CROP, IMAGENET_MEAN, IMAGENET_STD, WeightsNotAvailable, cached_weights_path,
-                                         imagenet_class_names, load_imagenet_model, read_weights_file, suggested_steps,
-                                         top_k)
+                                         imagenet_class_names, load_imagenet_model, read_weights_file, save_weights_file,
+                                         suggested_steps, top_k)
 from robust_core.imagenet.photos import load_shipped_photo, shipped_photos
 
 
@@ -150,3 +150,20 @@ def test_the_command_line_predicts_fools_and_refuses_a_bad_photo(tmp_path, capsy
     (tmp_path / "notes.jpg").write_text("not a photo")
     assert main(["predict", "--photo", str(tmp_path / "notes.jpg")]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_an_uploaded_weights_file_is_kept_once_by_content_and_a_bad_one_never_joins_the_folder(tmp_path):
+    from safetensors.torch import save
+
+    model = load_imagenet_model("squeezenet1_1", pretrained=False, device="cpu")
+    data = save({k: v.contiguous() for k, v in model.backbone.state_dict().items()})
+    folder = tmp_path / "imagenet_weights"
+    first = save_weights_file(data, file_name="Mine.SafeTensors", folder=folder)
+    assert save_weights_file(data, file_name="again.safetensors", folder=folder) == first and first.suffix == ".safetensors"
+    x = torch.rand(1, 3, 224, 224)
+    assert torch.allclose(load_imagenet_model("squeezenet1_1", weights=first, device="cpu")(x), model(x), atol=1e-5)
+    with pytest.raises(ValueError, match="evil.pth is not a readable weights file"):
+        save_weights_file(b"not weights", file_name="evil.pth", folder=folder)
+    with pytest.raises(ValueError, match="expected a .safetensors or .pth"):
+        save_weights_file(data, file_name="weights.zip", folder=folder)
+    assert sorted(p.name for p in folder.iterdir()) == [first.name]  # nothing else, no partial file left

@@ -244,6 +244,27 @@ def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def save_weights_file(data: bytes, *, file_name: str, folder: str | os.PathLike) -> Path:
+    """Keep uploaded weights as ``folder/<sha256[:20]><suffix>`` (once per content) after checking they read as a state
+    dict (:func:`read_weights_file`): a damaged or hostile file is refused (ValueError) and never joins the folder."""
+    import hashlib
+
+    suffix = Path(file_name).suffix.lower()
+    path = Path(folder) / (hashlib.sha256(data).hexdigest()[:20] + suffix)
+    if path.is_file():
+        return path
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_name(f".partial-{path.name}")  # same suffix: the reader picks the format by it
+    partial.write_bytes(data)
+    try:
+        read_weights_file(partial)
+    except ValueError as exc:
+        partial.unlink(missing_ok=True)
+        raise ValueError(str(exc).replace(partial.name, file_name)) from None
+    partial.replace(path)
+    return path
+
+
 def _load_into(backbone: nn.Module, state: dict[str, torch.Tensor], what: str) -> None:
     result = backbone.load_state_dict(state, strict=False)
     if result.missing_keys or result.unexpected_keys:
@@ -326,5 +347,5 @@ def suggested_steps(model: ImageNetClassifier, requested: int, *, minimum: int =
 
 
 __all__ = ["CROP", "IMAGENET_MEAN", "IMAGENET_MODELS", "IMAGENET_STD", "ImageNetClassifier", "ImageNetModelSpec", "RESIZE",
-           "WeightsNotAvailable", "cached_weights_path", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
+           "WeightsNotAvailable", "cached_weights_path", "save_weights_file", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
            "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]
