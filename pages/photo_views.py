@@ -49,6 +49,7 @@ def model_sidebar() -> None:
     with st.expander("Your own weights file"):
         allowed = not in_lecture_mode() or current_visitor().lecturer
         upload = st.file_uploader("Weights (.safetensors or .pth)", type=["safetensors", "pth", "pt"], key="imagenet_weights",
+                                  max_upload_size=MAX_WEIGHTS_BYTES // 2**20,  # the browser refuses more, before sending
                                   disabled=not allowed,
                                   help="For the architecture chosen above. A .pth file is read with weights_only=True: "
                                        "a file that would run code is refused." + ("" if allowed else
@@ -110,6 +111,7 @@ def photo_picker(container, *, key: str) -> tuple[torch.Tensor | None, str, list
         c2.caption(f"{info.title}: {info.author}, {info.licence.split(':')[0]} (scikit-image sample data).")
         return _shipped(name), info.title, list(info.classes)
     upload = c2.file_uploader("JPEG, PNG or WebP", type=["jpg", "jpeg", "png", "webp"], key=f"{key}_upload",
+                              max_upload_size=MAX_UPLOAD_BYTES // 2**20,
                               help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The photo is resized so its shorter side is 256 px.")
     if upload is None:
         return None, "", []
