@@ -1,9 +1,9 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import (current_dataset, get_store, keep_model_choice, lecturer_sidebar, presentation_sidebar,
-                           remember_visitor)
-from pages.photo_views import IMAGENET, model_sidebar, photo_source
+from pages._shared import (IMAGENET, current_dataset, get_store, keep_model_choice, lecturer_sidebar, photo_source,
+                           presentation_sidebar, remember_visitor)
+from pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import display_names

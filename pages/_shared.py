@@ -59,6 +59,13 @@ def current_dataset() -> str:
     return st.session_state.get("dataset", "mnist")
 
 
+IMAGENET = "imagenet"  # the sidebar's "ImageNet photos" source (pages/photo_views.py), beside the digit datasets
+
+
+def photo_source() -> bool:
+    return current_dataset() == IMAGENET
+
+
 def format_percent(value) -> str:
     return "—" if value is None else f"{100 * value:.2f}%"
 
@@ -132,7 +139,7 @@ def digit_canvas(container, *, key: str):
 
 def photos_not_here(page: str) -> None:
     """Stop a page that has no photo view with a message, when the sidebar's source is ImageNet photos."""
-    if current_dataset() == "imagenet":
+    if photo_source():
         st.title(page)
         st.info("**ImageNet photos** run on pretrained networks, on the Saliency, Attack and Class Visualization pages. "
                 f"The {page} page works on the digit datasets: choose MNIST or Fashion-MNIST in the sidebar.",
@@ -148,7 +155,7 @@ def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
     runs ``photo_view()`` instead (or says the page is for digits) and stops.
     """
     require_shell()
-    if current_dataset() == "imagenet" and photo_view is not None:
+    if photo_source() and photo_view is not None:
         photo_view()
         st.stop()
     photos_not_here(title)

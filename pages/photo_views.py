@@ -20,14 +20,9 @@ from robust_core.imagenet.models import (IMAGENET_MODELS, WeightsNotAvailable, i
 from robust_core.imagenet.photos import (MAX_UPLOAD_BYTES, PhotoError, centre_crop, load_photo, load_shipped_photo,
                                          shipped_photos)
 
-IMAGENET = "imagenet"
 MODEL_KEY = "imagenet_model"
 MAX_WEIGHTS_BYTES = 600 * 1024 * 1024  # VGG16's weights are 528 MB; nothing larger is a classifier we can run on CPU
 DEFAULT_TARGET = 6  # "stingray": the seed's "make the cat a stingray"
-
-
-def photo_source() -> bool:
-    return st.session_state.get("dataset") == IMAGENET
 
 
 # ---- the network ---------------------------------------------------------------------------------------------
@@ -155,6 +150,15 @@ def perturbation_x10(delta: torch.Tensor) -> np.ndarray:
     return to_image((0.5 + 10 * delta).clamp(0, 1))
 
 
+def adapted_steps(model, requested: int, *, what: str = "") -> int:
+    """:func:`suggested_steps` for this model, saying so on the page when it chose fewer than ``requested``."""
+    steps = suggested_steps(model, requested)
+    if steps < requested:
+        st.caption(f"{model.title} costs {model.gflops / IMAGENET_MODELS['efficientnet_lite0'].gflops:.0f}× EfficientNet-Lite0 "
+                   f"per step on CPU: {what}{steps} steps instead of {requested}.")
+    return steps
+
+
 def _digest(*parts) -> str:
     h = hashlib.sha256()
     for part in parts:
@@ -272,10 +276,7 @@ def attack_view() -> None:
         st.stop()
     clean_top = top_k(model, x)[0]
     y = torch.tensor([clean_top[0][0]])
-    steps = suggested_steps(model, 40)
-    if steps < 40:
-        st.caption(f"{model.title} costs {model.gflops / IMAGENET_MODELS['efficientnet_lite0'].gflops:.0f}× EfficientNet-Lite0 "
-                   f"per step on CPU: PGD runs {steps} steps instead of 40.")
+    steps = adapted_steps(model, 40, what="PGD runs ")
     if mode == "targeted":
         key = f"photo-fool:{model.name}:{model.source}:{_digest(x, target, eps_max255, steps)}"
 
@@ -379,10 +380,7 @@ def classviz_view() -> None:
     if start == "photo" and x is None:
         st.info("Upload a photo or pick a shipped one.", icon=":material/photo:")
         st.stop()
-    steps = suggested_steps(model, int(requested))
-    if steps < requested:
-        st.caption(f"{model.title} costs {model.gflops / IMAGENET_MODELS['efficientnet_lite0'].gflops:.0f}× EfficientNet-Lite0 "
-                   f"per step on CPU: {steps} steps instead of {requested}.")
+    steps = adapted_steps(model, int(requested))
     recipe["steps"] = steps
     canvas = centre_crop(x) if x is not None else None  # the 224×224 the network sees
     key = f"photo-classviz:{model.name}:{model.source}:{_digest(canvas if canvas is not None else 0, target, sorted(recipe.items()), seed)}"

@@ -120,10 +120,6 @@ class JobRunner:
         self._threads: dict[str, list[threading.Thread]] = {lane: [] for lane in lanes}
         self._numbers = itertools.count()
 
-    @property
-    def workers(self) -> int:
-        return sum(self.lanes.values())
-
     # ---- submitting and following -------------------------------------------------------------------
     def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None,
                lane: str | None = None) -> Job:

@@ -79,7 +79,7 @@ def _fab_t(model, x, y, *, eps: float, n_iter: int, n_target_classes: int, seed:
         if len(robust) == 0:
             break
         target = order[robust, rank]
-        # Skip the true class if it is not the top logit (misclassified points are not attacked anyway).
+        # Points still robust are classified correctly, so rank 0 is their true class and ranks 1.. are the others.
         found = fab(model, x[robust], y[robust], eps=eps, targeted=True, target=target, n_iter=n_iter, seed=seed)
         broken = predict(model, found) != y[robust]
         x_adv[robust[broken]] = found[broken]
