@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 
+import plotly.graph_objects as go
 import streamlit as st
 
 from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
@@ -472,6 +473,27 @@ def presentation_sidebar() -> None:
               help="Larger text, thicker lines in the figures: legible on a 1280×720 projector.")
     if st.session_state.get(PRESENTATION):
         st.html("<style>html { font-size: 19px; }</style>")
+
+
+def shared_figure(fig):
+    """``fig`` as a figure shared read-only by every session (one built in ``st.cache_resource``).
+
+    ``st.plotly_chart`` calls ``fig.to_dict()`` (a deep copy) and then serialises the copy at every run. For the
+    ε-slider figure (~2 MB of frames) the copy was ~12 ms of the server's one interpreter per student's run; here
+    it is made once and the same dict is handed out afterwards. Never change the figure once shared.
+    """
+    return SharedFigure(fig.to_dict())
+
+
+class SharedFigure(go.Figure):
+    """A figure whose ``to_dict()`` is the dict it was built from, not a new deep copy (see shared_figure)."""
+
+    def __init__(self, frozen: dict):
+        super().__init__(frozen, _validate=False)
+        self._frozen = frozen
+
+    def to_dict(self):
+        return self._frozen
 
 
 def show_chart(container, fig, **kwargs):

@@ -13,8 +13,8 @@ import streamlit as st
 import torch
 
 from pages.photo_views import attack_view
-from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image, progress_line,
-                           set_url, show_chart, url_choice, url_choices)
+from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image,
+                           progress_line, set_url, shared_figure, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
                                     attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
@@ -177,19 +177,42 @@ if missing:
             job_status(active)
 
 gallery_todo: list = []  # (key, model id, images' cached minimal eps or None) still to craft, at the end of the page
-if min_eps:
-    eps_max = params.get("eps_max") or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0
-                                           for v in min_eps.values())
+
+
+@st.cache_resource(show_spinner=False, max_entries=64)
+def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, attack: str, _min_eps: tuple):
+    """Everything the page derives from cached minimal eps (the slider's grid, the curves, the table's rows and the
+    sanity warnings), once per server for a set of cached results (``digests``: their keys; a key's content never
+    changes), not at every visitor's run: each tensor operation hands the interpreter lock to the other sessions'
+    threads, which with a room of students turned these microseconds into tens of milliseconds per run."""
+    by_name = dict(zip(model_names, _min_eps))
+    eps_max = eps_max_param or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0
+                                   for v in _min_eps)
     eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
-    curves = {names[m]: accuracy_at(v, eps_frames).tolist() for m, v in min_eps.items()}
+    curves = {n: accuracy_at(v, eps_frames).tolist() for n, v in by_name.items()}
+    rows = []
+    for n, v in by_name.items():
+        stats = perturbation_stats(v)
+        rows.append({"Model": n, "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
+                     **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
+                     f"Median minimal {NORM_SYMBOLS[norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
+                     "Broken": f"{stats['n']}/{len(v)}"})
+    warnings = sanity_warnings(by_name, attack=attack, eps_max=eps_max)
+    return eps_max, eps_frames, curves, rows, warnings
+
+
+if min_eps:
+    eps_max, eps_frames, curves, rows, warnings = curve_summary(
+        tuple(keys[m].digest() for m in min_eps), tuple(names[m] for m in min_eps), params.get("eps_max"), spec.norm,
+        attack, tuple(min_eps.values()))
 
     @st.cache_resource(show_spinner=False, max_entries=16)
     def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_keys: tuple, model_names: tuple,
                       class_names: tuple):
         """The figure, built once per (curves, galleries): a rerun with nothing new only re-sends it."""
         blocks = [{**galleries[k], "model": name} for k, name in zip(gallery_keys, model_names)]
-        return eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm, galleries=blocks,
-                                 class_names=list(class_names))
+        return shared_figure(eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm,
+                                              galleries=blocks, class_names=list(class_names)))
 
     with st.container(border=True):
         g1, g2, g3, g4 = st.columns([4, 2, 2, 3])
@@ -224,31 +247,29 @@ if min_eps:
         show_chart(st, figure, key="eps_slider", config={"displayModeBar": False})
     elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
-    rows = []
-    for m, v in min_eps.items():
-        stats = perturbation_stats(v)
-        rows.append({"Model": names[m], "Clean accuracy": float(accuracy_at(v, [0.0])[0]),
-                     **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
-                     f"Median minimal {NORM_SYMBOLS[spec.norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
-                     "Broken": f"{stats['n']}/{len(v)}"})
     st.dataframe(rows, hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
     st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε · page run up to here "
                f"{elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
 
-    warnings = sanity_warnings({names[m]: v for m, v in min_eps.items()}, attack=attack, eps_max=eps_max)
     for w in warnings:
         st.warning(w, icon=":material/report:")
 
     c1, c2 = st.columns(2)
-    csv = "eps," + ",".join(curves) + "\n" + "\n".join(
-        f"{e}," + ",".join(f"{curves[n][i]:.6f}" for n in curves) for i, e in enumerate(eps_frames))
-    c1.download_button("Download curves (CSV)", csv, file_name=f"robust_accuracy_{attack}.csv", mime="text/csv",
+    # Both files are built on click, not at every run (as the gallery's below): few of a room's students download.
+
+    def curves_csv(curves=curves, eps_frames=eps_frames) -> str:
+        return "eps," + ",".join(curves) + "\n" + "\n".join(
+            f"{e}," + ",".join(f"{curves[n][i]:.6f}" for n in curves) for i, e in enumerate(eps_frames))
+
+    def curves_json(curves=curves, eps_frames=eps_frames, min_eps=dict(min_eps), params=dict(params)) -> str:
+        return json.dumps({"attack": attack, "norm": spec.norm, "params": params, "n_images": n_images, "seed": int(seed),
+                           "eps": eps_frames, "accuracy": curves,
+                           "min_eps": {names[m]: [x if np.isfinite(x) else None for x in v.tolist()]
+                                       for m, v in min_eps.items()}})
+    c1.download_button("Download curves (CSV)", curves_csv, file_name=f"robust_accuracy_{attack}.csv", mime="text/csv",
                        icon=":material/download:", on_click="ignore")
-    payload = {"attack": attack, "norm": spec.norm, "params": params, "n_images": n_images, "seed": int(seed),
-               "eps": eps_frames, "accuracy": curves,
-               "min_eps": {names[m]: [x if np.isfinite(x) else None for x in v.tolist()] for m, v in min_eps.items()}}
-    c2.download_button("Download curves and minimal ε (JSON)", json.dumps(payload), file_name=f"robust_accuracy_{attack}.json",
+    c2.download_button("Download curves and minimal ε (JSON)", curves_json, file_name=f"robust_accuracy_{attack}.json",
                        mime="application/json", icon=":material/download:", on_click="ignore")
     if shown:
         blocks = [galleries[k] for k in shown]
@@ -382,17 +403,28 @@ for a, job in cmp_jobs.items():
 if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
     job_status(cmp_active)
 ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
-if ready_cmp:
+
+
+@st.cache_resource(show_spinner=False, max_entries=32)
+def comparison(digests: tuple, titles: tuple, transfer: tuple, _min_eps: tuple):
+    """The comparison's curves and figure, once per server for a set of cached results (see curve_summary)."""
     import plotly.graph_objects as go
 
     grid = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
-    by_attack = {a: accuracy_at(v, grid).tolist() for a, v in ready_cmp.items()}
-    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=cmp_title(a),
-                                line=dict(width=3, dash="dash" if a.startswith("transfer:") else "solid"),
-                                line_shape="hv" if a.startswith("transfer:") else "linear")
-                     for a, acc in by_attack.items()])
+    curves = [accuracy_at(v, grid).tolist() for v in _min_eps]
+    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=title,
+                                line=dict(width=3, dash="dash" if is_transfer else "solid"),
+                                line_shape="hv" if is_transfer else "linear")
+                     for title, acc, is_transfer in zip(titles, curves, transfer)])
     fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
+    return grid, curves, shared_figure(fig)
+
+
+if ready_cmp:
+    grid, cmp_curves, fig = comparison(tuple(cmp_keys[a].digest() for a in ready_cmp), tuple(cmp_title(a) for a in ready_cmp),
+                                       tuple(a.startswith("transfer:") for a in ready_cmp), tuple(ready_cmp.values()))
+    by_attack = dict(zip(ready_cmp, cmp_curves))
     show_chart(st, fig, key="attack_comparison")
     for w in attack_comparison_warnings(by_attack, grid):
         st.warning(w, icon=":material/report:")

@@ -165,3 +165,22 @@ def AppTest_for(token: str):
     widget(at.selectbox, "Test images").select(100)
     widget(at.number_input, "Steps").set_value(3).run()
     return at
+
+
+def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_visitor():
+    """The ε-slider figure is built once per server and shared: its dict is handed out as it is (no per-run deep
+    copy), serialises exactly as the figure it came from, and the projector style (a visitor's switch) works on a
+    copy, leaving what the other visitors receive untouched."""
+    import plotly.io as pio
+
+    from pages._shared import shared_figure
+    from robust_core.plots import eps_slider_figure, projector_style
+
+    fig = eps_slider_figure([0.0, 0.1, 0.2], {"a": [1.0, 0.5, 0.1], "b": [1.0, 0.9, 0.8]})
+    shared = shared_figure(fig)
+    assert shared.to_dict() is shared.to_dict()
+    assert pio.to_json(shared.to_dict(), validate=False) == pio.to_json(fig.to_dict(), validate=False)
+    before = json.dumps(shared.to_dict(), sort_keys=True)
+    big = projector_style(shared)
+    assert big.layout.font.size > (fig.layout.font.size or 12)
+    assert json.dumps(shared.to_dict(), sort_keys=True) == before
