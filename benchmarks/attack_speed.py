@@ -1,6 +1,13 @@
 """Attack speed on the standard seed CNN (and the shipped PGD-AT CNN) and the first N MNIST test images (default 1,000).
 
     python benchmarks/attack_speed.py [--n 1000] [--model ID]
+    python benchmarks/attack_speed.py --reference [--n 500] [--threads 1]   # ours vs torchattacks, robust models
+
+``--reference`` needs torchattacks, which the lab does not depend on: install it in the benchmark's own
+environment (``pip install -r benchmarks/requirements-reference.txt``). It times, in one process, PGD-40 and
+APGD-CE (100 steps) through ``robust_accuracy`` against torchattacks at each of its batch sizes 64, 128, 250 and 500
+(its best is the baseline), on the shipped PGD-AT CNN and the shipped standard CNN, interleaved and repeated, and
+reports each accuracy and the speed ratio (ours / torchattacks' best).
 
 Prints images/second for FGSM, PGD-40, APGD-100, DeepFool and C&W (5 binary-search steps x 100),
 the eps-slider response time (accuracy lookup on a 41-point grid + building the slider figure),
@@ -24,7 +31,6 @@ import torch.nn.functional as F  # noqa: E402
 from robust_core.attacks import ATTACKS  # noqa: E402
 from robust_core.data import load_dataset  # noqa: E402
 from robust_core.evaluation import accuracy_at, minimal_eps, robust_accuracy  # noqa: E402
-from robust_core.plots import eps_slider_figure  # noqa: E402
 from robust_core.store import ModelStore  # noqa: E402
 from robust_core.training import TrainConfig  # noqa: E402
 
@@ -80,6 +86,64 @@ def grid_then_bisect_minimal_eps(model, x, y, eps_max=0.4, grid_points=13, bisec
     return result
 
 
+def reference_comparison(n: int, repeats: int) -> int:
+    """Ours vs torchattacks' best batch size, PGD-40 and APGD-CE, on the shipped PGD-AT and standard CNNs."""
+    import tempfile
+
+    import torchattacks
+
+    from robust_core.evaluation import robust_accuracy
+    from robust_core.shipped import install_shipped
+
+    store = ModelStore(tempfile.mkdtemp(prefix="speed-store-"))
+    models = {}
+    for shipped, entry, _ in install_shipped(store):
+        config = shipped.meta["config"]
+        if entry is not None and config["dataset"] == "mnist" and config["method"] in ("pgd_at", "standard") \
+                and config.get("arch", "cnn") == "cnn":
+            models.setdefault({"pgd_at": "PGD-AT", "standard": "standard"}[config["method"]], store.load(entry.model_id))
+    data = load_dataset("mnist")
+    x, y = data.test_x[:n], data.test_y[:n]
+    print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, {torch.get_num_threads()} thread(s), "
+          f"{n} test images; best of {repeats} interleaved runs each")
+
+    def theirs(make, model, batch):
+        model.eval()
+        correct = 0
+        for i in range(0, len(x), batch):
+            adv = make(model)(x[i : i + batch], y[i : i + batch])
+            with torch.no_grad():
+                correct += int((model(adv).argmax(1) == y[i : i + batch]).sum())
+        return correct / len(x)
+
+    cases = [("PGD-40", 0.1), ("PGD-40", 0.3), ("APGD-CE", 0.3)]
+    print("\n| model | attack | ε | ours | accuracy | torchattacks, best batch | accuracy | ours as a ratio |")
+    print("|---|---|---|---|---|---|---|---|")
+    for label, model in sorted(models.items(), reverse=True):
+        for attack, eps in cases:
+            if attack == "PGD-40":
+                ours_fn = lambda: robust_accuracy(model, x, y, attack="pgd", eps_grid=[eps], steps=40)[0]  # noqa: E731
+                make = lambda m: torchattacks.PGD(m, eps=eps, alpha=2.5 * eps / 40, steps=40, random_start=True)  # noqa: E731
+            else:
+                ours_fn = lambda: robust_accuracy(model, x, y, attack="apgd_ce", eps_grid=[eps], steps=100)[0]  # noqa: E731
+                make = lambda m: torchattacks.APGD(m, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)  # noqa: E731
+            times: dict = {}
+            accuracy: dict = {}
+            for _ in range(repeats):  # interleaved: a noisy neighbour slows every contender alike
+                accuracy["ours"], t = timed(ours_fn)
+                times.setdefault("ours", []).append(t)
+                for batch in (64, 128, 250, 500):
+                    accuracy[batch], t = timed(lambda: theirs(make, model, batch))
+                    times.setdefault(batch, []).append(t)
+            best_batch = min((b for b in times if b != "ours"), key=lambda b: min(times[b]))
+            ours_t, their_t = min(times["ours"]), min(times[best_batch])
+            print(f"| {label} | {attack} | {eps} | {ours_t:.1f} s | {100 * accuracy['ours']:.1f}% | {their_t:.1f} s "
+                  f"(batch {best_batch}) | {100 * accuracy[best_batch]:.1f}% | **{their_t / ours_t:.2f}×** |", flush=True)
+            print("    torchattacks per batch: " + ", ".join(f"{b}: {min(times[b]):.1f} s" for b in (64, 128, 250, 500)),
+                  flush=True)
+    return 0
+
+
 def timed(fn):
     t0 = time.perf_counter()
     out = fn()
@@ -93,7 +157,14 @@ def main(argv=None) -> int:
     parser.add_argument("--robust-model", default=None,
                         help="store id of an adversarially trained model for the PGD comparison "
                              "(default: the shipped PGD-AT CNN, installed into the store if absent)")
+    parser.add_argument("--reference", action="store_true", help="ours vs torchattacks (needs benchmarks/requirements-reference.txt)")
+    parser.add_argument("--threads", type=int, default=None, help="torch threads (the reference comparison used 1)")
+    parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    if args.reference:
+        return reference_comparison(args.n, args.repeats)
     data = load_dataset("mnist")
     store = ModelStore()
     if args.model:
@@ -159,6 +230,7 @@ def main(argv=None) -> int:
     gallery = {"clean": gallery_x[:, 0].numpy(), "adversarial": stacked[:, :, 0].numpy(), "labels": y[:8].numpy(),
                "predictions": proba.argmax(2).numpy(), "confidences": proba.amax(2).numpy(), "model": "m"}
     curves = {"cnn": accuracy_at(min_eps, grid).tolist()}
+    from robust_core.plots import eps_slider_figure
     figures, t_fig = timed(lambda: [eps_slider_figure(grid, curves, gallery=gallery) for _ in range(5)])
     import plotly.io as pio
 

@@ -60,9 +60,12 @@ def channels_last_copy(model: torch.nn.Module) -> torch.nn.Module:
     NHWC weights (measured on batches of 10 in ``benchmarks/classviz_speed.py``). A 1-channel input is
     the same in both layouts, so only the weights decide. A copy, because converting the caller's model
     in place would leave it non-contiguous (safetensors refuses to save such tensors). Models without
-    4-D weights, and models on other devices, are returned as they are.
+    4-D weights, models on other devices and plain callables are returned as they are. The attacks'
+    evaluations (robust_accuracy, minimal_eps, AutoAttack) attack such a copy: 1.3x faster per pass on the
+    shipped CNNs, the same function up to float rounding.
     """
-    if next(model.parameters()).device.type != "cpu" or not any(p.ndim == 4 for p in model.parameters()):
+    params = list(model.parameters()) if isinstance(model, torch.nn.Module) else []
+    if not params or params[0].device.type != "cpu" or not any(p.ndim == 4 for p in params):
         return model
     import copy
 

@@ -21,6 +21,7 @@ import torch
 
 from .attacks import ATTACKS, flat_norm, get_attack
 from .attacks._common import eval_mode, predict
+from .device import channels_last_copy
 
 # Images per attack call: large enough to keep the CPU busy, small enough that the
 # progress callback fires often and memory stays low for DeepFool's per-class gradients.
@@ -36,13 +37,16 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps
     spec = get_attack(attack)
     accuracies = []
     total = len(eps_grid) * math.ceil(len(x) / batch_size)
+    # Crafted on a channels-last copy (the same network, faster passes on a CPU), judged by the model itself:
+    # a point at the decision boundary counts as the user's model reads it, whatever the float rounding.
+    crafter = channels_last_copy(model)
     done = 0
-    with eval_mode(model):
+    with eval_mode(model), eval_mode(crafter):
         for eps in eps_grid:
             correct = 0
             for i in range(0, len(x), batch_size):
                 xb, yb = x[i : i + batch_size], y[i : i + batch_size]
-                xa = xb if eps == 0 else spec(model, xb, yb, eps=float(eps), seed=seed, **attack_kwargs)
+                xa = xb if eps == 0 else spec(crafter, xb, yb, eps=float(eps), seed=seed, **attack_kwargs)
                 correct += int((predict(model, xa) == yb).sum())
                 done += 1
                 if on_progress:
@@ -58,11 +62,12 @@ def compare_models(models: dict[str, Any], x, y, *, attack: str, eps_grid: Seque
             for name, m in models.items()}
 
 
-def _fooled(model, spec, x, y, eps, seed, attack_kwargs, target=None):
+def _fooled(crafter, judge, spec, x, y, eps, seed, attack_kwargs, target=None):
+    """Whether the attack crafted on ``crafter`` fools ``judge`` (the same network; see minimal_eps)."""
     if target is None:
-        return predict(model, spec(model, x, y, eps=float(eps), seed=seed, **attack_kwargs)) != y
-    x_adv = spec(model, x, y, eps=float(eps), seed=seed, targeted=True, target=target, **attack_kwargs)
-    return predict(model, x_adv) == target
+        return predict(judge, spec(crafter, x, y, eps=float(eps), seed=seed, **attack_kwargs)) != y
+    x_adv = spec(crafter, x, y, eps=float(eps), seed=seed, targeted=True, target=target, **attack_kwargs)
+    return predict(judge, x_adv) == target
 
 
 def _plan_with_later(meter, later: float, call: float, after: float) -> None:
@@ -201,25 +206,31 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
         # A batch not started yet: its clean pass, then the worst case of its whole search.
         batch_worst = [n + meter.overhead + _worst_search(spec, n, n, 1, bisection_steps, per_call, meter.overhead, True)
                        for n in sizes]
-    with eval_mode(model):
-        attacked = _Counted(model, meter) if meter is not None and isinstance(model, torch.nn.Module) else model
+    # Attacks run on a channels-last copy (the same network, faster passes on a CPU); every verdict is the model's
+    # own, so a point at the decision boundary counts as the user's model reads it, whatever the float rounding.
+    crafter = channels_last_copy(model)
+    counted = meter is not None and isinstance(model, torch.nn.Module)
+    with eval_mode(model), eval_mode(crafter):
+        attacked = _Counted(crafter, meter) if counted else crafter
+        judge = _Counted(model, meter) if counted else model
         for b, i in enumerate(range(0, len(x), batch_size)):
             xb, yb = x[i : i + batch_size], y[i : i + batch_size]
             # The meter's plan for this batch's attack calls: what they may cost, plus the later batches' worst case.
             plan = None if meter is None else partial(_plan_with_later, meter, sum(batch_worst[b + 1 :]))
 
             tb = target[i : i + batch_size] if target is not None else None
-            out[i : i + batch_size] = _minimal_eps_batch(attacked, spec, xb, yb, eps_max, grid_points, bisection_steps,
-                                                         seed, attack_kwargs, plan, tb)
+            out[i : i + batch_size] = _minimal_eps_batch(attacked, judge, spec, xb, yb, eps_max, grid_points,
+                                                         bisection_steps, seed, attack_kwargs, plan, tb)
     if meter is not None:
         meter.report(final=True)
     return out.detach()
 
 
-def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, plan=None,
+def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, plan=None,
                        target=None):
-    """One batch of :func:`minimal_eps`. ``plan(call, after)``, when given, is told before each attack
-    call the worst-case work of that call and of the rest of the batch (see :class:`_WorkMeter`)."""
+    """One batch of :func:`minimal_eps`: attacks run on ``model``, ``judge`` says what is misclassified.
+    ``plan(call, after)``, when given, is told before each attack call the worst-case work of that call and of
+    the rest of the batch (see :class:`_WorkMeter`)."""
     overhead = model.meter.overhead if isinstance(model, _Counted) else 1.0
     per_call = _worst_forwards(spec, grid_points, attack_kwargs)
 
@@ -232,7 +243,7 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
 
     n = len(x)
     planned(work(n, passes=1), _worst_search(spec, n, n, 1, bisection_steps, per_call, overhead, True))
-    clean_wrong = predict(model, x) != y if target is None else predict(model, x) == target
+    clean_wrong = predict(judge, x) != y if target is None else predict(judge, x) == target
     result = torch.full((len(x),), float("inf"), device=x.device)
     result[clean_wrong] = 0.0
     todo = (~clean_wrong).nonzero().flatten()
@@ -242,7 +253,7 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
     if spec.kind == "minimal":
         planned(work(len(todo)), 0.0)
         x_adv = spec(model, x[todo], y[todo], seed=seed, **attack_kwargs)
-        fooled = predict(model, x_adv) != y[todo]
+        fooled = predict(judge, x_adv) != y[todo]
         norms = flat_norm(x_adv - x[todo], spec.norm)
         result[todo[fooled]] = torch.where(norms[fooled] <= eps_max, norms[fooled], torch.tensor(float("inf"), device=x.device))
         planned(0.0, 0.0)
@@ -261,7 +272,7 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
             if not remaining.any():
                 break
             idx = remaining.nonzero().flatten()
-            pred = predict(model, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1))
+            pred = predict(judge, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1))
             fooled = pred != y[todo[idx]] if t is None else pred == t[idx]
             result[todo[idx[fooled]]] = eps
         planned(0.0, 0.0)
@@ -271,7 +282,7 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
         return target[index] if target is not None else None
 
     planned(work(len(todo)), _worst_search(spec, 0, len(todo), 1, bisection_steps, per_call, overhead, False))
-    fooled = _fooled(model, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
+    fooled = _fooled(model, judge, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
     found = todo[fooled]
     lower = torch.zeros(len(x), device=x.device)
     upper = torch.full((len(x),), float(eps_max), device=x.device)
@@ -284,7 +295,7 @@ def _minimal_eps_batch(model, spec, x, y, eps_max, grid_points, bisection_steps,
             rest = sum(work(len(other)) for other in groups[g + 1 :])
             planned(work(len(group)), rest + _worst_search(spec, 0, len(found), 2 * len(values), bisection_steps - s - 1,
                                                      per_call, overhead, False))
-            hit = _fooled(model, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
+            hit = _fooled(model, judge, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
             upper[group[hit]] = value
             lower[group[~hit]] = value
     planned(0.0, 0.0)
@@ -309,6 +320,7 @@ def transfer_minimal_eps(source_model, target_model, x: torch.Tensor, y: torch.T
         attack_kwargs = {"stop_on_success": False, **attack_kwargs}
     grid = [round(eps_max * (k + 1) / grid_points, 9) for k in range(grid_points)]
     result = torch.full((len(x),), float("inf"), device=x.device)
+    source_model = channels_last_copy(source_model)  # crafts faster on a CPU; the target, judging, stays itself
     with eval_mode(source_model), eval_mode(target_model):
         result[predict(target_model, x) != y] = 0.0
         total = grid_points * math.ceil(len(x) / batch_size)

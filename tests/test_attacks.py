@@ -129,6 +129,41 @@ def test_attacks_are_deterministic_for_a_seed(cnn, batch):
     assert not torch.equal(a, pgd(cnn, x, y, eps=0.1, steps=5, seed=8))
 
 
+@pytest.mark.parametrize("attack", ["pgd", "apgd_ce"])
+def test_the_pass_size_changes_the_speed_not_the_result(attack, cnn, mnist):
+    """Random starts are drawn for the whole batch before it is split into passes, and every example's trajectory
+    depends on that example alone (eval mode): passes of 3 or of 64 images give the same adversarial examples."""
+    x, y = mnist.test_x[:40], mnist.test_y[:40]
+    kwargs = {"eps": 0.15, "steps": 6, "seed": 3}
+    small = ATTACKS[attack](cnn, x, y, batch_size=3, **kwargs)
+    large = ATTACKS[attack](cnn, x, y, batch_size=64, **kwargs)
+    assert torch.allclose(small, large, atol=1e-5)
+    assert torch.equal(cnn(small).argmax(1), cnn(large).argmax(1))
+
+
+def test_the_pass_size_follows_the_device_and_the_image_size():
+    from robust_core.attacks._common import attack_batch_size
+
+    mnist_cpu = attack_batch_size(torch.zeros(2, 1, 28, 28))
+    photo_cpu = attack_batch_size(torch.zeros(2, 3, 224, 224))
+    mnist_gpu = attack_batch_size(torch.zeros(2, 1, 28, 28, device="meta"))  # any accelerator: no GPU needed here
+    photo_gpu = attack_batch_size(torch.zeros(2, 3, 224, 224, device="meta"))
+    assert photo_cpu < mnist_cpu <= 256 and photo_gpu < mnist_gpu
+    assert mnist_gpu > mnist_cpu and photo_gpu > photo_cpu
+
+
+def test_evaluations_leave_the_model_as_it_was(cnn, mnist):
+    """robust_accuracy and minimal_eps attack a channels-last copy: the caller's weights keep their layout (a
+    non-contiguous tensor could not be saved), their values and their requires_grad."""
+    x, y = mnist.test_x[:20], mnist.test_y[:20]
+    before = {k: v.clone() for k, v in cnn.state_dict().items()}
+    robust_accuracy(cnn, x, y, attack="pgd", eps_grid=[0.1], steps=3)
+    minimal_eps(cnn, x, y, attack="pgd", eps_max=0.3, bisection_steps=2, steps=3)
+    for k, v in cnn.state_dict().items():
+        assert v.is_contiguous() and torch.equal(v, before[k])
+    assert all(p.requires_grad for p in cnn.parameters())
+
+
 def test_minimal_eps_lookup_agrees_with_direct_evaluation(cnn, mnist):
     x, y = mnist.test_x[:100], mnist.test_y[:100]
     min_eps = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.3, bisection_steps=5, steps=20)

@@ -6,8 +6,8 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ._common import (ce_loss, check_inputs, eval_mode, expand, input_gradient, make_generator, normalised_step, project,
-                      random_in_ball, resolve_target, success)
+from ._common import (attack_batch_size, ce_loss, check_inputs, chunks, eval_mode, expand, input_gradient, make_generator,
+                      normalised_step, project, random_in_ball, resolve_target, success)
 
 
 def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
@@ -33,7 +33,7 @@ def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: 
 
 def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_size: float | None = None,
         random_start: bool = True, restarts: int = 1, targeted: bool = False, target=None,
-        stop_on_success: bool = True, seed: int = 0) -> torch.Tensor:
+        stop_on_success: bool = True, batch_size: int | None = None, seed: int = 0) -> torch.Tensor:
     """Projected Gradient Descent (Madry et al., ICLR 2018). Norms: L-inf, L2.
 
     ``steps`` steps of size ``step_size`` (default 2.5 * eps / steps, Madry's choice) along the
@@ -46,6 +46,8 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
         stop_on_success: stop iterating on an example as soon as it is misclassified (or hits the
             target). The returned point is adversarial, which is all robust accuracy needs; set False
             to run every step on every example (e.g. to maximise the loss).
+        batch_size: images per forward-backward pass (default: :func:`attack_batch_size`, from the device and the
+            image size). The result does not depend on it.
         seed: seeds the random starts.
 
     Example:
@@ -64,40 +66,51 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
         fooled = success(model(x), y, t) if eps > 0 else torch.ones(len(x), dtype=torch.bool, device=x.device)
     if eps == 0:
         return best
+    size = batch_size or attack_batch_size(x)
     with eval_mode(model):
         for _ in range(restarts):
             active = (~fooled).nonzero().flatten()
             if len(active) == 0:
                 break
-            xa, ya = x[active], y[active]
-            ta = t[active] if t is not None else None
-            adv = random_in_ball(xa, eps, norm, generator) if random_start else xa.clone()
-            done = torch.zeros(len(active), dtype=torch.bool, device=x.device)
-            for _ in range(steps):
-                idx = (~done).nonzero().flatten() if stop_on_success else torch.arange(len(active), device=x.device)
-                if len(idx) == 0:
-                    break
-                yi, ti = ya[idx], ta[idx] if ta is not None else None
-                point = adv[idx].requires_grad_(True)
-                with torch.enable_grad():
-                    logits = model(point)
-                    loss = F.cross_entropy(logits, yi if ti is None else ti, reduction="none")
-                    (grad,) = torch.autograd.grad((loss if ti is None else -loss).sum(), point)
-                if stop_on_success:
-                    # The gradient pass's logits already say which points are adversarial: those stop
-                    # where they are, and no extra forward pass is spent on checking.
-                    hit = success(logits.detach(), yi, ti)
-                    done[idx] |= hit
-                    idx, grad = idx[~hit], grad[~hit]
-                adv[idx] = project(adv[idx] + alpha * normalised_step(grad, norm), xa[idx], eps, norm)
-            with torch.no_grad():
-                hit = success(model(adv), ya, ta)
-            best[active[hit]] = adv[hit]
-            # Unbroken examples keep the last iterate (within the ball): a gallery then shows what the
-            # attack tried, and robust accuracy is the same either way.
-            best[active[~hit]] = adv[~hit]
-            fooled[active[hit]] = True
+            # Drawn for every active example at once, then split: the same starts whatever the batch size.
+            start = random_in_ball(x[active], eps, norm, generator) if random_start else x[active].clone()
+            for part in chunks(len(active), size):
+                rows = active[part]
+                adv, hit = _pgd_run(model, x[rows], y[rows], t[rows] if t is not None else None, start[part],
+                                    eps=eps, norm=norm, steps=steps, alpha=alpha, stop_on_success=stop_on_success)
+                # Unbroken examples keep the last iterate (within the ball): a gallery then shows what the
+                # attack tried, and robust accuracy is the same either way.
+                best[rows] = adv
+                fooled[rows[hit]] = True
     return best.detach()
+
+
+def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
+    """PGD steps on one pass-sized batch from the start points ``adv``: (last or first adversarial iterate, fooled)."""
+    done = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+    for _ in range(steps):
+        idx = (~done).nonzero().flatten() if stop_on_success else torch.arange(len(x), device=x.device)
+        if len(idx) == 0:
+            break
+        yi, ti = y[idx], t[idx] if t is not None else None
+        point = adv[idx].requires_grad_(True)
+        with torch.enable_grad():
+            logits = model(point)
+            loss = F.cross_entropy(logits, yi if ti is None else ti, reduction="none")
+            (grad,) = torch.autograd.grad((loss if ti is None else -loss).sum(), point)
+        if stop_on_success:
+            # The gradient pass's logits already say which points are adversarial: those stop
+            # where they are, and no extra forward pass is spent on checking.
+            hit = success(logits.detach(), yi, ti)
+            done[idx] |= hit
+            idx, grad = idx[~hit], grad[~hit]
+        adv[idx] = project(adv[idx] + alpha * normalised_step(grad, norm), x[idx], eps, norm)
+    fooled = done.clone()
+    rest = (~done).nonzero().flatten()  # moved by the last step: not checked yet
+    if len(rest):
+        with torch.no_grad():
+            fooled[rest] = success(model(adv[rest]), y[rest], t[rest] if t is not None else None)
+    return adv, fooled
 
 
 def _dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:
@@ -124,8 +137,9 @@ def _checkpoints(steps: int) -> list[int]:
     return sorted({math.ceil(q * steps) for q in p if q <= 1})[1:]
 
 
-def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
-    """One APGD run on a batch; returns (best adversarial or best-loss point, fooled mask).
+def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
+    """One APGD run on a pass-sized batch from the start points ``start``; returns (best adversarial or best-loss
+    point, fooled mask).
 
     Only the examples not yet broken are stepped: a broken one keeps its first adversarial point,
     and every example's trajectory depends on that example alone (eval mode), so dropping the broken
@@ -151,7 +165,7 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
 
     n = len(x)
     everyone = torch.arange(n, device=x.device)
-    x_cur = random_in_ball(x, eps, norm, generator)
+    x_cur = start.clone()
     eta = torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
     loss, grad, logits = loss_grad_logits(x_cur, everyone)
     best_loss, x_best_loss = loss.clone(), x_cur.clone()
@@ -201,7 +215,8 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, generator):
 
 
 def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss: str = "ce", restarts: int = 1,
-         targeted: bool = False, target=None, rho: float = 0.75, seed: int = 0) -> torch.Tensor:
+         targeted: bool = False, target=None, rho: float = 0.75, batch_size: int | None = None,
+         seed: int = 0) -> torch.Tensor:
     """Auto-PGD (Croce & Hein, ICML 2020, "Reliable evaluation of adversarial robustness with an
     ensemble of diverse parameter-free attacks"). Norms: L-inf, L2.
 
@@ -214,6 +229,8 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
     Args:
         loss: "ce" (cross-entropy) or "dlr" (difference of logits ratio, scale-invariant).
         targeted, target: targeted version with the targeted CE or DLR loss.
+        batch_size: images per forward-backward pass (default: :func:`attack_batch_size`, from the device and the
+            image size). The result does not depend on it.
 
     Example:
         >>> x_adv = apgd(model, x, y, eps=0.3, loss="dlr")
@@ -236,16 +253,19 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
             active = (~fooled).nonzero().flatten()
             if len(active) == 0:
                 break
-            adv, hit = _apgd_run(model, x[active], y[active], t[active] if t is not None else None,
-                                 eps, norm, steps, loss, rho, generator)
-            best[active[hit]] = adv[hit]
-            best[active[~hit]] = adv[~hit]  # best-loss point: the strongest attempt, still within the ball
-            fooled[active[hit]] = True
+            # Drawn for every active example at once, then split: the same starts whatever the batch size.
+            start = random_in_ball(x[active], eps, norm, generator)
+            for part in chunks(len(active), batch_size or attack_batch_size(x)):
+                rows = active[part]
+                adv, hit = _apgd_run(model, x[rows], y[rows], t[rows] if t is not None else None,
+                                     eps, norm, steps, loss, rho, start[part])
+                best[rows] = adv  # adversarial where hit, else the best-loss point: the strongest attempt, in the ball
+                fooled[rows[hit]] = True
     return best.detach()
 
 
 def apgd_t(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, n_target_classes: int = 9,
-           restarts: int = 1, seed: int = 0) -> torch.Tensor:
+           restarts: int = 1, batch_size: int | None = None, seed: int = 0) -> torch.Tensor:
     """APGD-T (Croce & Hein 2020): targeted APGD with the targeted DLR loss, run in turn toward
     each of the ``n_target_classes`` classes with the highest logits (after the true one), each
     run only on the examples still classified correctly. Untargeted in effect: it succeeds when
@@ -273,7 +293,7 @@ def apgd_t(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, n_t
         not_true = order != y[active, None]
         target = order[not_true].view(len(active), n_classes - 1)[:, i]
         adv = apgd(model, x[active], y[active], eps=eps, norm=norm, steps=steps, loss="dlr", restarts=restarts,
-                   targeted=True, target=target, seed=seed + i)
+                   targeted=True, target=target, batch_size=batch_size, seed=seed + i)
         with eval_mode(model), torch.no_grad():
             hit = model(adv).argmax(1) != y[active]
         best[active[hit]] = adv[hit]
