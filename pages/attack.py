@@ -16,24 +16,23 @@ from pages.photo_views import attack_view
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image,
                            progress_line, set_url, shared_figure, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
-from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, EvalKey, EvaluationCache, accuracy_at,
-                                    attack_comparison_warnings, cached_minimal_eps, cached_transfer_eps, minimal_eps,
-                                    model_sanity_warnings, perturbation_stats, sanity_warnings, single_step_masking)
+from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey,
+                                    EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
+                                    cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
+                                    sanity_warnings, single_step_masking)
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
 from robust_core.store import display_names
 
 SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
-EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
+EPS_MAX = PAGE_EPS_MAX
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
 GALLERY_SIZE = 8
 GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a laptop screen with the slider
-# The default parameters of each budgeted attack, as the controls below set them: the comparison
-# view uses the same dictionaries, so both views share their cache entries.
-DEFAULT_PARAMS = {"fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
-                  "apgd_ce": {"steps": 100}, "apgd_dlr": {"steps": 100}, "apgd_t": {"steps": 100},
-                  "square": {"n_queries": 1000}}
+# The default parameters of each attack, as the controls below set them (the library's, which the shipped
+# evaluations and sweeps use too): the comparison view uses the same dictionaries, so every view shares cache entries.
+DEFAULT_PARAMS = PAGE_ATTACK_PARAMS
 
 
 def attack_label(attack: str) -> str:
@@ -112,14 +111,14 @@ with st.container(border=True):
         params["eps_max"] = c1.number_input(f"Largest ε ({NORM_SYMBOLS[spec.norm]})", 0.01,
                                             {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm], EPS_MAX[spec.norm], format="%.3f")
     if attack in ("pgd", "pgd_l2"):
-        params["steps"] = c2.number_input("Steps", 1, 1000, 40)
-        params["restarts"] = c3.number_input("Restarts", 1, 20, 1)
+        params["steps"] = c2.number_input("Steps", 1, 1000, DEFAULT_PARAMS[attack]["steps"])
+        params["restarts"] = c3.number_input("Restarts", 1, 20, DEFAULT_PARAMS[attack]["restarts"])
     elif attack.startswith("apgd"):
-        params["steps"] = c2.number_input("Steps", 1, 1000, 100)
+        params["steps"] = c2.number_input("Steps", 1, 1000, DEFAULT_PARAMS[attack]["steps"])
     elif attack == "square":
-        params["n_queries"] = c2.number_input("Queries per image", 10, 20000, 1000)
+        params["n_queries"] = c2.number_input("Queries per image", 10, 20000, DEFAULT_PARAMS[attack]["n_queries"])
     elif attack in ("cw_l2", "ead"):
-        params["steps"] = c2.number_input("Steps per search", 10, 2000, 100)
+        params["steps"] = c2.number_input("Steps per search", 10, 2000, DEFAULT_PARAMS[attack]["steps"])
     seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
     st.caption(attack_caption(attack))
 

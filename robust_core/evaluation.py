@@ -26,6 +26,14 @@ from .device import channels_last_copy
 # Images per attack call: large enough to keep the CPU busy, small enough that the
 # progress callback fires often and memory stays low for DeepFool's per-class gradients.
 ATTACK_BATCH = 500
+# The Attack page's defaults: its largest eps per norm, and each attack's parameters as its controls start. The page,
+# the shipped evaluations (robust_core.precomputed) and sweeps compute with these, so they share cache entries.
+PAGE_EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
+PAGE_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
+    "fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
+    "apgd_ce": {"steps": 100}, "apgd_dlr": {"steps": 100}, "apgd_t": {"steps": 100},
+    "square": {"n_queries": 1000}, "cw_l2": {"steps": 100}, "ead": {"steps": 100},
+}
 # Bumped when minimal_eps' search changes: cached results of the old search are not reused.
 MINIMAL_EPS_VERSION = 2
 

@@ -23,17 +23,16 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import EvalKey, EvaluationCache, cached_minimal_eps
+from .evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps
 
 PRECOMPUTED_DIR = Path(__file__).resolve().parents[1] / "assets" / "evaluations"
 COMMAND = "python -m robust_core.precomputed build"
 N_IMAGES = 1000  # the first 1,000 test images: what the lecture paths open on
 SEED = 0
-EPS_MAX = 0.4  # the Attack page's default largest L-inf eps
-# The Attack page's parameters for each attack (its DEFAULT_PARAMS with eps_max): the keys must be equal,
-# or the page would not find the results.
-PAGE_PARAMS = {"pgd": {"eps_max": EPS_MAX, "steps": 40, "restarts": 1}, "fgsm": {"eps_max": EPS_MAX},
-               "apgd_ce": {"eps_max": EPS_MAX, "steps": 100}, "square": {"eps_max": EPS_MAX, "n_queries": 1000}}
+EPS_MAX = PAGE_EPS_MAX["linf"]  # the Attack page's default largest L-inf eps
+# The Attack page's parameters for each attack (with eps_max): the keys must be equal, or the page would not find
+# the results.
+PAGE_PARAMS = {a: {"eps_max": EPS_MAX, **PAGE_ATTACK_PARAMS[a]} for a in ("pgd", "fgsm", "apgd_ce", "square")}
 # Every shipped MNIST network gets PGD-40 and FGSM; the single-step-trained one also gets the attack comparison
 # that the gradient-masking lecture path shows (FGSM vs PGD, APGD-CE and Square).
 PLAN = {"all": ("pgd", "fgsm"), "fgsm_at": ("apgd_ce", "square")}
