@@ -2,6 +2,7 @@
 
     python benchmarks/attack_speed.py [--n 1000] [--model ID]
     python benchmarks/attack_speed.py --reference [--n 500] [--threads 1]   # ours vs torchattacks, robust models
+    python benchmarks/attack_speed.py --comparison [--n 500]                 # the Attack page's attack comparison
 
 ``--reference`` needs torchattacks, which the lab does not depend on: install it in the benchmark's own
 environment (``pip install -r benchmarks/requirements-reference.txt``). It times, in one process, PGD-40 and
@@ -86,6 +87,66 @@ def grid_then_bisect_minimal_eps(model, x, y, eps_max=0.4, grid_points=13, bisec
     return result
 
 
+def grouped_bisection_minimal_eps(model, x, y, *, attack: str, eps_max: float, bisection_steps: int = 7, seed: int = 0,
+                                  **attack_kwargs):
+    """minimal_eps' search as it was until 2026-11-23, kept as the baseline: one attack at eps_max, then 7 bisection
+    rounds with one attack call per bracket (examples sharing a bracket share a call; late rounds have up to 2^s
+    brackets of a few images, each paying a whole attack: Square's 1,000 queries). Same attacks, same verdicts."""
+    from robust_core.attacks._common import predict
+    from robust_core.device import channels_last_copy
+
+    spec = ATTACKS[attack]
+    crafter = channels_last_copy(model)
+    result = torch.full((len(x),), float("inf"))
+    result[predict(model, x) != y] = 0.0
+    todo = torch.isinf(result).nonzero().flatten()
+    found = todo[predict(model, spec(crafter, x[todo], y[todo], eps=eps_max, seed=seed, **attack_kwargs)) != y[todo]]
+    lower, upper = torch.zeros(len(x)), torch.full((len(x),), float(eps_max))
+    for _ in range(bisection_steps):
+        mid = (lower + upper) / 2
+        for value in mid[found].unique().tolist():
+            group = found[mid[found] == value]
+            hit = predict(model, spec(crafter, x[group], y[group], eps=value, seed=seed, **attack_kwargs)) != y[group]
+            upper[group[hit]] = value
+            lower[group[~hit]] = value
+    result[found] = upper[found]
+    return result
+
+
+def page_comparison(n: int) -> int:
+    """The Attack page's comparison (FGSM, PGD-40, APGD-CE, Square 1,000 queries; minimal eps up to 0.4) on the
+    shipped FGSM-AT CNN: minimal_eps today (one call per bisection round) against the grouped search it replaced."""
+    import tempfile
+
+    from robust_core.evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX
+    from robust_core.shipped import install_shipped
+
+    store = ModelStore(tempfile.mkdtemp(prefix="speed-store-"))
+    model = next(store.load(entry.model_id) for shipped, entry, _ in install_shipped(store)
+                 if entry is not None and shipped.meta["config"]["method"] == "fgsm_at"
+                 and shipped.meta["config"]["dataset"] == "mnist")
+    data = load_dataset("mnist")
+    x, y = data.test_x[:n], data.test_y[:n]
+    grid = np.linspace(0, 0.4, 41)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shipped FGSM-AT CNN, {n} test images")
+    print("\n| attack | grouped search (before) | one call per round (now) | speed-up | largest accuracy gap over 41 ε |")
+    print("|---|---|---|---|---|")
+    total_old = total_new = 0.0
+    for attack in ("fgsm", "pgd", "apgd_ce", "square"):
+        params = {"eps_max": PAGE_EPS_MAX["linf"], **PAGE_ATTACK_PARAMS[attack]}
+        new, t_new = timed(lambda: minimal_eps(model, x, y, attack=attack, **params))
+        if attack == "fgsm":  # FGSM's search is a grid of one gradient, unchanged
+            old, t_old = new, t_new
+        else:
+            old, t_old = timed(lambda: grouped_bisection_minimal_eps(model, x, y, attack=attack, **params))
+        gap = max(abs(float(accuracy_at(new, [e])[0]) - float(accuracy_at(old, [e])[0])) for e in grid)
+        total_old, total_new = total_old + t_old, total_new + t_new
+        print(f"| {ATTACKS[attack].label} | {t_old:.1f} s | {t_new:.1f} s | {t_old / t_new:.2f}× | {100 * gap:.1f} points |",
+              flush=True)
+    print(f"| **all** | {total_old:.1f} s | {total_new:.1f} s | **{total_old / total_new:.2f}×** | |")
+    return 0
+
+
 def reference_comparison(n: int, repeats: int) -> int:
     """Ours vs torchattacks' best batch size, PGD-40 and APGD-CE, on the shipped PGD-AT and standard CNNs."""
     import tempfile
@@ -158,6 +219,7 @@ def main(argv=None) -> int:
                         help="store id of an adversarially trained model for the PGD comparison "
                              "(default: the shipped PGD-AT CNN, installed into the store if absent)")
     parser.add_argument("--reference", action="store_true", help="ours vs torchattacks (needs benchmarks/requirements-reference.txt)")
+    parser.add_argument("--comparison", action="store_true", help="the Attack page's comparison, before vs now")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (the reference comparison used 1)")
     parser.add_argument("--repeats", type=int, default=2)
     args = parser.parse_args(argv)
@@ -165,6 +227,8 @@ def main(argv=None) -> int:
         torch.set_num_threads(args.threads)
     if args.reference:
         return reference_comparison(args.n, args.repeats)
+    if args.comparison:
+        return page_comparison(args.n)
     data = load_dataset("mnist")
     store = ModelStore()
     if args.model:

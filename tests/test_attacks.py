@@ -141,6 +141,24 @@ def test_the_pass_size_changes_the_speed_not_the_result(attack, cnn, mnist):
     assert torch.equal(cnn(small).argmax(1), cnn(large).argmax(1))
 
 
+@pytest.mark.parametrize("attack", ["pgd", "pgd_l2", "apgd_ce", "square"])
+def test_one_eps_per_example_keeps_each_example_in_its_own_ball(attack, cnn, mnist):
+    """minimal_eps' bisection attacks every bracket in one call, each example at its own eps."""
+    x, y = mnist.test_x[:12], mnist.test_y[:12]
+    spec = ATTACKS[attack]
+    top = EPS[spec.norm]
+    eps = torch.linspace(0.1, 1.0, len(x)) * top
+    kwargs = {"n_queries": 40} if attack == "square" else {"steps": 5}
+    x_adv = spec(cnn, x, y, eps=eps, seed=0, **kwargs)
+    assert (flat_norm(x_adv - x, spec.norm) <= eps * (1 + 1e-5) + 1e-6).all()
+    assert float(x_adv.min()) >= 0 and float(x_adv.max()) <= 1
+    # The same eps for everyone, as a tensor or as a number: the same attack.
+    same = spec(cnn, x, y, eps=torch.full((len(x),), top), seed=0, **kwargs)
+    assert torch.allclose(same, spec(cnn, x, y, eps=top, seed=0, **kwargs), atol=1e-5)
+    with pytest.raises(ValueError, match="per-example eps"):
+        spec(cnn, x, y, eps=torch.full((3,), top), seed=0, **kwargs)
+
+
 def test_the_pass_size_follows_the_device_and_the_image_size():
     from robust_core.attacks._common import attack_batch_size
 

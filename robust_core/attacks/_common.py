@@ -22,6 +22,10 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float | None, norm: str)
         raise ValueError(f"images must lie in [0, 1], found values in [{float(x.min()):.3g}, {float(x.max()):.3g}]")
     if eps is None:
         return
+    if isinstance(eps, torch.Tensor):  # one eps per example (minimal_eps' bisection attacks every bracket at once)
+        if eps.shape != (len(x),) or not torch.isfinite(eps).all() or (eps < 0).any():
+            raise ValueError(f"a per-example eps must be {len(x)} finite numbers >= 0, got shape {tuple(eps.shape)}")
+        eps = float(eps.max()) if len(eps) else 0.0
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0, not {eps!r}")
     limit = {"linf": 1.0, "l2": math.sqrt(x[0].numel()), "l1": float(x[0].numel())}[norm]
@@ -86,14 +90,21 @@ def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
 
-def project(x_adv: torch.Tensor, x: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
-    """Nearest point to x_adv in the eps-ball around x (L-inf or L2), intersected with [0, 1]."""
+def per_example(eps, x: torch.Tensor) -> torch.Tensor:
+    """``eps`` (a number, or one per example) as a (N, 1, ..., 1) tensor that broadcasts over x's examples."""
+    return expand(torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(len(x)), x)
+
+
+def project(x_adv: torch.Tensor, x: torch.Tensor, eps, norm: str) -> torch.Tensor:
+    """Nearest point to x_adv in the eps-ball around x (L-inf or L2), intersected with [0, 1]. ``eps``: a number,
+    or a (N, 1, ..., 1) tensor (one per example, see per_example)."""
     delta = x_adv - x
     if norm == "linf":
-        delta = delta.clamp(-eps, eps)
+        delta = delta.clamp(-eps, eps) if not isinstance(eps, torch.Tensor) else torch.minimum(torch.maximum(delta, -eps), eps)
     elif norm == "l2":
         n = flat_norm(delta, "l2")
-        delta = delta * expand(torch.clamp(eps / (n + 1e-12), max=1.0), delta)
+        e = eps.flatten() if isinstance(eps, torch.Tensor) else eps
+        delta = delta * expand(torch.clamp(e / (n + 1e-12), max=1.0), delta)
     else:
         raise ValueError(f"projection onto the {norm} ball is not implemented")
     # Clipping to [0, 1] after the ball keeps the point inside both sets: for L-inf exactly, for L2
@@ -108,15 +119,17 @@ def normalised_step(grad: torch.Tensor, norm: str) -> torch.Tensor:
     return grad / expand(flat_norm(grad, "l2") + 1e-12, grad)
 
 
-def random_in_ball(x: torch.Tensor, eps: float, norm: str, generator: torch.Generator) -> torch.Tensor:
-    """A uniform random start in the eps-ball (L-inf: per pixel; L2: uniform in the ball), clipped to [0, 1]."""
+def random_in_ball(x: torch.Tensor, eps, norm: str, generator: torch.Generator) -> torch.Tensor:
+    """A uniform random start in the eps-ball (L-inf: per pixel; L2: uniform in the ball), clipped to [0, 1].
+    ``eps``: a number or a (N, 1, ..., 1) tensor."""
     if norm == "linf":
         u = torch.rand(x.shape, generator=generator, device="cpu").to(x.device)
         return (x + (2 * u - 1) * eps).clamp(0, 1)
     g = torch.randn(x.shape, generator=generator, device="cpu").to(x.device)
     g = g / expand(flat_norm(g, "l2") + 1e-12, g)
     r = torch.rand(len(x), generator=generator, device="cpu").to(x.device) ** (1.0 / x[0].numel())
-    return (x + g * expand(r * eps, g)).clamp(0, 1)
+    e = eps.flatten() if isinstance(eps, torch.Tensor) else eps
+    return (x + g * expand(r * e, g)).clamp(0, 1)
 
 
 def attack_batch_size(x: torch.Tensor) -> int:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import (attack_batch_size, ce_loss, check_inputs, chunks, eval_mode, expand, input_gradient, make_generator,
-                      normalised_step, project, random_in_ball, resolve_target, success)
+                      normalised_step, per_example, project, random_in_ball, resolve_target, success)
 
 
 def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
@@ -42,7 +42,7 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
     each only on the examples still classified correctly (best-so-far per example).
 
     Args:
-        eps: budget in pixel units (L-inf) or L2 norm of the perturbation.
+        eps: budget in pixel units (L-inf) or L2 norm of the perturbation; a number, or a tensor of one per example.
         stop_on_success: stop iterating on an example as soon as it is misclassified (or hits the
             target). The returned point is adversarial, which is all robust accuracy needs; set False
             to run every step on every example (e.g. to maximise the loss).
@@ -58,14 +58,15 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
     if norm not in ("linf", "l2"):
         raise ValueError(f"PGD supports norm 'linf' or 'l2', not {norm!r}")
     t = resolve_target(y, targeted, target)
-    alpha = step_size if step_size is not None else 2.5 * eps / max(steps, 1)
-    generator = make_generator(seed)
     x = x.detach()
     best = x.clone()
-    with eval_mode(model), torch.no_grad():
-        fooled = success(model(x), y, t) if eps > 0 else torch.ones(len(x), dtype=torch.bool, device=x.device)
-    if eps == 0:
+    if not isinstance(eps, torch.Tensor) and eps == 0:
         return best
+    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps  # one per example: (N, 1, 1, 1)
+    alpha = step_size if step_size is not None else 2.5 * eps / max(steps, 1)
+    generator = make_generator(seed)
+    with eval_mode(model), torch.no_grad():
+        fooled = success(model(x), y, t)
     size = batch_size or attack_batch_size(x)
     with eval_mode(model):
         for _ in range(restarts):
@@ -73,16 +74,22 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
             if len(active) == 0:
                 break
             # Drawn for every active example at once, then split: the same starts whatever the batch size.
-            start = random_in_ball(x[active], eps, norm, generator) if random_start else x[active].clone()
+            start = random_in_ball(x[active], _rows(eps, active), norm, generator) if random_start else x[active].clone()
             for part in chunks(len(active), size):
                 rows = active[part]
                 adv, hit = _pgd_run(model, x[rows], y[rows], t[rows] if t is not None else None, start[part],
-                                    eps=eps, norm=norm, steps=steps, alpha=alpha, stop_on_success=stop_on_success)
+                                    eps=_rows(eps, rows), norm=norm, steps=steps, alpha=_rows(alpha, rows),
+                                    stop_on_success=stop_on_success)
                 # Unbroken examples keep the last iterate (within the ball): a gallery then shows what the
                 # attack tried, and robust accuracy is the same either way.
                 best[rows] = adv
                 fooled[rows[hit]] = True
     return best.detach()
+
+
+def _rows(value, rows):
+    """``value[rows]`` for a per-example tensor (eps, step size), ``value`` itself for a number."""
+    return value[rows] if isinstance(value, torch.Tensor) else value
 
 
 def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
@@ -104,7 +111,7 @@ def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
             hit = success(logits.detach(), yi, ti)
             done[idx] |= hit
             idx, grad = idx[~hit], grad[~hit]
-        adv[idx] = project(adv[idx] + alpha * normalised_step(grad, norm), x[idx], eps, norm)
+        adv[idx] = project(adv[idx] + _rows(alpha, idx) * normalised_step(grad, norm), x[idx], _rows(eps, idx), norm)
     fooled = done.clone()
     rest = (~done).nonzero().flatten()  # moved by the last step: not checked yet
     if len(rest):
@@ -166,7 +173,8 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
     n = len(x)
     everyone = torch.arange(n, device=x.device)
     x_cur = start.clone()
-    eta = torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
+    eta = (2.0 * eps).flatten().expand(n).clone() if isinstance(eps, torch.Tensor) else \
+        torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
     loss, grad, logits = loss_grad_logits(x_cur, everyone)
     best_loss, x_best_loss = loss.clone(), x_cur.clone()
     fooled = fooled_by(logits, everyone)
@@ -181,12 +189,12 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
         live = (~fooled).nonzero().flatten()
         if len(live) == 0:
             break
-        x0, xc = x[live], x_cur[live]
-        z = project(xc + expand(eta[live], x0) * normalised_step(grad[live], norm), x0, eps, norm)
+        x0, xc, eps_live = x[live], x_cur[live], _rows(eps, live)
+        z = project(xc + expand(eta[live], x0) * normalised_step(grad[live], norm), x0, eps_live, norm)
         if k == 0:
             x_next = z
         else:
-            x_next = project(xc + alpha * (z - xc) + (1 - alpha) * (xc - x_prev[live]), x0, eps, norm)
+            x_next = project(xc + alpha * (z - xc) + (1 - alpha) * (xc - x_prev[live]), x0, eps_live, norm)
         new_loss, new_grad, logits = loss_grad_logits(x_next, live)
         hit = fooled_by(logits, live)
         x_adv[live[hit]] = x_next[hit]
@@ -227,6 +235,7 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
     example; restarts run only on examples not yet broken.
 
     Args:
+        eps: budget (pixel units for L-inf); a number, or a tensor of one per example.
         loss: "ce" (cross-entropy) or "dlr" (difference of logits ratio, scale-invariant).
         targeted, target: targeted version with the targeted CE or DLR loss.
         batch_size: images per forward-backward pass (default: :func:`attack_batch_size`, from the device and the
@@ -244,8 +253,9 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
     generator = make_generator(seed)
     x = x.detach()
     best = x.clone()
-    if eps == 0:
+    if not isinstance(eps, torch.Tensor) and eps == 0:
         return best
+    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps  # one per example: (N, 1, 1, 1)
     with eval_mode(model):
         with torch.no_grad():
             fooled = success(model(x), y, t)
@@ -254,11 +264,11 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
             if len(active) == 0:
                 break
             # Drawn for every active example at once, then split: the same starts whatever the batch size.
-            start = random_in_ball(x[active], eps, norm, generator)
+            start = random_in_ball(x[active], _rows(eps, active), norm, generator)
             for part in chunks(len(active), batch_size or attack_batch_size(x)):
                 rows = active[part]
                 adv, hit = _apgd_run(model, x[rows], y[rows], t[rows] if t is not None else None,
-                                     eps, norm, steps, loss, rho, start[part])
+                                     _rows(eps, rows), norm, steps, loss, rho, start[part])
                 best[rows] = adv  # adversarial where hit, else the best-loss point: the strongest attempt, in the ball
                 fooled[rows[hit]] = True
     return best.detach()

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._common import check_inputs, eval_mode, make_generator, resolve_target
+from ._common import check_inputs, eval_mode, make_generator, per_example, resolve_target
 
 
 def _p_schedule(p_init: float, iteration: int, n_queries: int) -> float:
@@ -36,6 +36,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
     so masked or obfuscated gradients do not stop it: if Square beats PGD, gradients are masked.
 
     Args:
+        eps: L-inf budget in pixel units; a number, or a tensor of one per example.
         n_queries: model evaluations per example (the paper uses 10,000 for its evaluation).
         p_init: initial fraction of pixels in the window (0.8 in the paper for L-inf).
 
@@ -47,8 +48,10 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
     generator = make_generator(seed)
     x = x.detach()
     n, c, h, w = x.shape
-    if eps == 0:
+    if not isinstance(eps, torch.Tensor) and eps == 0:
         return x.clone()
+    # One eps per example (minimal_eps' bisection attacks every bracket in one call): (N, 1, 1, 1).
+    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps
 
     def rand_sign(*shape):
         return (torch.randint(0, 2, shape, generator=generator).float() * 2 - 1).to(x.device)
@@ -69,7 +72,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
             in_rows = (grid_h >= rows) & (grid_h < rows + side)  # (N, H)
             in_cols = (grid_w >= cols) & (grid_w < cols + side)  # (N, W)
             window = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # (N, 1, H, W)
-            signs = rand_sign(len(active), c, 1, 1) * eps
+            signs = rand_sign(len(active), c, 1, 1) * (eps[active] if isinstance(eps, torch.Tensor) else eps)
             # The window is set to x +- eps (one sign per channel); elsewhere the current best is kept.
             candidate = torch.where(window, (xa + signs).clamp(0, 1), xb)
             new_margin = _margin(model(candidate), y[active], t[active] if t is not None else None)
