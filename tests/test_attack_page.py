@@ -184,3 +184,28 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
     big = projector_style(shared)
     assert big.layout.font.size > (fig.layout.font.size or 12)
     assert json.dumps(shared.to_dict(), sort_keys=True) == before
+
+
+def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_models):
+    """Issue 16: the AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
+    the model (a second visit reads it, nothing runs), its protocol and every stage stated."""
+    from pages._shared import job_runner
+
+    first, _ = two_models
+    at = open_attack_page()
+    widget(at.selectbox, "Version").select("autoattack_fast").run()
+    [run] = [b for b in at.button if b.label.startswith("Run AutoAttack fast")]
+    run.click().run()
+    finish_jobs(at)
+    metrics = {m.label: m.value for m in at.metric}
+    assert "AutoAttack robust accuracy" in metrics and metrics["Clean accuracy"].endswith("%")
+    robust = float(metrics["AutoAttack robust accuracy"].rstrip("%"))
+    assert 0 <= robust <= float(metrics["Clean accuracy"].rstrip("%"))
+    stages = at.dataframe[-1].value
+    assert list(stages["Stage"]) == ["APGD-CE · L∞", "APGD-T · L∞"]
+    assert any("AutoAttack fast, L∞ ε = 0.3" in c.value for c in at.caption)
+    # Cached: a new visitor sees the result at once, and no job is queued.
+    again = open_attack_page()
+    widget(again.selectbox, "Version").select("autoattack_fast").run()
+    assert "AutoAttack robust accuracy" in {m.label for m in again.metric}
+    assert not job_runner().jobs()
