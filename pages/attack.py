@@ -470,12 +470,13 @@ if aa_result is None:
 else:
     m1, m2, m3 = a3.columns(3)
     m1.metric("Clean accuracy", f"{100 * aa_result['clean_accuracy']:.1f}%")
-    m2.metric("AutoAttack robust accuracy", f"{100 * aa_result['robust_accuracy']:.1f}%")
+    m2.metric("Robust accuracy", f"{100 * aa_result['robust_accuracy']:.1f}%",
+              help="Under the whole AutoAttack chain: the points no stage broke.")
     weakest = {cmp_title(a): float(accuracy_at(v, [aa_eps])[0]) for a, v in ready_cmp.items()}
     if weakest:
         best_single, best_acc = min(weakest.items(), key=lambda kv: kv[1])
-        m3.metric(f"Strongest single attack ({best_single})", f"{100 * best_acc:.1f}%",
-                  delta=f"{100 * (best_acc - aa_result['robust_accuracy']):+.1f} pts above AutoAttack", delta_color="off")
+        m3.metric("Best single attack", f"{100 * best_acc:.1f}%", help=f"{best_single}, from the curves above, at this ε.",
+                  delta=f"{100 * (best_acc - aa_result['robust_accuracy']):+.1f} pts vs AutoAttack", delta_color="off")
     st.dataframe([{"Stage": attack_label(s["attack"]) if s["attack"] in ATTACKS else s["attack"].upper().replace("_", "-"),
                    "Points attacked": s["attacked"], "Broken": s["broken"],
                    "Robust accuracy after": s["robust_accuracy"], "Seconds": round(s["seconds"], 1)}
