@@ -36,6 +36,10 @@ PAGE_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
 }
 # Attacks that take one eps per example (a tensor): minimal_eps' bisection runs each round as one call.
 PER_EXAMPLE_EPS = frozenset({pgd, apgd, square})
+# Bumped per attack when its code changes what it finds, so that only its cached results are recomputed (the shipped
+# evaluations of the other attacks stay valid): DeepFool no longer carries the clipped-off part of its steps, C&W
+# warm-starts its rounds (2026-11-23; both found far more of a robust model's adversarial examples).
+ATTACK_CODE_VERSIONS = {"deepfool": 2, "deepfool_linf": 2, "cw_l2": 2}
 # Bumped when minimal_eps' search changes: cached results of the old search are not reused.
 MINIMAL_EPS_VERSION = 2
 
@@ -501,6 +505,8 @@ class EvalKey:
         text = json.dumps([self.model_id, self.attack, list(self.params), self.n_examples, self.seed], default=str)
         if MINIMAL_EPS_VERSION > 1:  # results of an older search algorithm are recomputed, not reused
             text += f"|v{MINIMAL_EPS_VERSION}"
+        if self.attack in ATTACK_CODE_VERSIONS:  # nor results of an attack whose code has changed since
+            text += f"|{self.attack}-v{ATTACK_CODE_VERSIONS[self.attack]}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
 

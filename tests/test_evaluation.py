@@ -125,3 +125,14 @@ def test_masking_signature_on_the_measured_fgsm_trained_cnn_curves():
                 "apgd_ce": [1.0, 0.94, 0.58, 0.05, 0.0, 0.0, 0.0], "square": [1.0, 0.96, 0.81, 0.19, 0.02, 0.0, 0.0]}
     [found] = single_step_masking(measured, eps)
     assert found["flat"] and found["eps"] == 0.27 and found["first_eps"] == 0.1
+
+
+def test_changing_one_attacks_code_version_recomputes_only_its_results(monkeypatch):
+    """Results cached for an attack whose code has changed are not reused; the other attacks' (the shipped
+    evaluations among them) stay valid."""
+    import robust_core.evaluation as ev
+
+    keys = {a: ev.EvalKey("m", a, (("eps_max", 0.4),), 100, 0) for a in ("pgd", "fgsm")}
+    before = {a: k.digest() for a, k in keys.items()}
+    monkeypatch.setitem(ev.ATTACK_CODE_VERSIONS, "pgd", 99)
+    assert keys["pgd"].digest() != before["pgd"] and keys["fgsm"].digest() == before["fgsm"]

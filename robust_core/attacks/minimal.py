@@ -36,8 +36,16 @@ def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: 
 
     Linearises the classifier around the current point and steps to the nearest linearised
     decision boundary, |f_k - f_y| / ||grad f_k - grad f_y||_q (q = 2 for L2, q = 1 for L-inf),
-    until the label changes; the total step is multiplied by 1 + overshoot. Gives each example's
-    (approximately) minimal perturbation: exact for an affine classifier.
+    until the label changes; each step is multiplied by 1 + overshoot and the point clipped to
+    [0, 1]. Gives each example's (approximately) minimal perturbation: exact for an affine
+    classifier away from the box's faces.
+
+    Each step starts from the clipped point, as the next linearisation does. Summing the unclipped
+    steps instead (the paper's r_total, then clipping x + r_total) let the part of a step that the
+    box cut off pile up outside it: on the shipped PGD-AT MNIST CNN, whose flat regions give
+    linearised steps of L2 5 to 50, the sum was 5 to 10 times the perturbation actually applied, a
+    later step pointing back had to unwind that excess before any pixel moved, and 25% of the first
+    200 correctly classified test images were still unbroken after 50 steps (now 4.5%).
 
     Args:
         eps: optional budget; examples needing more are returned unchanged.
@@ -52,7 +60,6 @@ def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: 
         raise ValueError(f"DeepFool supports norm 'l2' or 'linf', not {norm!r}")
     check_inputs(x, y, eps, norm)
     x = x.detach()
-    r_total = torch.zeros_like(x)
     x_adv = x.clone()
     with eval_mode(model):
         with torch.no_grad():
@@ -81,8 +88,8 @@ def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: 
                 r = expand(dk + 1e-4, wk) * wk / expand(w_norm[idx, k] + 1e-12, wk)
             else:
                 r = expand(dk + 1e-4, wk) * wk.sign()
-            r_total[active] += r
-            x_adv[active] = (x[active] + (1 + overshoot) * r_total[active]).clamp(0, 1)
+            # From the clipped point: no part of an earlier step that the box cut off is carried over.
+            x_adv[active] = (x_adv[active] + (1 + overshoot) * r).clamp(0, 1)
     return _within_budget(x, x_adv, eps, norm)
 
 
@@ -111,8 +118,9 @@ def _cw_margin(logits, y, target, kappa):
     return margin.clamp(min=-kappa)
 
 
-def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float = 0.0, steps: int = 100,
-          binary_search_steps: int = 5, lr: float = 0.1, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
+def cw_l2(model, x, y, *, eps: float | None = None, c: float = 1.0, kappa: float = 0.0, steps: int = 100,
+          binary_search_steps: int = 6, lr: float = 0.1, warm_start: bool = True, targeted: bool = False, target=None,
+          seed: int = 0) -> torch.Tensor:
     """Carlini-Wagner L2 (Carlini & Wagner, IEEE S&P 2017). Norm: L2.
 
     Minimises ||x' - x||_2^2 + c * f(x') with x' = (tanh(w) + 1) / 2 (always a valid image) by
@@ -122,8 +130,19 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float
 
     lr is 0.1, not the paper's 0.01: the paper runs 10,000 steps, and Adam moves w by about lr per
     step, while MNIST's many pixels at exactly 0 or 1 sit at |w| = 7 in tanh space. With 0.01 and
-    100 steps, C&W broke 43% of 200 MNIST test images on the standard CNN; with 0.1, 100% with a
-    median L2 of 1.37 (DeepFool: 1.66).
+    100 steps, C&W broke 43% of 200 MNIST test images on the standard CNN; with 0.1, 100%.
+
+    warm_start (default): each round after the first starts from the example's smallest adversarial
+    point so far, or, where none was found yet, from where the last round ended, instead of from the
+    clean image as in the paper (whose 10,000 steps per round make the restart affordable). With
+    100 steps per round the restarts never accumulated: on the shipped PGD-AT MNIST CNN (first 200
+    correctly classified test images) the old defaults (c = 0.1, 5 rounds, restarts) broke 39.5%
+    at a median L2 of 2.99 (our FAB-L2: 99.5% at 1.42; pyautoattack's: 100% at 1.61); the rounds
+    at c = 0.1 and 1 broke 0.5% and 3.5%, and at c = 1000 the margin was still positive after 100
+    steps from the clean image. Now (c = 1, 6 rounds, warm start; 1.2x the time): 98% at 3.19,
+    and 1.75 instead of 2.99 on the images both broke; on the standard CNN 100% at 1.38 instead of
+    1.42 (FAB-L2: 1.38). C&W stays about twice FAB's distance on the robust model: use the best-of
+    (robust_core.minimal_norm) for a model's minimal perturbation.
 
     Example:
         >>> x_adv = cw_l2(model, x, y, steps=200)
@@ -137,8 +156,13 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 0.1, kappa: float
     best_adv = x.clone()
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     with eval_mode(model):
+        w = w0
         for _ in range(binary_search_steps):
-            w = w0.clone().requires_grad_(True)
+            if warm_start:
+                # From the best adversarial point where there is one, else from where the last round ended.
+                w_best = torch.atanh((2 * best_adv - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+                w = torch.where(expand(torch.isfinite(best_dist), x), w_best, w.detach())
+            w = (w if warm_start else w0).detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=lr)
             found = torch.zeros(n, dtype=torch.bool, device=x.device)
             for _ in range(steps):
