@@ -55,7 +55,7 @@ N_MAX = 10_000
 # minimal_eps' own arguments, accepted in attack parameters beside the attack's.
 SEARCH_PARAMS = ("eps_max", "bisection_steps", "grid_points", "batch_size")
 # Bumped when the AutoAttack cache's content changes: older files are recomputed, not reused.
-AUTOATTACK_CACHE_VERSION = 1
+AUTOATTACK_CACHE_VERSION = 2  # 2: FAB-T counts any misclassification, as the reference does (2026-11-23)
 RAY_REQUIREMENTS = "requirements-ray.txt"
 BACKENDS = ("local", "ray")
 

@@ -119,8 +119,9 @@ def _nearest_boundary(model, x, y, target, norm, classes):
     return diff.detach(), grad.flatten(1)
 
 
-def _fab_run(model, x0, start, y, target, norm, n_iter, alpha_max, eta, beta, classes):
-    """One FAB run from ``start`` for images ``x0``: (best adversarial found, its norm; inf where none)."""
+def _fab_run(model, x0, start, y, target, norm, n_iter, alpha_max, eta, beta, classes, any_misclassification=False):
+    """One FAB run from ``start`` for images ``x0``: (best adversarial found, its norm; inf where none).
+    ``any_misclassification``: a targeted run records every iterate that leaves y, not only those reading as the target."""
     n = len(x0)
     flat_0 = x0.flatten(1)
     x_i = start.clone()
@@ -140,7 +141,7 @@ def _fab_run(model, x0, start, y, target, norm, n_iter, alpha_max, eta, beta, cl
         alpha = (norm_i / (norm_i + norm_0).clamp_min(1e-12)).clamp(max=alpha_max)[:, None]
         x_new = ((1 - alpha) * (flat_i + eta * delta_i) + alpha * (flat_0 + eta * delta_0)).clamp(0.0, 1.0).view_as(x0)
         with torch.no_grad():
-            ok = success(model(x_new), y, target)
+            ok = success(model(x_new), y, None if any_misclassification else target)
         dist = flat_norm(x_new - x0, norm)
         better = ok & (dist < best_norm)
         best[better] = x_new[better]
@@ -152,7 +153,7 @@ def _fab_run(model, x0, start, y, target, norm, n_iter, alpha_max, eta, beta, cl
 
 def fab(model, x, y, *, eps: float | None = None, norm: str = "linf", n_iter: int = 100, restarts: int = 1,
         alpha_max: float = 0.1, eta: float = 1.05, beta: float = 0.9, targeted: bool = False, target=None,
-        seed: int = 0) -> torch.Tensor:
+        any_misclassification: bool = False, seed: int = 0) -> torch.Tensor:
     """FAB, Fast Adaptive Boundary attack (Croce & Hein, ICML 2020). Norms: L-inf, L2, L1.
 
     Finds a small perturbation that changes the decision. Each step linearises the classifier at the
@@ -181,6 +182,9 @@ def fab(model, x, y, *, eps: float | None = None, norm: str = "linf", n_iter: in
         alpha_max: 0.1, the largest pull toward the original image per step; eta: 1.05, the
             overshoot past the linearised boundary; beta: 0.9, the pull back after a success.
         targeted, target: reach ``target`` (a class or one per example) instead of any other class.
+        any_misclassification: targeted only; a point counts as adversarial as soon as it leaves y, whatever
+            class it reads as: the target only chooses the boundary to cross. This is AutoAttack's FAB-T (its
+            reference records any misclassified iterate), which measures robustness, not reaching a class.
 
     Images the model already gets wrong (targeted: already reads as the target) come back unchanged.
 
@@ -203,6 +207,8 @@ def fab(model, x, y, *, eps: float | None = None, norm: str = "linf", n_iter: in
         raise ValueError(f"beta must lie in (0, 1], not {beta!r}")
     check_inputs(x, y, eps, norm)
     t = resolve_target(y, targeted, target)
+    if any_misclassification and t is None:
+        raise ValueError("any_misclassification=True is for targeted runs (AutoAttack's FAB-T)")
     x = x.detach()
     best = x.clone()
     best_norm = torch.full((len(x),), math.inf, device=x.device, dtype=x.dtype)
@@ -213,7 +219,7 @@ def fab(model, x, y, *, eps: float | None = None, norm: str = "linf", n_iter: in
         with torch.no_grad():
             logits = model(x)
         classes = logits.shape[1]
-        todo = (~success(logits, y, t)).nonzero().flatten()
+        todo = (~success(logits, y, None if any_misclassification else t)).nonzero().flatten()
         for run in range(int(restarts)):
             if len(todo) == 0:
                 break
@@ -229,7 +235,7 @@ def fab(model, x, y, *, eps: float | None = None, norm: str = "linf", n_iter: in
                 if len(idx) == 0:
                     continue
             found, found_norm = _fab_run(model, x[idx], start, y[idx], None if t is None else t[idx], norm, int(n_iter),
-                                         alpha_max, eta, beta, classes)
+                                         alpha_max, eta, beta, classes, any_misclassification)
             better = found_norm < best_norm[idx]
             best[idx[better]] = found[better]
             best_norm[idx[better]] = found_norm[better]
