@@ -838,13 +838,12 @@ def _numbers(text: str, flag: str, kind=float) -> list:
 
 
 def _json_object(text: str, flag: str) -> dict:
+    from .train import parse_json_object
+
     try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise SweepError(f"{flag} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise SweepError(f"{flag} must be a JSON object")
-    return value
+        return parse_json_object(text, flag)
+    except ValueError as exc:
+        raise SweepError(str(exc)) from None
 
 
 def _common_arguments(p: argparse.ArgumentParser) -> None:

@@ -45,19 +45,21 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    def parse_json(text: str, flag: str) -> dict:
-        try:
-            value = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{flag} is not valid JSON: {exc}") from None
-        if not isinstance(value, dict):
-            raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"hidden\": [256]}}'")
-        return value
+def parse_json_object(text: str, flag: str) -> dict:
+    """A command-line flag's JSON object, or ValueError saying which flag is wrong and why."""
+    try:
+        value = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{flag} is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"hidden\": [256]}}'")
+    return value
 
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
     return TrainConfig(
-        dataset=args.dataset, arch=args.arch, arch_kwargs=parse_json(args.arch_kwargs, "--arch-kwargs"),
-        method=args.method, method_kwargs=parse_json(args.method_kwargs, "--method-kwargs"),
+        dataset=args.dataset, arch=args.arch, arch_kwargs=parse_json_object(args.arch_kwargs, "--arch-kwargs"),
+        method=args.method, method_kwargs=parse_json_object(args.method_kwargs, "--method-kwargs"),
         optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
         schedule=args.schedule, epochs=args.epochs, batch_size=args.batch_size, dropout=args.dropout,
         label_smoothing=args.label_smoothing, train_subset=args.train_subset, seed=args.seed,

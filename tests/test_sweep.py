@@ -118,7 +118,7 @@ def test_the_table_and_the_figures(two_models, tmp_path, capsys):
     assert main(["--models", first[:8], "--models", second, "--attacks", "fgsm,deepfool,pgd", "--eps", "0,0.1,0.3,1",
                  "--n", "30", "--seed", "2", "--attack-params", '{"pgd": {"steps": 3}}', "--threads", "1", "--quiet", "--out", str(out)]) == 0
     printed = capsys.readouterr().out
-    assert "FGSM, LINF, first 30 test images" in printed and "written to" in printed
+    assert "FGSM · L∞, first 30 test images" in printed and "written to" in printed
     with open(out / "results.csv") as f:
         rows = list(csv.DictReader(f))
     assert list(rows[0]) == ["model_id", "model", "dataset", "attack", "norm", "eps", "robust_accuracy", "n", "seed",

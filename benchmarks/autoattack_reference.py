@@ -1,0 +1,86 @@
+"""Our AutoAttack and FAB against the reference implementation (pyautoattack, Croce & Hein's code on PyPI).
+
+    python benchmarks/autoattack_reference.py [--n 200] [--eps 0.3]
+
+Needs pyautoattack, which the lab does not depend on: install it in the benchmark's own environment
+(``pip install -r benchmarks/requirements-reference.txt``). On the shipped MNIST standard and PGD-AT CNNs, the first
+``--n`` test images, one process (same threads for both), it reports:
+
+- AutoAttack standard at L∞ ``--eps``: robust accuracy and time, ours (``run_autoattack``) and the reference's
+  (``AutoAttack(version="standard").run_standard_evaluation``), each judged by a forward pass of the model;
+- FAB-L2 as a minimum-norm attack on the first ``--n`` correctly classified images: success rate and median L2, ours
+  (``fab(norm="l2")``) and the reference's (``FABAttack_PT(norm="L2")``, 100 iterations, 1 restart, both).
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import torch  # noqa: E402
+
+from robust_core.attacks import fab, flat_norm  # noqa: E402
+from robust_core.attacks._common import predict  # noqa: E402
+from robust_core.attacks.autoattack import run_autoattack  # noqa: E402
+from robust_core.data import load_dataset  # noqa: E402
+from robust_core.shipped import install_shipped  # noqa: E402
+from robust_core.store import ModelStore  # noqa: E402
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--n", type=int, default=200)
+    parser.add_argument("--eps", type=float, default=0.3)
+    args = parser.parse_args(argv)
+    from pyautoattack import AutoAttack
+    from pyautoattack.fab_pt import FABAttack_PT
+
+    store = ModelStore(tempfile.mkdtemp(prefix="aa-ref-"))
+    models = {}
+    for shipped, entry, _ in install_shipped(store):
+        config = shipped.meta["config"]
+        if entry is not None and config["dataset"] == "mnist" and config["method"] in ("standard", "pgd_at"):
+            models.setdefault({"standard": "standard", "pgd_at": "PGD-AT"}[config["method"]], store.load(entry.model_id).eval())
+    data = load_dataset("mnist")
+    x, y = data.test_x[: args.n], data.test_y[: args.n]
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, first {args.n} MNIST test images, L∞ ε = {args.eps}")
+    print("\n| model | AutoAttack standard, ours | time | reference (pyautoattack) | time | gap |")
+    print("|---|---|---|---|---|---|")
+    for label, model in sorted(models.items(), reverse=True):
+        t0 = time.perf_counter()
+        report = run_autoattack(model, x, y, eps=args.eps, version="standard", seed=0)
+        ours_t = time.perf_counter() - t0
+        ours = float((predict(model, report.x_adv) == y).float().mean())
+        t0 = time.perf_counter()
+        reference = AutoAttack(model, eps=args.eps, norm="Linf", version="standard", seed=0, device="cpu")
+        x_ref, _ = reference.run_standard_evaluation(x, y, batch_size=250)  # (adversarial images, their labels)
+        ref_t = time.perf_counter() - t0
+        ref = float((predict(model, x_ref) == y).float().mean())
+        assert float((x_ref - x).abs().max()) <= args.eps + 1e-5
+        print(f"| {label} | {100 * ours:.1f}% | {ours_t:.0f} s | {100 * ref:.1f}% | {ref_t:.0f} s | "
+              f"{100 * (ours - ref):+.1f} pts |", flush=True)
+    print("\n| model | FAB-L2, ours: success / median L2 | time | reference: success / median L2 | time |")
+    print("|---|---|---|---|---|")
+    for label, model in sorted(models.items(), reverse=True):
+        correct = (predict(model, data.test_x[: 4 * args.n]) == data.test_y[: 4 * args.n]).nonzero().flatten()[: args.n]
+        xc, yc = data.test_x[correct], data.test_y[correct]
+        row = []
+        for name, run in (("ours", lambda: fab(model, xc, yc, norm="l2", n_iter=100, seed=0)),
+                          ("reference", lambda: FABAttack_PT(model, norm="L2", n_restarts=1, n_iter=100, eps=1e6,
+                                                             seed=0, device="cpu").perturb(xc, yc))):
+            t0 = time.perf_counter()
+            adv = run()
+            seconds = time.perf_counter() - t0
+            fooled = predict(model, adv) != yc
+            norms = flat_norm(adv - xc, "l2")[fooled]
+            row.append(f"{100 * float(fooled.float().mean()):.1f}% / {float(norms.median()):.3f} | {seconds:.0f} s")
+        print(f"| {label} | {row[0]} | {row[1]} |", flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
