@@ -460,7 +460,8 @@ if aa_result is None:
                    help="On a CPU, the standard version takes about a second per robust image (a few minutes for 200 "
                         "images of an adversarially trained CNN); it runs in the server's queue and is cached."):
         def run_aa(ctx, job=aa_job, root=str(store.root)):
-            return execute_sweep_job(job, root)
+            # Progress after each stage; a cancelled job stops at the next one and caches nothing.
+            return execute_sweep_job(job, root, on_progress=ctx.progress)
         try:
             runner.submit(aa_key, run_aa, owner=visitor.owner,
                           label=f"{names[cmp_model]} · {attack_label(aa_attack)} · ε {aa_eps:g} · {n_images} images")

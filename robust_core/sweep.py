@@ -36,7 +36,7 @@ import re
 import shlex
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -395,9 +395,12 @@ def cached_result(job: Job, store: ModelStore, cache: EvaluationCache) -> dict |
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 
-def execute_job(job: Job, store_root: str, *, threads: int | None = None, device: str | None = None) -> dict:
+def execute_job(job: Job, store_root: str, *, threads: int | None = None, device: str | None = None,
+                on_progress: Callable[[float, str], None] | None = None) -> dict:
     """Run one job against the store at ``store_root`` and return its result; the result is on disk when this returns
-    (the evaluation cache, the AutoAttack cache or the store). ``threads``: torch's CPU threads for the job."""
+    (the evaluation cache, the AutoAttack cache or the store). ``threads``: torch's CPU threads for the job.
+    ``on_progress(fraction, message)``: evaluations report as they go (AutoAttack after each stage); an exception it
+    raises (a job runner's cancellation) stops the job, and nothing of it is cached."""
     from .attacks._common import predict
     from .device import get_device
 
@@ -414,7 +417,8 @@ def execute_job(job: Job, store_root: str, *, threads: int | None = None, device
         x, y = data.test_x[: job.n].to(dev), data.test_y[: job.n].to(dev)
         if job.kind == "minimal_eps":
             values = cached_minimal_eps(store, EvaluationCache(store), job.model_id, x, y, attack=job.attack,
-                                        seed=job.seed, **dict(job.params))
+                                        seed=job.seed, on_progress=(lambda f: on_progress(f, "")) if on_progress else None,
+                                        **dict(job.params))
             return {"min_eps": values.cpu().tolist()}
         if job.kind != "autoattack":
             raise ValueError(f"unknown job kind {job.kind!r}")
@@ -439,7 +443,15 @@ def execute_job(job: Job, store_root: str, *, threads: int | None = None, device
                            protocol=f"AutoAttack {spec.defaults['version']}, ε = 0: clean accuracy, no attack",
                            chain=[[name, params] for name, params in VERSIONS[spec.defaults["version"]]])
         else:
-            report = run_autoattack(model, x, y, eps=float(job.eps), seed=job.seed, **spec.defaults)
+            chain = VERSIONS[spec.defaults["version"]]
+            finished: list = []
+
+            def stage_done(stage):
+                finished.append(stage)
+                if on_progress is not None:
+                    on_progress(len(finished) / len(chain), f"{stage.attack.upper().replace('_', '-')} done: "
+                                f"{100 * stage.robust_accuracy:.1f}% still robust")
+            report = run_autoattack(model, x, y, eps=float(job.eps), seed=job.seed, on_stage=stage_done, **spec.defaults)
             robust = report.robust
             # Exact fractions of n, not float32 means: the ε = 0 job gives the very same clean accuracy.
             payload.update(clean_accuracy=round(report.clean_accuracy * job.n) / job.n,

@@ -222,3 +222,27 @@ def test_clear_errors(two_models, tmp_path, capsys, monkeypatch):
     monkeypatch.setenv("ROBUST_OFFLINE", "1")
     assert main(["--models", first, "--quiet", "--out", out]) == 2
     assert "the mnist data is missing" in capsys.readouterr().err
+
+
+def test_an_autoattack_job_reports_each_stage_and_a_cancellation_caches_nothing(two_models, store):
+    """The Attack page runs AutoAttack through execute_job in the server's queue: progress after each stage, and a
+    cancelled job (the runner raises from the progress callback) stops there and leaves no cached result."""
+    from robust_core.sweep import Job, execute_job, read_autoattack
+
+    first, _ = two_models
+    job = Job("autoattack", model_id=first, dataset="mnist", attack="autoattack_fast", n=12, seed=0, eps=0.1)
+    reports = []
+    result = execute_job(job, str(store.root), threads=1, on_progress=lambda f, m: reports.append((f, m)))
+    assert [f for f, _ in reports] == [0.5, 1.0] and reports[0][1].startswith("APGD-CE done")
+    assert read_autoattack(store, job) == result
+
+    class Cancelled(Exception):
+        pass
+
+    def cancel(fraction, message):
+        raise Cancelled
+
+    other = Job("autoattack", model_id=first, dataset="mnist", attack="autoattack_fast", n=12, seed=0, eps=0.2)
+    with pytest.raises(Cancelled):
+        execute_job(other, str(store.root), threads=1, on_progress=cancel)
+    assert read_autoattack(store, other) is None
