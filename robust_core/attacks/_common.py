@@ -90,9 +90,16 @@ def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
 
-def per_example(eps, x: torch.Tensor) -> torch.Tensor:
-    """``eps`` (a number, or one per example) as a (N, 1, ..., 1) tensor that broadcasts over x's examples."""
-    return expand(torch.as_tensor(eps, dtype=x.dtype, device=x.device).expand(len(x)), x)
+def per_example(eps, x: torch.Tensor):
+    """A tensor ``eps`` (one per example) as (N, 1, ..., 1), which broadcasts over x's examples; a number as it is."""
+    if not isinstance(eps, torch.Tensor):
+        return eps
+    return expand(eps.to(dtype=x.dtype, device=x.device).expand(len(x)), x)
+
+
+def rows_of(value, rows):
+    """``value[rows]`` for a per-example tensor (eps, step size), ``value`` itself for a number."""
+    return value[rows] if isinstance(value, torch.Tensor) else value
 
 
 def project(x_adv: torch.Tensor, x: torch.Tensor, eps, norm: str) -> torch.Tensor:

@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from ._common import (attack_batch_size, ce_loss, check_inputs, chunks, eval_mode, expand, input_gradient, make_generator,
-                      normalised_step, per_example, project, random_in_ball, resolve_target, success)
+                      normalised_step, per_example, project, random_in_ball, resolve_target, rows_of, success)
 
 
 def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
@@ -62,7 +62,7 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
     best = x.clone()
     if not isinstance(eps, torch.Tensor) and eps == 0:
         return best
-    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps  # one per example: (N, 1, 1, 1)
+    eps = per_example(eps, x)  # a tensor of one per example becomes (N, 1, 1, 1)
     alpha = step_size if step_size is not None else 2.5 * eps / max(steps, 1)
     generator = make_generator(seed)
     with eval_mode(model), torch.no_grad():
@@ -74,22 +74,17 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
             if len(active) == 0:
                 break
             # Drawn for every active example at once, then split: the same starts whatever the batch size.
-            start = random_in_ball(x[active], _rows(eps, active), norm, generator) if random_start else x[active].clone()
+            start = random_in_ball(x[active], rows_of(eps, active), norm, generator) if random_start else x[active].clone()
             for part in chunks(len(active), size):
                 rows = active[part]
                 adv, hit = _pgd_run(model, x[rows], y[rows], t[rows] if t is not None else None, start[part],
-                                    eps=_rows(eps, rows), norm=norm, steps=steps, alpha=_rows(alpha, rows),
+                                    eps=rows_of(eps, rows), norm=norm, steps=steps, alpha=rows_of(alpha, rows),
                                     stop_on_success=stop_on_success)
                 # Unbroken examples keep the last iterate (within the ball): a gallery then shows what the
                 # attack tried, and robust accuracy is the same either way.
                 best[rows] = adv
                 fooled[rows[hit]] = True
     return best.detach()
-
-
-def _rows(value, rows):
-    """``value[rows]`` for a per-example tensor (eps, step size), ``value`` itself for a number."""
-    return value[rows] if isinstance(value, torch.Tensor) else value
 
 
 def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
@@ -111,7 +106,7 @@ def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
             hit = success(logits.detach(), yi, ti)
             done[idx] |= hit
             idx, grad = idx[~hit], grad[~hit]
-        adv[idx] = project(adv[idx] + _rows(alpha, idx) * normalised_step(grad, norm), x[idx], _rows(eps, idx), norm)
+        adv[idx] = project(adv[idx] + rows_of(alpha, idx) * normalised_step(grad, norm), x[idx], rows_of(eps, idx), norm)
     fooled = done.clone()
     rest = (~done).nonzero().flatten()  # moved by the last step: not checked yet
     if len(rest):
@@ -189,7 +184,7 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
         live = (~fooled).nonzero().flatten()
         if len(live) == 0:
             break
-        x0, xc, eps_live = x[live], x_cur[live], _rows(eps, live)
+        x0, xc, eps_live = x[live], x_cur[live], rows_of(eps, live)
         z = project(xc + expand(eta[live], x0) * normalised_step(grad[live], norm), x0, eps_live, norm)
         if k == 0:
             x_next = z
@@ -255,7 +250,7 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
     best = x.clone()
     if not isinstance(eps, torch.Tensor) and eps == 0:
         return best
-    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps  # one per example: (N, 1, 1, 1)
+    eps = per_example(eps, x)  # a tensor of one per example becomes (N, 1, 1, 1)
     with eval_mode(model):
         with torch.no_grad():
             fooled = success(model(x), y, t)
@@ -264,11 +259,11 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
             if len(active) == 0:
                 break
             # Drawn for every active example at once, then split: the same starts whatever the batch size.
-            start = random_in_ball(x[active], _rows(eps, active), norm, generator)
+            start = random_in_ball(x[active], rows_of(eps, active), norm, generator)
             for part in chunks(len(active), batch_size or attack_batch_size(x)):
                 rows = active[part]
                 adv, hit = _apgd_run(model, x[rows], y[rows], t[rows] if t is not None else None,
-                                     _rows(eps, rows), norm, steps, loss, rho, start[part])
+                                     rows_of(eps, rows), norm, steps, loss, rho, start[part])
                 best[rows] = adv  # adversarial where hit, else the best-loss point: the strongest attempt, in the ball
                 fooled[rows[hit]] = True
     return best.detach()

@@ -5,7 +5,7 @@ import math
 
 import torch
 
-from ._common import check_inputs, eval_mode, make_generator, per_example, resolve_target
+from ._common import check_inputs, eval_mode, make_generator, per_example, resolve_target, rows_of
 
 
 def _p_schedule(p_init: float, iteration: int, n_queries: int) -> float:
@@ -51,7 +51,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
     if not isinstance(eps, torch.Tensor) and eps == 0:
         return x.clone()
     # One eps per example (minimal_eps' bisection attacks every bracket in one call): (N, 1, 1, 1).
-    eps = per_example(eps, x) if isinstance(eps, torch.Tensor) else eps
+    eps = per_example(eps, x)
 
     def rand_sign(*shape):
         return (torch.randint(0, 2, shape, generator=generator).float() * 2 - 1).to(x.device)
@@ -72,7 +72,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
             in_rows = (grid_h >= rows) & (grid_h < rows + side)  # (N, H)
             in_cols = (grid_w >= cols) & (grid_w < cols + side)  # (N, W)
             window = in_rows[:, None, :, None] & in_cols[:, None, None, :]  # (N, 1, H, W)
-            signs = rand_sign(len(active), c, 1, 1) * (eps[active] if isinstance(eps, torch.Tensor) else eps)
+            signs = rand_sign(len(active), c, 1, 1) * rows_of(eps, active)
             # The window is set to x +- eps (one sign per channel); elsewhere the current best is kept.
             candidate = torch.where(window, (xa + signs).clamp(0, 1), xb)
             new_margin = _margin(model(candidate), y[active], t[active] if t is not None else None)
