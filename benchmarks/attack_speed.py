@@ -129,20 +129,27 @@ def page_comparison(n: int) -> int:
     x, y = data.test_x[:n], data.test_y[:n]
     grid = np.linspace(0, 0.4, 41)
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shipped FGSM-AT CNN, {n} test images")
-    print("\n| attack | grouped search (before) | one call per round (now) | speed-up | largest accuracy gap over 41 ε |")
-    print("|---|---|---|---|---|")
+    print("\n| attack | grouped search (before) | one call per round (now) | speed-up | largest accuracy gap over 41 ε | "
+          "the same, now with seed 1 vs seed 0 |")
+    print("|---|---|---|---|---|---|")
     total_old = total_new = 0.0
+
+    def largest_gap(a, b):
+        return max(abs(float(accuracy_at(a, [e])[0]) - float(accuracy_at(b, [e])[0])) for e in grid)
+
     for attack in ("fgsm", "pgd", "apgd_ce", "square"):
         params = {"eps_max": PAGE_EPS_MAX["linf"], **PAGE_ATTACK_PARAMS[attack]}
         new, t_new = timed(lambda: minimal_eps(model, x, y, attack=attack, **params))
-        if attack == "fgsm":  # FGSM's search is a grid of one gradient, unchanged
-            old, t_old = new, t_new
+        if attack == "fgsm":  # FGSM's search is a grid of one gradient, unchanged, and has no randomness
+            old, t_old, other_seed = new, t_new, new
         else:
             old, t_old = timed(lambda: grouped_bisection_minimal_eps(model, x, y, attack=attack, **params))
-        gap = max(abs(float(accuracy_at(new, [e])[0]) - float(accuracy_at(old, [e])[0])) for e in grid)
+            # The search's own reproducibility: the same code with another seed (a "within 1 point" target is only
+            # meaningful where this gap is below 1 point).
+            other_seed = minimal_eps(model, x, y, attack=attack, seed=1, **params)
         total_old, total_new = total_old + t_old, total_new + t_new
-        print(f"| {ATTACKS[attack].label} | {t_old:.1f} s | {t_new:.1f} s | {t_old / t_new:.2f}× | {100 * gap:.1f} points |",
-              flush=True)
+        print(f"| {ATTACKS[attack].label} | {t_old:.1f} s | {t_new:.1f} s | {t_old / t_new:.2f}× | "
+              f"{100 * largest_gap(new, old):.1f} points | {100 * largest_gap(new, other_seed):.1f} points |", flush=True)
     print(f"| **all** | {total_old:.1f} s | {total_new:.1f} s | **{total_old / total_new:.2f}×** | |")
     return 0
 
