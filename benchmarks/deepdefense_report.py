@@ -356,6 +356,16 @@ def findings(ids, rows, dataset) -> list[str]:
             ratio = r["minimal"]["best_of"]["median"] / base
             out.append(f"- {name}: best-of minimal L2 median {r['minimal']['best_of']['median']:.3f}, **{ratio:.2f}×** the "
                        f"standard model's {base:.3f} (the paper: perturbations 20–30× larger).")
+    for m in ids:
+        r = rows[m]
+        if r.get("minimal") and r["minimal"]["best_of"]["success"] < 0.99:
+            top = max(AA_EPS[dataset])
+            aa = aa_accuracy(r, top)
+            out.append(f"- {r['meta']['name']}: every minimum-norm attack failed on "
+                       f"{100 * (1 - r['minimal']['best_of']['success']):.1f}% of its images"
+                       + (f", yet AutoAttack leaves {fmt(aa)}% at ε = {top}: the attacks fail there (a flat or "
+                          "saturated gradient), not the images' robustness" if aa is not None and aa < 0.05 else "")
+                       + "; the median counts those images as infinitely far.")
     if pgd_at is not None and rows[pgd_at].get("minimal") and base:
         p = rows[pgd_at]["minimal"]["best_of"]["median"]
         out.append(f"- For scale, PGD-AT's best-of L2 median is {p:.3f}, {p / base:.2f}× the standard model's.")
