@@ -16,10 +16,10 @@ from pages.photo_views import attack_view
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image,
                            progress_line, set_url, shared_figure, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
-from robust_core.evaluation import (MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey,
+from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey,
                                     EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
-                                    cached_transfer_eps, minimal_eps, model_sanity_warnings, perturbation_stats,
-                                    sanity_warnings, single_step_masking)
+                                    cached_transfer_eps, comparison_params, measured_eps_grid, minimal_eps,
+                                    model_sanity_warnings, perturbation_stats, sanity_warnings, single_step_masking)
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
@@ -364,7 +364,13 @@ transfer_source = st.selectbox("Also attack it with PGD examples crafted on anot
                                [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],
                                help="Examples that fool the source model, replayed on this one at 8 values of ε. "
                                     "A transfer attack that beats white-box PGD means this model masks its gradients.")
-cmp_params = {a: {"eps_max": EPS_MAX["linf"], **DEFAULT_PARAMS[a]} for a in cmp_attacks}
+cmp_params = {a: comparison_params(a) for a in cmp_attacks}
+if coarse := [a for a in cmp_attacks if a in COMPARISON_SEARCH]:
+    step = measured_eps_grid(cmp_params[coarse[0]], [])[1]
+    st.caption(f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
+               f"attacks to {EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays robust its "
+               "whole query budget: the coarse grid makes it about 3× faster, and masked gradients still show. "
+               "Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
 cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
 TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
 transfer_label = None
@@ -406,24 +412,31 @@ ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a
 
 
 @st.cache_resource(show_spinner=False, max_entries=32)
-def comparison(digests: tuple, titles: tuple, transfer: tuple, _min_eps: tuple):
-    """The comparison's curves and figure, once per server for a set of cached results (see curve_summary)."""
+def comparison(digests: tuple, titles: tuple, transfer: tuple, grids: tuple, _min_eps: tuple):
+    """The comparison's figure, and its curves on the grid every attack was measured on (see curve_summary).
+
+    An attack searched coarsely (Square) is drawn at the ε it was measured at, with markers; when one is present,
+    the warnings compare every attack on that grid, where each accuracy is a measurement and not a staircase."""
     import plotly.graph_objects as go
 
-    grid = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
-    curves = [accuracy_at(v, grid).tolist() for v in _min_eps]
-    fig = go.Figure([go.Scatter(x=grid, y=acc, mode="lines", name=title,
+    fig = go.Figure([go.Scatter(x=grid, y=accuracy_at(v, grid).tolist(), name=title,
+                                mode="lines+markers" if len(grid) < FRAMES and not is_transfer else "lines",
                                 line=dict(width=3, dash="dash" if is_transfer else "solid"),
                                 line_shape="hv" if is_transfer else "linear")
-                     for title, acc, is_transfer in zip(titles, curves, transfer)])
+                     for title, v, is_transfer, grid in zip(titles, _min_eps, transfer, grids)])
     fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
                       xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
-    return grid, curves, shared_figure(fig)
+    common = min(grids, key=len)
+    return common, [accuracy_at(v, common).tolist() for v in _min_eps], shared_figure(fig)
 
 
 if ready_cmp:
+    frames = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
     grid, cmp_curves, fig = comparison(tuple(cmp_keys[a].digest() for a in ready_cmp), tuple(cmp_title(a) for a in ready_cmp),
-                                       tuple(a.startswith("transfer:") for a in ready_cmp), tuple(ready_cmp.values()))
+                                       tuple(a.startswith("transfer:") for a in ready_cmp),
+                                       tuple(tuple(frames if a.startswith("transfer:") else measured_eps_grid(cmp_params[a], frames))
+                                             for a in ready_cmp),
+                                       tuple(ready_cmp.values()))
     by_attack = dict(zip(ready_cmp, cmp_curves))
     show_chart(st, fig, key="attack_comparison")
     for w in attack_comparison_warnings(by_attack, grid):

@@ -23,16 +23,16 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps
+from .evaluation import PAGE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps, comparison_params
 
 PRECOMPUTED_DIR = Path(__file__).resolve().parents[1] / "assets" / "evaluations"
 COMMAND = "python -m robust_core.precomputed build"
 N_IMAGES = 1000  # the first 1,000 test images: what the lecture paths open on
 SEED = 0
 EPS_MAX = PAGE_EPS_MAX["linf"]  # the Attack page's default largest L-inf eps
-# The Attack page's parameters for each attack (with eps_max): the keys must be equal, or the page would not find
-# the results.
-PAGE_PARAMS = {a: {"eps_max": EPS_MAX, **PAGE_ATTACK_PARAMS[a]} for a in ("pgd", "fgsm", "apgd_ce", "square")}
+# The Attack page's parameters for each attack (with eps_max; the comparison's, which for PGD and FGSM are also the
+# curves'): the keys must be equal, or the page would not find the results.
+PAGE_PARAMS = {a: comparison_params(a) for a in ("pgd", "fgsm", "apgd_ce", "square")}
 # Every shipped MNIST network gets PGD-40 and FGSM; the single-step-trained one also gets the attack comparison
 # that the gradient-masking lecture path shows (FGSM vs PGD, APGD-CE and Square).
 PLAN = {"all": ("pgd", "fgsm"), "fgsm_at": ("apgd_ce", "square")}

@@ -97,7 +97,7 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
     """Issue 13, item 2, on the page: FGSM flat and high while PGD and APGD reach 0% (the FGSM-trained CNN's curves)."""
     import torch
 
-    from robust_core.evaluation import MASKING_SECTION, EvalKey, EvaluationCache
+    from robust_core.evaluation import MASKING_SECTION, EvalKey, EvaluationCache, comparison_params
 
     store = ModelStore(isolated_store)
     entry = store.save(tiny_result, name="fgsm-like")
@@ -108,13 +108,21 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
     fgsm = torch.full((n,), float("inf"))
     fgsm[:30] = 0.02
     iterative = torch.linspace(0.01, 0.27, n)
-    for attack, params, values in (("fgsm", {}, fgsm), ("pgd", {"steps": 40, "restarts": 1}, iterative),
-                                   ("apgd_ce", {"steps": 100}, iterative), ("square", {"n_queries": 1000}, iterative)):
-        cache.put(EvalKey(entry.model_id, attack, tuple(sorted({"eps_max": 0.4, **params}.items())), n, 0), values)
+    # Square's coarse search (3 bisection steps) brackets each threshold to the next multiple of 0.05.
+    square = torch.ceil(iterative / 0.05) * 0.05
+    for attack, values in (("fgsm", fgsm), ("pgd", iterative), ("apgd_ce", iterative), ("square", square)):
+        cache.put(EvalKey(entry.model_id, attack, tuple(sorted(comparison_params(attack).items())), n, 0), values)
     at = run_app("pages/attack.py")
     assert not at.exception, [e.value for e in at.exception]
     assert any("catastrophic overfitting" in w.value and "flat" in w.value for w in at.warning), [w.value for w in at.warning]
     assert any(MASKING_SECTION in e.label for e in at.expander)
+    # Square is drawn where it was measured (every 0.05, with markers), the others on the 41 frames; the page says so.
+    [figure] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "attack_comparison" in c.proto.id]
+    traces = {t["name"]: t for t in figure["data"]}
+    square_trace = next(t for name, t in traces.items() if name.startswith("Square"))
+    assert square_trace["mode"] == "lines+markers" and len(square_trace["x"]) == 9 and square_trace["x"][1] == 0.05
+    assert all(len(t["x"]) == 41 for name, t in traces.items() if not name.startswith("Square"))
+    assert any("measured at every 0.05 of ε" in c.value for c in at.caption)
 
 
 def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two_models):

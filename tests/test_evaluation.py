@@ -136,3 +136,20 @@ def test_changing_one_attacks_code_version_recomputes_only_its_results(monkeypat
     before = {a: k.digest() for a, k in keys.items()}
     monkeypatch.setitem(ev.ATTACK_CODE_VERSIONS, "pgd", 99)
     assert keys["pgd"].digest() != before["pgd"] and keys["fgsm"].digest() == before["fgsm"]
+
+
+def test_the_comparisons_coarse_square_search_measures_exactly_on_its_grid(small_cnn, mnist):
+    """Issue 16: the comparison searches Square with 3 bisection steps. Each image's result is 0, inf or a multiple
+    of eps_max / 8, so the accuracy read at those eps is a measurement; the page draws it only there."""
+    from robust_core.evaluation import COMPARISON_SEARCH, comparison_params, measured_eps_grid, minimal_eps
+
+    params = comparison_params("square")
+    assert params["bisection_steps"] == COMPARISON_SEARCH["square"]["bisection_steps"] == 3
+    assert params["eps_max"] == 0.4 and params["n_queries"] == 1000  # the page's Square, only the search is coarser
+    grid = measured_eps_grid(params, default=[0.0, 0.01])
+    assert grid == [0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.35, 0.4]
+    assert measured_eps_grid(comparison_params("pgd"), default=[0.0, 0.01]) == [0.0, 0.01]  # fine search: the frames
+    x, y = mnist.test_x[:24], mnist.test_y[:24]
+    found = minimal_eps(small_cnn, x, y, attack="square", **{**params, "n_queries": 50}, seed=0)
+    finite = found[torch.isfinite(found)]
+    assert len(finite) and all(min(abs(v - g) for g in grid) < 1e-6 for v in finite.tolist())
