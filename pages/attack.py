@@ -16,10 +16,11 @@ from pages.photo_views import attack_view
 from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image,
                            progress_line, set_url, shared_figure, show_chart, url_choice, url_choices)
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
-from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey,
-                                    EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
-                                    cached_transfer_eps, comparison_params, measured_eps_grid, minimal_eps,
-                                    model_sanity_warnings, perturbation_stats, sanity_warnings, single_step_masking)
+from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS,
+                                    PAGE_EPS_MAX, EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings,
+                                    cached_minimal_eps, cached_transfer_eps, comparison_params, measured_eps_grid,
+                                    minimal_eps, model_sanity_warnings, perturbation_stats, sanity_warnings,
+                                    single_step_masking)
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure
@@ -369,7 +370,7 @@ if coarse := [a for a in cmp_attacks if a in COMPARISON_SEARCH]:
     step = measured_eps_grid(cmp_params[coarse[0]], [])[1]
     st.caption(f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
                f"attacks to {EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays robust its "
-               "whole query budget: the coarse grid makes it about 3× faster, and masked gradients still show. "
+               "whole query budget: the coarse grid makes it 2.5× faster, and masked gradients still show. "
                "Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
 cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
 TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
