@@ -13,7 +13,9 @@ Jobs and what makes them resumable (every finished job is on disk, written atomi
 - AutoAttack (``autoattack_standard``, ``autoattack_fast``) of one (model, ε): the chain at that fixed ε, its result
   cached in ``<model>/evaluations/autoattack/<digest>.json``;
 - training of one configuration: :meth:`robust_core.store.ModelStore.train_or_load`; a configuration already in the
-  store is not trained again.
+  store is not trained again;
+- a function call (:func:`function_job`, from Python only): work the grids do not describe, e.g. the DeepDefense
+  report's per-attack tables, run by the same backends; the function keeps its own cache.
 An interrupted sweep (Ctrl-C, SIGKILL, a lost Ray node) loses only the jobs in flight: the same command again reuses
 what finished and computes the rest, and says how many of each.
 
@@ -108,7 +110,7 @@ class TrainGrid:
 class Job:
     """One independent unit of work: its result is written to the store or its caches when it finishes."""
 
-    kind: str  # "minimal_eps" | "autoattack" | "train"
+    kind: str  # "minimal_eps" | "autoattack" | "train" | "call"
     model_id: str = ""
     dataset: str = ""
     attack: str = ""
@@ -116,14 +118,59 @@ class Job:
     n: int = 0
     seed: int = 0
     eps: float | None = None  # AutoAttack's fixed ε
-    config: dict | None = None  # a TrainConfig as a dict
+    config: dict | None = None  # a TrainConfig as a dict; for "call", {"fn": "module:name", "kwargs": {...}}
+    name: str = ""  # a "call" job's label
 
     @property
     def label(self) -> str:
+        if self.kind == "call":
+            return self.name or self.config["fn"]
         if self.kind == "train":
             return f"train {self.config['method']} seed {self.config['seed']}"
         eps = f" ε={self.eps:g}" if self.eps is not None else ""
         return f"{self.model_id[:8]} {self.attack}{eps}"
+
+
+def function_job(fn: Callable[..., dict], *, label: str = "", **kwargs) -> Job:
+    """A job that calls ``fn(store_root=..., device=..., **kwargs)`` where it runs (this process, or a Ray worker with
+    the CPUs or GPU it declares) and returns its dict.
+
+    For work the grids do not describe. ``fn`` must be a module-level function (a script's own functions work too:
+    they are found by the script's path, which every node must see, like the store); ``kwargs`` plain data, as
+    they travel to Ray workers. The function keeps its own cache: such a job is never skipped by
+    :func:`run_jobs`, so a resumable function returns at once when its result is already on disk.
+    """
+    module = fn.__module__
+    if module == "__main__":  # a script run directly: a worker imports it by its path
+        module = "file:" + str(Path(sys.modules["__main__"].__file__).resolve())
+    if "<locals>" in fn.__qualname__ or "<lambda>" in fn.__qualname__:
+        raise SweepError(f"{fn.__qualname__} is not a module-level function: a worker could not import it")
+    return Job("call", config={"fn": f"{module}:{fn.__qualname__}", "kwargs": dict(kwargs)}, name=label)
+
+
+def _resolve_function(ref: str) -> Callable:
+    """``module:name`` or ``file:/path/script.py:name`` (see :func:`function_job`) to the function."""
+    import importlib
+    import importlib.util
+
+    where, _, name = ref.rpartition(":")
+    if where.startswith("file:"):
+        path = Path(where[len("file:"):])
+        module_name = "_sweep_script_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or not path.is_file():
+                raise SweepError(f"cannot import {path}: a job's script must be on every node at the same path")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            spec.loader.exec_module(module)
+    else:
+        module = importlib.import_module(where)
+    fn = module
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    return fn
 
 
 class SweepResult(list):
@@ -392,6 +439,8 @@ def cached_result(job: Job, store: ModelStore, cache: EvaluationCache) -> dict |
 
         model_id = TrainConfig.from_dict(job.config).config_hash()
         return _train_payload(store.get(model_id), True) if model_id in store else None
+    if job.kind == "call":
+        return None  # the function keeps its own cache
     raise ValueError(f"unknown job kind {job.kind!r}")
 
 
@@ -407,6 +456,8 @@ def execute_job(job: Job, store_root: str, *, threads: int | None = None, device
     with _torch_threads(threads):
         store = ModelStore(store_root)
         dev = get_device(device)
+        if job.kind == "call":
+            return _resolve_function(job.config["fn"])(store_root=store_root, device=dev, **job.config["kwargs"])
         if job.kind == "train":
             from .training import TrainConfig
 
@@ -563,8 +614,9 @@ def _run_ray(pending, store_root, on_done, *, threads, address, gpus):
 
 def run_jobs(jobs: Sequence[Job], *, store: ModelStore, backend: str = "local", progress: bool = True,
              threads: int | None = None, ray_address: str | None = None, gpus: str | bool = "auto",
-             desc: str = "sweep") -> tuple[list[dict], list[dict]]:
-    """Run ``jobs``, reusing every result already on disk: (results in job order, per job {status, seconds})."""
+             desc: str = "sweep", on_result: Callable[[int, dict], None] | None = None) -> tuple[list[dict], list[dict]]:
+    """Run ``jobs``, reusing every result already on disk: (results in job order, per job {status, seconds}).
+    ``on_result(index, result)`` is called as each computed job finishes (in the order they finish)."""
     if backend not in BACKENDS:
         raise SweepError(f"backend must be one of {BACKENDS}, not {backend!r}")
     if backend == "ray":
@@ -587,6 +639,8 @@ def run_jobs(jobs: Sequence[Job], *, store: ModelStore, backend: str = "local", 
         info[index] = {"status": "computed", "seconds": round(seconds, 3)}
         bar.set_postfix_str(jobs[index].label, refresh=False)
         bar.update(1)
+        if on_result is not None:
+            on_result(index, result)
 
     try:
         if pending:

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from robust_core.store import ModelStore
-from robust_core.sweep import EvalGrid, SweepError, TrainGrid, main, run_sweep
+from robust_core.sweep import EvalGrid, SweepError, TrainGrid, function_job, main, run_jobs, run_sweep
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) jobs: (\d+) reused from the caches, (\d+) computed")
@@ -64,12 +64,50 @@ def test_a_tiny_grid_gives_the_same_numbers_locally_and_on_ray(two_models, isola
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
     try:
         on_ray = run_sweep(grid, store=ray_store, backend="ray", progress=False, threads=1)
+        # A function job (the DeepDefense report's per-model tables) runs as a Ray task too, in a worker process.
+        [on_worker], _ = run_jobs([function_job(report_like, label="on ray", model_id=first, n=3)], store=ray_store,
+                                  backend="ray", progress=False, threads=1)
     finally:
         ray.shutdown()
     assert (on_ray.reused, on_ray.computed) == (0, 8)
     assert list(on_ray) == list(local) and len(local) == 2 * 2 * 3
     # The Ray tasks wrote into the store like the local backend: a local rerun on it computes nothing.
     assert run_sweep(grid, store=ray_store, progress=False).computed == 0
+    assert on_worker["pid"] != os.getpid() and on_worker["labels"] == report_like(
+        store_root=str(ray_store.root), device="cpu", model_id=first, n=3)["labels"]
+
+
+def report_like(*, store_root: str, device, model_id: str, n: int) -> dict:
+    """A function job's body: reads the store it is given and returns plain data."""
+    from robust_core.data import load_dataset
+
+    import torch
+
+    model = ModelStore(store_root).load(model_id).eval()
+    with torch.no_grad():
+        labels = model(load_dataset("mnist").test_x[:n].to(device)).argmax(1).tolist()
+    return {"labels": labels, "device": str(device), "pid": os.getpid()}
+
+
+def test_function_jobs_run_in_order_report_each_result_and_refuse_what_a_worker_cannot_import(two_models, store,
+                                                                                               tmp_path):
+    from robust_core.sweep import _resolve_function
+
+    first, second = two_models
+    seen = []
+    jobs = [function_job(report_like, label=f"model {m[:6]}", model_id=m, n=4) for m in (first, second)]
+    assert [j.label for j in jobs] == [f"model {first[:6]}", f"model {second[:6]}"]
+    results, info = run_jobs(jobs, store=store, progress=False, on_result=lambda i, r: seen.append((i, r["labels"])))
+    assert [s[0] for s in seen] == [0, 1] and [s[1] for s in seen] == [r["labels"] for r in results]
+    assert all(i["status"] == "computed" for i in info) and len(results[0]["labels"]) == 4
+    with pytest.raises(SweepError, match="not a module-level function"):
+        function_job(lambda **kw: {}, model_id=first)
+    # A script's function (the report runs as a script, its module is __main__) is found by the script's path.
+    script = tmp_path / "script.py"
+    script.write_text("def double(*, store_root, device, value):\n    return {'value': 2 * value}\n")
+    assert _resolve_function(f"file:{script}:double")(store_root="", device="cpu", value=21) == {"value": 42}
+    with pytest.raises(SweepError, match="every node"):
+        _resolve_function(f"file:{tmp_path / 'missing.py'}:double")
 
 
 SWEEP_ARGS = ["--attacks", "pgd,fgsm", "--eps", "0.05,0.1,0.2", "--n", "40", "--seed", "0", "--threads", "1",
