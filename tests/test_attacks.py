@@ -141,6 +141,28 @@ def test_the_pass_size_changes_the_speed_not_the_result(attack, cnn, mnist):
     assert torch.equal(cnn(small).argmax(1), cnn(large).argmax(1))
 
 
+@pytest.mark.parametrize("attack,kwargs", [("square", {"eps": 0.15, "n_queries": 40}),
+                                           ("fab", {"eps": 0.15, "n_iter": 5}),
+                                           ("fab", {"norm": "l2", "n_iter": 5, "targeted": True, "target": 3})])
+def test_square_and_fab_query_in_passes_without_changing_the_result(attack, kwargs, cnn, mnist, monkeypatch):
+    """Square's queries and FAB's runs go through the model in passes of attack_batch_size images (issue 16: one pass
+    of hundreds of images made AutoAttack slower than the reference at 1,000 images); the random draws are made for
+    all images at once, so passes of 3 or of 64 give the same adversarial examples."""
+    import sys
+
+    # The package's names fab and square are the functions: the modules are looked up by their full names.
+    fab_module, square_module = sys.modules["robust_core.attacks.fab"], sys.modules["robust_core.attacks.square"]
+    x, y = mnist.test_x[:40], mnist.test_y[:40]
+    results = []
+    for size in (3, 64):
+        for module in (fab_module, square_module):
+            monkeypatch.setattr(module, "attack_batch_size", lambda x, size=size: size)
+        results.append(ATTACKS[attack](cnn, x, y, seed=5, **kwargs))
+    assert torch.allclose(results[0], results[1], atol=1e-5)
+    assert torch.equal(cnn(results[0]).argmax(1), cnn(results[1]).argmax(1))
+    assert not torch.equal(results[0], x)  # the attack did something to compare
+
+
 @pytest.mark.parametrize("attack", ["pgd", "pgd_l2", "apgd_ce", "square"])
 def test_one_eps_per_example_keeps_each_example_in_its_own_ball(attack, cnn, mnist):
     """minimal_eps' bisection attacks every bracket in one call, each example at its own eps."""

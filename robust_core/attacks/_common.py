@@ -159,6 +159,18 @@ def chunks(n: int, size: int):
     return [slice(i, min(i + size, n)) for i in range(0, n, size)]
 
 
+def logits_in_passes(model, x: torch.Tensor, size: int | None = None) -> torch.Tensor:
+    """``model(x)`` in passes of ``size`` images (default :func:`attack_batch_size`), under the current grad mode.
+
+    Why: for attacks that query the model on every image still being attacked (Square: up to 5,000 queries on
+    hundreds of images), one pass of 896 MNIST images takes 159 ms on 1 CPU thread and passes of 32 take 38 ms in
+    all (the shipped PGD-AT CNN, channels-last). Each image's logits do not depend on the others in its pass."""
+    size = size or attack_batch_size(x)
+    if len(x) <= size:
+        return model(x)
+    return torch.cat([model(x[part]) for part in chunks(len(x), size)])
+
+
 def make_generator(seed: int) -> torch.Generator:
     # A CPU generator whatever the device: the same seed gives the same attack on CPU and GPU.
     return torch.Generator().manual_seed(int(seed))

@@ -5,7 +5,8 @@ import math
 
 import torch
 
-from ._common import check_inputs, eval_mode, make_generator, per_example, resolve_target, rows_of
+from ._common import (attack_batch_size, check_inputs, eval_mode, logits_in_passes, make_generator, per_example,
+                      resolve_target, rows_of)
 
 
 def _p_schedule(p_init: float, iteration: int, n_queries: int) -> float:
@@ -56,9 +57,10 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
     def rand_sign(*shape):
         return (torch.randint(0, 2, shape, generator=generator).float() * 2 - 1).to(x.device)
 
+    size = attack_batch_size(x)  # images per forward pass; the random draws are made for all images at once
     with eval_mode(model), torch.no_grad():
         x_best = (x + eps * rand_sign(n, c, 1, w)).clamp(0, 1)
-        margin = _margin(model(x_best), y, t)
+        margin = _margin(logits_in_passes(model, x_best, size), y, t)
         for i in range(n_queries - 1):
             active = (margin >= 0).nonzero().flatten()
             if len(active) == 0:
@@ -75,7 +77,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
             signs = rand_sign(len(active), c, 1, 1) * rows_of(eps, active)
             # The window is set to x +- eps (one sign per channel); elsewhere the current best is kept.
             candidate = torch.where(window, (xa + signs).clamp(0, 1), xb)
-            new_margin = _margin(model(candidate), y[active], t[active] if t is not None else None)
+            new_margin = _margin(logits_in_passes(model, candidate, size), y[active], t[active] if t is not None else None)
             better = new_margin < margin[active]
             x_best[active[better]] = candidate[better]
             margin[active[better]] = new_margin[better]
