@@ -143,19 +143,20 @@ def test_the_pass_size_changes_the_speed_not_the_result(attack, cnn, mnist):
 
 @pytest.mark.parametrize("attack,kwargs", [("square", {"eps": 0.15, "n_queries": 40}),
                                            ("fab", {"eps": 0.15, "n_iter": 5}),
-                                           ("fab", {"norm": "l2", "n_iter": 5, "targeted": True, "target": 3})])
-def test_square_and_fab_query_in_passes_without_changing_the_result(attack, kwargs, cnn, mnist, monkeypatch):
-    """Square's queries and FAB's runs go through the model in passes of attack_batch_size images (issue 16: one pass
-    of hundreds of images made AutoAttack slower than the reference at 1,000 images); the random draws are made for
-    all images at once, so passes of 3 or of 64 give the same adversarial examples."""
+                                           ("fab", {"norm": "l2", "n_iter": 5, "targeted": True, "target": 3}),
+                                           ("fab", {"norm": "l2", "n_iter": 5}), ("deepfool", {"steps": 10})])
+def test_square_fab_and_deepfool_query_in_passes_without_changing_the_result(attack, kwargs, cnn, mnist, monkeypatch):
+    """Square's queries, FAB's runs and DeepFool's Jacobians go through the model in passes of attack_batch_size
+    images (issue 16: one pass of hundreds of images made AutoAttack slower than the reference at 1,000 images); the
+    random draws are made for all images at once, so passes of 3 or of 64 give the same adversarial examples."""
     import sys
 
     # The package's names fab and square are the functions: the modules are looked up by their full names.
-    fab_module, square_module = sys.modules["robust_core.attacks.fab"], sys.modules["robust_core.attacks.square"]
+    modules = [sys.modules[f"robust_core.attacks.{name}"] for name in ("fab", "square", "minimal")]
     x, y = mnist.test_x[:40], mnist.test_y[:40]
     results = []
     for size in (3, 64):
-        for module in (fab_module, square_module):
+        for module in modules:
             monkeypatch.setattr(module, "attack_batch_size", lambda x, size=size: size)
         results.append(ATTACKS[attack](cnn, x, y, seed=5, **kwargs))
     assert torch.allclose(results[0], results[1], atol=1e-5)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import check_inputs, eval_mode, expand, flat_norm, resolve_target, success
+from ._common import attack_batch_size, check_inputs, chunks, eval_mode, expand, flat_norm, resolve_target, success
 
 
 def _within_budget(x, x_adv, eps, norm):
@@ -22,12 +22,21 @@ def _within_budget(x, x_adv, eps, norm):
 
 
 def _jacobian_rows(model, x, classes):
-    """Logits (N, K) and gradients d z_k / d x for every class k: (N, K, C, H, W)."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        logits = model(x)
-        grads = [torch.autograd.grad(logits[:, k].sum(), x, retain_graph=k < classes - 1)[0] for k in range(classes)]
-    return logits.detach(), torch.stack(grads, 1)
+    """Logits (N, K) and gradients d z_k / d x for every class k: (N, K, C, H, W).
+
+    In passes of :func:`attack_batch_size` images: each image's rows depend on it alone, and a CPU runs small passes
+    faster per image (DeepFool takes one such Jacobian per step on every image not yet fooled)."""
+    if len(x) == 0:
+        return x.new_zeros(0, classes), x.new_zeros(0, classes, *x.shape[1:])
+    logits, grads = [], []
+    for part in chunks(len(x), attack_batch_size(x)):
+        xp = x[part].detach().requires_grad_(True)
+        with torch.enable_grad():
+            out = model(xp)
+            grads.append(torch.stack([torch.autograd.grad(out[:, k].sum(), xp, retain_graph=k < classes - 1)[0]
+                                      for k in range(classes)], 1))
+        logits.append(out.detach())
+    return torch.cat(logits), torch.cat(grads)
 
 
 def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
