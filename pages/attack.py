@@ -370,7 +370,7 @@ if coarse := [a for a in cmp_attacks if a in COMPARISON_SEARCH]:
     step = measured_eps_grid(cmp_params[coarse[0]], [])[1]
     st.caption(f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
                f"attacks to {EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays robust its "
-               "whole query budget: the coarse grid makes it 2.5× faster, and masked gradients still show. "
+               "whole query budget: the coarse grid makes it about 3× faster, and masked gradients still show. "
                "Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
 cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
 TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
