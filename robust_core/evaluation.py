@@ -35,8 +35,8 @@ PAGE_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
     "square": {"n_queries": 1000}, "cw_l2": {"steps": 100}, "ead": {"steps": 100},
 }
 # The attack comparison's search for the black-box Square attack: 3 bisection steps, so its accuracy is measured at
-# every eps_max / 8 (0.05 for L-inf) instead of every eps_max / 128. Why: every bisection round costs each image that stays
-# robust its full 1,000 queries, and about half the images stay robust in each round; 3 rounds instead of 7 made
+# every eps_max / 8 (0.05 for L-inf) instead of every eps_max / 128. Why: every bisection round costs each image that
+# stays robust its full 1,000 queries, and about half the images stay robust in each round; 3 rounds instead of 7 made
 # the comparison's Square 2.5-3.2x faster on the FGSM-AT CNN (500 images, 1 thread; benchmarks/attack_speed.py
 # --comparison), its accuracy at every 0.05 within the search's seed-to-seed noise of the 7-step one.
 # Square is there to expose masked gradients, which a 0.05 grid shows; the page says so and draws it on its grid.

@@ -164,7 +164,11 @@ def _resolve_function(ref: str) -> Callable:
                 raise SweepError(f"cannot import {path}: a job's script must be on every node at the same path")
             module = importlib.util.module_from_spec(spec)
             sys.modules[module_name] = module
-            spec.loader.exec_module(module)
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]  # a script that fails to import is not half-registered
+                raise
     else:
         module = importlib.import_module(where)
     fn = module
