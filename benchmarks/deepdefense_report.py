@@ -19,8 +19,9 @@ same first N test images of its dataset:
 
 Every phase runs through the sweep: AutoAttack and the paper-protocol trainings as its own jobs, the fixed-ε and
 minimal-L2 tables as function jobs (``robust_core.sweep.function_job``), one per model, so ``--ray`` spreads all of
-them. Results are cached (the sweep's caches in the store; the rest in
-benchmarks/out/deepdefense/<model>-<n>-*.json), so an interrupted run resumes and the report can be regenerated without re-running an attack. The report
+them. Results are cached (the sweep's caches in the store; the rest in benchmarks/out/deepdefense/<model>-<n>-*.json,
+the transfer attack's points in <source>-<n>-transfer-pgd40.pt), so an interrupted run resumes and the report can be
+regenerated without re-running an attack. The report
 states the command, the date and the machine, then answers the paper's claims with the numbers measured
 here, whatever they are.
 """
@@ -28,6 +29,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import sys
@@ -157,8 +159,19 @@ def fixed_job(*, store_root: str, device, model_id: str, dataset: str, n: int, e
     # CNNs (measured for this report); a no-op for MLPs and on CUDA.
     model = channels_last_copy(store.load(model_id, device=device))
     source = channels_last_copy(store.load(source_id, device=device)) if source_id else None
-    return evaluate_model(model, x, y, eps_grid=eps_grid, source=source, cache_file=Path(cache_file),
-                          log=lambda s: print(s, flush=True))
+    # The transfer points depend on the source, the images and the seed only: crafted once for every model's job,
+    # kept beside the tables (each job may run in another process or on another node).
+    transfer_file = Path(cache_file).parent / f"{source_id}-{n}-transfer-pgd40.pt"
+    transfer = ({eps: points.to(device) for eps, points in torch.load(transfer_file, weights_only=True).items()}
+                if source and transfer_file.is_file() else {})
+    known = set(transfer)
+    result = evaluate_model(model, x, y, eps_grid=eps_grid, source=source, transfer_cache=transfer,
+                            cache_file=Path(cache_file), log=lambda s: print(s, flush=True))
+    if set(transfer) - known:
+        tmp = transfer_file.with_suffix(f".tmp{os.getpid()}")
+        torch.save({eps: points.cpu() for eps, points in transfer.items()}, tmp)
+        os.replace(tmp, transfer_file)  # atomic: a job reading it sees the old file or the new one
+    return result
 
 
 def minimal_job(*, store_root: str, device, model_id: str, dataset: str, n: int, cache_file: str) -> dict:
