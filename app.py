@@ -1,15 +1,19 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import (IMAGENET, current_dataset, get_store, keep_model_choice, lecturer_sidebar, photo_source,
-                           presentation_sidebar, remember_visitor)
+from pages._shared import (IMAGENET, current_dataset, default_candidates, get_store, keep_model_choice,
+                           lecturer_sidebar, model_labels, photo_source, plain, presentation_sidebar,
+                           remember_visitor)
+from pages._shared import error_details_for_the_audience, no_external_ip_lookup
 from pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
-from robust_core.store import display_names
+from robust_core.store import InvalidCheckpointError
 
 # An emoji, not ":material/shield:": a Material icon as favicon is fetched from fonts.gstatic.com (no internet in a lecture room).
 st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
+error_details_for_the_audience()
+no_external_ip_lookup()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
@@ -37,12 +41,12 @@ with st.sidebar:
         help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use. ImageNet photos: "
              "real photos on pretrained ImageNet networks (Saliency, Attack, Class Visualization).",
     )
-    entries = [] if photo_source() else get_store().list(st.session_state["dataset"])
+    entries = [] if photo_source() else get_store(report=False).list(st.session_state["dataset"])
     if photo_source():
         model_sidebar()
     elif entries:
         ids = [e.model_id for e in entries]
-        labels = display_names(entries)  # distinct labels: the browser sends the choice back as its label
+        labels = model_labels(entries)  # distinct labels: the browser sends the choice back as its label
         keep_model_choice("model_id", labels)  # after a rename, show the new name and keep the model
         # A page that just trained or imported a model asks for it here: a widget's key cannot be
         # set once the widget is drawn, so the request waits for the next run of this sidebar.
@@ -51,10 +55,12 @@ with st.sidebar:
             st.session_state["model_id"] = requested
         if st.session_state.get("model_id") not in ids:
             # First visit: start from the newest standard network (the shipped one on a fresh install),
-            # the baseline every comparison is made against; the newest model of any kind otherwise.
-            standard = [e.model_id for e in entries if e.meta["config"]["method"] == "standard"
+            # the baseline every comparison is made against; the newest model of any kind otherwise. In lecture
+            # mode never another visitor's: a student's newest model must not become the room's baseline.
+            candidates = default_candidates(entries)
+            standard = [e.model_id for e in candidates if e.meta["config"]["method"] == "standard"
                         and e.meta["config"]["arch"] not in ("logreg", "knn")]
-            st.session_state["model_id"] = (standard or ids)[0]
+            st.session_state["model_id"] = (standard or [e.model_id for e in candidates])[0]
         st.selectbox("Model", ids, key="model_id", format_func=labels.get, help="The model the analysis pages start from.")
     else:
         st.caption("No trained model for this dataset yet: train one on the Train page.")
@@ -67,4 +73,10 @@ with st.sidebar:
     st.caption(f"Device: **{device_label}**")
     remember_visitor()  # the visitor's models stay theirs after a reload (lecture mode)
 
-navigation.run()
+try:
+    navigation.run()
+except InvalidCheckpointError as exc:
+    # A stored model passed the listing's checks but its tensors do not load: the store sets it aside from now on (it
+    # joins the damaged entries), and the page says so instead of showing a traceback.
+    st.error(f"{plain(exc)} The pages no longer offer it: open the page again to go on with the other models.",
+             icon=":material/broken_image:")

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import os
+import re
 
 import plotly.graph_objects as go
 import streamlit as st
@@ -34,12 +35,55 @@ def _store(root: str) -> ModelStore:
     return store
 
 
-def get_store() -> ModelStore:
-    """One store per folder and server process, so its in-memory model cache is shared by every session."""
+def get_store(*, report: bool = True) -> ModelStore:
+    """One store per folder and server process, so its in-memory model cache is shared by every session.
+
+    With ``report`` (the page's own call: once per page, not in the sidebar, a callback or a cached function, whose
+    elements would repeat), the page first says what could not be installed and which entries are damaged."""
     store = _store(str(resolve_store_dir()))
-    for message in _install_errors:
-        st.warning(f"A shipped model could not be installed: {message}")
+    if report:
+        for message in _install_errors:
+            st.warning(f"A shipped model could not be installed: {plain(message)}")
+        damaged = store.damaged()
+        if damaged:
+            st.warning(damaged_store_message(damaged, lecture=in_lecture_mode()), icon=":material/broken_image:")
     return store
+
+
+def load_model(model_id: str, *, device=None):
+    """``get_store().load(model_id)`` for a page (in its own script thread, a cached function's included): a model
+    whose files do not load stops the page with a message naming it, not a traceback. The store sets such a model
+    aside from then on (:meth:`ModelStore.damaged`), so the page works again, with the other models, once reopened."""
+    from robust_core.store import InvalidCheckpointError
+
+    try:
+        return get_store(report=False).load(model_id, device=device)
+    except InvalidCheckpointError as exc:
+        st.error(f"{plain(exc)} The pages no longer offer it: open the page again to go on with the other models.",
+                 icon=":material/broken_image:")
+        st.stop()
+
+
+DAMAGED_SHOWN = 5  # damaged entries named in a page's warning; the Models page lists them all
+
+
+def damaged_store_message(damaged, *, lecture: bool) -> str:
+    """The page-wide warning about the store's damaged entries (:meth:`ModelStore.damaged`): which entry, why, and how
+    to remove it. What comes from the files (folder names, names, reasons quoting content) is shown as plain text, and
+    the folder's path only outside lecture mode: visitors never see the server's paths."""
+    count = len(damaged)
+    heading = (f"**{'A damaged entry' if count == 1 else f'{count} damaged entries'} of the model store "
+               f"{'was' if count == 1 else 'were'} set aside**: the pages show the other models; nothing was deleted.")
+    items = []
+    for entry in damaged[:DAMAGED_SHOWN]:
+        named = f" “{plain(entry.name)}”" if entry.name else ""
+        where = "" if lecture else f" Folder: {plain(entry.path)}"
+        items.append(f"- {plain(entry.dataset)} / {plain(entry.folder)}{named}: {plain(entry.reason)}.{where}")
+    if count > DAMAGED_SHOWN:
+        items.append(f"- and {count - DAMAGED_SHOWN} more, listed on the Models page.")
+    remedy = ("The lecturer can remove damaged entries on the Models page." if lecture
+              else "To remove one, use Remove on the Models page, or delete its folder.")
+    return "\n\n".join([heading, "\n".join(items), remedy])
 
 
 @st.cache_resource(show_spinner="Loading the dataset into memory…")
@@ -65,6 +109,25 @@ IMAGENET = "imagenet"  # the sidebar's "ImageNet photos" source (pages/photo_vie
 
 def photo_source() -> bool:
     return current_dataset() == IMAGENET
+
+
+# ASCII punctuation: CommonMark lets every one be backslash-escaped, and each may start Markdown (links, images,
+# emphasis, code, headings, lists, tables, HTML, entities, Streamlit's :color[...] directives, $math$).
+_MARKDOWN_PUNCTUATION = re.compile(r"([!-/:-@\[-`{-~])")
+# GitHub-flavoured Markdown also turns URLs and e-mail addresses in plain text into links, escaped or not (it reads
+# the text after the escapes are resolved): a word joiner (U+2060, invisible) after "http"/"www" and before "@"
+# keeps them text.
+_AUTOLINK_STARTS = re.compile(r"(?i)(https?|www|ftp|mailto|xmpp)(?=[:.])")
+
+
+def plain(text) -> str:
+    """``text`` (a user-supplied string: a model name, a job label, a file name, an error about them) for an element
+    that renders Markdown (st.markdown, st.info/warning/error/success, st.caption, st.write, widget labels and
+    help, progress texts, metric labels, ...): shown exactly as written, never as a link, an image, emphasis or HTML.
+    A model named ``![t](http://host/track.png)`` must not make every visitor's browser fetch that address."""
+    text = " ".join(str(text).split())  # one line: a line break could start a heading or a list
+    text = _AUTOLINK_STARTS.sub("\\1\u2060", text).replace("@", "\u2060@")
+    return _MARKDOWN_PUNCTUATION.sub(r"\\\1", text)
 
 
 def format_percent(value) -> str:
@@ -178,12 +241,35 @@ def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
     return dataset, store, data, entries
 
 
+def model_labels(entries) -> dict[str, str]:
+    """Model id -> picker label (:func:`robust_core.store.display_names`); in lecture mode a visitor's model is marked
+    "(student)", so a student's look-alike never passes for the lecturer's or a shipped model."""
+    from robust_core.store import display_names
+
+    return display_names(entries, mark_students=in_lecture_mode())
+
+
+def default_candidates(entries) -> list:
+    """The models a page may pick for this browser by itself (a default, not the visitor's choice): in lecture mode
+    the shipped ones, the lecturer's and this visitor's own, never another visitor's (one student's model must not
+    become the room's baseline). All of them, in the order given, otherwise; all of them when none qualifies."""
+    from robust_core.access import trained_by_visitor
+
+    if not in_lecture_mode():
+        return list(entries)
+    me = current_visitor().owner
+    return [e for e in entries if not trained_by_visitor(e.meta) or e.meta.get("owner") == me] or list(entries)
+
+
 def comparison_defaults(entries) -> list[str]:
-    """The sidebar's model, then one PGD-trained and one GFA-trained model when the store has them."""
+    """The sidebar's model, then one PGD-trained and one GFA-trained model when the store has them (in lecture mode
+    never another visitor's: :func:`default_candidates`)."""
     ids = [e.model_id for e in entries]
-    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in ids else [ids[0]]
+    candidates = default_candidates(entries)
+    default = [st.session_state["model_id"]] if st.session_state.get("model_id") in ids else [candidates[0].model_id]
     for wanted in ("pgd_at", "gfa"):
-        extra = next((e.model_id for e in entries if e.meta["config"]["method"] == wanted and e.model_id not in default), None)
+        extra = next((e.model_id for e in candidates
+                      if e.meta["config"]["method"] == wanted and e.model_id not in default), None)
         if extra:
             default.append(extra)
     return default
@@ -350,6 +436,28 @@ def copy_link_button(container=st) -> None:
             </script>""", height=44)
 
 
+_ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as configured, read once per server process
+
+
+def error_details_for_the_audience() -> None:
+    """In lecture mode an uncaught error shows the room a generic message: no traceback, no file path, no code."""
+    st.set_option("client.showErrorDetails", "none" if in_lecture_mode() else _ERROR_DETAILS)
+
+
+def no_external_ip_lookup() -> None:
+    """Never let the server ask the internet for its own address.
+
+    Streamlit checks a cross-origin WebSocket's Origin against the machine's external IP, which it fetches from
+    checkip.amazonaws.com (a blocking request, retried after every failure): any client sending a made-up Origin
+    header would make the lecture server call out, and wait, again and again. An empty cached answer ends that; the
+    same-origin connections of the room's browsers never needed it. (.streamlit/config.toml's server.address
+    already stops the lookup of the headless start.)"""
+    from streamlit import net_util
+
+    if getattr(net_util, "_external_ip", "") is None:
+        net_util._external_ip = ""
+
+
 # ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
 def in_lecture_mode() -> bool:
     from robust_core.access import lecture_mode
@@ -388,14 +496,36 @@ def remember_visitor() -> None:
     st.session_state["_owner_cookie_saved"] = True
     secret = st.session_state["_owner_token"]  # 32 hex digits (made above), nothing a visitor typed
     embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
-    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict";
+    # Secure once served over HTTPS (a lecture room's reverse proxy): the browser then never sends the token in clear,
+    # not even in the plain-HTTP request that the proxy answers with a redirect.
+    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict"
+          + (window.parent.location.protocol === "https:" ? "; Secure" : "");
           </script>""", height=1)
 
 
-def lecturer_sidebar() -> None:
-    """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar)."""
-    from robust_core.access import is_lecturer_key
+@st.cache_resource(show_spinner=False)
+def lecturer_key_guard():
+    """The server's one count of wrong lecturer keys (robust_core.lecturer_key): shared by every session, so a
+    visitor cannot reset it with a new tab or a new cookie."""
+    from robust_core.lecturer_key import LecturerKeyGuard
 
+    return LecturerKeyGuard()
+
+
+def _try_lecturer_key() -> None:
+    """One attempt per entered value, made before the key field is drawn: the value is then cleared, so a rerun
+    does not try it again (and count it again) and the typed key does not stay in the page."""
+    key = st.session_state.get("_lecturer_key_input") or ""
+    st.session_state["_lecturer_key_input"] = ""
+    if not key:
+        return
+    verdict = lecturer_key_guard().attempt(key, visitor=current_visitor().owner)
+    st.session_state["_lecturer"] = verdict.accepted
+    st.session_state["_lecturer_key_message"] = verdict.message
+
+
+def lecturer_sidebar() -> None:
+    """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar), throttled."""
     if not in_lecture_mode():
         return
     if st.session_state.get("_lecturer"):
@@ -403,13 +533,13 @@ def lecturer_sidebar() -> None:
         return
     st.caption(":material/co_present: **Lecture mode**: shipped and the lecturer's models are read-only; "
                "you can train small models of your own.")
-    with st.expander("Lecturer"):
-        key = st.text_input("Lecturer key", type="password", key="_lecturer_key_input")
-        if key:
-            if is_lecturer_key(key):
-                st.session_state["_lecturer"] = True
-                st.rerun()
-            st.error("Wrong key.")
+    _try_lecturer_key()
+    if st.session_state.get("_lecturer"):
+        st.rerun()
+    with st.expander("Lecturer", expanded=bool(st.session_state.get("_lecturer_key_message"))):
+        st.text_input("Lecturer key", type="password", key="_lecturer_key_input")
+        if message := st.session_state.pop("_lecturer_key_message", None):
+            st.error(message)
 
 
 # ---- heavy work through one job runner per server (robust_core.jobs) ------------------------------------------------
@@ -425,6 +555,40 @@ def job_runner():
     return JobRunner(workers={"long": 1, "short": 1})
 
 
+def visitor_work_error(work) -> str | None:
+    """Why this browser may not ask for ``work`` (a :class:`robust_core.access.Work`), or None: for the widgets,
+    which say it before the button is pressed; :func:`submit_job` checks it again."""
+    from robust_core.access import work_error
+
+    return work_error(work, lecture=in_lecture_mode(), lecturer=current_visitor().lecturer)
+
+
+def submit_job(key: str, fn, *, label: str, lane: str = "long", work=None, container=None):
+    """Queue ``fn`` in the server's runner for this browser (or join the identical job), or show why not in
+    ``container`` (default: the page) and return None.
+
+    Every page queues its work here, so the limits hold whatever the browser sent (a disabled button can still be
+    "clicked" by a forged request): ``work`` (a :class:`robust_core.access.Work`) is checked against the visitors'
+    limits and the machine's memory before anything is queued, and in lecture mode the runner holds visitors, not
+    the lecturer, to its quotas (:class:`robust_core.jobs.QuotaExceeded`)."""
+    from robust_core.jobs import QuotaExceeded
+
+    container = st if container is None else container
+    visitor, lecture = current_visitor(), in_lecture_mode()
+    problem = visitor_work_error(work) if work is not None else None
+    if problem:
+        container.warning(problem, icon=":material/block:")
+        return None
+    try:
+        return job_runner().submit(key, fn, owner=visitor.owner, label=label, lane=lane,
+                                   limited=lecture and not visitor.lecturer)
+    except QuotaExceeded as exc:
+        container.warning(str(exc), icon=":material/hourglass:")
+    except RuntimeError as exc:  # the lane's queue is full, for everybody
+        container.error(f"Not queued: {exc}.")
+    return None
+
+
 def progress_line(label: str, fraction: float, elapsed: float) -> str:
     """Progress text with an ETA only once it means something: a few seconds and percent in (the attacks' progress
     counts work against its worst case, so the ETA errs long)."""
@@ -438,15 +602,18 @@ def _job_line(job, runner) -> str:
     import time
 
     if job.status == "queued":
-        return f"**{job.label}**: waiting, position {runner.position(job)} in the queue"
-    line = progress_line(f"**{job.label}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
-    return f"{line} · {job.message}" if job.message else line
+        return f"**{plain(job.label)}**: waiting, position {runner.position(job)} in the queue"
+    line = progress_line(f"**{plain(job.label)}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
+    return f"{line} · {plain(job.message)}" if job.message else line
 
 
 @st.fragment(run_every=1.0)
-def job_status(job_keys: list[str]) -> None:
+def job_status(job_keys: list[str], *, section: str) -> None:
     """Progress of the jobs ``job_keys`` (position in the queue, progress, Cancel for the requester), redrawn every
-    second on its own; the whole page reruns once they have all finished, to show their results."""
+    second on its own; the whole page reruns once they have all finished, to show their results.
+
+    ``section`` names the part of the page that draws it: one job can be shown by two sections at once (the Attack
+    page's curves and its comparison both wait on PGD of the same model), and each needs its own Cancel button."""
     runner, visitor = job_runner(), current_visitor()
     jobs = [j for j in (runner.get(k) for k in job_keys) if j is not None]
     if all(j.status in ("done", "failed", "cancelled") for j in jobs):
@@ -457,7 +624,7 @@ def job_status(job_keys: list[str]) -> None:
         line, cancel = st.columns([5, 1], vertical_alignment="center")
         line.progress(job.progress, text=_job_line(job, runner))
         if visitor.owner in job.owners:
-            cancel.button("Cancel", key=f"cancel_{job.key}", icon=":material/stop:", on_click=runner.cancel,
+            cancel.button("Cancel", key=f"cancel_{section}_{job.key}", icon=":material/stop:", on_click=runner.cancel,
                           args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
         else:
             cancel.caption("requested by another visitor")

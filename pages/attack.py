@@ -13,8 +13,10 @@ import streamlit as st
 import torch
 
 from pages.photo_views import attack_view
-from pages._shared import (analysis_page, current_visitor, get_store, job_runner, job_status, opened_image,
-                           progress_line, set_url, shared_figure, show_chart, url_choice, url_choices)
+from pages._shared import (analysis_page, default_candidates, get_store, job_runner, job_status, load_model,
+                           model_labels, opened_image, plain, progress_line, set_url, shared_figure, show_chart,
+                           submit_job, url_choice, url_choices, visitor_work_error)
+from robust_core.access import Work
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS,
                                     PAGE_EPS_MAX, EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings,
@@ -23,8 +25,7 @@ from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASK
                                     single_step_masking)
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
-from robust_core.plots import eps_slider_figure
-from robust_core.store import display_names
+from robust_core.plots import eps_slider_figure, plotly_text
 from robust_core.sweep import Job as SweepJob, execute_job as execute_sweep_job, read_autoattack
 
 SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
@@ -56,7 +57,7 @@ def attack_caption(attack: str) -> str:
 
 @st.cache_resource(show_spinner=False)
 def get_eval_cache(store_root: str) -> EvaluationCache:
-    return EvaluationCache(get_store())
+    return EvaluationCache(get_store(report=False))
 
 
 @st.cache_resource(show_spinner=False)
@@ -75,7 +76,7 @@ def gallery_locks(store_root: str) -> dict:
 @st.cache_data(show_spinner=False, max_entries=64)
 def sanity_of(model_id: str, dataset: str, n: int) -> list[str]:
     """The model's sanity warnings on the first n test images, computed once per server (not at every rerun)."""
-    return model_sanity_warnings(store.load(model_id), data.test_x[:n], data.test_y[:n])
+    return model_sanity_warnings(load_model(model_id), data.test_x[:n], data.test_y[:n])
 
 
 page_started = time.perf_counter()
@@ -87,13 +88,14 @@ if opened and opened["split"] == "test":
     if st.session_state.get("target_index") == opened["index"]:
         st.info(f"Test image #{opened['index']} opened from the Confidence page: the **Targeted** section below finds the "
                 "smallest ε that makes each model read it as another class.", icon=":material/open_in_new:")
-names = display_names(networks)
+names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
 cache = get_eval_cache(str(store.root))
 galleries = gallery_store(str(store.root))
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([3, 2, 1])
-    default_models = [st.session_state["model_id"]] if st.session_state.get("model_id") in names else [networks[0].model_id]
+    default_models = ([st.session_state["model_id"]] if st.session_state.get("model_id") in names
+                      else [default_candidates(networks)[0].model_id])  # never another visitor's model
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
     url_choices("attack_models", "models", list(names), default_models, limit=6)
     # AutoAttack is a chain run at a fixed ε (the CLI: python -m robust_core.evaluate --attack autoattack_standard);
@@ -133,7 +135,7 @@ params_key = tuple(sorted(params.items()))
 keys = {m: EvalKey(m, attack, params_key, n_images, int(seed)) for m in model_ids}
 min_eps = {m: v for m in model_ids if (v := cache.get(keys[m])) is not None}  # computed models, in the picker's order
 missing = [m for m in model_ids if m not in min_eps]
-runner, visitor = job_runner(), current_visitor()
+runner = job_runner()
 
 
 def minimal_eps_job(model_id: str, attack: str, seed: int, n_images: int, params: dict):
@@ -155,27 +157,30 @@ if missing:
     # Above the curves. The work runs in the server's job runner (one queue for every visitor, identical requests
     # once), so the curves already computed and every section below stay usable while it runs.
     status = st.container()
-    status.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(names[m] for m in missing)}. "
+    status.warning(f"Not computed yet for {len(missing)} model(s): {', '.join(plain(names[m]) for m in missing)}. "
                    "Computing the per-image minimal ε takes a while the first time; afterwards every view is instant.",
                    icon=":material/hourglass:")
-    if status.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:"):
-        try:
-            for m in missing:
-                runner.submit(job_key(keys[m]), minimal_eps_job(m, attack, int(seed), n_images, params), owner=visitor.owner,
-                              label=f"{names[m]} · {attack_label(attack)} · {n_images} images")
-        except RuntimeError as exc:  # the queue is full
-            status.error(str(exc))
+    work = Work("minimal_eps", images=n_images, attack=attack, params=params)
+    if refusal := visitor_work_error(work):
+        status.caption(refusal)
+    if status.button(f"Compute ({n_images} images × {len(missing)} model(s))", type="primary", icon=":material/bolt:",
+                     disabled=refusal is not None):
+        for m in missing:
+            if submit_job(job_key(keys[m]), minimal_eps_job(m, attack, int(seed), n_images, params), work=work,
+                          label=f"{names[m]} · {attack_label(attack)} · {n_images} images", container=status) is None:
+                break  # refused (a quota, a full queue): submit_job said why
     jobs = {m: runner.get(job_key(keys[m])) for m in missing}
     for m, job in jobs.items():
         if job is not None and job.status == "failed":
-            status.error(f"Computing {names[m]} failed: {job.error}. Nothing was cached.", icon=":material/error:")
+            status.error(f"Computing {plain(names[m])} failed: {plain(job.error)}. Nothing was cached.",
+                         icon=":material/error:")
         elif job is not None and job.status == "cancelled":
-            status.info(f"{names[m]}: cancelled. Nothing was cached: results are saved only once a computation is "
+            status.info(f"{plain(names[m])}: cancelled. Nothing was cached: results are saved only once a computation is "
                         "complete.", icon=":material/stop_circle:")
     active = [j.key for j in jobs.values() if j is not None and j.status in ("queued", "running")]
     if active:
         with status:
-            job_status(active)
+            job_status(active, section="curves")
 
 gallery_todo: list = []  # (key, model id, images' cached minimal eps or None) still to craft, at the end of the page
 
@@ -198,7 +203,7 @@ def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, 
                      **{f"Accuracy at ε={e:g}": float(accuracy_at(v, [e])[0]) for e in np.linspace(0, eps_max, 5)[1:].round(4)},
                      f"Median minimal {NORM_SYMBOLS[norm]}": stats["median"], "Q25": stats["q25"], "Q75": stats["q75"],
                      "Broken": f"{stats['n']}/{len(v)}"})
-    warnings = sanity_warnings(by_name, attack=attack, eps_max=eps_max)
+    warnings = sanity_warnings({plain(n): v for n, v in by_name.items()}, attack=attack, eps_max=eps_max)  # Markdown
     return eps_max, eps_frames, curves, rows, warnings
 
 
@@ -306,7 +311,7 @@ target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_f
 
 @st.cache_data(show_spinner="Searching the smallest ε…", max_entries=256)
 def targeted_example(model_id: str, index: int, target: int, attack: str, seed: int, dataset: str):
-    model = store.load(model_id)
+    model = load_model(model_id)
     xi, yi = data.test_x[index : index + 1], data.test_y[index : index + 1]
     kwargs = TARGETED_ATTACKS[attack]
     eps = float(minimal_eps(model, xi, yi, attack=attack, eps_max=0.5, target=target, seed=seed, **kwargs)[0])
@@ -329,7 +334,7 @@ if data.info.shape[0] == 1:
     cols = st.columns(len(model_ids))
     for col, m in zip(cols, model_ids):
         ex = targeted_example(m, target_index, int(target_class), target_attack, int(seed), dataset)
-        col.markdown(f"**{names[m]}**")
+        col.markdown(f"**{plain(names[m])}**")
         target_name = data.info.class_names[target_class]
         if ex["eps"] == 0:
             col.write(f"Already read as {target_name} without attack.")
@@ -394,21 +399,24 @@ def transfer_job(source_id: str, target_id: str, seed: int, n_images: int):
     return run
 
 
-if cmp_missing and st.button(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}",
-                             icon=":material/bolt:"):
-    try:
-        for a in cmp_missing:
-            fn = (transfer_job(transfer_source, cmp_model, int(seed), n_images) if a.startswith("transfer:")
-                  else minimal_eps_job(cmp_model, a, int(seed), n_images, cmp_params[a]))
-            runner.submit(job_key(cmp_keys[a]), fn, owner=visitor.owner, label=f"{names[cmp_model]} · {cmp_title(a)}")
-    except RuntimeError as exc:
-        st.error(str(exc))
+cmp_work = {a: Work("minimal_eps", images=n_images, attack=a,
+                    params=TRANSFER_PARAMS if a.startswith("transfer:") else cmp_params[a]) for a in cmp_missing}
+cmp_refusal = next((r for w in cmp_work.values() if (r := visitor_work_error(w))), None)
+if cmp_missing and cmp_refusal:
+    st.caption(cmp_refusal)
+if cmp_missing and st.button(plain(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}"),
+                             icon=":material/bolt:", disabled=cmp_refusal is not None):
+    for a in cmp_missing:
+        fn = (transfer_job(transfer_source, cmp_model, int(seed), n_images) if a.startswith("transfer:")
+              else minimal_eps_job(cmp_model, a, int(seed), n_images, cmp_params[a]))
+        if submit_job(job_key(cmp_keys[a]), fn, label=f"{names[cmp_model]} · {cmp_title(a)}", work=cmp_work[a]) is None:
+            break  # refused: submit_job said why
 cmp_jobs = {a: runner.get(job_key(cmp_keys[a])) for a in cmp_missing}
 for a, job in cmp_jobs.items():
     if job is not None and job.status == "failed":
-        st.error(f"{cmp_title(a)} failed: {job.error}. Nothing was cached.", icon=":material/error:")
+        st.error(f"{plain(cmp_title(a))} failed: {plain(job.error)}. Nothing was cached.", icon=":material/error:")
 if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
-    job_status(cmp_active)
+    job_status(cmp_active, section="comparison")
 ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
 
 
@@ -420,7 +428,7 @@ def comparison(digests: tuple, titles: tuple, transfer: tuple, grids: tuple, _mi
     the warnings compare every attack on that grid, where each accuracy is a measurement and not a staircase."""
     import plotly.graph_objects as go
 
-    fig = go.Figure([go.Scatter(x=grid, y=accuracy_at(v, grid).tolist(), name=title,
+    fig = go.Figure([go.Scatter(x=grid, y=accuracy_at(v, grid).tolist(), name=plotly_text(title),
                                 mode="lines+markers" if len(grid) < FRAMES and not is_transfer else "lines",
                                 line=dict(width=3, dash="dash" if is_transfer else "solid"),
                                 line_shape="hv" if is_transfer else "linear")
@@ -447,12 +455,12 @@ if ready_cmp:
                          expanded=True):
             st.markdown(MASKING_EXPLANATION)
     if len(ready_cmp) < len(cmp_keys):
-        st.caption(f"Not computed yet: {', '.join(cmp_title(a) for a in cmp_missing)}.")
+        st.caption(f"Not computed yet: {', '.join(plain(cmp_title(a)) for a in cmp_missing)}.")
 for w in sanity_of(cmp_model, dataset, min(200, n_images)):
     st.warning(w, icon=":material/report:")
 
 # ---- AutoAttack at one eps: the reference protocol, not a curve ------------------------------------------------------
-st.markdown(f"**AutoAttack on {names[cmp_model]}**: the field's reference protocol (APGD-CE, APGD-T, FAB-T, Square, "
+st.markdown(f"**AutoAttack on {plain(names[cmp_model])}**: the field's reference protocol (APGD-CE, APGD-T, FAB-T, Square, "
             "each later attack only on the points still robust), at one ε. Its robust accuracy is the number to "
             "report; a curve above it overstates the model.")
 a1, a2, a3 = st.columns([2, 1, 3], vertical_alignment="bottom")
@@ -464,24 +472,23 @@ aa_job = SweepJob("autoattack", model_id=cmp_model, dataset=dataset, attack=aa_a
                   eps=float(aa_eps))
 aa_key = f"autoattack:{store.root}:{cmp_model}:{aa_attack}:{float(aa_eps)}:{n_images}:{int(seed)}"
 aa_result = read_autoattack(store, aa_job)
+aa_work = Work("autoattack", images=n_images, attack=aa_attack)
 if aa_result is None:
     aa_state = runner.get(aa_key)
     if aa_state is not None and aa_state.status == "failed":
-        st.error(f"AutoAttack failed: {aa_state.error}. Nothing was cached.", icon=":material/error:")
+        st.error(f"AutoAttack failed: {plain(aa_state.error)}. Nothing was cached.", icon=":material/error:")
     if aa_state is not None and aa_state.status in ("queued", "running"):
-        job_status([aa_key])
+        job_status([aa_key], section="autoattack")
     elif a3.button(f"Run {attack_label(aa_attack)} on {n_images} images", icon=":material/bolt:",
-                   help="On a CPU, the standard version takes about a second per robust image (a few minutes for 200 "
-                        "images of an adversarially trained CNN); it runs in the server's queue and is cached."):
+                   disabled=(aa_refusal := visitor_work_error(aa_work)) is not None,
+                   help=aa_refusal or "On a CPU, the standard version takes about a second per robust image (a few "
+                        "minutes for 200 images of an adversarially trained CNN); it runs in the server's queue and is cached."):
         def run_aa(ctx, job=aa_job, root=str(store.root)):
             # Progress after each stage; a cancelled job stops at the next one and caches nothing.
             return execute_sweep_job(job, root, on_progress=ctx.progress)
-        try:
-            runner.submit(aa_key, run_aa, owner=visitor.owner,
-                          label=f"{names[cmp_model]} · {attack_label(aa_attack)} · ε {aa_eps:g} · {n_images} images")
+        if submit_job(aa_key, run_aa, work=aa_work,
+                      label=f"{names[cmp_model]} · {attack_label(aa_attack)} · ε {aa_eps:g} · {n_images} images"):
             st.rerun()
-        except RuntimeError as exc:  # the queue is full
-            st.error(str(exc))
 else:
     m1, m2, m3 = a3.columns(3)
     m1.metric("Clean accuracy", f"{100 * aa_result['clean_accuracy']:.1f}%")
@@ -490,7 +497,8 @@ else:
     weakest = {cmp_title(a): float(accuracy_at(v, [aa_eps])[0]) for a, v in ready_cmp.items()}
     if weakest:
         best_single, best_acc = min(weakest.items(), key=lambda kv: kv[1])
-        m3.metric("Best single attack", f"{100 * best_acc:.1f}%", help=f"{best_single}, from the curves above, at this ε.",
+        m3.metric("Best single attack", f"{100 * best_acc:.1f}%",
+                  help=f"{plain(best_single)}, from the curves above, at this ε.",
                   delta=f"{100 * (best_acc - aa_result['robust_accuracy']):+.1f} pts vs AutoAttack", delta_color="off")
     st.dataframe([{"Stage": attack_label(s["attack"]) if s["attack"] in ATTACKS else s["attack"].upper().replace("_", "-"),
                    "Points attacked": s["attacked"], "Broken": s["broken"],
@@ -518,7 +526,7 @@ if gallery_todo:
             b2.button("Stop", key="stop_gallery", icon=":material/stop:")
             for j, (key, m, known) in enumerate(gallery_todo):
                 started = time.perf_counter()
-                label = f"Crafting the gallery for {names[m]} ({j + 1} of {len(gallery_todo)})"
+                label = f"Crafting the gallery for {plain(names[m])} ({j + 1} of {len(gallery_todo)})"
 
                 def progress(fraction, j=j, label=label, started=started):
                     bar.progress((j + fraction) / len(gallery_todo), text=progress_line(label, fraction, time.perf_counter() - started))
@@ -526,7 +534,7 @@ if gallery_todo:
                 with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
                     if key in galleries:
                         continue
-                    model = store.load(m, device=x.device)
+                    model = load_model(m, device=x.device)
                     index = torch.tensor(key[3], dtype=torch.long)
                     xs, ys = data.test_x[index], data.test_y[index]
                     crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,

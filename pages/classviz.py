@@ -7,13 +7,12 @@ import streamlit as st
 import torch
 
 from pages.photo_views import classviz_view
-from pages._shared import (analysis_page, comparison_defaults, current_visitor, digit_canvas, job_runner, job_status,
-                           set_url, show_chart, url_choice, url_choices, url_number)
+from pages._shared import (analysis_page, comparison_defaults, digit_canvas, job_runner, job_status, load_model,
+                           model_labels, plain, set_url, show_chart, submit_job, url_choice, url_choices, url_number)
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.export import finals_png, gif, strip_png
 from robust_core.plots import morph_figure as plots_morph_figure
-from robust_core.store import display_names
 
 RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Seed §3.2: normalised gradient"}
 STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw gradient"}
@@ -24,7 +23,7 @@ dataset, store, data, networks = analysis_page("Class visualization", photo_view
 if data.info.shape != (1, 28, 28):
     st.info("This page works on 28×28 grey images: choose MNIST or Fashion-MNIST in the sidebar.")
     st.stop()
-names = display_names(networks)
+names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders
 class_names = data.info.class_names
 
 with st.container(border=True):
@@ -105,7 +104,7 @@ run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum
 def morph_job():
     """The morph as a job of the server's runner (short lane): students who press Morph at once are served one after
     the other at full speed, and identical requests (a lecture path's defaults) run once."""
-    chosen = {names[m]: store.load(m) for m in model_ids}
+    chosen = {names[m]: load_model(m) for m in model_ids}
 
     def run(ctx):
         return compare_morphs(chosen, target=int(target), train_x=data.train_x, train_y=data.train_y, all_targets=all_targets,
@@ -115,29 +114,27 @@ def morph_job():
 
 run_digest = hashlib.sha256(repr((store.root, run_key, None if start_image is None else start_image.numpy().tobytes()))
                             .encode()).hexdigest()[:24]
-runner, visitor = job_runner(), current_visitor()
+runner = job_runner()
 morph_key = f"morph:{run_digest}"
 if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
     previous = runner.get(morph_key)
-    try:
-        # The same morph already made on this server (the runner keeps its last 200 results): shown, not recomputed.
-        submitted = previous if previous is not None and previous.status == "done" else \
-            runner.submit(morph_key, morph_job(), owner=visitor.owner, label="Morph", lane="short")
+    # The same morph already made on this server (the runner keeps its last 200 results): shown, not recomputed.
+    submitted = previous if previous is not None and previous.status == "done" else \
+        submit_job(morph_key, morph_job(), label="Morph", lane="short")
+    if submitted is not None:  # else refused (a quota, a full queue): submit_job said why
         st.session_state["classviz_job"] = morph_key
         with st.spinner("Morphing…"):
             submitted.wait(3.0)  # a morph takes seconds: when the server is free, show it without a queue display
-    except RuntimeError as exc:  # the queue is full
-        st.error(f"Not queued: {exc}.")
 job = runner.get(st.session_state["classviz_job"]) if st.session_state.get("classviz_job") == morph_key else None
 if job is not None:
     if job.status in ("queued", "running"):
-        job_status([job.key])
+        job_status([job.key], section="morph")
         st.stop()
     st.session_state.pop("classviz_job")
     if job.status == "done":
         st.session_state["classviz"] = {"key": run_key, "comparison": job.result}
     elif job.status == "failed":
-        st.error(f"The morph failed: {job.error}", icon=":material/error:")
+        st.error(f"The morph failed: {plain(job.error)}", icon=":material/error:")
 
 state = st.session_state.get("classviz")
 if state is None or state["key"] != run_key:
@@ -178,18 +175,18 @@ for m in model_ids:
     diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
     c2.image(np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1), width=112, clamp=True,
              caption="change (grey = none)")
-    c3.write(f"**{names[m]}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
+    c3.write(f"**{plain(names[m])}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
              f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[m]:.2f} s. "
              f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
     others = comparison.cross[names[m]]
     agree = [who for who, (c, _) in others.items() if c == target]
     c3.markdown("**Read by the others** (not optimised against): " + " · ".join(
-        f"{who}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]" for who, (c, p) in others.items())
+        f"{plain(who)}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]" for who, (c, p) in others.items())
         + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
-           f" → it fools {names[m]} only: the picture is not a {class_names[target]}."))
+           f" → it fools {plain(names[m])} only: the picture is not a {class_names[target]}."))
     share = comparison.dark_share[names[m]]
     if np.isfinite(share) and share < 1e-3:
-        c3.caption(f"{names[m]} thresholds its input: dark pixels of the start get {100 * share:.1e}% of its gradient, so "
+        c3.caption(f"{plain(names[m])} thresholds its input: dark pixels of the start get {100 * share:.1e}% of its gradient, so "
                    "plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
     d1, d2 = c3.columns(2)
     d1.download_button("Frames (PNG strip)", morph_strip_png(r), file_name=f"morph_{class_names[target]}.png", mime="image/png",
@@ -199,7 +196,7 @@ for m in model_ids:
 
 grid = comparison.grid
 if grid is not None:
-    st.subheader(f"All targets · {names[model_ids[0]]} · {timings['grid']:.2f} s for {len(class_names)} targets in one batch")
+    st.subheader(f"All targets · {plain(names[model_ids[0]])} · {timings['grid']:.2f} s for {len(class_names)} targets in one batch")
     cols = st.columns(len(class_names))
     for c, col in enumerate(cols):
         col.image(grid.final[c, 0].cpu().numpy(), clamp=True, width=64,

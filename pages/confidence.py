@@ -4,14 +4,15 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import (analysis_page, current_visitor, job_runner, job_status, open_image, png_config, set_url, show_chart,
-                           url_choice, url_choices, url_float)
+from pages._shared import (analysis_page, current_visitor, default_candidates, job_runner, job_status, load_model,
+                           model_labels, open_image, plain, png_config, set_url, show_chart, submit_job, url_choice,
+                           url_choices, url_float)
+from robust_core.access import Work
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
                                     fit_temperature, quantiles, reliability, risk_coverage, scores)
 from robust_core.models import architecture
-from robust_core.plots import PALETTE
-from robust_core.store import display_names
+from robust_core.plots import PALETTE, plotly_text
 from robust_core.training import TrainConfig
 
 SIZES = [500, 1000, 2000, 5000, 10000]
@@ -19,19 +20,21 @@ BASELINES = ("knn", "logreg")
 NO_GRADIENT = ("knn",)  # models an input-gradient attack cannot run on: they get transferred images
 
 dataset, store, data, entries = analysis_page("Confidence", networks_only=False)
-names = display_names(entries)
+names = model_labels(entries)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
 arch_of = {e.model_id: e.meta["config"]["arch"] for e in entries}
-baselines = {a: next((m for m in names if arch_of[m] == a), None) for a in BASELINES}
+candidates = [e.model_id for e in default_candidates(entries)]  # never another visitor's model as a default
+baselines = {a: next((m for m in candidates if arch_of[m] == a), next((m for m in names if arch_of[m] == a), None))
+             for a in BASELINES}
 models_key = f"confidence_models_{dataset}"
 
 # First visit: the sidebar's model and the baselines. The Models multiselect then keeps its own state
 # (in session_state, so that fitting the baselines below can add to it before it is drawn again).
 default = list(dict.fromkeys(m for m in [st.session_state.get("model_id"), *baselines.values()] if m in names))[:4]
 # A link's ?models= wins over the defaults; a model deleted on the Models page leaves the selection.
-url_choices(models_key, "models", list(names), default or [entries[0].model_id])
+url_choices(models_key, "models", list(names), default or candidates[:1])
 
 missing = [a for a in BASELINES if baselines[a] is None]
-runner, visitor = job_runner(), current_visitor()
+runner = job_runner()
 if missing:
     c1, c2 = st.columns([3, 2])
     c1.caption("The seed compares the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
@@ -41,24 +44,22 @@ if missing:
                  disabled=bool(st.session_state.get("confidence_fits"))):
         # In the server's queue of long jobs (a room asking for the same baseline fits it once). A readable name: the
         # store's default (dataset · arch · method · id) reads like an id in the pickers.
-        try:
-            st.session_state["confidence_fits"] = [runner.submit(
-                f"train:{store.root}:{config.config_hash()}",
-                store.training_job(config, data=data, name=f"{architecture(arch).title} · {data.info.title}"),
-                owner=visitor.owner, label=f"Fitting the {architecture(arch).title}", lane="long").key
-                for arch, config in configs.items()]
-        except RuntimeError as exc:  # the queue is full
-            st.error(f"Not queued: {exc}.")
+        # The configurations are the page's own (no visitor's setting in them): bounded work, held to the job quotas.
+        submitted = [submit_job(f"train:{store.root}:{config.config_hash()}",
+                                store.training_job(config, data=data, name=f"{architecture(arch).title} · {data.info.title}"),
+                                label=f"Fitting the {architecture(arch).title}", lane="long")
+                     for arch, config in configs.items()]
+        st.session_state["confidence_fits"] = [j.key for j in submitted if j is not None]  # a refusal said why
 # This visitor's baseline fits: progress while they run; once done, the new models join the selection.
 fits = [j for j in (runner.get(k) for k in st.session_state.get("confidence_fits", [])) if j is not None]
 if any(j.status in ("queued", "running") for j in fits):
     st.caption("Fitting on the training split, then scoring on the validation and test splits (about half a minute).")
-    job_status([j.key for j in fits if j.status in ("queued", "running")])
+    job_status([j.key for j in fits if j.status in ("queued", "running")], section="fits")
 elif fits:
     st.session_state.pop("confidence_fits")
     for j in fits:
         if j.status == "failed":
-            st.error(f"{j.label} failed: {j.error}. Nothing was saved.")
+            st.error(f"{plain(j.label)} failed: {plain(j.error)}. Nothing was saved.")
     added = [j.result.model_id for j in fits if j.status == "done"]
     if added:
         # A keyed multiselect ignores a changed default once drawn: the new baselines join its state instead.
@@ -112,25 +113,19 @@ x, y = xs[:n], ys[:n]
 @st.cache_data(show_spinner=False, max_entries=64)
 def validation_temperature(model_id: str, dataset: str) -> float | None:
     """The temperature fitted on the 5,000 validation images (None without logits): depends on the model only."""
-    model = store.load(model_id)
+    model = load_model(model_id)
     if differentiable(model) is None:
         return None  # a k-NN: vote shares, no logits to scale
     _, logits = scores(model, data.val_x[:5000])
     return fit_temperature(logits, data.val_y[:5000])
 
 
-@st.cache_data(show_spinner=False, max_entries=8)
-def adversarial(model_id: str, split: str, n: int, attack: str, eps: float, dataset: str) -> torch.Tensor:
-    """The split's first n images attacked white-box on ``model_id`` (also what a k-NN gets transferred)."""
-    return adversarial_inputs(store.load(model_id), x, y, attack=attack, eps=eps)
-
-
 @st.cache_data(show_spinner=False, max_entries=64)
-def predictions(model_id: str, split: str, n: int, crafted_on: str | None, attack: str | None, eps: float, dataset: str):
-    """(probabilities, logits or None, validation temperature or None) of ``model_id`` on the clean images
-    (``crafted_on`` None) or on the images attacked on ``crafted_on``."""
-    xi = x if crafted_on is None else adversarial(crafted_on, split, n, attack, eps, dataset)
-    proba, logits = scores(store.load(model_id), xi)
+def predictions(model_id: str, split: str, n: int, crafted_on: str | None, attack: str | None, eps: float, dataset: str,
+                _inputs: torch.Tensor):
+    """(probabilities, logits or None, validation temperature or None) of ``model_id`` on ``_inputs``: the clean
+    images (``crafted_on`` None) or the images attacked on ``crafted_on``, which the other arguments determine."""
+    proba, logits = scores(load_model(model_id), _inputs)
     return proba, logits, validation_temperature(model_id, dataset)
 
 
@@ -144,6 +139,43 @@ def crafted_on(m: str) -> str | None:
 attack_text = f"{ATTACKS[attack].title} ε={eps:.2f}" if attacked else "none"
 
 
+def adversarial_inputs_of(origins: list[str]) -> dict[str, torch.Tensor]:
+    """The split's first n images attacked white-box on each model of ``origins`` (also what a k-NN gets
+    transferred), from the server's job runner: an attack of 10,000 images takes minutes, so it waits in the long
+    lane's queue with everyone's (the same request of two visitors runs once), never in this session. Stops the page
+    with the jobs' progress until they are done."""
+    work = Work("adversarial_inputs", images=n, attack=attack)
+    jobs = {}
+    for o in origins:
+        key = f"confidence-adversarial:{store.root}:{o}:{dataset}:{split}:{n}:{attack}:{eps:g}"
+        job = runner.get(key)
+        if job is not None and job.status in ("failed", "cancelled"):
+            st.warning(f"Attacking {plain(names[o])}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
+                       icon=":material/error:")
+            if not st.button("Attack it again", key=f"again_{key}"):
+                st.stop()
+            job = None
+        if job is None or (job.status in ("queued", "running") and current_visitor().owner not in job.owners):
+            # A new request, or joining another visitor's: the attack goes on for this one if that one withdraws.
+
+            def run(ctx, model_id=o, xs=x, ys=y, attack=attack, eps=eps):
+                return adversarial_inputs(store.load(model_id), xs, ys, attack=attack, eps=eps, on_progress=ctx.progress)
+            job = submit_job(key, run, label=f"Confidence · {attack_text} on {names[o]} · {n} images", work=work)
+            if job is None:  # refused: submit_job said why
+                st.stop()
+        jobs[o] = job
+    for job in jobs.values():
+        job.wait(3.0 / max(len(jobs), 1))  # FGSM on a few hundred images: shown at once when the server is free
+    if waiting := [j.key for j in jobs.values() if j.status in ("queued", "running")]:
+        st.caption("Attacking the images in the server's queue; the page fills in once they are done.")
+        job_status(waiting, section="adversarial")
+        st.stop()
+    failed = [o for o, j in jobs.items() if j.status != "done"]
+    if failed:
+        st.rerun()  # finished while we looked, not done: the next run shows why
+    return {o: j.result for o, j in jobs.items()}
+
+
 def inputs_label(m: str) -> str:
     """What row ``m`` was scored on (with the attack in the "Attack" column and the tables' headers):
     never unlike numbers in one column without saying so."""
@@ -153,12 +185,14 @@ def inputs_label(m: str) -> str:
     return "white-box" if origin == m else f"transfer from {names[origin]}"
 
 
-started = st.progress(0.0, text="Attacking and predicting…" if attacked else "Predicting…")
+adversarial = adversarial_inputs_of(list(dict.fromkeys(o for m in model_ids if (o := crafted_on(m)) is not None)))
+started = st.progress(0.0, text="Predicting…")
 results = {}
 for i, m in enumerate(model_ids):
     origin = crafted_on(m)  # clean predictions are cached once, whatever the (disabled) attack widgets say
-    results[m] = predictions(m, split, n, origin, attack if origin else None, eps if origin else 0.0, dataset)
-    started.progress((i + 1) / len(model_ids), text=f"{names[m]} done")
+    results[m] = predictions(m, split, n, origin, attack if origin else None, eps if origin else 0.0, dataset,
+                             x if origin is None else adversarial[origin])
+    started.progress((i + 1) / len(model_ids), text=f"{plain(names[m])} done")
 started.empty()
 
 rows, q_rows = [], []
@@ -193,7 +227,7 @@ st.subheader("Accuracy and calibration")
 if attacked:
     st.caption(f"Adversarial inputs, {attack_text}. **White-box**: the model attacked through its own gradients "
                "(networks, logistic regression)." + (f" **Transfer**: the k-NN has no gradient, so it is scored on the "
-                                                     f"images crafted on {names[source]}; an upper bound on its accuracy "
+                                                     f"images crafted on {plain(names[source])}; an upper bound on its accuracy "
                                                      "under attack." if source else ""))
 table(rows, ["Model", "Inputs", "Accuracy", "ECE", "MCE", "NLL", "Brier"], percent=("Accuracy",))
 st.caption("ECE/MCE: expected/maximum gap between confidence and accuracy over 15 confidence bins. "
@@ -208,7 +242,8 @@ table(q_rows, ["Model", "Inputs", *[k for k in q_rows[0] if k.startswith("Q")]])
 
 
 def trace_name(m: str) -> str:
-    return f"{names[m]} (transfer)" if crafted_on(m) not in (None, m) else names[m]
+    """Model ``m``'s name in the figures' legends (Plotly text: escaped)."""
+    return plotly_text(f"{names[m]} (transfer)" if crafted_on(m) not in (None, m) else names[m])
 
 
 fig = go.Figure()
@@ -259,9 +294,9 @@ split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, 
 show_chart(st, split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
 # The gallery shows what the model was scored on: the attacked images in adversarial mode.
 origin = crafted_on(focus)
-shown_x = x if origin is None else adversarial(origin, split, n, attack, eps, dataset)
+shown_x = x if origin is None else adversarial[origin]
 if origin is not None:
-    st.caption(f"Inputs of {names[focus]}: {attack_text}, {inputs_label(focus)}. The gallery shows these attacked images; "
+    st.caption(f"Inputs of {plain(names[focus])}: {attack_text}, {plain(inputs_label(focus))}. The gallery shows these attacked images; "
                "**Saliency** and **Attack** open their clean originals.")
 focus_is_network = arch_of[focus] not in BASELINES
 class_names = data.info.class_names
@@ -301,7 +336,7 @@ gallery("Most confident mistakes", wrong_idx[conf[wrong_idx].argsort(descending=
 gallery("Least confident correct predictions", right_idx[conf[right_idx].argsort()].tolist(), "unsure")
 st.caption("Under each image: the predicted class in bold, m(x), and the true class. **Saliency** and **Attack** open "
            f"an image on those pages (their tooltips give its index in the {split} split)"
-           + (f" with {names[focus]} as the sidebar model." if focus_is_network else "."))
+           + (f" with {plain(names[focus])} as the sidebar model." if focus_is_network else "."))
 
 c1, c2 = st.columns(2)
 c1.download_button("Download the quantiles (CSV)", pd.DataFrame(q_rows).to_csv(index=False), file_name="confidence_quantiles.csv",

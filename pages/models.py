@@ -3,15 +3,16 @@ import re
 
 import streamlit as st
 
+from pages._room import room_view
 from pages._shared import (current_visitor, format_duration, format_percent, get_store, in_lecture_mode, keep_model_choice,
-                           photos_not_here, require_shell, show_chart)
+                           model_labels, photos_not_here, plain, require_shell, show_chart)
 from robust_core.access import can_modify
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
-from robust_core.store import InvalidCheckpointError, StoreError, display_names
+from robust_core.store import MAX_CHECKPOINT_BYTES, InvalidCheckpointError, StoreError
 
-# Uploads larger than this are refused before parsing: the biggest registry model is a few MB.
-MAX_UPLOAD_MB = 200
+# Uploads larger than this are refused before parsing (the store's own cap): the biggest registry model is a few MB.
+MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // 2**20
 MANAGED = "models_managed_id"  # the model "Manage a model" works on
 CONFIRM = "models_confirm_delete"  # the delete confirmation's tick
 CONFIRMED = "models_delete_confirmed_id"  # the model that tick confirmed
@@ -34,20 +35,38 @@ def _delete(model_id: str, name: str) -> None:
         return
     try:
         # Checked again here, not only by the disabled button: the rule must hold whatever the browser sends.
-        if not can_modify(get_store().get(model_id).meta, current_visitor(), lecture=in_lecture_mode())[0]:
+        if not can_modify(get_store(report=False).get(model_id).meta, current_visitor(), lecture=in_lecture_mode())[0]:
             st.session_state["models_flash"] = ("error", "Lecture mode: this model cannot be deleted from this browser.")
             return
-        get_store().delete(model_id)
+        get_store(report=False).delete(model_id)
     except KeyError:
         st.session_state["models_flash"] = ("warning", f"Model `{model_id}` is no longer in the store; nothing was deleted.")
+    except StoreError as exc:  # damaged since the page was drawn
+        st.session_state["models_flash"] = ("warning", f"{plain(exc)} Nothing was deleted.")
     else:
-        st.session_state["models_flash"] = ("success", f"Deleted **{name}** (id `{model_id}`).")
+        st.session_state["models_flash"] = ("success", f"Deleted **{plain(name)}** (id `{model_id}`).")
+
+
+def _remove_damaged(dataset: str, folder: str) -> None:
+    """The Remove action of a damaged entry, checked again here: in lecture mode it is the lecturer's."""
+    if in_lecture_mode() and not current_visitor().lecturer:
+        st.session_state["models_flash"] = ("error", "Lecture mode: only the lecturer can remove a damaged entry.")
+        return
+    try:
+        get_store(report=False).remove_damaged(dataset, folder)
+    except StoreError as exc:
+        st.session_state["models_flash"] = ("warning", plain(exc))
+    else:
+        st.session_state["models_flash"] = ("success", f"Removed the damaged entry {plain(dataset)} / {plain(folder)}.")
+
 
 require_shell()
 photos_not_here("Models")
 st.title("Models")
+room_view()  # lecture mode, the lecturer only: every job of the room, Cancel, pause visitors' training
 store = get_store()
-st.caption(f"Store folder: `{store.root}` (set `ROBUST_STORE_DIR` to move it)")
+if not in_lecture_mode() or current_visitor().lecturer:  # a room's visitors see no path of the server's disk
+    st.caption(f"Store folder: `{store.root}` (set `ROBUST_STORE_DIR` to move it)")
 
 flash = st.session_state.pop("models_flash", None)
 if flash:
@@ -83,7 +102,7 @@ else:
     st.subheader("Manage a model")
     ids = [e.model_id for e in entries]
     by_id = {e.model_id: e for e in entries}
-    labels = display_names(entries)
+    labels = model_labels(entries)
     # A keyed picker: it changes only when the user picks another model (an unkeyed one whose default
     # followed the sidebar became a new widget, showing another model, whenever the sidebar changed).
     keep_model_choice(MANAGED, labels)
@@ -93,8 +112,8 @@ else:
     entry = by_id[chosen]
     meta = entry.meta
     dataset = meta["config"]["dataset"]
-    st.caption(f"Id `{chosen}` · {DATASETS[dataset].title if dataset in DATASETS else dataset} · "
-               f"{meta['config']['arch']} · {meta['config']['method']}")
+    st.caption(f"Id `{chosen}` · {DATASETS[dataset].title if dataset in DATASETS else plain(dataset)} · "
+               f"{plain(meta['config']['arch'])} · {plain(meta['config']['method'])}")
 
     c1, c2, c3, c4 = st.columns(4)
     c1.metric("Clean test accuracy", format_percent(meta.get("metrics", {}).get("test_acc")))
@@ -114,10 +133,10 @@ else:
                 if not can_modify(store.get(chosen).meta, current_visitor(), lecture=in_lecture_mode())[0]:
                     raise StoreError("In lecture mode this model cannot be renamed from this browser.")
                 renamed = store.rename(chosen, new_name)
-                st.session_state["models_flash"] = ("success", f"Renamed `{chosen}` to **{renamed.name}**.")
+                st.session_state["models_flash"] = ("success", f"Renamed `{chosen}` to **{plain(renamed.name)}**.")
                 st.rerun()  # the sidebar, drawn before this page, shows the new name on the rerun
             except StoreError as exc:
-                st.error(str(exc))
+                st.error(plain(exc))
     with col_download.container(border=True):
         st.markdown("**Download**")
         st.caption("One .safetensors file with the weights and all metadata; upload it into any Robustness Lab.")
@@ -130,7 +149,7 @@ else:
         # button deletes only that model, and only while it is still the one selected.
         if st.session_state.get(CONFIRM) and st.session_state.get(CONFIRMED) != chosen:
             st.session_state[CONFIRM] = False
-        confirm = st.checkbox(f"Yes, delete “{entry.name}” from the store (id `{chosen}`)", key=CONFIRM,
+        confirm = st.checkbox(f"Yes, delete “{plain(entry.name)}” from the store (id `{chosen}`)", key=CONFIRM,
                               on_change=_record_confirmation, args=(chosen,), disabled=not allowed)
         st.button("Delete", type="primary", disabled=not (confirm and allowed), icon=":material/delete:",
                   on_click=_delete, args=(chosen, entry.name))
@@ -139,26 +158,45 @@ else:
         st.json(meta["config"], expanded=True)
         if meta.get("history", {}).get("epoch"):
             show_chart(st, training_curves_figure({entry.name: meta["history"]}), key="model_curves")
-        st.caption("Library versions: " + ", ".join(f"{k} {v}" for k, v in meta.get("versions", {}).items()))
+        st.caption("Library versions: "
+                   + ", ".join(f"{plain(k)} {plain(v)}" for k, v in meta.get("versions", {}).items()))
+
+damaged = store.damaged()
+if damaged:
+    st.subheader("Damaged entries")
+    st.caption("These folders of the store hold no usable model, so the pages leave them out. Their files stay as "
+               "they are until they are removed here (or repaired by hand).")
+    may_remove = not in_lecture_mode() or current_visitor().lecturer
+    for d in damaged:
+        text, action = st.columns([5, 1], vertical_alignment="center")
+        named = f" “{d.name}”" if d.name else ""
+        text.text(f"{d.dataset} / {d.folder}{named}: {d.reason}")  # st.text: plain text, never Markdown
+        with action.popover("Remove", icon=":material/delete:", disabled=not may_remove,
+                            key=f"remove_damaged_popover:{d.dataset}/{d.folder}",
+                            help=None if may_remove else "Lecture mode: the lecturer removes damaged entries."):
+            st.caption("Delete this entry's folder and every file in it, for good.")
+            st.button("Delete for good", key=f"remove_damaged:{d.dataset}/{d.folder}", type="primary",
+                      on_click=_remove_damaged, args=(d.dataset, d.folder))
 
 st.subheader("Upload a checkpoint")
 uploads_allowed = not in_lecture_mode() or current_visitor().lecturer
 if not uploads_allowed:
     st.caption(":material/lock: Lecture mode: uploads are the lecturer's.")
 upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"], disabled=not uploads_allowed,
+                          max_upload_size=MAX_UPLOAD_MB,  # the browser refuses more, before sending
                           help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.")
 if upload is not None and uploads_allowed:
-    payload = upload.getvalue()
-    if len(payload) > MAX_UPLOAD_MB * 2**20:
-        st.error(f"The file is {len(payload) / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. Nothing was changed.")
+    # Checked here, not only by the widget: the server holds whatever a client sends.
+    if upload.size > MAX_UPLOAD_MB * 2**20:
+        st.error(f"The file is {upload.size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. Nothing was changed.")
     else:
         try:
-            imported, was_new = store.import_bytes(payload)
+            imported, was_new = store.import_bytes(upload.getvalue())
         except InvalidCheckpointError as exc:
-            st.error(f"**{upload.name} was not imported.** {exc} Nothing in the store was changed.")
+            st.error(f"**{plain(upload.name)} was not imported.** {plain(exc)} Nothing in the store was changed.")
         else:
             st.session_state["select_model_id"] = imported.model_id
             if was_new:
-                st.success(f"Imported **{imported.name}** into the store.")
+                st.success(f"Imported **{plain(imported.name)}** into the store.")
             else:
-                st.info(f"This model is already in the store as **{imported.name}**; nothing was changed.")
+                st.info(f"This model is already in the store as **{plain(imported.name)}**; nothing was changed.")

@@ -14,14 +14,15 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import current_visitor, in_lecture_mode, job_runner, job_status, show_chart
-from robust_core.imagenet.models import (IMAGENET_MODELS, WeightsNotAvailable, imagenet_class_names, load_imagenet_model,
+from pages._shared import current_visitor, in_lecture_mode, job_runner, job_status, plain, show_chart, submit_job
+from robust_core.imagenet.models import (IMAGENET_MODELS, MAX_WEIGHTS_FILE_BYTES, WeightsNotAvailable,
+                                         imagenet_class_names, is_torchvision_name, load_imagenet_model,
                                          save_weights_file, suggested_steps, top_k)
 from robust_core.imagenet.photos import (MAX_UPLOAD_BYTES, PhotoError, centre_crop, load_photo, load_shipped_photo,
                                          shipped_photos)
 
 MODEL_KEY = "imagenet_model"
-MAX_WEIGHTS_BYTES = 600 * 1024 * 1024  # VGG16's weights are 528 MB; nothing larger is a classifier we can run on CPU
+MAX_WEIGHTS_BYTES = MAX_WEIGHTS_FILE_BYTES  # VGG16's weights are 528 MB; .streamlit/config.toml's maxUploadSize fits it
 DEFAULT_TARGET = 6  # "stingray": the seed's "make the cat a stingray"
 
 
@@ -40,7 +41,10 @@ def model_sidebar() -> None:
                         help="EfficientNet-Lite0 works offline (its weights come with the lab). The others are downloaded "
                              "once by torchvision into the torch cache.")
     if name == "other":
-        st.text_input("torchvision model name", key="imagenet_other", placeholder="e.g. mobilenet_v3_small")
+        own = not in_lecture_mode() or current_visitor().lecturer
+        st.text_input("torchvision model name", key="imagenet_other", placeholder="e.g. mobilenet_v3_small", disabled=not own,
+                      help=None if own else "Lecture mode: another network is the lecturer's choice (it may mean a "
+                                            "download of gigabytes); pick one of the list.")
     with st.expander("Your own weights file"):
         allowed = not in_lecture_mode() or current_visitor().lecturer
         upload = st.file_uploader("Weights (.safetensors or .pth)", type=["safetensors", "pth", "pt"], key="imagenet_weights",
@@ -50,15 +54,16 @@ def model_sidebar() -> None:
                                        "a file that would run code is refused." + ("" if allowed else
                                                                                   " Lecture mode: the lecturer's only."))
         if upload is not None and upload.size > MAX_WEIGHTS_BYTES:
-            st.error(f"{upload.name} is {upload.size / 2**20:.0f} MB; the limit is {MAX_WEIGHTS_BYTES / 2**20:.0f} MB.")
+            st.error(f"{plain(upload.name)} is {upload.size / 2**20:.0f} MB; the limit is {MAX_WEIGHTS_BYTES / 2**20:.0f} MB.")
         elif upload is not None:
-            st.caption(f"Using {upload.name}.")
+            st.caption(f"Using {plain(upload.name)}.")
 
 
 def _weights_file() -> str | None:
     """The uploaded weights, saved once under the store by content hash (the loader reads files, never pickles)."""
     upload = st.session_state.get("imagenet_weights")
-    if upload is None or upload.size > MAX_WEIGHTS_BYTES:
+    # Checked here, not only by the widget: a disabled uploader is the browser's, and the server holds what it is sent.
+    if upload is None or upload.size > MAX_WEIGHTS_BYTES or (in_lecture_mode() and not current_visitor().lecturer):
         return None
     saved = st.session_state.get("_imagenet_weights_saved")
     if saved and saved[0] == upload.file_id:  # hashed and checked already: not again at every rerun (VGG16: 528 MB)
@@ -74,16 +79,25 @@ def network():
     """The chosen ImageNet network, or a clear message in the page (and the page stops) when it cannot be loaded."""
     name = st.session_state.get(MODEL_KEY, "efficientnet_lite0")
     if name == "other":
+        # Checked here, not only by the disabled field: a typed name reaches no builder unless it may.
+        if in_lecture_mode() and not current_visitor().lecturer:
+            st.info("Lecture mode: another torchvision network is the lecturer's choice; pick one of the list in the "
+                    "sidebar.", icon=":material/co_present:")
+            st.stop()
         name = (st.session_state.get("imagenet_other") or "").strip()
         if not name:
             st.info("Type a torchvision model name in the sidebar (for example `mobilenet_v3_small`).", icon=":material/info:")
             st.stop()
+        if name not in IMAGENET_MODELS and not is_torchvision_name(name):  # a registry lookup: nothing built yet
+            st.error("This is not the name of a torchvision classification model (for example `mobilenet_v3_small` or "
+                     "`resnet50`): nothing was loaded.", icon=":material/error:")
+            st.stop()
     try:
         return _network(name, _weights_file())
     except WeightsNotAvailable as exc:
-        st.error(f"**The {name} weights are not available.**\n\n{exc}", icon=":material/cloud_off:")
+        st.error(f"**The {plain(name)} weights are not available.**\n\n{exc}", icon=":material/cloud_off:")
     except ValueError as exc:
-        st.error(f"**This network cannot be loaded.** {exc}", icon=":material/error:")
+        st.error(f"**This network cannot be loaded.** {plain(exc)}", icon=":material/error:")
     st.stop()
 
 
@@ -111,12 +125,12 @@ def photo_picker(container, *, key: str) -> tuple[torch.Tensor | None, str, list
     if upload is None:
         return None, "", []
     if upload.size > MAX_UPLOAD_BYTES:
-        c2.error(f"{upload.name} is {upload.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB.")
+        c2.error(f"{plain(upload.name)} is {upload.size / 2**20:.1f} MB; the limit is {MAX_UPLOAD_BYTES // 2**20} MB.")
         return None, "", []
     try:
         return load_photo(upload.getvalue()), upload.name, []
     except PhotoError as exc:
-        c2.error(f"{upload.name}: {exc}")
+        c2.error(f"{plain(upload.name)}: {plain(exc)}")
         return None, "", []
 
 
@@ -169,23 +183,20 @@ def _digest(*parts) -> str:
 def run_job(key: str, fn, *, label: str, lane: str = "long", wait_s: float = 2.0):
     """Submit ``fn`` to the server's runner under ``key`` (or reuse its finished result); returns the job when done,
     else shows its progress with Cancel and stops the page (the status fragment reruns it when the job ends)."""
-    runner, visitor = job_runner(), current_visitor()
-    job = runner.get(key)
+    job = job_runner().get(key)
     if job is not None and job.status in ("failed", "cancelled"):
-        st.warning(f"{label}: " + (f"failed ({job.error})." if job.status == "failed" else "cancelled."),
+        st.warning(f"{plain(label)}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
                    icon=":material/error:")
         if not st.button("Run it again", key=f"again_{key}"):
             st.stop()
         job = None
     if job is None:
-        try:
-            job = runner.submit(key, fn, owner=visitor.owner, label=label, lane=lane)
-        except RuntimeError as exc:  # the queue is full
-            st.error(f"Not queued: {exc}.")
+        job = submit_job(key, fn, label=label, lane=lane)
+        if job is None:  # refused (a quota, a full queue): submit_job said why
             st.stop()
         job.wait(wait_s)
     if job.status in ("queued", "running"):
-        job_status([job.key])
+        job_status([job.key], section="photo")
         st.stop()
     return job
 
@@ -307,7 +318,7 @@ def attack_view() -> None:
     adv_top = top_k(model, x_adv)[0]
     delta = x_adv - x
     c1, c2, c3 = st.columns(3)
-    c1.image(to_image(x), caption=f"{photo_name}", width="stretch")
+    c1.image(to_image(x), caption=plain(photo_name), width="stretch")
     c2.image(to_image(x_adv), caption=f"attacked, ε = {255 * eps:.2f}/255 (L∞ {float(delta.abs().max()):.4f})",
              width="stretch")
     c3.image(perturbation_x10(delta), caption="the change ×10 (grey = none)", width="stretch")

@@ -9,24 +9,26 @@ import torch
 from plotly.subplots import make_subplots
 
 from pages.photo_views import saliency_view
-from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, opened_image, set_url, url_int,
-                           url_choices, show_chart)
+from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, load_model, model_labels,
+                           opened_image, plain, set_url, url_int, url_choices, show_chart)
 from robust_core.attacks import ATTACKS
-from robust_core.digits import NotADigitImage, mnist_style
+from robust_core.digits import MAX_FILE_BYTES as DIGIT_MAX_FILE_BYTES, NotADigitImage, mnist_style
 from robust_core.models import predict_proba
-from robust_core.store import display_names
+from robust_core.plots import plotly_text
 from robust_core.saliency import (METHODS, RANDOMISATION_THRESHOLD, attribute, available_methods, deletion_insertion,
                                   grid_png, heatmap, randomisation_check, randomisation_verdict)
 
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
 COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]
 MAX_MODELS = 4
+# The file names of robust_core.digits.ACCEPTED_FORMATS (the format itself is checked from the file's header).
+DIGIT_FILE_TYPES = ["png", "jpg", "jpeg", "webp", "bmp", "gif", "tif", "tiff"]
 # One colour per method, the same in both check plots (D3's ten, then black for the eleventh).
 METHOD_COLOURS = dict(zip(METHODS, ["#1F77B4", "#FF7F0E", "#2CA02C", "#D62728", "#9467BD", "#8C564B", "#E377C2",
                                     "#7F7F7F", "#BCBD22", "#17BECF", "#000000"]))
 
 dataset, store, data, networks = analysis_page("Saliency", photo_view=saliency_view)
-names = display_names(networks)
+names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
 class_names = data.info.class_names
 
 with st.container(border=True):
@@ -81,14 +83,20 @@ with st.container(border=True):
         else:
             image_x = digit_canvas(st, key="saliency_draw")
     else:
-        upload = c2.file_uploader("A picture of one digit (any size or format)", type=None)
+        upload = c2.file_uploader("A picture of one digit", type=DIGIT_FILE_TYPES,
+                                  max_upload_size=DIGIT_MAX_FILE_BYTES // 2**20,  # the browser refuses more first
+                                  help=f"PNG, JPEG, WebP, BMP, GIF or TIFF; at most {DIGIT_MAX_FILE_BYTES // 2**20} MB.")
         c3.caption("Converted the way MNIST was made: grey levels, cropped, scaled to fit 20×20, centred by "
                    "centre of mass in 28×28; a dark digit on light paper is inverted.")
-        if upload is not None:
+        # Checked here too, not only by the widget: the server holds whatever a client sends.
+        if upload is not None and upload.size > DIGIT_MAX_FILE_BYTES:
+            st.error(f"{plain(upload.name)} is {upload.size / 2**20:.1f} MB; the limit is "
+                     f"{DIGIT_MAX_FILE_BYTES // 2**20} MB.", icon=":material/broken_image:")
+        elif upload is not None:
             try:
-                image_x = mnist_style(upload.getvalue())
+                image_x = mnist_style(upload.getvalue())  # header-first checks: a bomb is refused before decoding
             except NotADigitImage as exc:
-                st.error(str(exc), icon=":material/broken_image:")
+                st.error(plain(exc), icon=":material/broken_image:")
         if image_x is not None and data.info.shape != (1, 28, 28):
             st.error("Uploaded digits are 28×28 grey images: choose MNIST or Fashion-MNIST.")
             image_x = None
@@ -121,7 +129,7 @@ if target_mode == "true" and true_label is None:
 def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, chosen: int, method: str, attack: str | None,
              eps: float, dataset: str):
     """(input, attribution, probabilities, target) for one model, method and (clean or attacked) image."""
-    model = store.load(model_id)
+    model = load_model(model_id)
     x = torch.from_numpy(image)
     if attack is not None and eps > 0:
         y_attack = torch.tensor([label]) if label is not None else predict_proba(model, x).argmax(1)
@@ -141,7 +149,7 @@ jobs = [(v, m, meth) for v, _ in variants for m in model_ids for meth in methods
 for i, (variant, m, meth) in enumerate(jobs):
     results[(variant, m, meth)] = maps_for(m, image_x.numpy(), true_label, target_mode, int(chosen_class), meth,
                                            dict(variants)[variant], float(eps), dataset)
-    bar.progress((i + 1) / len(jobs), text=f"{METHODS[meth].title} on {names[m]} ({variant})")
+    bar.progress((i + 1) / len(jobs), text=f"{METHODS[meth].title} on {plain(names[m])} ({variant})")
 bar.empty()
 
 columns = [(v, m) for v, _ in variants for m in model_ids]
@@ -153,7 +161,7 @@ for r in range(rows):
         if r == 0:
             img, _, proba, target, _ = results[(v, m, methods[0])]
             # Three short lines: with 3 models x (clean, adversarial) one long line overlaps its neighbours.
-            titles.append(f"{names[m]}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
+            titles.append(f"{plotly_text(names[m])}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
                           f"<br>explains {class_names[target]}")
         else:
             titles.append("")
@@ -247,7 +255,7 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
                               "each explaining its predicted class, curves and correlations averaged (one image gives a "
                               "noisy verdict)")
     if st.button("Run the checks", icon=":material/science:"):
-        model = store.load(check_model)
+        model = load_model(check_model)
         if n_check == 1:
             x = image_x
             target = results[("clean", check_model, methods[0])][3]
@@ -283,7 +291,7 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
         for meth, row in zip(usable, aucs):
             row["Randomisation check"] = words[verdicts[meth].passes]
         images = "the current image" if len(x) == 1 else f"the first {len(x)} test images"
-        st.markdown(f"**Model randomisation verdict** on {images} ({names[check_model]}):")
+        st.markdown(f"**Model randomisation verdict** on {images} ({plain(names[check_model])}):")
         st.markdown("\n".join(f"- {icons[v.passes]} **{METHODS[m].title}** {words[v.passes]}: {v.reason}"
                               for m, v in verdicts.items()))
         skipped = [METHODS[m].title for m in methods if m not in usable]

@@ -2,13 +2,15 @@
 import streamlit as st
 
 from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
-                           in_lecture_mode, job_runner, photos_not_here, require_shell, show_chart)
-from robust_core.access import training_limits_error
+                           default_candidates, in_lecture_mode, job_runner, model_labels, photos_not_here, plain,
+                           require_shell,
+                           show_chart, submit_job, visitor_work_error)
+from robust_core.access import Work, model_owner
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
 from robust_core.training import METHOD_TITLES, METHODS, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
-from robust_core.store import display_names
+from robust_core.store import StoreError, record_training_request
 
 # Seconds between two redraws of the progress and live chart (a fragment of the page): a redraw costs a few ms of
 # CPU that training wants.
@@ -119,44 +121,52 @@ except ValueError as exc:
 model_id = config.config_hash()
 already = model_id in store
 if already:
-    st.info(f"This exact configuration is already in the store as **{store.get(model_id).name}**: "
+    st.info(f"This exact configuration is already in the store as **{plain(store.get(model_id).name)}**: "
             "Train loads it instantly instead of training again.", icon=":material/save:")
 
 
 visitor = current_visitor()
 runner = job_runner()
-limits_error = None if already else training_limits_error(
-    epochs=int(config.epochs) if is_network else 1, train_subset=config.train_subset, lecture=in_lecture_mode(),
-    lecturer=visitor.lecturer)
+# Lecture mode's limits and the machine's memory, from the configuration alone (nothing is built): said before the
+# button is pressed, and checked again where the training is queued.
+limits_error = None if already else visitor_work_error(Work("training", config=config))
 if limits_error:
     st.warning(limits_error, icon=":material/co_present:")
+name_error = None
+if name.strip() and not already:  # a name that reads as another model's (a shipped one's look-alike): before training
+    try:
+        store.check_name(dataset, name)
+    except StoreError as exc:
+        name_error = str(exc)
+        st.error(plain(name_error), icon=":material/badge:")
 # This session's training request: a key of the server's job runner (the training runs there, not in this page).
 mine = runner.get(st.session_state["train_job"]) if st.session_state.get("train_job") else None
 busy = mine is not None and mine.status in ("queued", "running") and visitor.owner in mine.owners
 train_clicked = st.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:",
-                          disabled=limits_error is not None or busy,
+                          disabled=limits_error is not None or name_error is not None or busy,
                           help="Your training is in the queue or running: stop it first to start another." if busy else None)
 
-if train_clicked:
+if train_clicked and name_error is None:  # checked again here: a click can be forged past a disabled button
     data = get_dataset(dataset)
     if data is None:
         st.stop()
     if already:  # in the store: a load, instant, no queue
         entry = store.get(model_id)
         st.session_state["select_model_id"] = entry.model_id
-        st.success(f"Loaded **{entry.name}** from the store (not retrained): test accuracy "
+        st.success(f"Loaded **{plain(entry.name)}** from the store (not retrained): test accuracy "
                    f"{format_percent(entry.meta['metrics']['test_acc'])}.", icon=":material/save:")
     else:
         # Into the server's one queue of long jobs: students training at once train one after the other (each at
         # full speed), two who ask for the same configuration share one training. The session's token marks the
         # model as this visitor's (lecture mode lets them rename or delete it).
-        try:
-            mine = runner.submit(f"train:{store.root}:{model_id}",
-                                 store.training_job(config, name=name or None, data=data, extra_meta={"owner": visitor.owner}),
-                                 owner=visitor.owner, label=f"Training {ARCHITECTURES[arch].title}", lane="long")
-        except RuntimeError as exc:  # the queue is full
-            st.error(f"Not queued: {exc}.")
+        # The lecturer's models are recorded as the lecturer's, not this browser's (model_owner). Who shares the
+        # training records their own name and owner: the model is saved with those of one still waiting for it.
+        request = {"name": name or None, "extra_meta": {"owner": model_owner(visitor, lecture=in_lecture_mode())}}
+        mine = submit_job(f"train:{store.root}:{model_id}", store.training_job(config, data=data, **request),
+                          label=f"Training {ARCHITECTURES[arch].title}", lane="long", work=Work("training", config=config))
+        if mine is None:  # refused: submit_job said why
             st.stop()
+        record_training_request(mine, visitor.owner, **request)
         st.session_state["train_job"], st.session_state["train_job_shown"] = mine.key, False
         st.rerun()  # redraw the form with Train disabled while this training is queued or running
 busy = mine is not None and mine.status in ("queued", "running") and visitor.owner in mine.owners
@@ -204,7 +214,7 @@ elif mine is not None and (not st.session_state.get("train_job_shown") or mine.k
         entry = mine.result
         if first_view:
             st.session_state["select_model_id"] = entry.model_id  # the sidebar selects it on its next run
-        st.success(f"Trained **{entry.name}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
+        st.success(f"Trained **{plain(entry.name)}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
                    f"**{format_percent(entry.meta['metrics']['test_acc'])}**, saved to the store as `{entry.model_id}`.",
                    icon=":material/check_circle:")
         if entry.meta.get("history", {}).get("epoch"):
@@ -214,7 +224,7 @@ elif mine is not None and (not st.session_state.get("train_job_shown") or mine.k
         where = f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last else " before it started"
         st.warning(f"Training stopped{where}. Nothing was saved.", icon=":material/stop:")
     else:  # failed: a NaN loss, bad settings, out of memory... The store is unchanged.
-        st.error(f"Training failed: {mine.error}. Nothing was saved.", icon=":material/error:")
+        st.error(f"Training failed: {plain(mine.error)}. Nothing was saved.", icon=":material/error:")
 
 st.divider()
 st.subheader("Compare training curves")
@@ -222,9 +232,11 @@ entries = [e for e in store.list(dataset) if e.meta.get("history", {}).get("epoc
 if not entries:
     st.caption(f"No trained network for {DATASETS[dataset].title} yet.")
 else:
-    labels = display_names(entries)
+    labels = model_labels(entries)
     names = {e.model_id: f"{labels[e.model_id]} ({format_percent(e.meta['metrics'].get('test_acc'))})" for e in entries}
-    chosen = st.multiselect("Models", list(names), default=list(names)[: min(3, len(names))], format_func=names.get)
+    # The newest three, never another visitor's in lecture mode (a default is not the visitor's choice).
+    chosen = st.multiselect("Models", list(names), default=[e.model_id for e in default_candidates(entries)][:3],
+                            format_func=names.get)
     if chosen:
         show_chart(st, training_curves_figure({names[i]: store.get(i).meta["history"] for i in chosen}), key="compare")
         with st.expander("Configurations"):

@@ -7,7 +7,10 @@ Off by default: the lab is a single-user tool and everyone may rename, delete an
   overwritten by visitors;
 - a visitor may rename and delete the models they trained themselves (their ``owner`` token is recorded
   in the model's metadata), and everyone can still see and use every model;
-- training is limited (``STUDENT_LIMITS``: epochs and training images), and uploads are the lecturer's;
+- training is limited (``STUDENT_LIMITS``: epochs, training images, the network's size and cost), and so is the size
+  of every other click's work (images of an attack curve, of AutoAttack, of attacked Confidence inputs); uploads
+  are the lecturer's. :func:`work_error` checks a request before it is queued, whatever the widgets allowed, and the
+  job runner's quotas (:mod:`robust_core.jobs`) bound how many jobs a visitor, and all visitors, may queue;
 - the lecturer unlocks everything in their own browser session with the key set in ``ROBUST_LECTURER_KEY``
   (without that variable nobody is the lecturer in lecture mode, which is the safe default).
 """
@@ -16,12 +19,30 @@ from __future__ import annotations
 import hmac
 import os
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 LECTURE_MODE_ENV = "ROBUST_LECTURE_MODE"
 LECTURER_KEY_ENV = "ROBUST_LECTURER_KEY"
-# What a visitor may train in lecture mode: a few seconds to a minute on a shared 2-core server.
-STUDENT_LIMITS = {"max_epochs": 3, "max_train_subset": 10000}
+# What one visitor's click may ask of a shared 2-core server in lecture mode: each bounds a job to minutes of the long
+# lane's single worker, which the whole room waits behind.
+STUDENT_LIMITS = {
+    "max_epochs": 3, "max_train_subset": 10000,
+    # Madry et al.'s MNIST CNN (3.3 M) fits; the size an MLP reaches with a few 8,192-wide layers does not.
+    "max_parameters": 5_000_000,
+    "max_training_bytes": 2 * 2**30,  # estimated peak (robust_core.models.size): many such trainings may be queued
+    # About five minutes at the ~50 GFLOP/s this CPU sustains: the seed CNN's PGD training (10 steps, 3 epochs of
+    # 10,000 images) is 5.7e12, Madry's CNN's 3.0e13.
+    "max_training_flops": 2e13,
+    # Test images of one per-image minimal-eps curve (the Attack page) and of the Confidence page's attacked inputs;
+    # their attack strength stays at most the page's defaults (robust_core.evaluation.PAGE_ATTACK_PARAMS).
+    "max_attack_images": 1000,
+    # AutoAttack costs about a second per robust image on CPU (standard); the fast version about a third of that.
+    "max_autoattack_images": {"autoattack_standard": 200, "autoattack_fast": 500},
+}
+# For everybody, single-user mode included: a training whose estimated memory exceeds this share of the machine's
+# memory is refused before anything is built (it would swap the server to a halt, or be killed half-way).
+MAX_MEMORY_SHARE = 0.5
 
 
 def lecture_mode(argv: list[str] | None = None, environ=None) -> bool:
@@ -54,6 +75,26 @@ def visitor_id(secret: str) -> str:
     return hashlib.sha256(f"robustness-lab visitor:{secret}".encode()).hexdigest()[:32]
 
 
+# The ``owner`` recorded for a model the lecturer trained (with the key): no browser's id, so only the key unlocks it
+# (a browser's id is 32 hex digits, never this word).
+LECTURER_OWNER = "lecturer"
+
+
+def model_owner(visitor: Visitor, *, lecture: bool = True) -> str:
+    """The ``owner`` to record in the metadata of a model ``visitor`` trains: the lecturer's models are the lecturer's
+    (:data:`LECTURER_OWNER`), not the browser's that held the key, which without it must not change them later.
+    Outside lecture mode the one user is the lab's owner: what they train is not a visitor's when a lecture starts."""
+    return LECTURER_OWNER if visitor.lecturer or not lecture else visitor.owner
+
+
+def trained_by_visitor(meta: dict) -> bool:
+    """Whether the model of ``meta`` is a visitor's: it records an ``owner`` that is not the lecturer. Shipped models,
+    the lecturer's, and models saved before owners were recorded are not (pickers mark visitors' models, and a
+    visitor's model is never another visitor's default)."""
+    owner = meta.get("owner") if isinstance(meta, dict) else None
+    return bool(owner) and owner != LECTURER_OWNER
+
+
 def can_modify(meta: dict, visitor: Visitor, *, lecture: bool) -> tuple[bool, str]:
     """(allowed, reason) for renaming, deleting or overwriting the model whose metadata is ``meta``."""
     if not lecture:
@@ -80,5 +121,105 @@ def training_limits_error(*, epochs: int, train_subset: int | None, lecture: boo
     return "Lecture mode: visitors train small models (" + " and ".join(problems) + ") so the server stays fast for the room."
 
 
-__all__ = ["LECTURER_KEY_ENV", "LECTURE_MODE_ENV", "STUDENT_LIMITS", "Visitor", "can_modify", "is_lecturer_key",
-           "lecture_mode", "training_limits_error", "visitor_id"]
+@dataclass(frozen=True)
+class Work:
+    """What a job is asked to compute, for :func:`work_error` before it is queued.
+
+    ``kind``: "training" (``config``, a :class:`robust_core.training.TrainConfig`), "minimal_eps" (a per-image
+    minimal-eps curve or a transfer curve: ``images`` test images, ``attack`` with ``params``), "autoattack"
+    (``images``, ``attack`` the version) or "adversarial_inputs" (the Confidence page's attacked ``images``); any
+    other kind (a morph, a photo view: bounded by their pages' settings) is only held to the job quotas."""
+    kind: str
+    images: int = 0
+    attack: str | None = None
+    params: dict = field(default_factory=dict)
+    config: Any = None
+
+
+def machine_memory_bytes() -> int | None:
+    """The memory this process may use: the machine's, or its container's limit when lower (None if unknown)."""
+    try:
+        total = os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+    except (AttributeError, ValueError, OSError):
+        total = None
+    try:
+        with open("/sys/fs/cgroup/memory.max") as limit:
+            text = limit.read().strip()
+        if text.isdigit():
+            total = min(total or int(text), int(text))
+    except OSError:
+        pass
+    return total
+
+
+def _gib(n: float) -> str:
+    return f"{n / 2**30:.1f} GiB" if n >= 2**30 else f"{n / 2**20:.0f} MiB"
+
+
+def work_error(work: Work, *, lecture: bool, lecturer: bool, memory_bytes: int | None = None) -> str | None:
+    """Why ``work`` may not be queued (a message for the page), or None when it may. Everybody is held to the
+    machine's memory (``memory_bytes``, default :func:`machine_memory_bytes`); visitors of a lecture (not the
+    lecturer) to :data:`STUDENT_LIMITS` too. Computed from the request alone: nothing is built."""
+    if work.kind == "training":
+        return _training_error(work.config, lecture=lecture, lecturer=lecturer, memory_bytes=memory_bytes)
+    if not lecture or lecturer:
+        return None
+    if work.kind in ("minimal_eps", "adversarial_inputs") and work.images > STUDENT_LIMITS["max_attack_images"]:
+        return (f"Lecture mode: visitors attack at most {STUDENT_LIMITS['max_attack_images']:,} images at a time "
+                f"({work.images:,} asked), so the server stays fast for the room.")
+    if work.kind == "minimal_eps":
+        from .evaluation import PAGE_ATTACK_PARAMS
+
+        defaults = PAGE_ATTACK_PARAMS.get(str(work.attack).split(":")[0], {})
+        stronger = [f"{k} {work.params[k]} (at most {v})" for k, v in defaults.items()
+                    if isinstance(v, (int, float)) and k in work.params and work.params[k] > v]
+        if stronger:
+            return ("Lecture mode: visitors run the attacks at the page's default strength or below: "
+                    + ", ".join(stronger) + ".")
+    if work.kind == "autoattack":
+        caps = STUDENT_LIMITS["max_autoattack_images"]
+        cap = caps.get(work.attack, min(caps.values()))
+        if work.images > cap:
+            return (f"Lecture mode: visitors run AutoAttack on at most {cap:,} images ({work.images:,} asked): it takes "
+                    "about a second per robust image, and the room waits behind it.")
+    return None
+
+
+def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int | None) -> str | None:
+    from .models import architecture
+    from .models.size import estimate_parameters, estimate_training_bytes, estimate_training_flops
+
+    try:
+        needed = estimate_training_bytes(config)
+        parameters, flops = estimate_parameters(config), estimate_training_flops(config)
+    except ValueError as exc:
+        return f"This network cannot be built: {exc}."
+    total = machine_memory_bytes() if memory_bytes is None else memory_bytes
+    if total and needed > MAX_MEMORY_SHARE * total:
+        return (f"This network would need about {_gib(needed)} of memory to train (weights, gradients, optimiser state "
+                f"and a batch: {parameters or 0:,} parameters), more than half of this server's {_gib(total)}. "
+                "Choose fewer or narrower layers, or a smaller batch.")
+    if not lecture or lecturer:
+        return None
+    fitted = architecture(config.arch).kind != "torch"
+    limits = training_limits_error(epochs=1 if fitted else config.epochs, train_subset=config.train_subset,
+                                   lecture=lecture, lecturer=lecturer)
+    if limits:
+        return limits
+    if parameters is not None and parameters > STUDENT_LIMITS["max_parameters"]:
+        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_parameters']:,} parameters; this "
+                f"one has {parameters:,}. Choose fewer or narrower layers.")
+    if needed > STUDENT_LIMITS["max_training_bytes"]:
+        return (f"Lecture mode: this training would need about {_gib(needed)} of memory; visitors have "
+                f"{_gib(STUDENT_LIMITS['max_training_bytes'])}. Choose a smaller network or batch.")
+    if flops > STUDENT_LIMITS["max_training_flops"]:
+        minutes = flops / STUDENT_LIMITS["max_training_flops"] * 5
+        return (f"Lecture mode: this training would take the server about {minutes:.0f} minutes, and the room waits "
+                "behind it; visitors train for about 5. Choose fewer attack steps, epochs or images, or a smaller "
+                "network.")
+    return None
+
+
+__all__ = ["LECTURER_KEY_ENV", "LECTURER_OWNER", "LECTURE_MODE_ENV", "MAX_MEMORY_SHARE", "STUDENT_LIMITS", "Visitor",
+           "Work", "can_modify", "is_lecturer_key", "lecture_mode", "machine_memory_bytes", "model_owner",
+           "trained_by_visitor", "training_limits_error", "visitor_id", "work_error"]

@@ -152,11 +152,12 @@ def scores(model, x: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Ten
 
 
 def adversarial_inputs(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps: float, seed: int = 0,
-                       batch_size: int = 500) -> torch.Tensor:
+                       batch_size: int = 500, on_progress=None) -> torch.Tensor:
     """``x`` attacked white-box on ``model`` (L-inf budget ``eps``) with ``attack`` from :data:`ATTACK_PARAMS`.
 
     ValueError for a model without input gradient (k-NN): score it on images crafted on another
-    model instead (a transfer attack). ``eps = 0`` returns a copy of ``x``.
+    model instead (a transfer attack). ``eps = 0`` returns a copy of ``x``. ``on_progress(fraction)`` is called
+    after each batch (a job's progress, which stops the attack there once nobody wants it).
     """
     from .attacks import get_attack
 
@@ -169,8 +170,13 @@ def adversarial_inputs(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, 
         return x.detach().clone()
     spec = get_attack(attack)
     device = next(net.parameters()).device
-    return torch.cat([spec(net, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device), eps=eps, seed=seed,
-                           **ATTACK_PARAMS[attack]).cpu() for i in range(0, len(x), batch_size)])
+    batches = []
+    for i in range(0, len(x), batch_size):
+        batches.append(spec(net, x[i : i + batch_size].to(device), y[i : i + batch_size].to(device), eps=eps, seed=seed,
+                            **ATTACK_PARAMS[attack]).cpu())
+        if on_progress is not None:
+            on_progress(min(i + batch_size, len(x)) / len(x))
+    return torch.cat(batches) if batches else x.detach().clone()
 
 
 __all__ = ["ATTACK_PARAMS", "SEED_QUANTILES", "ReliabilityBins", "adversarial_inputs", "brier", "calibration_metrics",

@@ -6,10 +6,23 @@ centre of mass is at the centre. A model trained on MNIST misreads a digit that 
 """
 from __future__ import annotations
 
-import io
-
 import numpy as np
 import torch
+
+from .image_files import ImageFileError, open_image
+
+# The same caps as the photos for the ImageNet networks (robust_core.imagenet.photos): 10 MB admits any phone photo
+# of a digit on paper, 40 megapixels any phone's default resolution, and both are checked from the file's header
+# before a pixel is decoded (a 128-byte PNG can declare 50,000 x 50,000 pixels).
+MAX_FILE_BYTES = 10 * 1024 * 1024
+MAX_PIXELS = 40_000_000
+# Formats a picture of a digit comes in. Others PIL can read (EPS hands the file to Ghostscript, for one) are
+# refused: a visitor's upload only reaches the parsers it needs.
+ACCEPTED_FORMATS = ("PNG", "JPEG", "MPO", "WEBP", "BMP", "GIF", "TIFF")
+ACCEPTED_TEXT = "a PNG, JPEG, WebP, BMP, GIF or TIFF picture of a digit"
+# A decoded picture is shrunk to this longer side before it becomes float arrays: the digit ends up 20 x 20 pixels,
+# and a 40-megapixel photo as four float32 channels would take 640 MB.
+WORKING_SIDE = 1024
 
 
 class NotADigitImage(ValueError):
@@ -22,16 +35,18 @@ def to_grayscale(image) -> np.ndarray:
     Transparent pixels (a canvas's untouched background) count as black. Light backgrounds (a photo
     of ink on paper) are inverted so that the digit is bright on dark, as in MNIST.
     """
-    from PIL import Image, UnidentifiedImageError
+    from PIL import Image
 
-    if isinstance(image, (bytes, bytearray)):
+    if isinstance(image, (bytes, bytearray, memoryview)):
         try:
-            image = Image.open(io.BytesIO(image))
-            image.load()
-        except (UnidentifiedImageError, OSError, ValueError) as exc:
-            raise NotADigitImage("This file is not an image that can be read (PNG, JPEG, BMP, GIF, WebP, TIFF…).") from exc
+            image = open_image(image, max_bytes=MAX_FILE_BYTES, max_pixels=MAX_PIXELS, formats=ACCEPTED_FORMATS,
+                               wanted=ACCEPTED_TEXT)
+        except ImageFileError as exc:
+            raise NotADigitImage(str(exc)) from exc
     if isinstance(image, Image.Image):
-        image = np.asarray(image.convert("RGBA") if image.mode in ("RGBA", "LA", "P") else image.convert("L"))
+        image = image.convert("RGBA") if image.mode in ("RGBA", "LA", "P", "PA") else image.convert("L")
+        image.thumbnail((WORKING_SIDE, WORKING_SIDE))  # in place, keeping the aspect ratio; a smaller one stays
+        image = np.asarray(image)
     a = np.asarray(image, dtype=np.float32)
     if a.ndim not in (2, 3) or a.size == 0 or (a.ndim == 3 and a.shape[2] not in (1, 3, 4)):
         raise NotADigitImage(f"expected an image array (H, W) or (H, W, 3/4), got shape {a.shape}")
@@ -87,4 +102,4 @@ def mnist_style(image, *, threshold: float = 0.1) -> torch.Tensor:
     return torch.from_numpy(np.clip(shifted, 0, 1)).view(1, 1, 28, 28)
 
 
-__all__ = ["NotADigitImage", "mnist_style", "to_grayscale"]
+__all__ = ["ACCEPTED_FORMATS", "MAX_FILE_BYTES", "MAX_PIXELS", "NotADigitImage", "mnist_style", "to_grayscale"]

@@ -105,13 +105,14 @@ def compare_models(models: dict[str, Any], x, y, *, attack: str, eps_grid: Seque
 
 
 def _fooled(crafter, judge, spec, x, y, eps, seed, attack_kwargs, target=None):
-    """Whether the attack crafted on ``crafter`` fools ``judge`` (the same network; see minimal_eps). ``eps``: a
-    number, or one per example for the attacks of PER_EXAMPLE_EPS."""
+    """(hit, x_adv): whether the attack crafted on ``crafter`` fools ``judge`` (the same network; see minimal_eps),
+    and the examples it crafted. ``eps``: a number, or one per example for the attacks of PER_EXAMPLE_EPS."""
     eps = eps if isinstance(eps, torch.Tensor) else float(eps)
     if target is None:
-        return predict(judge, spec(crafter, x, y, eps=eps, seed=seed, **attack_kwargs)) != y
+        x_adv = spec(crafter, x, y, eps=eps, seed=seed, **attack_kwargs)
+        return predict(judge, x_adv) != y, x_adv
     x_adv = spec(crafter, x, y, eps=eps, seed=seed, targeted=True, target=target, **attack_kwargs)
-    return predict(judge, x_adv) == target
+    return predict(judge, x_adv) == target, x_adv
 
 
 def _plan_with_later(meter, later: float, call: float, after: float) -> None:
@@ -215,7 +216,7 @@ def _worst_search(spec, n: int, found: int, groups: int, rounds: int, per_call: 
 def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max: float | None = None,
                 bisection_steps: int = 7, grid_points: int = 100, seed: int = 0, batch_size: int = ATTACK_BATCH,
                 target: int | torch.Tensor | None = None, on_progress: Callable[[float], None] | None = None,
-                **attack_kwargs) -> torch.Tensor:
+                return_adversarial: bool = False, **attack_kwargs):
     """Per example, the smallest eps (in the attack's norm) at which ``attack`` changes the prediction.
 
     0 for examples misclassified without attack; ``inf`` where nothing up to ``eps_max`` works.
@@ -232,6 +233,10 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
     With ``target`` (a class, or one per example) the attack runs targeted and an example counts as
     broken when it is classified as its target ("make this 7 read as a 3"); examples whose true
     class is the target get 0. Only budgeted attacks that support targets (spec.targeted) take one.
+
+    With ``return_adversarial``, returns ``(eps, x_adv)``: ``x_adv[i]`` is the very example that set ``eps[i]`` (the
+    model read it as broken), ``x[i]`` itself where eps is 0 or inf. A search's answer is an upper bound, and this is
+    its witness: replaying the attack with another random start need not find it again.
     """
     spec = get_attack(attack)
     if target is not None:
@@ -242,6 +247,7 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
     if eps_max is None:
         eps_max = {"linf": 0.5, "l2": 5.0, "l1": 50.0}[spec.norm]
     out = torch.empty(len(x), device=x.device)
+    witnesses = x.detach().clone() if return_adversarial else None
     meter = None
     if on_progress is not None:
         meter = _WorkMeter(on_progress, _pass_overhead(x.device))
@@ -263,18 +269,25 @@ def minimal_eps(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_max
             plan = None if meter is None else partial(_plan_with_later, meter, sum(batch_worst[b + 1 :]))
 
             tb = target[i : i + batch_size] if target is not None else None
+            wb = witnesses[i : i + batch_size] if witnesses is not None else None
             out[i : i + batch_size] = _minimal_eps_batch(attacked, judge, spec, xb, yb, eps_max, grid_points,
-                                                         bisection_steps, seed, attack_kwargs, plan, tb)
+                                                         bisection_steps, seed, attack_kwargs, plan, tb, wb)
     if meter is not None:
         meter.report(final=True)
-    return out.detach()
+    return (out.detach(), witnesses) if return_adversarial else out.detach()
 
 
 def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection_steps, seed, attack_kwargs, plan=None,
-                       target=None):
+                       target=None, witness=None):
     """One batch of :func:`minimal_eps`: attacks run on ``model``, ``judge`` says what is misclassified.
     ``plan(call, after)``, when given, is told before each attack call the worst-case work of that call and of
-    the rest of the batch (see :class:`_WorkMeter`)."""
+    the rest of the batch (see :class:`_WorkMeter`). ``witness``, when given (a copy of ``x``), receives in place
+    the example that set each finite, non-zero eps."""
+
+    def keep(index, x_adv):
+        if witness is not None:
+            witness[index] = x_adv.detach().to(witness.dtype)
+
     overhead = model.meter.overhead if isinstance(model, _Counted) else 1.0
     per_call = _worst_forwards(spec, grid_points, attack_kwargs)
 
@@ -300,6 +313,8 @@ def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection
         fooled = predict(judge, x_adv) != y[todo]
         norms = flat_norm(x_adv - x[todo], spec.norm)
         result[todo[fooled]] = torch.where(norms[fooled] <= eps_max, norms[fooled], torch.tensor(float("inf"), device=x.device))
+        within = fooled & (norms <= eps_max)
+        keep(todo[within], x_adv[within])
         planned(0.0, 0.0)
         return result
     if spec.name == "fgsm":
@@ -316,9 +331,11 @@ def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection
             if not remaining.any():
                 break
             idx = remaining.nonzero().flatten()
-            pred = predict(judge, (x[todo[idx]] + eps * direction[idx]).clamp(0, 1))
+            x_adv = (x[todo[idx]] + eps * direction[idx]).clamp(0, 1)
+            pred = predict(judge, x_adv)
             fooled = pred != y[todo[idx]] if t is None else pred == t[idx]
             result[todo[idx[fooled]]] = eps
+            keep(todo[idx[fooled]], x_adv[fooled])
         planned(0.0, 0.0)
         return result
 
@@ -326,8 +343,9 @@ def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection
         return target[index] if target is not None else None
 
     planned(work(len(todo)), _worst_search(spec, 0, len(todo), 1, bisection_steps, per_call, overhead, False))
-    fooled = _fooled(model, judge, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
+    fooled, x_adv = _fooled(model, judge, spec, x[todo], y[todo], eps_max, seed, attack_kwargs, tg(todo))
     found = todo[fooled]
+    keep(found, x_adv[fooled])
     lower = torch.zeros(len(x), device=x.device)
     upper = torch.full((len(x),), float(eps_max), device=x.device)
     for s in range(bisection_steps):
@@ -339,8 +357,9 @@ def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection
             # the Attack page's comparison take an hour on 100 images that way.
             planned(work(len(found)), _worst_search(spec, 0, len(found), 1, bisection_steps - s - 1, per_call, overhead,
                                                     False))
-            hit = _fooled(model, judge, spec, x[found], y[found], mid[found], seed, attack_kwargs, tg(found))
+            hit, x_adv = _fooled(model, judge, spec, x[found], y[found], mid[found], seed, attack_kwargs, tg(found))
             upper[found[hit]] = mid[found[hit]]
+            keep(found[hit], x_adv[hit])
             lower[found[~hit]] = mid[found[~hit]]
             continue
         values = mid[found].unique().tolist()
@@ -350,8 +369,9 @@ def _minimal_eps_batch(model, judge, spec, x, y, eps_max, grid_points, bisection
             rest = sum(work(len(other)) for other in groups[g + 1 :])
             planned(work(len(group)), rest + _worst_search(spec, 0, len(found), 2 * len(values), bisection_steps - s - 1,
                                                      per_call, overhead, False))
-            hit = _fooled(model, judge, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
+            hit, x_adv = _fooled(model, judge, spec, x[group], y[group], value, seed, attack_kwargs, tg(group))
             upper[group[hit]] = value
+            keep(group[hit], x_adv[hit])
             lower[group[~hit]] = value
     planned(0.0, 0.0)
     result[found] = upper[found]

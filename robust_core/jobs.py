@@ -15,6 +15,12 @@ process (PyTorch releases the GIL in its kernels, and the models and data alread
 - **Cancellation** is per requester: a student cancels *their* request; the job stops only when nobody
   wants it any more (queued: removed at once; running: at its next progress report, see :class:`JobContext`).
 - **Failures** stay in their job: the exception is kept as ``job.error`` and the worker takes the next job.
+- **Quotas** (a lecture room, where every visitor is hostile): a submit with ``limited=True`` (a visitor, not the
+  lecturer) is refused with :class:`QuotaExceeded` when that owner already has ``visitor_jobs`` jobs queued or
+  running in the lane (joining an identical job counts too), when visitors' jobs already fill ``visitors_queued``
+  places of the lane's queue (forged cookies are free: the cap holds whatever the number of visitors), or while
+  the lane is paused for visitors (:meth:`JobRunner.pause_visitors`). The lecturer's submits pass, up to the
+  lane's ``max_queued``, and the lecturer can stop any job (:meth:`JobRunner.cancel_all`).
 
 - **Lanes**: each lane is its own FIFO queue with its own workers. A lecture server gives long jobs (training,
   first-time attack curves) one lane and short interactive ones (a morph: seconds) another, so that a student's
@@ -37,9 +43,23 @@ from typing import Any
 QUEUED, RUNNING, DONE, FAILED, CANCELLED = "queued", "running", "done", "failed", "cancelled"
 FINISHED = (DONE, FAILED, CANCELLED)
 
+# Jobs one visitor may have queued or running in one lane. Two: one running and the next waiting is all a student
+# needs (train, then attack what was trained); more only lets one browser, or three tabs of it, hold a lane whose
+# single worker the whole room shares.
+VISITOR_JOBS_PER_LANE = 2
+# Places of a lane's queue that all visitors' jobs together may fill. A job of the long lane takes minutes: ten
+# waiting is already most of a lecture, and since a forged cookie is a new visitor, only a cap on visitors as a
+# whole keeps the lane usable; the lecturer's jobs are not counted and may queue beyond it.
+VISITORS_QUEUED_PER_LANE = 10
+
 
 class JobCancelled(Exception):
     """Raised inside a job's function (by :meth:`JobContext.progress` / :meth:`JobContext.check`) once nobody wants it."""
+
+
+class QuotaExceeded(RuntimeError):
+    """A visitor's submit refused by a quota of the runner (their own jobs, visitors' share of the lane, a pause);
+    the message says what to do. A RuntimeError, as the refusal of a full queue is."""
 
 
 @dataclass(eq=False)
@@ -57,6 +77,8 @@ class Job:
     result: Any = None
     error: str | None = None  # "ExceptionType: message" of a failed job
     traceback: str | None = None
+    limited_owners: set[str] = field(default_factory=set)  # requesters subject to the visitors' quotas
+    cancelled_by: str | None = None  # who stopped it for everyone (:meth:`JobRunner.cancel_all`)
     submitted: float = field(default_factory=time.monotonic)
     started: float | None = None
     finished: float | None = None
@@ -102,14 +124,18 @@ class JobRunner:
     ``workers`` is a number of threads (one lane, ``"default"``) or ``{lane: threads}``. Thread-safe. Worker
     threads start on the first submit to their lane and are daemons (a server that stops does not wait for
     them). ``max_queued`` bounds each lane's queue: a submit beyond it raises ``RuntimeError`` (the page says
-    the server is busy) rather than letting a room pile up hours of work.
+    the server is busy) rather than letting a room pile up hours of work. ``visitor_jobs`` and ``visitors_queued``
+    are the visitors' quotas (see the module's docstring), for submits made with ``limited=True``.
     """
 
-    def __init__(self, workers: int | dict[str, int] = 1, *, max_queued: int = 100, keep_finished: int = 200):
+    def __init__(self, workers: int | dict[str, int] = 1, *, max_queued: int = 100, keep_finished: int = 200,
+                 visitor_jobs: int = VISITOR_JOBS_PER_LANE, visitors_queued: int = VISITORS_QUEUED_PER_LANE):
         lanes = {"default": workers} if isinstance(workers, int) else dict(workers)
         if not lanes or min(lanes.values()) < 1:
             raise ValueError("every lane needs at least one worker")
         self.lanes, self.max_queued, self.keep_finished = lanes, max_queued, keep_finished
+        self.visitor_jobs, self.visitors_queued = visitor_jobs, visitors_queued
+        self._paused: set[str] = set()  # lanes that refuse visitors' new jobs
         self.default_lane = next(iter(lanes))
         self._lock = threading.Condition()
         self._queues: dict[str, deque[Job]] = {lane: deque() for lane in lanes}
@@ -122,22 +148,32 @@ class JobRunner:
 
     # ---- submitting and following -------------------------------------------------------------------
     def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None,
-               lane: str | None = None) -> Job:
+               lane: str | None = None, limited: bool = False) -> Job:
         """Queue ``fn(context)`` under ``key`` in ``lane`` (default: the first lane), or join the queued/running job
-        of that key (de-duplication)."""
+        of that key (de-duplication).
+
+        ``limited``: ``owner`` is a visitor of a lecture room, held to the quotas (:class:`QuotaExceeded`)."""
         lane = lane or self.default_lane
         if lane not in self.lanes:
             raise ValueError(f"unknown lane {lane!r}; this runner has {sorted(self.lanes)}")
         with self._lock:
             job = self._active.get(key)
+            if job is not None and job.number in self._cancelled:
+                job = None  # still running until its next progress report, but it stops: a new request starts anew
             if job is not None:
                 if owner not in job.owners:
+                    if limited:  # joining takes a place of the visitor's quota too: it keeps the job alive
+                        self._check_visitor_jobs(owner, job.lane)
+                        job.limited_owners.add(owner)
                     job.owners.append(owner)
                 return job
             queue = self._queues[lane]
+            if limited:
+                self._check_visitor_submit(owner, lane)
             if len(queue) >= self.max_queued:
                 raise RuntimeError(f"the server is busy: {len(queue)} jobs are waiting; try again in a few minutes")
-            job = Job(key=key, label=label or key, fn=fn, owners=[owner], number=next(self._numbers), lane=lane)
+            job = Job(key=key, label=label or key, fn=fn, owners=[owner], number=next(self._numbers), lane=lane,
+                      limited_owners={owner} if limited else set())
             queue.append(job)
             self._active[key] = job
             self._start_workers(lane)
@@ -179,6 +215,52 @@ class JobRunner:
                 self._finish(job, CANCELLED, error="cancelled before it started")
             return True
 
+    def cancel_all(self, job: Job, *, by: str = "the lecturer") -> bool:
+        """Stop ``job`` for every requester (the lecturer's Cancel in the room view): a queued job at once, a running
+        one at its next progress report; nothing of it is saved. Returns False when it had already finished."""
+        with self._lock:
+            if job.status in FINISHED:
+                return False
+            job.cancelled_by = by
+            self._cancelled.add(job.number)
+            if job.status == QUEUED:
+                self._queues[job.lane].remove(job)
+                self._finish(job, CANCELLED, error=f"cancelled by {by}")
+            return True
+
+    # ---- quotas ----------------------------------------------------------------------------------
+    def pause_visitors(self, lane: str, paused: bool = True) -> None:
+        """Refuse (or accept again) visitors' new jobs in ``lane``; their queued and running jobs go on, the
+        lecturer's submits are never refused by a pause."""
+        if lane not in self.lanes:
+            raise ValueError(f"unknown lane {lane!r}; this runner has {sorted(self.lanes)}")
+        with self._lock:
+            (self._paused.add if paused else self._paused.discard)(lane)
+
+    def visitors_paused(self, lane: str) -> bool:
+        with self._lock:
+            return lane in self._paused
+
+    def _live(self, lane: str) -> list[Job]:
+        """Queued and running jobs of ``lane`` that someone still wants (the lock is held)."""
+        return [j for j in [*self._running, *self._queues[lane]] if j.lane == lane and j.number not in self._cancelled]
+
+    def _check_visitor_jobs(self, owner: str, lane: str) -> None:
+        mine = sum(owner in j.owners for j in self._live(lane))
+        if mine >= self.visitor_jobs:
+            raise QuotaExceeded(f"You already have {mine} jobs of this kind waiting or running: cancel one or wait for "
+                                f"it to finish (a visitor of the lecture may have {self.visitor_jobs} at a time).")
+
+    def _check_visitor_submit(self, owner: str, lane: str) -> None:
+        """Refuse a visitor's new job in ``lane`` (QuotaExceeded) when a quota says so (the lock is held)."""
+        if lane in self._paused:
+            raise QuotaExceeded("The lecturer has paused visitors' new jobs of this kind for now: try again later.")
+        self._check_visitor_jobs(owner, lane)
+        waiting = sum(set(j.owners) <= j.limited_owners for j in self._queues[lane] if j.number not in self._cancelled)
+        if waiting >= self.visitors_queued:
+            raise QuotaExceeded(f"The server is busy: {waiting} visitors' jobs are waiting already. Try again in a few "
+                                "minutes.")
+
     # ---- workers ---------------------------------------------------------------------------------
     def _cancel_requested(self, job: Job) -> bool:
         with self._lock:
@@ -204,14 +286,16 @@ class JobRunner:
                 result = job.fn(JobContext(self, job))
             except JobCancelled as exc:
                 with self._lock:
-                    self._finish(job, CANCELLED, error=str(exc))
+                    self._finish(job, CANCELLED,
+                                 error=f"cancelled by {job.cancelled_by}" if job.cancelled_by else str(exc))
             except BaseException as exc:  # noqa: BLE001 - a failing job must never take its worker down
                 with self._lock:
                     self._finish(job, FAILED, error=f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
             else:
                 with self._lock:
                     if job.number in self._cancelled:  # finished before it noticed: nobody wants the result
-                        self._finish(job, CANCELLED, error=f"{job.label} was cancelled")
+                        self._finish(job, CANCELLED, error=f"cancelled by {job.cancelled_by}" if job.cancelled_by
+                                     else f"{job.label} was cancelled")
                     else:
                         job.result, job.progress = result, 1.0
                         self._finish(job, DONE)
@@ -231,4 +315,5 @@ class JobRunner:
         job._done.set()
 
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "Job", "JobCancelled", "JobContext", "JobRunner", "QUEUED", "RUNNING"]
+__all__ = ["CANCELLED", "DONE", "FAILED", "Job", "JobCancelled", "JobContext", "JobRunner", "QUEUED", "QuotaExceeded",
+           "RUNNING", "VISITORS_QUEUED_PER_LANE", "VISITOR_JOBS_PER_LANE"]

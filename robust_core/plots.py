@@ -6,6 +6,15 @@ from collections.abc import Mapping
 import plotly.graph_objects as go
 from plotly.subplots import make_subplots
 
+def plotly_text(text) -> str:
+    """``text`` (a model name, a label made of names) for a figure's text: Plotly reads a subset of HTML in names,
+    titles and annotations (``<a href>`` links, ``<span style>``...) and entities, so a user-supplied string goes in
+    with ``&``, ``<`` and ``>`` escaped, and ``%`` too (hover templates substitute ``%{...}``): shown as written."""
+    import html
+
+    return html.escape(str(text), quote=False).replace("%", "&#37;")
+
+
 PALETTE = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2", "#17becf", "#7f7f7f", "#bcbd22"]
 
 
@@ -24,14 +33,14 @@ def training_curves_figure(histories: Mapping[str, Mapping], *, height: int = 36
         if batches:
             x = [b[0] for b in batches]
             train_style = dict(color=PALETTE[0] if single else colour, width=1.5, dash="solid" if single else "dot")
-            label = "train" if single else f"{name} (train)"
+            label = "train" if single else f"{plotly_text(name)} (train)"
             fig.add_trace(go.Scatter(x=x, y=[b[1] for b in batches], mode="lines", name=label, legendgroup=label,
                                      line=train_style), row=1, col=1)
             fig.add_trace(go.Scatter(x=x, y=[b[2] for b in batches], mode="lines", name=label, legendgroup=label,
                                      line=train_style, showlegend=False), row=1, col=2)
         if h.get("epoch"):
             val_colour = PALETTE[1] if single else colour
-            label = "validation" if single else name
+            label = "validation" if single else plotly_text(name)
             marker = dict(color=val_colour, size=8)
             fig.add_trace(go.Scatter(x=h["epoch"], y=h["val_loss"], mode="lines+markers", name=label, legendgroup=label,
                                      line=dict(color=val_colour, width=2.5), marker=marker), row=1, col=1)
@@ -143,13 +152,13 @@ def eps_slider_figure(
     # everything else together, and a rerun with cached curves must stay well under 100 ms.
 
     def acc_text(i):
-        return " · ".join(f"{n}: {100 * c[i]:.1f}%" for n, c in curves.items())
+        return " · ".join(f"{plotly_text(n)}: {100 * c[i]:.1f}%" for n, c in curves.items())
 
     traces: list[dict] = []
     for name, acc in curves.items():
-        traces.append({"type": "scatter", "x": eps_frames, "y": list(acc), "mode": "lines", "name": name,
+        traces.append({"type": "scatter", "x": eps_frames, "y": list(acc), "mode": "lines", "name": plotly_text(name),
                        "line": {"color": colour_of[name], "width": 3},
-                       "hovertemplate": "ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + name + "</extra>"})
+                       "hovertemplate": "ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + plotly_text(name) + "</extra>"})
     dynamic = []  # indices of the traces each frame replaces
     for name, acc in curves.items():
         dynamic.append(len(traces))
@@ -207,7 +216,8 @@ def eps_slider_figure(
         strip_w, strip_h = (k * cell - GALLERY_GAP) * GALLERY_SCALE, h * GALLERY_SCALE
         model_colour = colour_of.get(block.get("model"), "#333")
         for r, (axis, title) in enumerate((
-                (adv_axis, f"<b><span style='color:{model_colour}'>{block.get('model', '')}</span></b> · adversarial images, "
+                (adv_axis, f"<b><span style='color:{model_colour}'>{plotly_text(block.get('model', ''))}</span></b> · "
+                           "adversarial images, "
                            "predicted class and confidence"),
                 (delta_axis, "perturbation ×10 · red brighter, blue darker"))):
             # Rows from the top: each gets an equal band, the image in its upper part, room for labels and title.
@@ -279,7 +289,8 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     def window(k: int) -> list[float]:
         return [k * cell - 0.5, k * cell + width - 0.5]
 
-    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65], subplot_titles=(title, "class probabilities"))
+    fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
+                        subplot_titles=(plotly_text(title), "class probabilities"))
     # A layout image, not an image trace: Plotly redraws traces when an animation starts, and an image trace is
     # then re-decoded (blank for ~0.1 s); a layout image stays in place while its axis window moves. Pre-scaled
     # (nearest neighbour) so the browser's smoothing of the enlarged picture cannot blur the pixels.

@@ -24,6 +24,7 @@ from pathlib import Path
 import torch
 
 from .evaluation import PAGE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps, comparison_params
+from .store import InvalidCheckpointError
 
 PRECOMPUTED_DIR = Path(__file__).resolve().parents[1] / "assets" / "evaluations"
 COMMAND = "python -m robust_core.precomputed build"
@@ -100,7 +101,11 @@ def install_precomputed(store, cache: EvaluationCache | None = None, directory=N
             report.append((item.path.name, "present"))
             continue
         if key.model_id not in digests:  # loading and hashing a model only when something may be installed
-            digests[key.model_id] = weights_digest(store.load(key.model_id))
+            try:
+                digests[key.model_id] = weights_digest(store.load(key.model_id))
+            except InvalidCheckpointError as exc:  # its weights do not load: the store sets it aside, the rest installs
+                report.append((item.path.name, f"error: {exc}"))
+                continue
         if digests[key.model_id] != item.payload["weights_sha256"]:
             report.append((item.path.name, "stale: the model's weights differ"))
             continue

@@ -30,14 +30,17 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
 from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
 from .data import DATASETS, user_cache_dir
 from .models import architecture, build_model, parameter_count
+from .names import clean_name, name_key, name_keys, names_look_alike
+from .models.size import estimate_parameters
+from .store_checks import DamagedEntry, check_entry, remove_stale_temporaries, stat_signature
 from .training import ProgressEvent, TrainConfig, TrainResult, train_model
+from .weights_files import SafetensorsHeader, WeightsFileError, safetensors_header
 
 STORE_DIR_ENV = "ROBUST_STORE_DIR"
 FORMAT_VERSION = 1
@@ -45,6 +48,10 @@ FORMAT_VERSION = 1
 EXPORT_META_KEY = "robustness_lab.meta"
 # Trained networks kept in memory: small models (a few MB each), reused by every page.
 MEMORY_CACHE_SIZE = 16
+# The largest exported checkpoint imported: the lab's largest network (Madry et al.'s CNN) is 13 MB.
+MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024
+# How often listing the store also removes what killed saves left behind (opening the store does it too).
+SWEEP_INTERVAL_S = 600
 
 
 class StoreError(Exception):
@@ -100,33 +107,66 @@ def default_name(config: TrainConfig, model_id: str) -> str:
     return f"{arch} · {METHOD_TITLES.get(config.method, config.method)} · {model_id[:6]}"
 
 
-def name_key(name: str) -> str:
-    """What makes two model names the same: "CNN  · Standard " and "cnn · standard" read alike in a picker."""
-    return " ".join(name.split()).casefold()
+def display_names(entries: list[StoredModel], *, mark_students: bool = False) -> dict[str, str]:
+    """Each entry's label for a picker: its name, with ``[id prefix]`` appended where names read alike, and with
+    ``mark_students`` (lecture mode) " (student)" after the name of a model a visitor trained
+    (:func:`robust_core.access.trained_by_visitor`), so that it never passes for the lecturer's or a shipped one.
 
-
-def display_names(entries: list[StoredModel]) -> dict[str, str]:
-    """Each entry's label for a picker: its name, with ``[id prefix]`` appended where names collide.
-
-    Names are unique within a dataset, but a list can still hold equal names: models of different
-    datasets, or stores written before names were unique. Labels must differ: besides misleading
-    the user, Streamlit identifies a selectbox's choice by its label, so two equal labels make a
+    Names are unique within a dataset (up to case, spacing and look-alike letters), but a list can still hold names
+    that read alike: models of different datasets, or stores written before names were unique. Labels must differ:
+    besides misleading the user, Streamlit identifies a selectbox's choice by its label, so two equal labels make a
     pick resolve to the wrong model. Prefixes start at 8 hex digits and grow until the labels differ.
     """
+    from .access import trained_by_visitor
+
     groups: dict[str, list[StoredModel]] = {}
     for entry in entries:
         groups.setdefault(name_key(entry.name), []).append(entry)
     labels = {}
     for group in groups.values():
         if len(group) == 1:
-            labels[group[0].model_id] = group[0].name.strip()
+            labels[group[0].model_id] = clean_name(group[0].name)
             continue
         width = 8
         while width < max(len(e.model_id) for e in group) and len({e.model_id[:width] for e in group}) < len(group):
             width += 2
         for entry in group:
-            labels[entry.model_id] = f"{entry.name.strip()} [{entry.model_id[:width]}]"
+            labels[entry.model_id] = f"{clean_name(entry.name)} [{entry.model_id[:width]}]"
+    if mark_students:
+        for entry in entries:
+            if trained_by_visitor(entry.meta):
+                labels[entry.model_id] += " (student)"
+        # A lecturer's model named "x (student)" and a visitor's named "x" would now share a label.
+        seen: dict[str, int] = {}
+        for label in labels.values():
+            seen[label] = seen.get(label, 0) + 1
+        for model_id, label in labels.items():
+            if seen[label] > 1:
+                labels[model_id] = f"{label} [{model_id}]"
     return labels
+
+
+TRAINING_REQUESTS = "requests"  # key of a training job's ``details``: requester -> (name, extra_meta)
+
+
+def record_training_request(job, owner: str, *, name: str | None = None,
+                            extra_meta: dict[str, Any] | None = None) -> None:
+    """Record what ``owner``, a requester of the training ``job`` (made by :meth:`ModelStore.training_job`, or joined
+    under its key), asked for: the model's ``name`` and ``extra_meta`` (its ``owner``...), used if ``owner`` is the
+    first requester still waiting for the model when it is saved."""
+    job.details.setdefault(TRAINING_REQUESTS, {})[owner] = (name, dict(extra_meta or {}))
+
+
+def _remaining_request(job, name: str | None,
+                       extra_meta: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
+    """The (name, extra_meta) to save a shared training with: the first remaining requester's recorded request; when
+    requests were recorded but none by a remaining requester, the default name and no owner (nothing of those who
+    withdrew); without recorded requests, the job's own ``name`` and ``extra_meta``."""
+    requests = job.details.get(TRAINING_REQUESTS)
+    if not requests:
+        return name, extra_meta
+    remaining = next((requests[o] for o in list(job.owners) if o in requests), None)
+    return remaining if remaining is not None else (None, None)
 
 
 def resolve_store_dir(root: str | os.PathLike | None = None) -> Path:
@@ -143,21 +183,55 @@ class ModelStore:
         self.root = resolve_store_dir(root)
         self._memory: OrderedDict[str, Any] = OrderedDict()
         self._lock = threading.RLock()
-        self._metas: dict[Path, tuple[tuple[int, int, int], dict]] = {}  # meta.json path -> (its stat, parsed)
+        # Each entry folder -> (the signatures of its two files, the entry or why it is damaged), and the folders whose
+        # weights failed to load, with the signatures they had then.
+        self._checked: dict[Path, tuple[tuple, StoredModel | DamagedEntry]] = {}
+        self._unloadable: dict[Path, tuple[tuple, str]] = {}
+        self._swept = time.monotonic()
+        remove_stale_temporaries(self.root)
 
-    def _read_meta(self, meta_path: Path) -> dict:
-        """``meta.json`` parsed, from memory while the file is unchanged (same inode, size and mtime: every edit
-        replaces the file atomically). Pages list the store at every run of every visitor; parsing each model's
-        metadata (training curves included) each time was a visible share of a busy server's CPU. The dict is
-        shared: treat it as read-only."""
-        stat = meta_path.stat()
-        signature = (stat.st_ino, stat.st_size, stat.st_mtime_ns)
-        cached = self._metas.get(meta_path)
+    def _entry(self, model_dir: Path) -> StoredModel | DamagedEntry:
+        """The folder ``model_dir`` as a model, or as a damaged entry saying why not, checked again only once one of its
+        files changed (same inode, size and mtime: every edit replaces a file atomically). Pages list the store at every
+        run of every visitor; parsing each model's metadata (training curves included) each time was a visible share
+        of a busy server's CPU. An entry's metadata dict is shared: treat it as read-only."""
+        signature = (stat_signature(model_dir / "meta.json"), stat_signature(model_dir / "weights.safetensors"))
+        cached = self._checked.get(model_dir)
         if cached is not None and cached[0] == signature:
             return cached[1]
-        meta = json.loads(meta_path.read_text())
-        self._metas[meta_path] = (signature, meta)
-        return meta
+        meta, problem = check_entry(model_dir)
+        failure = self._unloadable.get(model_dir)
+        if problem is None and failure is not None and failure[0] == signature:
+            problem = failure[1]
+        if problem is None:
+            entry: StoredModel | DamagedEntry = StoredModel(model_dir.name, model_dir, meta)
+        else:
+            name = meta.get("name") if isinstance(meta, dict) and isinstance(meta.get("name"), str) else None
+            entry = DamagedEntry(model_dir.parent.name, model_dir.name, model_dir, problem, name)
+        self._checked[model_dir] = (signature, entry)
+        return entry
+
+    def _scan(self, dataset: str | None) -> tuple[list[StoredModel], list[DamagedEntry]]:
+        """(the models, newest first; the damaged entries) of ``dataset``, or of every dataset."""
+        if time.monotonic() - self._swept > SWEEP_INTERVAL_S:
+            self._swept = time.monotonic()
+            remove_stale_temporaries(self.root)
+        models: list[StoredModel] = []
+        damaged: list[DamagedEntry] = []
+        if not self.root.exists():
+            return models, damaged
+        for dataset_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
+            if dataset is not None and dataset_dir.name != dataset:
+                continue
+            for model_dir in sorted(dataset_dir.iterdir()):
+                if model_dir.name.startswith(".") or not model_dir.is_dir():
+                    continue  # a save's or a delete's temporary folder, or a stray file: no entry
+                entry = self._entry(model_dir)
+                if isinstance(entry, StoredModel):
+                    models.append(entry)
+                elif model_dir.is_dir():  # (not deleted meanwhile: a delete renames the folder away first)
+                    damaged.append(entry)
+        return sorted(models, key=lambda e: e.meta.get("created", ""), reverse=True), damaged
 
     # ---- paths and listing -------------------------------------------------------------
     def _dir(self, dataset: str, model_id: str) -> Path:
@@ -166,39 +240,38 @@ class ModelStore:
     def _find(self, model_id: str) -> Path | None:
         if not self.root.exists():
             return None
+        if not model_id or model_id.startswith(".") or Path(model_id).name != model_id:
+            return None  # not an entry's folder name (a temporary folder, or a path)
         for dataset_dir in self.root.iterdir():
             candidate = dataset_dir / model_id
-            if (candidate / "meta.json").is_file() and (candidate / "weights.safetensors").is_file():
+            if not dataset_dir.name.startswith(".") and candidate.is_dir():
                 return candidate
         return None
 
     def __contains__(self, model_id: str) -> bool:
-        return self._find(model_id) is not None
+        """Whether the store holds a usable model ``model_id`` (a damaged entry is not one)."""
+        path = self._find(model_id)
+        return path is not None and isinstance(self._entry(path), StoredModel)
 
     def list(self, dataset: str | None = None) -> list[StoredModel]:
-        """Stored models, newest first. Folders that are not complete models are skipped."""
-        if not self.root.exists():
-            return []
-        entries = []
-        for dataset_dir in sorted(p for p in self.root.iterdir() if p.is_dir() and not p.name.startswith(".")):
-            if dataset is not None and dataset_dir.name != dataset:
-                continue
-            for model_dir in dataset_dir.iterdir():
-                meta_path = model_dir / "meta.json"
-                if model_dir.name.startswith(".") or not meta_path.is_file() or not (model_dir / "weights.safetensors").is_file():
-                    continue
-                try:
-                    meta = self._read_meta(meta_path)
-                except (OSError, json.JSONDecodeError):
-                    continue  # an unreadable entry must not hide the others
-                entries.append(StoredModel(model_dir.name, model_dir, meta))
-        return sorted(entries, key=lambda e: e.meta.get("created", ""), reverse=True)
+        """Stored models, newest first. Entries that are not usable models are left out: see :meth:`damaged`."""
+        return self._scan(dataset)[0]
+
+    def damaged(self, dataset: str | None = None) -> list[DamagedEntry]:
+        """The entries :meth:`list` leaves out, each with the reason: unreadable or invalid metadata, weights that are
+        missing, truncated or failed to load. Their files are kept as they are, for the user to remove
+        (:meth:`remove_damaged`) or repair."""
+        return self._scan(dataset)[1]
 
     def get(self, model_id: str) -> StoredModel:
+        """The entry of ``model_id``; KeyError when the store has none, InvalidCheckpointError when it is damaged."""
         path = self._find(model_id)
         if path is None:
             raise KeyError(f"No model {model_id!r} in the store at {self.root}")
-        return StoredModel(model_id, path, self._read_meta(path / "meta.json"))
+        entry = self._entry(path)
+        if isinstance(entry, DamagedEntry):
+            raise InvalidCheckpointError(f"The stored model {entry.dataset}/{entry.folder} is damaged: {entry.reason}.")
+        return entry
 
     def resolve(self, text: str) -> str:
         """The id of the one stored model whose id starts with ``text`` (ids are 16 hex digits; a prefix
@@ -234,9 +307,15 @@ class ModelStore:
         with self._lock:
             existing = self._find(model_id)
             if existing is not None:
-                return self.get(model_id)
-            # A new model never takes a name the dataset already uses (a typed name, or an import's).
-            meta = {**meta, "name": self.free_name(dataset, meta.get("name") or model_id)}
+                entry = self._entry(existing)
+                if isinstance(entry, DamagedEntry):  # never written over: its files stay for the user to judge
+                    raise InvalidCheckpointError(
+                        f"The store holds a damaged entry for this model, {entry.dataset}/{entry.folder} "
+                        f"({entry.reason}): remove it on the Models page, then save the model again.")
+                return entry
+            # A new model never takes a name the dataset already uses, or one that reads as it (a typed name, or an
+            # import's), nor invisible characters or more than a picker's 120 characters.
+            meta = {**meta, "name": self.free_name(dataset, clean_name(meta.get("name") or "")[:120] or model_id)}
             final = self._dir(dataset, model_id)
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
@@ -257,11 +336,21 @@ class ModelStore:
             model = self._memory.get(model_id)
             if model is None:
                 entry = self.get(model_id)
+                weights_path = entry.path / "weights.safetensors"
+                signature = (stat_signature(entry.path / "meta.json"), stat_signature(weights_path))
                 try:
-                    state = load_safetensors_bytes((entry.path / "weights.safetensors").read_bytes())
-                except (SafetensorError, OSError, ValueError) as exc:
-                    raise InvalidCheckpointError(f"The weights of model {model_id} are unreadable: {exc}") from exc
-                model = _model_from_state(entry.meta, state)
+                    state = load_safetensors_bytes(weights_path.read_bytes())
+                    model = _model_from_state(entry.meta, state)
+                except (OSError, MemoryError):
+                    raise  # the file could not be read now (or the dataset a k-NN refits from is missing): no damage
+                except Exception as exc:  # safetensors, load_state_dict and the checks raise several types
+                    reason = f"its weights do not load ({type(exc).__name__}: {str(exc)[:200]})"
+                    # Set aside from now on, until its files change: the pages stop offering a model they cannot load.
+                    self._unloadable[entry.path] = (signature, reason)
+                    self._checked.pop(entry.path, None)
+                    where = f"{entry.path.parent.name}/{model_id}"
+                    message = f"The stored model “{entry.name}” ({where}) cannot be used: {reason}."
+                    raise InvalidCheckpointError(message) from exc
                 self._remember(model_id, model)
             else:
                 self._memory.move_to_end(model_id)
@@ -292,6 +381,7 @@ class ModelStore:
         model_id = config.config_hash()
         if model_id in self:
             return self.load(model_id, device=device), self.get(model_id), True
+        self.refuse_damaged(model_id)
         result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
         return result.model, self.save(result, name=name, extra_meta=extra_meta), False
 
@@ -303,6 +393,11 @@ class ModelStore:
         accuracy) and per-epoch validation loss/accuracy, for a live chart) and ``last`` (the last progress event's
         numbers). ``ctx.progress`` raises ``JobCancelled`` once nobody wants the model: training stops between two
         batches and nothing is saved.
+
+        Several requesters may share the job (the runner runs one training per key): each one's name and metadata,
+        recorded with :func:`record_training_request`, are theirs; the model is saved with those of the first
+        requester still waiting for it, so one who cancelled leaves neither their name nor their ownership on it.
+        Without recorded requests, ``name`` and ``extra_meta`` are used.
         """
         def run(ctx) -> StoredModel:
             live = ctx.job.details.setdefault("live", {"batches": [], "epoch": [], "val_loss": [], "val_acc": []})
@@ -321,46 +416,88 @@ class ModelStore:
                 ctx.job.details["last"] = last
                 ctx.progress(min(event.fraction, 1.0))
 
-            return self.train_or_load(config, name=name, data=data, on_progress=on_progress, extra_meta=extra_meta)[1]
+            if config.config_hash() in self:
+                return self.get(config.config_hash())
+            self.refuse_damaged(config.config_hash())
+            result = train_model(config, data=data, on_progress=on_progress)
+            ctx.check()  # withdrawn by everyone during the last batch: nothing is saved
+            chosen_name, chosen_meta = _remaining_request(ctx.job, name, extra_meta)
+            return self.save(result, name=chosen_name, extra_meta=chosen_meta)
 
         return run
 
     # ---- names --------------------------------------------------------------------------
     def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> StoredModel | None:
-        """The model of ``dataset`` (other than ``exclude``) whose name reads as ``name``, if any."""
-        key = name_key(name)
-        return next((e for e in self.list(dataset) if e.model_id != exclude and name_key(e.name) == key), None)
+        """The model of ``dataset`` (other than ``exclude``) whose name reads as ``name`` (:func:`names_look_alike`:
+        case, spacing, invisible characters and Unicode look-alikes aside), if any."""
+        return next((e for e in self.list(dataset) if e.model_id != exclude and names_look_alike(e.name, name)), None)
 
     def free_name(self, dataset: str, name: str, *, exclude: str | None = None) -> str:
-        """``name`` if no other model of ``dataset`` has it, else the first free "name (2)", "name (3)", …"""
-        name = name.strip()
-        taken = {name_key(e.name) for e in self.list(dataset) if e.model_id != exclude}
+        """``name`` (cleaned: :func:`clean_name`) if no other model of ``dataset`` has a name that reads as it, else the
+        first free "name (2)", "name (3)", …"""
+        name = clean_name(name)
+        taken = [name_keys(e.name) for e in self.list(dataset) if e.model_id != exclude]
+        taken_sets = [{keys[i] for keys in taken} for i in range(2)]
         candidate, n = name, 1
-        while name_key(candidate) in taken:
+        while any(key in keys for key, keys in zip(name_keys(candidate), taken_sets)):
             n += 1
             candidate = f"{name} ({n})"
         return candidate
 
+    def check_name(self, dataset: str, name: str, *, exclude: str | None = None) -> str:
+        """``name`` as the store would keep it (:func:`clean_name`), or StoreError saying why no model of ``dataset``
+        (other than ``exclude``) may take it: empty, longer than 120 characters, or reading as another model's name
+        (pickers and confirmations show names, so a look-alike would pass for that model)."""
+        cleaned = clean_name(name)
+        if not cleaned:
+            raise StoreError("A model name cannot be empty (invisible characters do not count).")
+        if len(cleaned) > 120:
+            raise StoreError("A model name is at most 120 characters.")
+        owner = self.name_owner(dataset, cleaned, exclude=exclude)
+        if owner is not None:
+            title = DATASETS[dataset].title if dataset in DATASETS else dataset
+            same = ("named" if clean_name(owner.name) == cleaned
+                    else "named alike (case, spacing or look-alike letters aside):")
+            raise StoreError(f"Another {title} model is already {same} “{owner.name}” (id {owner.model_id}). "
+                             "Choose a different name.")
+        return cleaned
+
     # ---- editing ------------------------------------------------------------------------
     def rename(self, model_id: str, new_name: str) -> StoredModel:
-        """Give ``model_id`` a new name; StoreError if another model of its dataset has that name
-        (compared ignoring case and spacing), since pickers and confirmations show names."""
-        new_name = " ".join(new_name.split())
-        if not new_name:
-            raise StoreError("A model name cannot be empty.")
-        if len(new_name) > 120:
-            raise StoreError("A model name is at most 120 characters.")
+        """Give ``model_id`` a new name; StoreError if another model of its dataset has a name that reads as it
+        (:meth:`check_name`: case, spacing, invisible characters and look-alike letters aside), since pickers and
+        confirmations show names."""
         with self._lock:
             entry = self.get(model_id)
-            dataset = entry.path.parent.name
-            owner = self.name_owner(dataset, new_name, exclude=model_id)
-            if owner is not None:
-                title = DATASETS[dataset].title if dataset in DATASETS else dataset
-                raise StoreError(f"Another {title} model is already named “{owner.name}” (id {owner.model_id}). "
-                                 "Choose a different name.")
+            new_name = self.check_name(entry.path.parent.name, new_name, exclude=model_id)
             meta = {**entry.meta, "name": new_name}
             _atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
             return StoredModel(model_id, entry.path, meta)
+
+    def refuse_damaged(self, model_id: str) -> None:
+        """InvalidCheckpointError when the store holds a damaged entry under ``model_id``: training it again would
+        end in a save refused (a damaged entry is never written over), so say it before the work."""
+        path = self._find(model_id)
+        entry = None if path is None else self._entry(path)
+        if isinstance(entry, DamagedEntry):
+            raise InvalidCheckpointError(
+                f"The store holds a damaged entry for this configuration, {entry.dataset}/{entry.folder} "
+                f"({entry.reason}): remove it on the Models page, then train again.")
+
+    def remove_damaged(self, dataset: str, folder: str) -> None:
+        """Delete the damaged entry ``folder`` of ``dataset`` (as :meth:`damaged` names it) with all its files: the
+        user's decision, never the store's. StoreError if it is not (or no longer) a damaged entry: a usable model
+        is deleted with :meth:`delete`, which lecture mode checks."""
+        with self._lock:
+            entry = next((d for d in self.damaged(dataset) if d.folder == folder and d.dataset == dataset), None)
+            if entry is None:
+                raise StoreError(f"{dataset}/{folder} is not a damaged entry of the store; nothing was removed.")
+            trash = entry.path.parent / f".deleted-{folder}-{time.time_ns()}"
+            os.rename(entry.path, trash)
+            shutil.rmtree(trash, ignore_errors=True)
+            self._checked.pop(entry.path, None)
+            self._unloadable.pop(entry.path, None)
+            self._memory.pop(folder, None)
 
     def delete(self, model_id: str) -> None:
         with self._lock:
@@ -402,20 +539,23 @@ class ModelStore:
         return self._write_new(model_id, config.dataset, state, meta), True
 
 
-def read_checkpoint(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Parse and fully validate an exported checkpoint: (metadata, tensors)."""
+def read_checkpoint(payload: bytes, *, max_bytes: int = MAX_CHECKPOINT_BYTES
+                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
+    """Parse and fully validate an exported checkpoint: (metadata, tensors).
+
+    What the header declares is checked before anything is allocated: the tensors must tile the file's data exactly
+    (:func:`robust_core.weights_files.safetensors_header`), and the network its configuration describes must have no
+    more parameters than the file holds weights for, so crafted metadata cannot make the import build a huge model."""
     if not payload:
         raise InvalidCheckpointError("The file is empty.")
     try:
-        state = load_safetensors_bytes(payload)
-        header_len = int.from_bytes(payload[:8], "little")
-        header = json.loads(payload[8 : 8 + header_len])
-    except Exception as exc:  # safetensors raises several types for garbage input
+        header = safetensors_header(payload, max_bytes=max_bytes)
+    except WeightsFileError as exc:
         raise InvalidCheckpointError(
             f"This is not a safetensors file (or it is corrupted): {exc}. "
             "Upload a .safetensors file exported from Robustness Lab's Models page."
         ) from exc
-    raw_meta = (header.get("__metadata__") or {}).get(EXPORT_META_KEY)
+    raw_meta = header.metadata.get(EXPORT_META_KEY)
     if raw_meta is None:
         raise InvalidCheckpointError(
             "This safetensors file has no Robustness Lab metadata: it was not exported from Robustness Lab, "
@@ -428,6 +568,11 @@ def read_checkpoint(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Ten
         raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
     if meta.get("id") != config.config_hash():
         raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or corrupted metadata).")
+    _check_declared_size(config, header)
+    try:
+        state = load_safetensors_bytes(payload)
+    except Exception as exc:  # safetensors raises several types for garbage input
+        raise InvalidCheckpointError(f"This safetensors file is corrupted: {exc}.") from exc
     try:
         _model_from_state(meta, state)
     except InvalidCheckpointError:
@@ -435,6 +580,22 @@ def read_checkpoint(payload: bytes) -> tuple[dict[str, Any], dict[str, torch.Ten
     except Exception as exc:
         raise InvalidCheckpointError(f"The weights do not fit architecture {config.arch!r}: {exc}") from exc
     return meta, state
+
+
+def _check_declared_size(config: TrainConfig, header: SafetensorsHeader) -> None:
+    """Refuse a configuration whose network is larger than the file's weights, before it is built."""
+    try:
+        parameters = estimate_parameters(config)
+    except (ValueError, TypeError) as exc:
+        raise InvalidCheckpointError(
+            f"The checkpoint's configuration describes no network that can be built: {exc}") from exc
+    # Every parameter is exported as float32 (buffers such as the input normalisation come on top), so a file holds at
+    # least 4 bytes per parameter of its network.
+    if parameters is not None and parameters * 4 > header.data_bytes:
+        raise InvalidCheckpointError(
+            f"The weights do not fit architecture {config.arch!r}: its configuration describes a network of "
+            f"{parameters:,} parameters, but the file holds weights for at most {header.data_bytes // 4:,} "
+            "(edited or corrupted metadata). Nothing was built.")
 
 
 def _state_dict(model) -> dict[str, torch.Tensor]:

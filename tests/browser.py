@@ -41,13 +41,36 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+# Started instead of `python -m streamlit` when a test watches the server's own network use: an audit hook (PEP 578)
+# appends every address the process resolves or connects to, one per line, before the call is made.
+_AUDITED_STREAMLIT = """
+import sys
+log = open(sys.argv.pop(1), "a", buffering=1)
+def hook(event, args):
+    if event == "socket.getaddrinfo":
+        log.write(f"resolve {args[0]}\\n")
+    elif event == "socket.connect" and isinstance(args[1], tuple):
+        log.write(f"connect {args[1][0]}\\n")
+sys.addaudithook(hook)
+from streamlit.web.cli import main
+sys.argv[0] = "streamlit"
+main()
+"""
+
+
 @contextmanager
-def dashboard(env: dict[str, str] | None = None, timeout_s: float = 60):
-    """Run ``streamlit run app.py`` on a free loopback port; yields its base URL."""
+def dashboard(env: dict[str, str] | None = None, timeout_s: float = 60, *, address: str | None = "127.0.0.1",
+              network_log: Path | None = None):
+    """Run ``streamlit run app.py`` on a free port; yields its base URL (on loopback).
+
+    ``address=None`` leaves the address to .streamlit/config.toml, as a user's ``streamlit run app.py`` does.
+    ``network_log``: every host name the server resolves and every address it connects to are written there."""
     port = free_port()
+    launcher = ["-m", "streamlit"] if network_log is None else ["-c", _AUDITED_STREAMLIT, str(network_log)]
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(REPO / "app.py"), "--server.headless", "true",
-         "--server.port", str(port), "--server.address", "127.0.0.1"],  # the rest from .streamlit/config.toml, as users get it
+        [sys.executable, *launcher, "run", str(REPO / "app.py"), "--server.headless", "true",
+         "--server.port", str(port), *(["--server.address", address] if address else [])],
+        # the rest from .streamlit/config.toml, as users get it
         cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"

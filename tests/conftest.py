@@ -25,6 +25,31 @@ def isolated_store(tmp_path, monkeypatch):
     return root
 
 
+@pytest.fixture(autouse=True)
+def seeded():
+    """Every test draws the same random numbers on every run and machine (a test's own torch.rand, an untrained
+    network's weights): a verdict must not depend on which draw a run got."""
+    import random
+
+    import numpy
+
+    torch.manual_seed(0)
+    random.seed(0)
+    numpy.random.seed(0)
+
+
+@pytest.fixture(autouse=True)
+def fresh_lecturer_key_guard():
+    """Each test starts with no wrong lecturer keys counted: the guard is one per server process, and the tests share
+    one process (a test typing a wrong key must not lock a later test's lecturer out)."""
+    import sys
+
+    shared = sys.modules.get("pages._shared")
+    if shared is not None:
+        shared.lecturer_key_guard.clear()
+    yield
+
+
 @pytest.fixture(scope="session")
 def mnist():
     from robust_core.data import load_dataset

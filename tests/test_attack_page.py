@@ -217,3 +217,34 @@ def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_mod
     widget(again.selectbox, "Version").select("autoattack_fast").run()
     assert "Robust accuracy" in {m.label for m in again.metric}
     assert not job_runner().jobs()
+
+
+def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_each(two_models):
+    """Issue 23: with the page's default PGD, the curves and the comparison wait on the same job; both sections draw
+    its Cancel button (one key each: a shared key raised StreamlitDuplicateElementKey while the job waited)."""
+    import threading
+
+    from pages._shared import job_runner
+
+    first, _ = two_models
+    runner = job_runner()
+    release = threading.Event()
+    runner.submit("test-blocker", lambda ctx: release.wait(60), owner="someone else")  # the job stays queued
+    try:
+        at = run_app("pages/attack.py")
+        widget(at.selectbox, "Test images").select(100)
+        widget(at.multiselect, "Models").set_value([first]).run()
+        widget(at.selectbox, "Model to compare on").select(first).run()
+        [b for b in at.button if b.label.startswith("Compute (")][0].click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        [job] = [j for j in runner.jobs() if j.key != "test-blocker"]
+        # The comparison's PGD is the curves' job: both sections show it, each with its own Cancel.
+        cancels = [b for b in at.button if b.label == "Cancel"]
+        assert len(cancels) == 2 and len({b.key for b in cancels}) == 2
+        cancel = next(b for b in at.button if b.label == "Cancel")
+        cancel.click().run()
+        assert not at.exception, [e.value for e in at.exception]
+        assert job.status == "cancelled"
+    finally:
+        release.set()
+    assert runner.get("test-blocker").wait(10)

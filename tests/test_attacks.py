@@ -238,21 +238,49 @@ def test_fgsm_minimal_eps_is_the_best_of_its_grid(cnn, mnist):
 def test_targeted_minimal_eps_makes_the_image_read_as_the_target(cnn, mnist):
     x, y = mnist.test_x[:12], mnist.test_y[:12]
     target = (y + 1) % 10
-    values = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.5, target=target, steps=10)
+    values, x_adv = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.5, target=target, steps=10, return_adversarial=True)
     untargeted = minimal_eps(cnn, x, y, attack="pgd", eps_max=0.5, steps=10)
     finite = torch.isfinite(values) & (values > 0)
     assert finite.sum() >= 9
-    hits = 0
-    for i in finite.nonzero().flatten().tolist():
-        x_adv = pgd(cnn, x[i : i + 1], y[i : i + 1], eps=float(values[i]), steps=10, targeted=True, target=int(target[i]))
-        hits += int(cnn(x_adv).argmax(1).item() == target[i])
-    # Replayed alone, an image gets another random start than in the search's shared call: most, not all, hit.
-    assert hits >= 0.7 * int(finite.sum())
-    # Reaching one chosen class is harder than leaving the true one (up to the bisection's resolution).
+    # The search's witnesses, not a replay (another random start need not find the example again): each lies within
+    # its eps and reads as the target. The search judged these very tensors in another batch, so a verdict may differ
+    # only where the margin is within float32 rounding of the logits (batch composition changes the kernels' sums).
+    assert (flat_norm(x_adv - x, "linf")[finite] <= values[finite] + 1e-6).all()
+    assert x_adv.min() >= 0 and x_adv.max() <= 1
+    with torch.no_grad():
+        logits = cnn(x_adv[finite])
+    t = target[finite]
+    others = logits.scatter(1, t[:, None], float("-inf")).amax(1)
+    margin = logits.gather(1, t[:, None])[:, 0] - others
+    rounding = 1e-5 * logits.abs().amax(1).clamp_min(1.0)
+    assert (margin > -rounding).all(), margin
+    assert torch.equal(x_adv[~finite], x[~finite])
+    # Reaching one chosen class is harder than leaving the true one. Exact minima obey it image by image; two searches'
+    # upper bounds need not (a random start can land either side), so the claim is on their medians, which differ by
+    # far more than one image's search noise (0.24 against 0.14 on this CNN).
     both = finite & torch.isfinite(untargeted)
-    assert (values[both] >= untargeted[both] - 0.5 / 2**7).float().mean() >= 0.9
+    assert values[both].median() > untargeted[both].median() + 2 * 0.5 / 2**7
     with pytest.raises(ValueError, match="targeted"):
         minimal_eps(cnn, x, y, attack="deepfool", target=3)
+
+
+def test_minimal_eps_witnesses_set_each_eps_for_every_kind_of_search(cnn, mnist):
+    """FGSM's grid, PGD's bisection and DeepFool's minimal norm each return the example that set each eps."""
+    x, y = mnist.test_x[:8], mnist.test_y[:8]
+    for attack, kwargs in (("fgsm", {}), ("pgd", {"steps": 5}), ("deepfool", {})):
+        values, x_adv = minimal_eps(cnn, x, y, attack=attack, eps_max=0.5 if attack != "deepfool" else 5.0,
+                                    return_adversarial=True, **kwargs)
+        norm = "l2" if attack == "deepfool" else "linf"
+        finite = torch.isfinite(values) & (values > 0)
+        assert finite.any(), attack
+        assert (flat_norm(x_adv - x, norm)[finite] <= values[finite] * (1 + 1e-5) + 1e-6).all(), attack
+        with torch.no_grad():
+            logits = cnn(x_adv[finite])
+        true = logits.gather(1, y[finite][:, None])[:, 0]
+        margin = logits.scatter(1, y[finite][:, None], float("-inf")).amax(1) - true
+        assert (margin > -1e-5 * logits.abs().amax(1).clamp_min(1.0)).all(), attack
+        assert torch.equal(values, minimal_eps(cnn, x, y, attack=attack, eps_max=0.5 if attack != "deepfool" else 5.0,
+                                               **kwargs)), attack  # the witnesses change nothing else
 
 
 class CountingModel(nn.Module):

@@ -12,7 +12,7 @@ EPS = 0.08  # small enough that the small CNN keeps some points, so every stage 
 
 @pytest.fixture(scope="module")
 def points(mnist):
-    return mnist.test_x[:48], mnist.test_y[:48]
+    return mnist.test_x[:24], mnist.test_y[:24]  # 24: Square's 5,000 queries on the survivors dominate the time
 
 
 def test_the_standard_chain_is_no_weaker_than_any_of_its_stages_run_alone(small_cnn, points):
@@ -25,11 +25,12 @@ def test_the_standard_chain_is_no_weaker_than_any_of_its_stages_run_alone(small_
         assert after.robust_accuracy <= before.robust_accuracy
     assert report.stages[0].attacked == round(report.clean_accuracy * len(x))
     assert report.robust_accuracy == report.stages[-1].robust_accuracy <= report.clean_accuracy
-    # Each stage alone, on every point (one point of slack: the stages' random starts see other batches).
+    # The gradient stages alone, on every point (one point of slack: the stages' random starts see other batches).
+    # Not Square alone: the chain ends with that very Square on every survivor (5,000 queries each, the test's
+    # costliest part), so it adds no check the ordering above does not make.
     alone = {
         "apgd_ce": get_attack("apgd_ce")(small_cnn, x, y, eps=EPS, seed=0),
         "apgd_t": get_attack("apgd_t")(small_cnn, x, y, eps=EPS, seed=0),
-        "square": get_attack("square")(small_cnn, x, y, eps=EPS, seed=0, n_queries=5000),
     }
     for name, x_adv in alone.items():
         accuracy = float((predict(small_cnn, x_adv) == y).float().mean())

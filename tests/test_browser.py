@@ -11,7 +11,9 @@ pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin
 
 def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_result, tmp_path):
     ModelStore(isolated_store).save(tiny_result, name="browser model")
-    with dashboard() as url, browser_page(height=1200) as page:
+    # In lecture mode, as a room gets it: the student's model is the student's (in single-user mode the one user's
+    # models are the lab owner's, see robust_core.access.model_owner).
+    with dashboard(env={"ROBUST_LECTURE_MODE": "1"}) as url, browser_page(height=1200) as page:
         # A fresh server whose first visitor opens a page by its URL still gets app.py's sidebar.
         open_page(page, url, "Models")
         assert "Dataset" in page.locator('[data-testid="stSidebar"]').inner_text()
@@ -79,12 +81,14 @@ def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_st
         assert page.locator('[data-testid="stStatusWidget"]').count() == 0  # no rerun was triggered
 
 
-def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_result):
-    """Issue 13, item 10: usage statistics must not reach for the internet (the project's .streamlit/config.toml)."""
+def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_result, tmp_path):
+    """Issue 13, item 10 and issue 23: neither the browser nor the server reaches for the internet (usage statistics,
+    the headless start's external-IP lookup), started as a user starts it (the address from .streamlit/config.toml)."""
     from urllib.parse import urlparse
 
     ModelStore(isolated_store).save(tiny_result, name="offline model")
-    with dashboard() as url, browser_page(1280, 720) as page:
+    network_log = tmp_path / "server-network.log"
+    with dashboard(address=None, network_log=network_log) as url, browser_page(1280, 720) as page:
         hosts = []
         page.on("request", lambda request: hosts.append(urlparse(request.url).hostname))
         open_page(page, url, "Models")  # a direct link to a page, as a student would open it
@@ -99,6 +103,12 @@ def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_r
         assert copied == page.url and "/attack?" in copied and "models=" in copied and "attack=pgd" in copied
     outside = {h for h in hosts if h not in ("127.0.0.1", "localhost", None)}
     assert hosts and outside == set(), outside
+    # The server's own lookups and connections (its audit hook's log): loopback only, and none to a host name.
+    assert network_log.exists()  # the hook was installed (it opens its log first)
+    used = network_log.read_text().split("\n")
+    local = ("127.0.0.1", "localhost", "::1", "0.0.0.0", "", "None")
+    server_outside = {line for line in used if line and line.split(" ", 1)[1] not in local}
+    assert server_outside == set(), server_outside
 
 
 def test_class_visualization_canvas_toolbar_clears_the_radio_and_play_never_blanks_the_image(isolated_store, tiny_result):

@@ -69,7 +69,10 @@ def test_a_visitor_may_change_their_own_model_and_the_lecturer_every_model(lectu
     assert store.get(own.model_id).name == "my renamed CNN"
     # The lecturer's key unlocks the lecturer's model too; a wrong key does not. (The sidebar is drawn by app.py,
     # which AppTest runs on the first run only: the key is typed before it.)
+    from pages._shared import lecturer_key_guard
+
     for key, unlocked in (("wrong", False), ("s3cret", True)):
+        lecturer_key_guard.clear()  # a second try right after a wrong one waits a second (tested on its own)
         at = AppTest.from_file(APP, default_timeout=120)
         at.session_state["_owner_token"] = "lecturer-browser"
         at.session_state["_lecturer_key_input"] = key

@@ -13,6 +13,10 @@ def test_five_students_open_a_lecture_path_drag_eps_and_morph_without_error(tmp_
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
     from load_test import run
 
-    [summary] = run([5], store_dir=str(tmp_path / "store"))
-    assert summary["errors"] == [], summary["errors"]
-    assert summary["page_ready_p95_s"] < 110 and summary["morph_p95_s"] < 110  # every student got there
+    # Four browserless students (the server does for them all it does for a browser) and one Chromium student, who
+    # also renders and drags: five at once on the server, one browser's rendering on the test machine's 2 cores.
+    [summary] = run([4], store_dir=str(tmp_path / "store"), clients="protocol", probes=1)
+    probe = summary["probes"]
+    assert summary["errors"] == [] and probe["errors"] == [], (summary["errors"], probe["errors"])
+    for students in (summary, probe):  # every student got there
+        assert students["page_ready_p95_s"] < 110 and students["morph_p95_s"] < 110

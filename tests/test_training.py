@@ -1,7 +1,6 @@
 import math
 
 import pytest
-import torch
 
 from robust_core.training import TRAINING_METHODS, BatchLoss, TrainConfig, TrainingCancelled, evaluate, train_model
 

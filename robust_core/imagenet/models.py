@@ -19,6 +19,7 @@ Sources (:data:`IMAGENET_MODELS`):
 """
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from dataclasses import dataclass
@@ -180,15 +181,26 @@ def lite0_state_dict(checkpoint: dict[str, torch.Tensor], backbone: nn.Module) -
 # ---- torchvision ----------------------------------------------------------------------------------------------
 def torchvision_names() -> list[str]:
     """Every torchvision ImageNet classification model's name (``torchvision.models.list_models``)."""
+    return list(_torchvision_names())
+
+
+@functools.cache
+def _torchvision_names() -> tuple[str, ...]:
     import torchvision
 
-    return sorted(torchvision.models.list_models(module=torchvision.models))
+    return tuple(sorted(torchvision.models.list_models(module=torchvision.models)))
+
+
+def is_torchvision_name(name: str) -> bool:
+    """Whether ``name`` is a torchvision ImageNet classification model (a lookup in its registry of names: nothing is
+    built or downloaded). A page asks this before it lets a typed name anywhere near a builder."""
+    return name in _torchvision_names()
 
 
 def _torchvision_weights(name: str):
     import torchvision
 
-    if name not in torchvision_names():
+    if not is_torchvision_name(name):
         raise ValueError(f"unknown ImageNet model {name!r}: use one of {sorted(IMAGENET_MODELS)} or a torchvision "
                          f"classification model ({', '.join(torchvision_names()[:8])}, …)")
     return torchvision.models.get_model_weights(name).DEFAULT
@@ -219,20 +231,32 @@ def _download_torchvision(name: str) -> dict[str, torch.Tensor]:
 
 
 # ---- weights files -------------------------------------------------------------------------------------------
-def read_weights_file(path: str | os.PathLike) -> dict[str, torch.Tensor]:
+# The largest weights file read: VGG16's is 528 MB, and nothing larger is a classifier one can attack on a CPU.
+MAX_WEIGHTS_FILE_BYTES = 600 * 1024 * 1024
+
+
+def read_weights_file(path: str | os.PathLike, *, max_bytes: int = MAX_WEIGHTS_FILE_BYTES) -> dict[str, torch.Tensor]:
     """A state dict from ``.safetensors`` or from ``.pth``/``.pt``/``.bin`` loaded with ``weights_only=True`` (a
-    pickle that would run code is refused). ValueError with the reason for anything else."""
+    pickle that would run code is refused). The file's headers are checked first (:mod:`robust_core.weights_files`:
+    its size, a zip of uncompressed members, declared sizes that fit in the file), so a small crafted file cannot
+    make the loader allocate gigabytes. ValueError with the reason for anything else."""
+    from ..weights_files import WeightsFileError, check_torch_zip, safetensors_header
+
     path = Path(path)
     suffix = path.suffix.lower()
     try:
         if suffix == ".safetensors":
             from safetensors.torch import load_file
 
+            safetensors_header(path, max_bytes=max_bytes)
             state = load_file(str(path))
         elif suffix in (".pth", ".pt", ".bin"):
+            check_torch_zip(path, max_bytes=max_bytes)
             state = torch.load(path, map_location="cpu", weights_only=True)
         else:
             raise ValueError(f"{path.name}: expected a .safetensors or .pth file")
+    except WeightsFileError as exc:
+        raise ValueError(f"{path.name} is not a readable weights file (refused before loading: {exc})") from exc
     except ValueError:
         raise
     except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: one clear message
@@ -249,6 +273,8 @@ def save_weights_file(data: bytes, *, file_name: str, folder: str | os.PathLike)
     dict (:func:`read_weights_file`): a damaged or hostile file is refused (ValueError) and never joins the folder."""
     import hashlib
 
+    if len(data) > MAX_WEIGHTS_FILE_BYTES:  # before hashing or writing a byte of it
+        raise ValueError(f"{file_name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_WEIGHTS_FILE_BYTES / 2**20:.0f} MB")
     suffix = Path(file_name).suffix.lower()
     path = Path(folder) / (hashlib.sha256(data).hexdigest()[:20] + suffix)
     if path.is_file():
@@ -307,12 +333,14 @@ def load_imagenet_model(name: str = "efficientnet_lite0", *, weights: str | os.P
     else:
         import torchvision
 
+        # The weights first, the architecture after: an unknown name, missing weights offline or a failed download
+        # is refused before anything is built (a ViT-L costs seconds and a GB to build).
         tv_weights = _torchvision_weights(name)
+        state = (read_weights_file(weights) if weights is not None else _download_torchvision(name) if pretrained
+                 else None)
         backbone = torchvision.models.get_model(name, weights=None)
-        if weights is not None:
-            _load_into(backbone, read_weights_file(weights), Path(weights).name)
-        elif pretrained:
-            _load_into(backbone, _download_torchvision(name), f"{name}'s torchvision weights")
+        if state is not None:
+            _load_into(backbone, state, Path(weights).name if weights is not None else f"{name}'s torchvision weights")
         gflops = float(tv_weights.meta.get("_ops", LITE0_GFLOPS))
         spec = spec or ImageNetModelSpec(name, name, "torchvision", gflops)
     backbone.eval().requires_grad_(False)
@@ -347,5 +375,5 @@ def suggested_steps(model: ImageNetClassifier, requested: int, *, minimum: int =
 
 
 __all__ = ["CROP", "IMAGENET_MEAN", "IMAGENET_MODELS", "IMAGENET_STD", "ImageNetClassifier", "ImageNetModelSpec", "RESIZE",
-           "WeightsNotAvailable", "cached_weights_path", "save_weights_file", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
-           "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]
+           "MAX_WEIGHTS_FILE_BYTES", "WeightsNotAvailable", "cached_weights_path", "save_weights_file", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
+           "is_torchvision_name", "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]

@@ -6,10 +6,11 @@
     shipped_photos()["chelsea"].classes         # (281, 282, 285): the ImageNet classes that count as correct
 
 Uploads are untrusted bytes. Only JPEG, PNG and WebP are accepted (by PIL's detected format, never the file
-name); size and pixel count are checked from the header before anything is decoded, so a small file that
-declares a huge image (a decompression bomb) is refused without allocating it; the file is then decoded in
-full so a truncated or corrupt upload fails here, with a message, rather than later inside an attack. Every
-problem raises :class:`PhotoError`, whose message says what was wrong and what to do; no PIL exception escapes.
+name); size and pixel count are checked from the header before anything is decoded (:mod:`robust_core.image_files`,
+which the digit uploads share), so a small file that declares a huge image (a decompression bomb) is refused without
+allocating it; the file is then decoded in full so a truncated or corrupt upload fails here, with a message, rather
+than later inside an attack. Every problem raises :class:`PhotoError`, whose message says what was wrong and what to
+do; no PIL exception escapes.
 
 Every photo, uploaded or shipped, goes through the same steps: EXIF orientation applied (a phone photo shows
 upright, as in the user's gallery), any mode brought to 8-bit RGB (alpha composited over white, 16-bit grey
@@ -20,18 +21,17 @@ with their licences): their pixels are read from the installed scikit-image whee
 """
 from __future__ import annotations
 
-import io
 import os
-import threading
 import tomllib
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from types import MappingProxyType
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image, ImageOps
+
+from ..image_files import MAX_SIDE, ImageFileError, decode_image, open_image_header, size_text
 
 PHOTOS_DIR = Path(__file__).resolve().parents[2] / "assets" / "photos"
 CATALOGUE = PHOTOS_DIR / "photos.toml"
@@ -44,8 +44,6 @@ MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 # The guard against decompression bombs: a PNG of a few hundred bytes can declare 50000 x 50000 pixels
 # (7.5 GB as RGB). PIL's own limit (about 89 MP warns, 179 MP fails) is too generous for a shared server.
 MAX_PIXELS = 40_000_000
-# No real photo has a side this long; a header that says so is corrupt or hostile.
-MAX_SIDE = 20_000
 # Photos are resized so their shorter side is 256 px: the ImageNet models resize to 256 and centre-crop 224
 # themselves, so nothing they see is lost, and a bounded size keeps attacks and saliency fast on CPU.
 WORKING_SHORT_SIDE = 256
@@ -63,7 +61,7 @@ _WIDE_INTEGER_MODES = ("I;16", "I;16B", "I;16L", "I;16N", "I")
 _WHITE = (255, 255, 255, 255)
 
 
-class PhotoError(ValueError):
+class PhotoError(ImageFileError):
     """A photo that cannot be used; the message is meant for the user: what is wrong and what to do."""
 
 
@@ -104,9 +102,9 @@ def load_photo(data: bytes, *, max_bytes: int = MAX_UPLOAD_BYTES, max_pixels: in
     if not data:
         raise PhotoError(f"The file is empty (0 bytes). Choose a {ACCEPTED_TEXT} photo.")
     if len(data) > max_bytes:
-        raise PhotoError(f"The file is {_size_text(len(data))}; the limit is {_size_text(max_bytes)}. "
+        raise PhotoError(f"The file is {size_text(len(data))}; the limit is {size_text(max_bytes)}. "
                          "Resize or recompress the photo (for example export it as a JPEG) and upload it again.")
-    image = _decode(data, max_pixels=max_pixels)
+    image = _decode(data, max_bytes=max_bytes, max_pixels=max_pixels)
     return _to_working_tensor(image, short_side=short_side)
 
 
@@ -121,7 +119,7 @@ def load_photo_file(path: str | os.PathLike, *, max_bytes: int = MAX_UPLOAD_BYTE
     try:
         size = path.stat().st_size
         if size > max_bytes:  # refuse before reading; load_photo words the message
-            raise PhotoError(f"The file {path.name} is {_size_text(size)}; the limit is {_size_text(max_bytes)}. "
+            raise PhotoError(f"The file {path.name} is {size_text(size)}; the limit is {size_text(max_bytes)}. "
                              "Resize or recompress the photo (for example export it as a JPEG) and try again.")
         data = path.read_bytes()
     except PhotoError:
@@ -131,80 +129,33 @@ def load_photo_file(path: str | os.PathLike, *, max_bytes: int = MAX_UPLOAD_BYTE
     return load_photo(data, max_bytes=max_bytes, max_pixels=max_pixels, short_side=short_side)
 
 
-def _decode(data: bytes, *, max_pixels: int) -> Image.Image:
+def _decode(data: bytes, *, max_bytes: int, max_pixels: int) -> Image.Image:
     """The fully decoded, upright image in ``data``; every failure becomes a :class:`PhotoError`."""
-    image = _open_header(data, max_pixels=max_pixels)
+    try:
+        # Format, sides and pixel count from the header, before decoding: a bomb is refused before it is allocated.
+        image = open_image_header(data, max_bytes=max_bytes, max_pixels=max_pixels, max_side=MAX_SIDE,
+                                  formats=ACCEPTED_FORMATS + _JPEG_VARIANTS, wanted=f"a {ACCEPTED_TEXT} photo")
+    except ImageFileError as exc:
+        raise PhotoError(str(exc)) from exc
     with image:
-        detected = image.format or "unknown"
-        if detected not in ACCEPTED_FORMATS and detected not in _JPEG_VARIANTS:
-            raise PhotoError(f"This file is in the {detected} format; only JPEG, PNG and WebP photos are accepted. "
-                             "Convert it to one of those (any image editor can) and upload it again.")
         width, height = image.size
-        # Checked from the header, before decoding: a bomb must be refused before it is allocated.
-        if width * height > max_pixels:
-            raise PhotoError(_too_many_pixels_text((width, height), max_pixels))
-        if width < 1 or height < 1 or max(width, height) > MAX_SIDE:
-            raise PhotoError(f"The image claims to be {width} x {height} pixels, which no photo is "
-                             f"(each side must be 1 to {MAX_SIDE:,} pixels). The file is probably damaged.")
         if max(width, height) > MAX_ASPECT_RATIO * min(width, height):
             raise PhotoError(f"The image is {width} x {height} pixels: one side is more than {MAX_ASPECT_RATIO:g} "
                              "times the other. Crop it to the part you want the network to see and upload that.")
         try:
-            image.load()  # the full decode: a truncated or corrupt file fails here, not in an attack later
+            # The full decode: a truncated or corrupt file fails here, not in an attack later.
+            decode_image(image, max_pixels=max_pixels)
+        except ImageFileError as exc:
+            raise PhotoError(str(exc)) from exc
+        try:
             return ImageOps.exif_transpose(image)  # a new image, so closing the file below does not touch it
-        except (Image.DecompressionBombError, MemoryError) as exc:
-            raise PhotoError(_too_many_pixels_text((width, height), max_pixels)) from exc
-        except Exception as exc:  # OSError (truncated), SyntaxError (broken PNG chunks), EOFError, ...
-            raise PhotoError(f"This {_format_name(detected)} file is truncated or damaged and cannot be decoded "
-                             f"({_reason(exc)}). Upload the complete file again, or re-save it.") from exc
-
-
-# warnings.catch_warnings changes process-wide state; two uploads opening at once in a server's threads must
-# not restore each other's filters. Held only while PIL reads a header (microseconds), never while decoding.
-_WARNINGS_LOCK = threading.Lock()
-
-
-def _open_header(data: bytes, *, max_pixels: int) -> Image.Image:
-    """``Image.open`` of ``data``: the header is read, no pixel is decoded yet."""
-    try:
-        with _WARNINGS_LOCK, warnings.catch_warnings():
-            # PIL only warns from about 89 MP (and fails from 179 MP) in open(); a warning is easy to miss.
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            return Image.open(io.BytesIO(data))
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        # PIL checks its own limit inside open(), before the size is known here, so it also caps a larger
-        # max_pixels given by the caller.
-        pil_limit = Image.MAX_IMAGE_PIXELS or max_pixels
-        raise PhotoError(_too_many_pixels_text(None, min(max_pixels, pil_limit))) from exc
-    except UnidentifiedImageError as exc:
-        # PIL cannot tell "not an image" from "an image whose header is damaged" (a PNG with a 0 px side).
-        raise PhotoError(f"This file is not an image, or its header is damaged. "
-                         f"Choose a {ACCEPTED_TEXT} photo.") from exc
-    except Exception as exc:  # a damaged header can make a format's parser raise nearly anything
-        raise PhotoError(f"This image file is damaged and cannot be read ({_reason(exc)}). "
-                         f"Try another copy, or re-save it as {ACCEPTED_TEXT}.") from exc
-
-
-def _too_many_pixels_text(size: tuple[int, int] | None, max_pixels: int) -> str:
-    limit = f"the limit is {max_pixels / 1e6:.3g} megapixels"
-    what = (f"The image is {size[0]:,} x {size[1]:,} pixels ({size[0] * size[1] / 1e6:.1f} megapixels); "
-            if size is not None else "The image declares far too many pixels; ")
-    return what + limit + ". Resize it (the networks only look at 224 x 224 pixels anyway) and upload it again."
-
-
-def _format_name(detected: str) -> str:
-    return {"WEBP": "WebP", "MPO": "JPEG"}.get(detected, detected)
+        except Exception as exc:  # a damaged EXIF block
+            raise PhotoError(f"This photo's orientation data (EXIF) is damaged ({_reason(exc)}). "
+                             "Re-save the photo and upload it again.") from exc
 
 
 def _reason(exc: BaseException) -> str:
     return str(exc) or type(exc).__name__
-
-
-def _size_text(n_bytes: int) -> str:
-    """A file size for a message: in MB (of 1024 x 1024 bytes) from 0.1 MB, in bytes below."""
-    if n_bytes >= 0.1 * 1024 * 1024:
-        return f"{n_bytes / (1024 * 1024):.1f} MB"
-    return f"{n_bytes:,} bytes"
 
 
 def _check_positive(**limits: int) -> None:

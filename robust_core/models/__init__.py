@@ -23,28 +23,32 @@ class Architecture:
     fixed_kwargs: dict[str, Any] = field(default_factory=dict)
 
 
-def _cnn(**fixed) -> Callable[..., ImageClassifier]:
-    return lambda info, **kw: seed_cnn(info.shape, info.num_classes, info.mean, info.std, **{**fixed, **kw})
+def _cnn(name: str, title: str, description: str, **fixed) -> Architecture:
+    """A seed-CNN variant; ``fixed`` (its ablation) is kept in ``fixed_kwargs`` too, for the size estimates of
+    :mod:`robust_core.models.size`."""
+    def builder(info, **kw) -> ImageClassifier:
+        return seed_cnn(info.shape, info.num_classes, info.mean, info.std, **{**fixed, **kw})
+    return Architecture(name, title, "torch", description, builder, dict(fixed))
 
 
 ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
-        Architecture("cnn", "Seed CNN", "torch",
-                     "Conv 32@3x3, pool, conv 64@3x3, pool, dense 128, dense 10 (seed 002 §1.1)", _cnn()),
-        Architecture("cnn_no_conv2", "CNN without 2nd conv", "torch",
-                     "Ablation: the second convolution block removed", _cnn(conv2=False)),
-        Architecture("cnn_no_pool1", "CNN without 1st pooling", "torch",
-                     "Ablation: no max-pooling after the first convolution", _cnn(pool1=False)),
-        Architecture("cnn_dense64", "CNN with dense 64", "torch",
-                     "Ablation: dense layer of 64 units instead of 128", _cnn(dense=64)),
-        Architecture("cnn_small", "CNN with 16/32 filters", "torch",
-                     "Ablation: half the filters in each convolution", _cnn(filters=(16, 32))),
-        Architecture("cnn_no_dense", "CNN without dense 128", "torch",
-                     "Ablation: flatten straight into the 10-way output", _cnn(dense=0)),
-        Architecture("cnn_madry", "Madry et al.'s MNIST CNN", "torch",
-                     "Conv 32@5x5 (same), pool, conv 64@5x5 (same), pool, dense 1024, dense 10: the network of "
-                     "Madry et al. 2018's MNIST challenge (3.3 M parameters)", _cnn(kernel=5, padding=2, dense=1024)),
+        _cnn("cnn", "Seed CNN",
+             "Conv 32@3x3, pool, conv 64@3x3, pool, dense 128, dense 10 (seed 002 §1.1)"),
+        _cnn("cnn_no_conv2", "CNN without 2nd conv",
+             "Ablation: the second convolution block removed", conv2=False),
+        _cnn("cnn_no_pool1", "CNN without 1st pooling",
+             "Ablation: no max-pooling after the first convolution", pool1=False),
+        _cnn("cnn_dense64", "CNN with dense 64",
+             "Ablation: dense layer of 64 units instead of 128", dense=64),
+        _cnn("cnn_small", "CNN with 16/32 filters",
+             "Ablation: half the filters in each convolution", filters=(16, 32)),
+        _cnn("cnn_no_dense", "CNN without dense 128",
+             "Ablation: flatten straight into the 10-way output", dense=0),
+        _cnn("cnn_madry", "Madry et al.'s MNIST CNN",
+             "Conv 32@5x5 (same), pool, conv 64@5x5 (same), pool, dense 1024, dense 10: the network of "
+             "Madry et al. 2018's MNIST challenge (3.3 M parameters)", kernel=5, padding=2, dense=1024),
         Architecture("mlp", "MLP", "torch",
                      "Fully connected network; hidden sizes, activation and dropout configurable",
                      lambda info, **kw: mlp(info.shape, info.num_classes, info.mean, info.std, **kw)),

@@ -1,0 +1,94 @@
+"""Throttled checks of the lecturer key: a room of visitors cannot guess it by trying.
+
+    guard = LecturerKeyGuard()
+    verdict = guard.attempt(typed_key, visitor=visitor.owner)
+    verdict.accepted, verdict.message   # message: why it was refused ("Wrong key." or a wait)
+
+Without throttling, one browser tried about 11 keys a second. Here each visitor gets a few tries per window, a
+second between tries, and the whole server a bounded number of failures per window: a visitor who forges a new
+cookie for every try (a new visitor each time) still meets the server-wide bound, so an 8-character random key
+would take centuries at 30 guesses a minute. The price: while someone hammers the field, the lecturer too waits out
+the window before the key is taken (the lecturer normally unlocks once, before the room arrives).
+"""
+from __future__ import annotations
+
+import math
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from .access import is_lecturer_key
+
+
+@dataclass(frozen=True)
+class KeyVerdict:
+    accepted: bool
+    message: str | None = None  # None when accepted
+    retry_after_s: float = 0.0  # > 0 when the attempt was not even compared
+
+
+class LecturerKeyGuard:
+    """Counts failed lecturer-key attempts per visitor and for the whole server, in sliding windows. Thread-safe.
+
+    ``visitor_failures`` failures of one visitor within ``window_s`` lock that visitor out until the oldest leaves
+    the window; ``server_failures`` failures of everyone within ``window_s`` lock every new attempt out likewise;
+    attempts of one visitor less than ``min_interval_s`` apart are refused uncompared.
+    """
+
+    def __init__(self, *, visitor_failures: int = 5, server_failures: int = 30, window_s: float = 60.0,
+                 min_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+        if visitor_failures < 1 or server_failures < 1 or window_s <= 0 or min_interval_s < 0:
+            raise ValueError("the guard needs at least one try, a positive window and a non-negative interval")
+        self.visitor_failures, self.server_failures = visitor_failures, server_failures
+        self.window_s, self.min_interval_s, self._clock = window_s, min_interval_s, clock
+        self._lock = threading.Lock()
+        self._server: deque[float] = deque()
+        self._visitors: dict[str, deque[float]] = {}
+        self._last_try: dict[str, float] = {}
+
+    def attempt(self, key: str | None, *, visitor: str, environ=None) -> KeyVerdict:
+        """Compare ``key`` with the lecturer key unless ``visitor`` or the server is locked out; record a failure."""
+        with self._lock:
+            now = self._clock()
+            self._forget_before(now - self.window_s)
+            wait = self._wait(visitor, now)
+            self._last_try[visitor] = now
+            if wait > 0:
+                return KeyVerdict(False, f"Too many attempts: try again in {math.ceil(wait)} s.", wait)
+            if is_lecturer_key(key, environ):
+                self._visitors.pop(visitor, None)
+                return KeyVerdict(True)
+            self._visitors.setdefault(visitor, deque()).append(now)
+            self._server.append(now)
+            return KeyVerdict(False, "Wrong key.")
+
+    def _wait(self, visitor: str, now: float) -> float:
+        """Seconds until ``visitor`` may try again (0: now); the lock is held."""
+        waits = [0.0]
+        last = self._last_try.get(visitor)
+        if last is not None:
+            waits.append(last + self.min_interval_s - now)
+        mine = self._visitors.get(visitor, ())
+        if len(mine) >= self.visitor_failures:
+            waits.append(mine[-self.visitor_failures] + self.window_s - now)
+        if len(self._server) >= self.server_failures:
+            waits.append(self._server[-self.server_failures] + self.window_s - now)
+        return max(waits)
+
+    def _forget_before(self, horizon: float) -> None:
+        while self._server and self._server[0] < horizon:
+            self._server.popleft()
+        for visitor in list(self._visitors):
+            failures = self._visitors[visitor]
+            while failures and failures[0] < horizon:
+                failures.popleft()
+            if not failures:
+                del self._visitors[visitor]
+        # Last tries older than the window no longer matter (min_interval_s is far below window_s).
+        for visitor in [v for v, t in self._last_try.items() if t < horizon]:
+            del self._last_try[visitor]
+
+
+__all__ = ["KeyVerdict", "LecturerKeyGuard"]
