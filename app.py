@@ -1,10 +1,23 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._shared import (IMAGENET, current_dataset, default_candidates, get_store, keep_model_choice,
-                           lecturer_sidebar, model_labels, photo_source, plain, presentation_sidebar,
-                           remember_visitor)
-from pages._shared import error_details_for_the_audience, no_external_ip_lookup
+from pages._audience import (
+    error_details_for_the_audience,
+    lecturer_sidebar,
+    no_external_ip_lookup,
+    remember_visitor,
+)
+from pages._shared import (
+    IMAGENET,
+    current_dataset,
+    default_candidates,
+    get_store,
+    keep_model_choice,
+    model_labels,
+    photo_source,
+    plain,
+    presentation_sidebar,
+)
 from pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device

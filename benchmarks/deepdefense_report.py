@@ -50,8 +50,15 @@ from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION  # noqa:
 from robust_core.minimal_norm import best_minimal_perturbation  # noqa: E402
 from robust_core.shipped import install_shipped  # noqa: E402
 from robust_core.store import ModelStore  # noqa: E402
-from robust_core.sweep import (EvalGrid, Job, TrainGrid, function_job, read_autoattack, run_jobs,  # noqa: E402
-                                run_sweep)
+from robust_core.sweep import (  # noqa: E402
+    EvalGrid,
+    Job,
+    TrainGrid,
+    function_job,
+    read_autoattack,
+    run_jobs,
+    run_sweep,
+)
 
 # Fixed-ε attacks: MNIST's 0.15 is there for the paper's protocol (the paper's ε = 0.3 on [-1, 1] inputs).
 EPS = {"mnist": [0.05, 0.1, 0.15, 0.2, 0.3], "fashion_mnist": [0.05, 0.1, 0.2]}

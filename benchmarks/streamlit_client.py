@@ -16,8 +16,8 @@ page's run arrived. It skips what only the browser does: layout, JavaScript, dra
 from __future__ import annotations
 
 import asyncio
-import re
 import gzip
+import re
 import time
 import urllib.request
 from concurrent.futures import ThreadPoolExecutor

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import current_visitor, in_lecture_mode, job_runner
+from pages._audience import current_visitor, job_runner
+from pages._shared import in_lecture_mode
 
 PAUSE_KEY = "room_pause_visitors"
 PAUSED_LANE = "long"  # training, baseline fits and first-time attacks: what a room can pile up

@@ -7,6 +7,7 @@ import re
 import plotly.graph_objects as go
 import streamlit as st
 
+from pages._url import copy_link_button
 from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
 from robust_core.shipped import install_shipped
 from robust_core.store import ModelStore, resolve_store_dir
@@ -241,6 +242,12 @@ def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
     return dataset, store, data, entries
 
 
+def in_lecture_mode() -> bool:
+    from robust_core.access import lecture_mode
+
+    return lecture_mode()
+
+
 def model_labels(entries) -> dict[str, str]:
     """Model id -> picker label (:func:`robust_core.store.display_names`); in lecture mode a visitor's model is marked
     "(student)", so a student's look-alike never passes for the lecturer's or a shipped model."""
@@ -253,6 +260,7 @@ def default_candidates(entries) -> list:
     """The models a page may pick for this browser by itself (a default, not the visitor's choice): in lecture mode
     the shipped ones, the lecturer's and this visitor's own, never another visitor's (one student's model must not
     become the room's baseline). All of them, in the order given, otherwise; all of them when none qualifies."""
+    from pages._audience import current_visitor
     from robust_core.access import trained_by_visitor
 
     if not in_lecture_mode():
@@ -327,307 +335,6 @@ def png_config(file_name: str) -> dict:
     """Plotly chart config whose camera button saves the chart as ``file_name``.png at twice the size
     (in the browser: no server-side renderer needed)."""
     return {"toImageButtonOptions": {"format": "png", "filename": file_name, "scale": 2}, "displaylogo": False}
-
-
-# ---- state in the URL: any view is a link (lecture paths, "copy link to this view") ------------------------------
-def url_value(name: str, choices, default):
-    """The URL's ``?name=`` when it is one of ``choices`` (compared as text), else ``default``.
-
-    Widgets take it as their default: a link opens the page in its state, and since every page writes its
-    state back (:func:`set_url`), the address always describes the view on screen.
-    """
-    raw = st.query_params.get(name)
-    if raw is None:
-        return default
-    return next((c for c in choices if str(c) == raw), default)
-
-
-def url_list(name: str, choices, default: list) -> list:
-    """The URL's ``?name=a,b`` items that are among ``choices`` (order kept), else ``default`` when none is."""
-    raw = st.query_params.get(name)
-    if raw is None:
-        return default
-    wanted = [c for part in raw.split(",") for c in choices if str(c) == part]
-    return list(dict.fromkeys(wanted)) or default
-
-
-def url_int(name: str, low: int, high: int, default: int) -> int:
-    raw = st.query_params.get(name)
-    try:
-        value = int(raw) if raw is not None else default
-    except ValueError:
-        return default
-    return value if low <= value <= high else default
-
-
-def set_url(**values) -> None:
-    """Write the page's state into the address (lists as a,b,c); only what changed, so no needless browser update."""
-    written = st.session_state.setdefault("_url_written", {})
-    for name, value in values.items():
-        text = ",".join(map(str, value)) if isinstance(value, (list, tuple)) else str(value)
-        written[name] = text
-        if st.query_params.get(name) != text:
-            st.query_params[name] = text
-
-
-def _bind_url(key: str, name: str, read, valid) -> None:
-    """Give the keyed widget ``key`` its value from the address when it has none yet (first draw) or when the address
-    changed from outside (a link, a lecture card: a value this session did not write); else keep the widget's own
-    value, reset by ``read`` when it is no longer valid (a deleted model).
-
-    Why keyed widgets: a widget without a key is identified by its parameters, its default included, so a default
-    taken from the address (which follows the widget) made every second change start a new widget, at the default."""
-    raw = st.query_params.get(name)
-    written = st.session_state.setdefault("_url_written", {})
-    if key not in st.session_state or (raw is not None and raw != written.get(name)):
-        st.session_state[key] = read()
-        if raw is not None:
-            written[name] = raw
-    elif not valid(st.session_state[key]):
-        st.session_state[key] = read()
-
-
-def url_choice(key: str, name: str, choices, default) -> None:
-    """Before a keyed selectbox/radio over ``choices``: its value from ``?name=`` (see :func:`_bind_url`)."""
-    choices = list(choices)
-    _bind_url(key, name, lambda: url_value(name, choices, default), lambda v: v in choices)
-
-
-def url_choices(key: str, name: str, choices, default: list, *, limit: int | None = None) -> None:
-    """Before a keyed multiselect over ``choices``: its value from ``?name=a,b`` (at most ``limit`` items)."""
-    choices = list(choices)
-    _bind_url(key, name, lambda: url_list(name, choices, [c for c in default if c in choices])[:limit],
-              lambda v: all(c in choices for c in v) and (limit is None or len(v) <= limit))
-
-
-def url_float(key: str, name: str, low: float, high: float, default: float) -> None:
-    """Before a keyed float slider in [low, high]: its value from ``?name=``."""
-    def read() -> float:
-        try:
-            value = float(st.query_params.get(name, default))
-        except ValueError:
-            return default
-        return value if low <= value <= high else default
-    _bind_url(key, name, read, lambda v: low <= v <= high)
-
-
-def url_number(key: str, name: str, low: int, high: int, default: int) -> None:
-    """Before a keyed integer number_input in [low, high]: its value from ``?name=``."""
-    _bind_url(key, name, lambda: url_int(name, low, high, default), lambda v: low <= v <= high)
-
-
-def copy_link_button(container=st) -> None:
-    """A button that copies the address of the current view (the browser's own URL, state included)."""
-    with container:
-        # st.iframe embeds this fixed HTML (no user input in it) with the page's origin, so it can read the
-        # address and use the clipboard. (st.components.v1.html, its predecessor, is deprecated.)
-        embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
-        embed(
-            """<button id="copy" title="Copy the address of this view (its settings are in it)"
-            style="font: 14px sans-serif; padding: 6px 12px; border: 1px solid #ccc; white-space: nowrap;
-            border-radius: 8px; background: white; cursor: pointer">Copy link to this view</button>
-            <script>
-            const button = document.getElementById("copy");
-            button.onclick = async () => {
-              const url = window.parent.location.href;
-              try { await navigator.clipboard.writeText(url); button.textContent = "Link copied"; }
-              catch (e) { window.prompt("Copy this link:", url); }
-            };
-            </script>""", height=44)
-
-
-_ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as configured, read once per server process
-
-
-def error_details_for_the_audience() -> None:
-    """In lecture mode an uncaught error shows the room a generic message: no traceback, no file path, no code."""
-    st.set_option("client.showErrorDetails", "none" if in_lecture_mode() else _ERROR_DETAILS)
-
-
-def no_external_ip_lookup() -> None:
-    """Never let the server ask the internet for its own address.
-
-    Streamlit checks a cross-origin WebSocket's Origin against the machine's external IP, which it fetches from
-    checkip.amazonaws.com (a blocking request, retried after every failure): any client sending a made-up Origin
-    header would make the lecture server call out, and wait, again and again. An empty cached answer ends that; the
-    same-origin connections of the room's browsers never needed it. (.streamlit/config.toml's server.address
-    already stops the lookup of the headless start.)"""
-    from streamlit import net_util
-
-    if getattr(net_util, "_external_ip", "") is None:
-        net_util._external_ip = ""
-
-
-# ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
-def in_lecture_mode() -> bool:
-    from robust_core.access import lecture_mode
-
-    return lecture_mode()
-
-
-VISITOR_COOKIE = "robust_lab_visitor"
-
-
-def current_visitor():
-    """This browser as a :class:`robust_core.access.Visitor`: the public id of its secret token, and whether it
-    entered the lecturer key. The secret is made once and kept in a cookie (see :func:`remember_visitor`), so a
-    student who reloads the page, or opens a second tab, is still the owner of the models they trained."""
-    import re
-    import uuid
-
-    from robust_core.access import Visitor, visitor_id
-
-    secret = st.session_state.get("_owner_token")
-    if secret is None:
-        from_cookie = st.context.cookies.get(VISITOR_COOKIE)
-        from_cookie = from_cookie if isinstance(from_cookie, str) else ""  # (AppTest has no real cookies)
-        secret = from_cookie if re.fullmatch(r"[0-9a-f]{32}", from_cookie) else uuid.uuid4().hex
-        st.session_state["_owner_token"] = secret
-        st.session_state["_owner_cookie_saved"] = secret == from_cookie
-    return Visitor(owner=visitor_id(secret), lecturer=bool(st.session_state.get("_lecturer")))
-
-
-def remember_visitor() -> None:
-    """Once per new browser: store the visitor's secret token in a cookie of this site (30 days, this site only), from a
-    tiny embedded script: Streamlit reads cookies but cannot set them."""
-    current_visitor()
-    if st.session_state.get("_owner_cookie_saved"):
-        return
-    st.session_state["_owner_cookie_saved"] = True
-    secret = st.session_state["_owner_token"]  # 32 hex digits (made above), nothing a visitor typed
-    embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
-    # Secure once served over HTTPS (a lecture room's reverse proxy): the browser then never sends the token in clear,
-    # not even in the plain-HTTP request that the proxy answers with a redirect.
-    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict"
-          + (window.parent.location.protocol === "https:" ? "; Secure" : "");
-          </script>""", height=1)
-
-
-@st.cache_resource(show_spinner=False)
-def lecturer_key_guard():
-    """The server's one count of wrong lecturer keys (robust_core.lecturer_key): shared by every session, so a
-    visitor cannot reset it with a new tab or a new cookie."""
-    from robust_core.lecturer_key import LecturerKeyGuard
-
-    return LecturerKeyGuard()
-
-
-def _try_lecturer_key() -> None:
-    """One attempt per entered value, made before the key field is drawn: the value is then cleared, so a rerun
-    does not try it again (and count it again) and the typed key does not stay in the page."""
-    key = st.session_state.get("_lecturer_key_input") or ""
-    st.session_state["_lecturer_key_input"] = ""
-    if not key:
-        return
-    verdict = lecturer_key_guard().attempt(key, visitor=current_visitor().owner)
-    st.session_state["_lecturer"] = verdict.accepted
-    st.session_state["_lecturer_key_message"] = verdict.message
-
-
-def lecturer_sidebar() -> None:
-    """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar), throttled."""
-    if not in_lecture_mode():
-        return
-    if st.session_state.get("_lecturer"):
-        st.caption(":material/co_present: **Lecture mode** · you are the lecturer")
-        return
-    st.caption(":material/co_present: **Lecture mode**: shipped and the lecturer's models are read-only; "
-               "you can train small models of your own.")
-    _try_lecturer_key()
-    if st.session_state.get("_lecturer"):
-        st.rerun()
-    with st.expander("Lecturer", expanded=bool(st.session_state.get("_lecturer_key_message"))):
-        st.text_input("Lecturer key", type="password", key="_lecturer_key_input")
-        if message := st.session_state.pop("_lecturer_key_message", None):
-            st.error(message)
-
-
-# ---- heavy work through one job runner per server (robust_core.jobs) ------------------------------------------------
-@st.cache_resource(show_spinner=False)
-def job_runner():
-    """The server's one job runner: heavy work of every session waits in its queue, identical requests run once.
-
-    Two lanes, one worker each (2 cores): "long" for training and first-time attack computations (minutes: one at a
-    time, a second would only halve the first's speed), "short" for morphs (seconds), so a student's morph never
-    waits behind a classmate's training while a room's simultaneous morphs run one after the other."""
-    from robust_core.jobs import JobRunner
-
-    return JobRunner(workers={"long": 1, "short": 1})
-
-
-def visitor_work_error(work) -> str | None:
-    """Why this browser may not ask for ``work`` (a :class:`robust_core.access.Work`), or None: for the widgets,
-    which say it before the button is pressed; :func:`submit_job` checks it again."""
-    from robust_core.access import work_error
-
-    return work_error(work, lecture=in_lecture_mode(), lecturer=current_visitor().lecturer)
-
-
-def submit_job(key: str, fn, *, label: str, lane: str = "long", work=None, container=None):
-    """Queue ``fn`` in the server's runner for this browser (or join the identical job), or show why not in
-    ``container`` (default: the page) and return None.
-
-    Every page queues its work here, so the limits hold whatever the browser sent (a disabled button can still be
-    "clicked" by a forged request): ``work`` (a :class:`robust_core.access.Work`) is checked against the visitors'
-    limits and the machine's memory before anything is queued, and in lecture mode the runner holds visitors, not
-    the lecturer, to its quotas (:class:`robust_core.jobs.QuotaExceeded`)."""
-    from robust_core.jobs import QuotaExceeded
-
-    container = st if container is None else container
-    visitor, lecture = current_visitor(), in_lecture_mode()
-    problem = visitor_work_error(work) if work is not None else None
-    if problem:
-        container.warning(problem, icon=":material/block:")
-        return None
-    try:
-        return job_runner().submit(key, fn, owner=visitor.owner, label=label, lane=lane,
-                                   limited=lecture and not visitor.lecturer)
-    except QuotaExceeded as exc:
-        container.warning(str(exc), icon=":material/hourglass:")
-    except RuntimeError as exc:  # the lane's queue is full, for everybody
-        container.error(f"Not queued: {exc}.")
-    return None
-
-
-def progress_line(label: str, fraction: float, elapsed: float) -> str:
-    """Progress text with an ETA only once it means something: a few seconds and percent in (the attacks' progress
-    counts work against its worst case, so the ETA errs long)."""
-    text = f"{label}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
-    if 0.03 <= fraction < 1 and elapsed >= 3:
-        text += f" · about {elapsed / fraction - elapsed:.0f} s left"
-    return text
-
-
-def _job_line(job, runner) -> str:
-    import time
-
-    if job.status == "queued":
-        return f"**{plain(job.label)}**: waiting, position {runner.position(job)} in the queue"
-    line = progress_line(f"**{plain(job.label)}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
-    return f"{line} · {plain(job.message)}" if job.message else line
-
-
-@st.fragment(run_every=1.0)
-def job_status(job_keys: list[str], *, section: str) -> None:
-    """Progress of the jobs ``job_keys`` (position in the queue, progress, Cancel for the requester), redrawn every
-    second on its own; the whole page reruns once they have all finished, to show their results.
-
-    ``section`` names the part of the page that draws it: one job can be shown by two sections at once (the Attack
-    page's curves and its comparison both wait on PGD of the same model), and each needs its own Cancel button."""
-    runner, visitor = job_runner(), current_visitor()
-    jobs = [j for j in (runner.get(k) for k in job_keys) if j is not None]
-    if all(j.status in ("done", "failed", "cancelled") for j in jobs):
-        st.rerun(scope="app")
-    for job in jobs:
-        if job.status not in ("queued", "running"):
-            continue
-        line, cancel = st.columns([5, 1], vertical_alignment="center")
-        line.progress(job.progress, text=_job_line(job, runner))
-        if visitor.owner in job.owners:
-            cancel.button("Cancel", key=f"cancel_{section}_{job.key}", icon=":material/stop:", on_click=runner.cancel,
-                          args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
-        else:
-            cancel.caption("requested by another visitor")
 
 
 # ---- presentation (projector) option ----------------------------------------------------------------------------

@@ -12,21 +12,54 @@ import numpy as np
 import streamlit as st
 import torch
 
+from pages._audience import (
+    job_runner,
+    job_status,
+    progress_line,
+    submit_job,
+    visitor_work_error,
+)
+from pages._shared import (
+    analysis_page,
+    default_candidates,
+    get_store,
+    load_model,
+    model_labels,
+    opened_image,
+    plain,
+    shared_figure,
+    show_chart,
+)
+from pages._url import set_url, url_choice, url_choices
 from pages.photo_views import attack_view
-from pages._shared import (analysis_page, default_candidates, get_store, job_runner, job_status, load_model,
-                           model_labels, opened_image, plain, progress_line, set_url, shared_figure, show_chart,
-                           submit_job, url_choice, url_choices, visitor_work_error)
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
-from robust_core.evaluation import (COMPARISON_SEARCH, MASKING_EXPLANATION, MASKING_SECTION, PAGE_ATTACK_PARAMS,
-                                    PAGE_EPS_MAX, EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings,
-                                    cached_minimal_eps, cached_transfer_eps, comparison_params, measured_eps_grid,
-                                    minimal_eps, model_sanity_warnings, perturbation_stats, sanity_warnings,
-                                    single_step_masking)
+from robust_core.evaluation import (
+    COMPARISON_SEARCH,
+    MASKING_EXPLANATION,
+    MASKING_SECTION,
+    PAGE_ATTACK_PARAMS,
+    PAGE_EPS_MAX,
+    EvalKey,
+    EvaluationCache,
+    accuracy_at,
+    attack_comparison_warnings,
+    cached_minimal_eps,
+    cached_transfer_eps,
+    comparison_params,
+    measured_eps_grid,
+    minimal_eps,
+    model_sanity_warnings,
+    perturbation_stats,
+    sanity_warnings,
+    single_step_masking,
+)
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure, plotly_text
-from robust_core.sweep import Job as SweepJob, execute_job as execute_sweep_job, read_autoattack
+from robust_core.sweep import Job as SweepJob
+from robust_core.sweep import execute_job as execute_sweep_job
+from robust_core.sweep import read_autoattack
 
 SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
 EPS_MAX = PAGE_EPS_MAX

@@ -6,9 +6,18 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
+from pages._audience import job_runner, job_status, submit_job
+from pages._shared import (
+    analysis_page,
+    comparison_defaults,
+    digit_canvas,
+    load_model,
+    model_labels,
+    plain,
+    show_chart,
+)
+from pages._url import set_url, url_choice, url_choices, url_number
 from pages.photo_views import classviz_view
-from pages._shared import (analysis_page, comparison_defaults, digit_canvas, job_runner, job_status, load_model,
-                           model_labels, plain, set_url, show_chart, submit_job, url_choice, url_choices, url_number)
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.export import finals_png, gif, strip_png

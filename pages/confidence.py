@@ -4,13 +4,32 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._shared import (analysis_page, current_visitor, default_candidates, job_runner, job_status, load_model,
-                           model_labels, open_image, plain, png_config, set_url, show_chart, submit_job, url_choice,
-                           url_choices, url_float)
+from pages._audience import current_visitor, job_runner, job_status, submit_job
+from pages._shared import (
+    analysis_page,
+    default_candidates,
+    load_model,
+    model_labels,
+    open_image,
+    plain,
+    png_config,
+    show_chart,
+)
+from pages._url import set_url, url_choice, url_choices, url_float
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS
-from robust_core.confidence import (ATTACK_PARAMS, adversarial_inputs, calibration_metrics, confidence, differentiable,
-                                    fit_temperature, quantiles, reliability, risk_coverage, scores)
+from robust_core.confidence import (
+    ATTACK_PARAMS,
+    adversarial_inputs,
+    calibration_metrics,
+    confidence,
+    differentiable,
+    fit_temperature,
+    quantiles,
+    reliability,
+    risk_coverage,
+    scores,
+)
 from robust_core.models import architecture
 from robust_core.plots import PALETTE, plotly_text
 from robust_core.training import TrainConfig

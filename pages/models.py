@@ -3,9 +3,20 @@ import re
 
 import streamlit as st
 
+from pages._audience import current_visitor
 from pages._room import room_view
-from pages._shared import (current_visitor, format_duration, format_percent, get_store, in_lecture_mode, keep_model_choice,
-                           model_labels, photos_not_here, plain, require_shell, show_chart)
+from pages._shared import (
+    format_duration,
+    format_percent,
+    get_store,
+    in_lecture_mode,
+    keep_model_choice,
+    model_labels,
+    photos_not_here,
+    plain,
+    require_shell,
+    show_chart,
+)
 from robust_core.access import can_modify
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure

@@ -14,12 +14,27 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._shared import current_visitor, in_lecture_mode, job_runner, job_status, plain, show_chart, submit_job
-from robust_core.imagenet.models import (IMAGENET_MODELS, MAX_WEIGHTS_FILE_BYTES, WeightsNotAvailable,
-                                         imagenet_class_names, is_torchvision_name, load_imagenet_model,
-                                         save_weights_file, suggested_steps, top_k)
-from robust_core.imagenet.photos import (MAX_UPLOAD_BYTES, PhotoError, centre_crop, load_photo, load_shipped_photo,
-                                         shipped_photos)
+from pages._audience import current_visitor, job_runner, job_status, submit_job
+from pages._shared import in_lecture_mode, plain, show_chart
+from robust_core.imagenet.models import (
+    IMAGENET_MODELS,
+    MAX_WEIGHTS_FILE_BYTES,
+    WeightsNotAvailable,
+    imagenet_class_names,
+    is_torchvision_name,
+    load_imagenet_model,
+    save_weights_file,
+    suggested_steps,
+    top_k,
+)
+from robust_core.imagenet.photos import (
+    MAX_UPLOAD_BYTES,
+    PhotoError,
+    centre_crop,
+    load_photo,
+    load_shipped_photo,
+    shipped_photos,
+)
 
 MODEL_KEY = "imagenet_model"
 MAX_WEIGHTS_BYTES = MAX_WEIGHTS_FILE_BYTES  # VGG16's weights are 528 MB; .streamlit/config.toml's maxUploadSize fits it
@@ -204,7 +219,13 @@ def run_job(key: str, fn, *, label: str, lane: str = "long", wait_s: float = 2.0
 # ---- Saliency ----------------------------------------------------------------------------------------------------
 def saliency_view() -> None:
     from robust_core.attacks import get_attack
-    from robust_core.saliency import METHODS, attribute, available_methods, grid_png, heatmap
+    from robust_core.saliency import (
+        METHODS,
+        attribute,
+        available_methods,
+        grid_png,
+        heatmap,
+    )
 
     st.title("Saliency · ImageNet photos")
     model = network()

@@ -8,15 +8,35 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
+from pages._shared import (
+    SPLIT_LABELS,
+    analysis_page,
+    comparison_defaults,
+    digit_canvas,
+    load_model,
+    model_labels,
+    opened_image,
+    plain,
+    show_chart,
+)
+from pages._url import set_url, url_choices, url_int
 from pages.photo_views import saliency_view
-from pages._shared import (SPLIT_LABELS, analysis_page, comparison_defaults, digit_canvas, load_model, model_labels,
-                           opened_image, plain, set_url, url_int, url_choices, show_chart)
 from robust_core.attacks import ATTACKS
-from robust_core.digits import MAX_FILE_BYTES as DIGIT_MAX_FILE_BYTES, NotADigitImage, mnist_style
+from robust_core.digits import MAX_FILE_BYTES as DIGIT_MAX_FILE_BYTES
+from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
 from robust_core.plots import plotly_text
-from robust_core.saliency import (METHODS, RANDOMISATION_THRESHOLD, attribute, available_methods, deletion_insertion,
-                                  grid_png, heatmap, randomisation_check, randomisation_verdict)
+from robust_core.saliency import (
+    METHODS,
+    RANDOMISATION_THRESHOLD,
+    attribute,
+    available_methods,
+    deletion_insertion,
+    grid_png,
+    heatmap,
+    randomisation_check,
+    randomisation_verdict,
+)
 
 DEFAULT_METHODS = ["saliency", "integrated_gradients", "smoothgrad", "grad_cam"]
 COLOUR_MAPS = ["Viridis", "Hot", "Inferno", "RdBu_r"]

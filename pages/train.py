@@ -1,16 +1,34 @@
 """Train page: configure, train with live curves, stop, and compare stored models."""
 import streamlit as st
 
-from pages._shared import (current_dataset, current_visitor, format_duration, format_percent, get_dataset, get_store,
-                           default_candidates, in_lecture_mode, job_runner, model_labels, photos_not_here, plain,
-                           require_shell,
-                           show_chart, submit_job, visitor_work_error)
+from pages._audience import current_visitor, job_runner, submit_job, visitor_work_error
+from pages._shared import (
+    current_dataset,
+    default_candidates,
+    format_duration,
+    format_percent,
+    get_dataset,
+    get_store,
+    in_lecture_mode,
+    model_labels,
+    photos_not_here,
+    plain,
+    require_shell,
+    show_chart,
+)
 from robust_core.access import Work, model_owner
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
 from robust_core.plots import training_curves_figure
-from robust_core.training import METHOD_TITLES, METHODS, OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig
 from robust_core.store import StoreError, record_training_request
+from robust_core.training import (
+    METHOD_TITLES,
+    METHODS,
+    OPTIMIZERS,
+    SCHEDULES,
+    TRAINING_METHODS,
+    TrainConfig,
+)
 
 # Seconds between two redraws of the progress and live chart (a fragment of the page): a redraw costs a few ms of
 # CPU that training wants.

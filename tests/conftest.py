@@ -15,6 +15,11 @@ if "ROBUST_DATA_DIR" not in os.environ and SHARED_DATA.is_dir():
 os.environ.setdefault("ROBUST_DEVICE", "cpu")  # tests assert CPU determinism
 os.environ["ROBUST_OFFLINE"] = "1"  # a test never downloads: these machines have no internet
 os.environ.setdefault("ROBUST_SHIPPED_MODELS", "0")  # pages start from an empty store unless a test asks
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    # Two test processes on 2 cores: one thread each (and in the servers they start). OpenMP threads that wait for
+    # each other on an oversubscribed machine made small steps 10-100x slower (tests/test_minimal_norm.py).
+    os.environ["OMP_NUM_THREADS"] = "1"
+    torch.set_num_threads(1)
 
 
 @pytest.fixture(autouse=True)
@@ -44,9 +49,9 @@ def fresh_lecturer_key_guard():
     one process (a test typing a wrong key must not lock a later test's lecturer out)."""
     import sys
 
-    shared = sys.modules.get("pages._shared")
-    if shared is not None:
-        shared.lecturer_key_guard.clear()
+    audience = sys.modules.get("pages._audience")
+    if audience is not None:
+        audience.lecturer_key_guard.clear()
     yield
 
 

@@ -97,7 +97,12 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
     """Issue 13, item 2, on the page: FGSM flat and high while PGD and APGD reach 0% (the FGSM-trained CNN's curves)."""
     import torch
 
-    from robust_core.evaluation import MASKING_SECTION, EvalKey, EvaluationCache, comparison_params
+    from robust_core.evaluation import (
+        MASKING_SECTION,
+        EvalKey,
+        EvaluationCache,
+        comparison_params,
+    )
 
     store = ModelStore(isolated_store)
     entry = store.save(tiny_result, name="fgsm-like")
@@ -130,7 +135,7 @@ def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two
     visitor sees the queue position and cancels only their own request."""
     import threading
 
-    from pages._shared import job_runner
+    from pages._audience import job_runner
 
     first, _ = two_models
     runner = job_runner()
@@ -197,7 +202,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
 def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_models):
     """Issue 16: the AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
     the model (a second visit reads it, nothing runs), its protocol and every stage stated."""
-    from pages._shared import job_runner
+    from pages._audience import job_runner
 
     first, _ = two_models
     at = open_attack_page()
@@ -224,7 +229,7 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
     its Cancel button (one key each: a shared key raised StreamlitDuplicateElementKey while the job waited)."""
     import threading
 
-    from pages._shared import job_runner
+    from pages._audience import job_runner
 
     first, _ = two_models
     runner = job_runner()

@@ -3,8 +3,16 @@ import pytest
 
 from robust_core.store import ModelStore
 
-from .browser import (PAGE_PATHS, browser_page, chromium_available, dashboard, drag_slider, open_page, page_errors,
-                      wait_until_idle)
+from .browser import (
+    PAGE_PATHS,
+    browser_page,
+    chromium_available,
+    dashboard,
+    drag_slider,
+    open_page,
+    page_errors,
+    wait_until_idle,
+)
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium and playwright")
 
@@ -40,7 +48,7 @@ def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_resul
         page.screenshot(path=str(tmp_path / "trained.png"))
         # The browser keeps its visitor secret in a cookie; the trained model records its public id; a reload (a
         # new session) reads the cookie instead of making a new secret, so the student still owns the model.
-        from pages._shared import VISITOR_COOKIE
+        from pages._audience import VISITOR_COOKIE
         from robust_core.access import visitor_id
 
         secret = {c["name"]: c["value"] for c in page.context.cookies()}[VISITOR_COOKIE]

@@ -7,7 +7,13 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from robust_core.classviz import RECIPES, FFTImage, random_rotate, random_scale, visualize
+from robust_core.classviz import (
+    RECIPES,
+    FFTImage,
+    random_rotate,
+    random_scale,
+    visualize,
+)
 
 SHAPE = (3, 64, 64)
 

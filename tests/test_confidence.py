@@ -3,8 +3,16 @@ import numpy as np
 import pytest
 import torch
 
-from robust_core.confidence import (brier, calibration_metrics, confidence, fit_temperature, nll, quantiles, reliability,
-                                    risk_coverage)
+from robust_core.confidence import (
+    brier,
+    calibration_metrics,
+    confidence,
+    fit_temperature,
+    nll,
+    quantiles,
+    reliability,
+    risk_coverage,
+)
 
 
 def test_ece_on_hand_built_bins():

@@ -4,8 +4,17 @@ import pytest
 import torch
 
 from robust_core.evaluate import main as evaluate_main
-from robust_core.evaluation import (EvalKey, EvaluationCache, accuracy_at, attack_comparison_warnings, cached_minimal_eps,
-                                    model_sanity_warnings, parse_eps_grid, perturbation_stats, sanity_warnings)
+from robust_core.evaluation import (
+    EvalKey,
+    EvaluationCache,
+    accuracy_at,
+    attack_comparison_warnings,
+    cached_minimal_eps,
+    model_sanity_warnings,
+    parse_eps_grid,
+    perturbation_stats,
+    sanity_warnings,
+)
 from robust_core.plots import eps_slider_figure
 from robust_core.store import ModelStore
 
@@ -141,7 +150,12 @@ def test_changing_one_attacks_code_version_recomputes_only_its_results(monkeypat
 def test_the_comparisons_coarse_square_search_measures_exactly_on_its_grid(small_cnn, mnist):
     """Issue 16: the comparison searches Square with 3 bisection steps. Each image's result is 0, inf or a multiple
     of eps_max / 8, so the accuracy read at those eps is a measurement; the page draws it only there."""
-    from robust_core.evaluation import COMPARISON_SEARCH, comparison_params, measured_eps_grid, minimal_eps
+    from robust_core.evaluation import (
+        COMPARISON_SEARCH,
+        comparison_params,
+        measured_eps_grid,
+        minimal_eps,
+    )
 
     params = comparison_params("square")
     assert params["bisection_steps"] == COMPARISON_SEARCH["square"]["bisection_steps"] == 3

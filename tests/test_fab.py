@@ -15,7 +15,9 @@ import torch
 from robust_core.attacks import ATTACKS, fab, flat_norm
 from robust_core.attacks.fab import project_onto_hyperplane_in_box
 from robust_core.evaluation import minimal_eps
-from tests.test_attacks import Linear  # the linear model the other attacks are checked on
+from tests.test_attacks import (
+    Linear,  # the linear model the other attacks are checked on
+)
 
 NORMS = ("linf", "l2", "l1")
 DUAL = {"linf": 1, "l2": 2, "l1": math.inf}  # ||w||_q for the attack's norm p

@@ -8,15 +8,18 @@ import time
 import uuid
 
 import pytest
-from streamlit.testing.v1 import AppTest
-
 import torch
+from streamlit.testing.v1 import AppTest
 
 from robust_core.access import Work, visitor_id, work_error
 from robust_core.data import dataset_info
 from robust_core.jobs import JobRunner, QuotaExceeded
 from robust_core.models import ARCHITECTURES, build_model, parameter_count
-from robust_core.models.size import estimate_parameters, estimate_training_bytes, network_size
+from robust_core.models.size import (
+    estimate_parameters,
+    estimate_training_bytes,
+    network_size,
+)
 from robust_core.store import ModelStore
 from robust_core.training import TrainConfig, train_model
 from tests.test_pages import APP, widget
@@ -107,7 +110,7 @@ def session(page: str, token: str, *, lecturer: bool = False, query: dict | None
 def busy_server():
     """The server's long lane busy with a job of the lecturer's, so what visitors queue waits; afterwards every job
     is stopped and the pause lifted (the runner is the server's, shared by every test)."""
-    from pages._shared import job_runner
+    from pages._audience import job_runner
 
     runner = job_runner()
     fn, release = gate()
@@ -169,7 +172,7 @@ def test_the_queueing_function_refuses_what_the_widgets_would_not_offer(lecture,
     def script():
         import streamlit as st
 
-        from pages._shared import submit_job
+        from pages._audience import submit_job
         from robust_core.access import Work
         from robust_core.training import TrainConfig
 
@@ -370,7 +373,11 @@ def test_the_lecturer_sees_every_job_cancels_a_visitor_s_and_pauses_visitors_tra
 def test_an_unknown_or_unavailable_torchvision_name_is_refused_before_anything_is_built(monkeypatch, tmp_path):
     import torchvision
 
-    from robust_core.imagenet.models import WeightsNotAvailable, is_torchvision_name, load_imagenet_model
+    from robust_core.imagenet.models import (
+        WeightsNotAvailable,
+        is_torchvision_name,
+        load_imagenet_model,
+    )
 
     def never(*args, **kwargs):
         raise AssertionError("an architecture was built")

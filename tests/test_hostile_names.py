@@ -9,11 +9,29 @@ import threading
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from robust_core.access import LECTURER_OWNER, Visitor, can_modify, model_owner, trained_by_visitor, visitor_id
+from robust_core.access import (
+    LECTURER_OWNER,
+    Visitor,
+    can_modify,
+    model_owner,
+    trained_by_visitor,
+    visitor_id,
+)
 from robust_core.names import names_look_alike
-from robust_core.store import ModelStore, StoreError, display_names, record_training_request
+from robust_core.store import (
+    ModelStore,
+    StoreError,
+    display_names,
+    record_training_request,
+)
 
-from .browser import browser_page, chromium_available, dashboard, page_errors, wait_until_idle
+from .browser import (
+    browser_page,
+    chromium_available,
+    dashboard,
+    page_errors,
+    wait_until_idle,
+)
 from .test_models_page import whole_app  # noqa: F401 (a fixture)
 from .test_pages import APP, widget
 
@@ -121,7 +139,7 @@ def test_a_hostile_name_is_plain_text_on_every_page(hostile_store, whole_app):  
 
 def test_a_job_label_with_a_name_is_plain_in_the_status_line():
     """The job status line, which every visitor waiting on the same job sees."""
-    from pages._shared import _job_line
+    from pages._audience import _job_line
     from robust_core.jobs import JobRunner
 
     runner, release = JobRunner(), threading.Event()
@@ -184,7 +202,7 @@ def test_a_look_alike_of_another_model_s_name_is_refused_and_nothing_changes(sto
 
 
 def test_the_train_page_refuses_a_look_alike_name_before_training(isolated_store, tiny_result):
-    from pages._shared import job_runner
+    from pages._audience import job_runner
 
     store = ModelStore(isolated_store)
     shipped = store.save(tiny_result, name=SHIPPED_NAME)
@@ -275,6 +293,8 @@ def test_what_the_lecturer_trains_is_the_lecturer_s_not_the_browser_s(monkeypatc
     assert not can_modify(entry.meta, same_browser, lecture=True)[0]
     assert can_modify(entry.meta, Visitor(same_browser.owner, lecturer=True), lecture=True)[0]
     assert model_owner(same_browser) == same_browser.owner  # a visitor's own model stays theirs
+    # Trained outside lecture mode, a model is the lab owner's: not a "(student)" model once a lecture starts.
+    assert model_owner(same_browser, lecture=False) == LECTURER_OWNER
 
 
 def test_a_shared_training_cancelled_by_its_first_requester_is_saved_as_the_remaining_requester_s(store, mnist):

@@ -5,9 +5,19 @@ import pickle
 import pytest
 import torch
 
-from robust_core.imagenet.models import (CROP, IMAGENET_MEAN, IMAGENET_STD, WeightsNotAvailable, cached_weights_path,
-                                         imagenet_class_names, load_imagenet_model, read_weights_file, save_weights_file,
-                                         suggested_steps, top_k)
+from robust_core.imagenet.models import (
+    CROP,
+    IMAGENET_MEAN,
+    IMAGENET_STD,
+    WeightsNotAvailable,
+    cached_weights_path,
+    imagenet_class_names,
+    load_imagenet_model,
+    read_weights_file,
+    save_weights_file,
+    suggested_steps,
+    top_k,
+)
 from robust_core.imagenet.photos import load_shipped_photo, shipped_photos
 
 

@@ -3,7 +3,14 @@
 import pytest
 from streamlit.testing.v1 import AppTest
 
-from robust_core.access import Visitor, can_modify, is_lecturer_key, lecture_mode, training_limits_error, visitor_id
+from robust_core.access import (
+    Visitor,
+    can_modify,
+    is_lecturer_key,
+    lecture_mode,
+    training_limits_error,
+    visitor_id,
+)
 from robust_core.store import ModelStore
 from tests.test_pages import APP, widget
 
@@ -69,7 +76,7 @@ def test_a_visitor_may_change_their_own_model_and_the_lecturer_every_model(lectu
     assert store.get(own.model_id).name == "my renamed CNN"
     # The lecturer's key unlocks the lecturer's model too; a wrong key does not. (The sidebar is drawn by app.py,
     # which AppTest runs on the first run only: the key is typed before it.)
-    from pages._shared import lecturer_key_guard
+    from pages._audience import lecturer_key_guard
 
     for key, unlocked in (("wrong", False), ("s3cret", True)):
         lecturer_key_guard.clear()  # a second try right after a wrong one waits a second (tested on its own)
@@ -97,7 +104,7 @@ def test_visitors_train_small_models_only(lecture):
 def test_the_owner_id_is_a_hash_of_the_browser_secret_which_a_first_visit_stores_in_a_cookie(lecture):
     """Models record the public id, not the secret; a first visit embeds the script that keeps the secret in a cookie
     (tests/test_browser.py checks that a reload keeps it)."""
-    from pages._shared import VISITOR_COOKIE
+    from pages._audience import VISITOR_COOKIE
 
     secret = "0123456789abcdef0123456789abcdef"
     assert visitor_id(secret) != secret and len(visitor_id(secret)) == 32 and visitor_id(secret) != visitor_id(secret[::-1])

@@ -1,7 +1,13 @@
 import pytest
 import torch
 
-from robust_core.models import ACTIVATIONS, ARCHITECTURES, build_model, parameter_count, predict_proba
+from robust_core.models import (
+    ACTIVATIONS,
+    ARCHITECTURES,
+    build_model,
+    parameter_count,
+    predict_proba,
+)
 
 
 def test_seed_cnn_has_exactly_the_seed_parameter_count():

@@ -6,7 +6,14 @@ import pytest
 
 from robust_core.store import ModelStore
 
-from .browser import browser_page, chromium_available, dashboard, open_page, page_errors, wait_until_idle
+from .browser import (
+    browser_page,
+    chromium_available,
+    dashboard,
+    open_page,
+    page_errors,
+    wait_until_idle,
+)
 from .test_pages import run_app, widget
 
 

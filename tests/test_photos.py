@@ -10,8 +10,16 @@ import torch
 from PIL import Image, features
 
 from robust_core.imagenet.photos import (
-    MAX_UPLOAD_BYTES, SHIPPED_PHOTOS, WORKING_SHORT_SIDE, PhotoError, PhotoInfo, load_photo, load_photo_file,
-    load_shipped_photo, shipped_photos)
+    MAX_UPLOAD_BYTES,
+    SHIPPED_PHOTOS,
+    WORKING_SHORT_SIDE,
+    PhotoError,
+    PhotoInfo,
+    load_photo,
+    load_photo_file,
+    load_shipped_photo,
+    shipped_photos,
+)
 
 ACCEPTED_WORDS = ("JPEG", "PNG", "WebP")
 

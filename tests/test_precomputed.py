@@ -4,7 +4,13 @@ import json
 import torch
 
 from robust_core.evaluation import EvalKey, EvaluationCache
-from robust_core.precomputed import PAGE_PARAMS, build, install_precomputed, precomputed_results, weights_digest
+from robust_core.precomputed import (
+    PAGE_PARAMS,
+    build,
+    install_precomputed,
+    precomputed_results,
+    weights_digest,
+)
 
 
 def test_build_writes_results_the_attack_page_finds_and_install_checks_weights_and_key(store, tmp_path, mnist):

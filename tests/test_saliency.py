@@ -6,9 +6,20 @@ import torch
 from torch import nn
 
 from robust_core.models.networks import ImageClassifier, Normalize
-from robust_core.saliency import (METHODS, RandomisationStep, attribute, available_methods, deletion_insertion, grid_png,
-                                  heatmap, make_baseline, randomisation_check, randomisation_verdict, rank_correlation,
-                                  visible_pixels)
+from robust_core.saliency import (
+    METHODS,
+    RandomisationStep,
+    attribute,
+    available_methods,
+    deletion_insertion,
+    grid_png,
+    heatmap,
+    make_baseline,
+    randomisation_check,
+    randomisation_verdict,
+    rank_correlation,
+    visible_pixels,
+)
 
 
 def linear_model(seed=0):

@@ -15,7 +15,15 @@ from pathlib import Path
 import pytest
 
 from robust_core.store import ModelStore
-from robust_core.sweep import EvalGrid, SweepError, TrainGrid, function_job, main, run_jobs, run_sweep
+from robust_core.sweep import (
+    EvalGrid,
+    SweepError,
+    TrainGrid,
+    function_job,
+    main,
+    run_jobs,
+    run_sweep,
+)
 
 REPO = Path(__file__).resolve().parents[1]
 SUMMARY = re.compile(r"(\d+) jobs: (\d+) reused from the caches, (\d+) computed")
@@ -79,9 +87,9 @@ def test_a_tiny_grid_gives_the_same_numbers_locally_and_on_ray(two_models, isola
 
 def report_like(*, store_root: str, device, model_id: str, n: int) -> dict:
     """A function job's body: reads the store it is given and returns plain data."""
-    from robust_core.data import load_dataset
-
     import torch
+
+    from robust_core.data import load_dataset
 
     model = ModelStore(store_root).load(model_id).eval()
     with torch.no_grad():

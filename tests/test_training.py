@@ -2,7 +2,14 @@ import math
 
 import pytest
 
-from robust_core.training import TRAINING_METHODS, BatchLoss, TrainConfig, TrainingCancelled, evaluate, train_model
+from robust_core.training import (
+    TRAINING_METHODS,
+    BatchLoss,
+    TrainConfig,
+    TrainingCancelled,
+    evaluate,
+    train_model,
+)
 
 from .conftest import state_equal
 

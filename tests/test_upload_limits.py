@@ -21,7 +21,11 @@ from robust_core.digits import MAX_FILE_BYTES, NotADigitImage, mnist_style
 from robust_core.imagenet.models import MAX_WEIGHTS_FILE_BYTES, read_weights_file
 from robust_core.store import EXPORT_META_KEY, InvalidCheckpointError, ModelStore
 from robust_core.training import TrainConfig
-from robust_core.weights_files import WeightsFileError, check_torch_zip, safetensors_header
+from robust_core.weights_files import (
+    WeightsFileError,
+    check_torch_zip,
+    safetensors_header,
+)
 
 from .test_pages import run_app, stored_model, widget  # noqa: F401 - stored_model is a fixture
 from .test_photos import encode, png_declaring

@@ -1,0 +1,194 @@
+"""Who is using the server and what they may ask of it: lecture mode, the visitor behind a browser, the lecturer's
+throttled key, and the heavy work every session queues in the server's one job runner (robust_core.jobs)."""
+from __future__ import annotations
+
+import streamlit as st
+
+from pages._shared import in_lecture_mode, plain
+
+_ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as configured, read once per server process
+
+
+def error_details_for_the_audience() -> None:
+    """In lecture mode an uncaught error shows the room a generic message: no traceback, no file path, no code."""
+    st.set_option("client.showErrorDetails", "none" if in_lecture_mode() else _ERROR_DETAILS)
+
+
+def no_external_ip_lookup() -> None:
+    """Never let the server ask the internet for its own address.
+
+    Streamlit checks a cross-origin WebSocket's Origin against the machine's external IP, which it fetches from
+    checkip.amazonaws.com (a blocking request, retried after every failure): any client sending a made-up Origin
+    header would make the lecture server call out, and wait, again and again. An empty cached answer ends that; the
+    same-origin connections of the room's browsers never needed it. (.streamlit/config.toml's server.address
+    already stops the lookup of the headless start.)"""
+    from streamlit import net_util
+
+    if getattr(net_util, "_external_ip", "") is None:
+        net_util._external_ip = ""
+
+
+# ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
+VISITOR_COOKIE = "robust_lab_visitor"
+
+
+def current_visitor():
+    """This browser as a :class:`robust_core.access.Visitor`: the public id of its secret token, and whether it
+    entered the lecturer key. The secret is made once and kept in a cookie (see :func:`remember_visitor`), so a
+    student who reloads the page, or opens a second tab, is still the owner of the models they trained."""
+    import re
+    import uuid
+
+    from robust_core.access import Visitor, visitor_id
+
+    secret = st.session_state.get("_owner_token")
+    if secret is None:
+        from_cookie = st.context.cookies.get(VISITOR_COOKIE)
+        from_cookie = from_cookie if isinstance(from_cookie, str) else ""  # (AppTest has no real cookies)
+        secret = from_cookie if re.fullmatch(r"[0-9a-f]{32}", from_cookie) else uuid.uuid4().hex
+        st.session_state["_owner_token"] = secret
+        st.session_state["_owner_cookie_saved"] = secret == from_cookie
+    return Visitor(owner=visitor_id(secret), lecturer=bool(st.session_state.get("_lecturer")))
+
+
+def remember_visitor() -> None:
+    """Once per new browser: store the visitor's secret token in a cookie of this site (30 days, this site only), from a
+    tiny embedded script: Streamlit reads cookies but cannot set them."""
+    current_visitor()
+    if st.session_state.get("_owner_cookie_saved"):
+        return
+    st.session_state["_owner_cookie_saved"] = True
+    secret = st.session_state["_owner_token"]  # 32 hex digits (made above), nothing a visitor typed
+    embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
+    # Secure once served over HTTPS (a lecture room's reverse proxy): the browser then never sends the token in clear,
+    # not even in the plain-HTTP request that the proxy answers with a redirect.
+    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict"
+          + (window.parent.location.protocol === "https:" ? "; Secure" : "");
+          </script>""", height=1)
+
+
+@st.cache_resource(show_spinner=False)
+def lecturer_key_guard():
+    """The server's one count of wrong lecturer keys (robust_core.lecturer_key): shared by every session, so a
+    visitor cannot reset it with a new tab or a new cookie."""
+    from robust_core.lecturer_key import LecturerKeyGuard
+
+    return LecturerKeyGuard()
+
+
+def _try_lecturer_key() -> None:
+    """One attempt per entered value, made before the key field is drawn: the value is then cleared, so a rerun
+    does not try it again (and count it again) and the typed key does not stay in the page."""
+    key = st.session_state.get("_lecturer_key_input") or ""
+    st.session_state["_lecturer_key_input"] = ""
+    if not key:
+        return
+    verdict = lecturer_key_guard().attempt(key, visitor=current_visitor().owner)
+    st.session_state["_lecturer"] = verdict.accepted
+    st.session_state["_lecturer_key_message"] = verdict.message
+
+
+def lecturer_sidebar() -> None:
+    """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar), throttled."""
+    if not in_lecture_mode():
+        return
+    if st.session_state.get("_lecturer"):
+        st.caption(":material/co_present: **Lecture mode** · you are the lecturer")
+        return
+    st.caption(":material/co_present: **Lecture mode**: shipped and the lecturer's models are read-only; "
+               "you can train small models of your own.")
+    _try_lecturer_key()
+    if st.session_state.get("_lecturer"):
+        st.rerun()
+    with st.expander("Lecturer", expanded=bool(st.session_state.get("_lecturer_key_message"))):
+        st.text_input("Lecturer key", type="password", key="_lecturer_key_input")
+        if message := st.session_state.pop("_lecturer_key_message", None):
+            st.error(message)
+
+
+# ---- heavy work through one job runner per server (robust_core.jobs) ------------------------------------------------
+@st.cache_resource(show_spinner=False)
+def job_runner():
+    """The server's one job runner: heavy work of every session waits in its queue, identical requests run once.
+
+    Two lanes, one worker each (2 cores): "long" for training and first-time attack computations (minutes: one at a
+    time, a second would only halve the first's speed), "short" for morphs (seconds), so a student's morph never
+    waits behind a classmate's training while a room's simultaneous morphs run one after the other."""
+    from robust_core.jobs import JobRunner
+
+    return JobRunner(workers={"long": 1, "short": 1})
+
+
+def visitor_work_error(work) -> str | None:
+    """Why this browser may not ask for ``work`` (a :class:`robust_core.access.Work`), or None: for the widgets,
+    which say it before the button is pressed; :func:`submit_job` checks it again."""
+    from robust_core.access import work_error
+
+    return work_error(work, lecture=in_lecture_mode(), lecturer=current_visitor().lecturer)
+
+
+def submit_job(key: str, fn, *, label: str, lane: str = "long", work=None, container=None):
+    """Queue ``fn`` in the server's runner for this browser (or join the identical job), or show why not in
+    ``container`` (default: the page) and return None.
+
+    Every page queues its work here, so the limits hold whatever the browser sent (a disabled button can still be
+    "clicked" by a forged request): ``work`` (a :class:`robust_core.access.Work`) is checked against the visitors'
+    limits and the machine's memory before anything is queued, and in lecture mode the runner holds visitors, not
+    the lecturer, to its quotas (:class:`robust_core.jobs.QuotaExceeded`)."""
+    from robust_core.jobs import QuotaExceeded
+
+    container = st if container is None else container
+    visitor, lecture = current_visitor(), in_lecture_mode()
+    problem = visitor_work_error(work) if work is not None else None
+    if problem:
+        container.warning(problem, icon=":material/block:")
+        return None
+    try:
+        return job_runner().submit(key, fn, owner=visitor.owner, label=label, lane=lane,
+                                   limited=lecture and not visitor.lecturer)
+    except QuotaExceeded as exc:
+        container.warning(str(exc), icon=":material/hourglass:")
+    except RuntimeError as exc:  # the lane's queue is full, for everybody
+        container.error(f"Not queued: {exc}.")
+    return None
+
+
+def progress_line(label: str, fraction: float, elapsed: float) -> str:
+    """Progress text with an ETA only once it means something: a few seconds and percent in (the attacks' progress
+    counts work against its worst case, so the ETA errs long)."""
+    text = f"{label}: {100 * fraction:.0f}% · elapsed {elapsed:.0f} s"
+    if 0.03 <= fraction < 1 and elapsed >= 3:
+        text += f" · about {elapsed / fraction - elapsed:.0f} s left"
+    return text
+
+
+def _job_line(job, runner) -> str:
+    import time
+
+    if job.status == "queued":
+        return f"**{plain(job.label)}**: waiting, position {runner.position(job)} in the queue"
+    line = progress_line(f"**{plain(job.label)}**", job.progress, time.monotonic() - (job.started or time.monotonic()))
+    return f"{line} · {plain(job.message)}" if job.message else line
+
+
+@st.fragment(run_every=1.0)
+def job_status(job_keys: list[str], *, section: str) -> None:
+    """Progress of the jobs ``job_keys`` (position in the queue, progress, Cancel for the requester), redrawn every
+    second on its own; the whole page reruns once they have all finished, to show their results.
+
+    ``section`` names the part of the page that draws it: one job can be shown by two sections at once (the Attack
+    page's curves and its comparison both wait on PGD of the same model), and each needs its own Cancel button."""
+    runner, visitor = job_runner(), current_visitor()
+    jobs = [j for j in (runner.get(k) for k in job_keys) if j is not None]
+    if all(j.status in ("done", "failed", "cancelled") for j in jobs):
+        st.rerun(scope="app")
+    for job in jobs:
+        if job.status not in ("queued", "running"):
+            continue
+        line, cancel = st.columns([5, 1], vertical_alignment="center")
+        line.progress(job.progress, text=_job_line(job, runner))
+        if visitor.owner in job.owners:
+            cancel.button("Cancel", key=f"cancel_{section}_{job.key}", icon=":material/stop:", on_click=runner.cancel,
+                          args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
+        else:
+            cancel.caption("requested by another visitor")
