@@ -34,32 +34,31 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
+from .checkpoints import (
+    EXPORT_META_KEY,
+    InvalidCheckpointError,
+    StoreError,
+    model_from_state,
+    read_checkpoint,
+    state_dict_of,
+)
 from .data import DATASETS, user_cache_dir
-from .models import architecture, build_model, parameter_count
+from .models import parameter_count
 from .names import clean_name, name_key, name_keys, names_look_alike
-from .models.size import estimate_parameters
-from .store_checks import DamagedEntry, check_entry, remove_stale_temporaries, stat_signature
+from .store_checks import (
+    DamagedEntry,
+    check_entry,
+    remove_stale_temporaries,
+    stat_signature,
+)
 from .training import ProgressEvent, TrainConfig, TrainResult, train_model
-from .weights_files import SafetensorsHeader, WeightsFileError, safetensors_header
 
 STORE_DIR_ENV = "ROBUST_STORE_DIR"
 FORMAT_VERSION = 1
-# Key of the JSON metadata inside an exported safetensors header.
-EXPORT_META_KEY = "robustness_lab.meta"
 # Trained networks kept in memory: small models (a few MB each), reused by every page.
 MEMORY_CACHE_SIZE = 16
-# The largest exported checkpoint imported: the lab's largest network (Madry et al.'s CNN) is 13 MB.
-MAX_CHECKPOINT_BYTES = 200 * 1024 * 1024
 # How often listing the store also removes what killed saves left behind (opening the store does it too).
 SWEEP_INTERVAL_S = 600
-
-
-class StoreError(Exception):
-    """A store operation could not be done; the message says why and nothing was changed."""
-
-
-class InvalidCheckpointError(StoreError):
-    """A file is not a Robustness Lab checkpoint, or it is corrupted."""
 
 
 def default_store_dir() -> Path:
@@ -301,7 +300,7 @@ class ModelStore:
             "versions": library_versions(),
             **(extra_meta or {}),
         }
-        return self._write_new(model_id, config.dataset, _state_dict(result.model), meta, model=result.model)
+        return self._write_new(model_id, config.dataset, state_dict_of(result.model), meta, model=result.model)
 
     def _write_new(self, model_id: str, dataset: str, state: dict[str, torch.Tensor], meta: dict, model=None) -> StoredModel:
         with self._lock:
@@ -340,7 +339,7 @@ class ModelStore:
                 signature = (stat_signature(entry.path / "meta.json"), stat_signature(weights_path))
                 try:
                     state = load_safetensors_bytes(weights_path.read_bytes())
-                    model = _model_from_state(entry.meta, state)
+                    model = model_from_state(entry.meta, state)
                 except (OSError, MemoryError):
                     raise  # the file could not be read now (or the dataset a k-NN refits from is missing): no damage
                 except Exception as exc:  # safetensors, load_state_dict and the checks raise several types
@@ -537,95 +536,6 @@ class ModelStore:
         config = TrainConfig.from_dict(meta["config"])
         meta = {**meta, "imported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         return self._write_new(model_id, config.dataset, state, meta), True
-
-
-def read_checkpoint(payload: bytes, *, max_bytes: int = MAX_CHECKPOINT_BYTES
-                    ) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
-    """Parse and fully validate an exported checkpoint: (metadata, tensors).
-
-    What the header declares is checked before anything is allocated: the tensors must tile the file's data exactly
-    (:func:`robust_core.weights_files.safetensors_header`), and the network its configuration describes must have no
-    more parameters than the file holds weights for, so crafted metadata cannot make the import build a huge model."""
-    if not payload:
-        raise InvalidCheckpointError("The file is empty.")
-    try:
-        header = safetensors_header(payload, max_bytes=max_bytes)
-    except WeightsFileError as exc:
-        raise InvalidCheckpointError(
-            f"This is not a safetensors file (or it is corrupted): {exc}. "
-            "Upload a .safetensors file exported from Robustness Lab's Models page."
-        ) from exc
-    raw_meta = header.metadata.get(EXPORT_META_KEY)
-    if raw_meta is None:
-        raise InvalidCheckpointError(
-            "This safetensors file has no Robustness Lab metadata: it was not exported from Robustness Lab, "
-            "so its architecture and training configuration are unknown."
-        )
-    try:
-        meta = json.loads(raw_meta)
-        config = TrainConfig.from_dict(meta["config"])
-    except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
-        raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
-    if meta.get("id") != config.config_hash():
-        raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or corrupted metadata).")
-    _check_declared_size(config, header)
-    try:
-        state = load_safetensors_bytes(payload)
-    except Exception as exc:  # safetensors raises several types for garbage input
-        raise InvalidCheckpointError(f"This safetensors file is corrupted: {exc}.") from exc
-    try:
-        _model_from_state(meta, state)
-    except InvalidCheckpointError:
-        raise
-    except Exception as exc:
-        raise InvalidCheckpointError(f"The weights do not fit architecture {config.arch!r}: {exc}") from exc
-    return meta, state
-
-
-def _check_declared_size(config: TrainConfig, header: SafetensorsHeader) -> None:
-    """Refuse a configuration whose network is larger than the file's weights, before it is built."""
-    try:
-        parameters = estimate_parameters(config)
-    except (ValueError, TypeError) as exc:
-        raise InvalidCheckpointError(
-            f"The checkpoint's configuration describes no network that can be built: {exc}") from exc
-    # Every parameter is exported as float32 (buffers such as the input normalisation come on top), so a file holds at
-    # least 4 bytes per parameter of its network.
-    if parameters is not None and parameters * 4 > header.data_bytes:
-        raise InvalidCheckpointError(
-            f"The weights do not fit architecture {config.arch!r}: its configuration describes a network of "
-            f"{parameters:,} parameters, but the file holds weights for at most {header.data_bytes // 4:,} "
-            "(edited or corrupted metadata). Nothing was built.")
-
-
-def _state_dict(model) -> dict[str, torch.Tensor]:
-    # safetensors wants contiguous CPU tensors that share no memory.
-    return {k: v.detach().cpu().contiguous().clone() for k, v in model.state_dict().items()}
-
-
-def _model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]):
-    config = TrainConfig.from_dict(meta["config"])
-    arch_kwargs = dict(config.arch_kwargs)
-    if architecture(config.arch).kind == "fitted":
-        model = build_model(config.arch, config.dataset, **{**arch_kwargs, "seed": config.seed})
-        model.load_state_dict(state)
-        if config.arch == "knn":  # a k-NN memorises its training split: refit from the dataset
-            from .data import load_dataset
-
-            data = load_dataset(config.dataset)
-            x, y = data.train_x, data.train_y
-            if config.train_subset is not None:
-                x, y = x[: config.train_subset], y[: config.train_subset]
-            model.fit(x, y)
-        return model
-    if config.dropout:
-        arch_kwargs["dropout"] = config.dropout
-    model = build_model(config.arch, config.dataset, **arch_kwargs)
-    model.load_state_dict(state, strict=True)
-    for name, tensor in model.state_dict().items():
-        if not torch.isfinite(tensor).all():
-            raise InvalidCheckpointError(f"Tensor {name!r} holds NaN or infinite values.")
-    return model.eval()
 
 
 def _atomic_write_text(path: Path, text: str) -> None:

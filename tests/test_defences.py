@@ -154,7 +154,7 @@ def _kind(meta):
 
 def test_the_issue_s_models_are_all_shipped_with_complete_metadata():
     from robust_core.shipped import shipped_models
-    from robust_core.store import read_checkpoint
+    from robust_core.checkpoints import read_checkpoint
 
     shipped = shipped_models()
     assert {_kind(s.meta) for s in shipped} >= SHIPPED_EXPECTED

@@ -158,11 +158,11 @@ def _huge_mlp_checkpoint(store, entry) -> bytes:
 
 def test_an_import_whose_metadata_describes_a_huge_network_is_refused_before_building_it(store, tiny_result,
                                                                                         monkeypatch, tmp_path):
-    import robust_core.store as store_module
+    import robust_core.checkpoints as checkpoints_module
 
     entry = store.save(tiny_result)
     payload = _huge_mlp_checkpoint(store, entry)
-    monkeypatch.setattr(store_module, "build_model", lambda *a, **k: pytest.fail("a model was built"))
+    monkeypatch.setattr(checkpoints_module, "build_model", lambda *a, **k: pytest.fail("a model was built"))
     target = ModelStore(tmp_path / "target")
     with pytest.raises(InvalidCheckpointError, match="2,624,"):
         target.import_bytes(payload)
