@@ -18,6 +18,7 @@ from pages._shared import (
 )
 from pages._url import set_url, url_choice, url_choices, url_number
 from pages.photo_views import classviz_view
+from robust_core.access import Work
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.export import finals_png, gif, strip_png
@@ -129,7 +130,9 @@ if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
     previous = runner.get(morph_key)
     # The same morph already made on this server (the runner keeps its last 200 results): shown, not recomputed.
     submitted = previous if previous is not None and previous.status == "done" else \
-        submit_job(morph_key, morph_job(), label="Morph", lane="short")
+        submit_job(morph_key, morph_job(), label="Morph", lane="short",
+                   work=Work("morph", params={"gradients": int(steps) * int(noise_samples)
+                                              * (10 if all_targets else len(model_ids))}))
     if submitted is not None:  # else refused (a quota, a full queue): submit_job said why
         st.session_state["classviz_job"] = morph_key
         with st.spinner("Morphing…"):

@@ -39,6 +39,10 @@ STUDENT_LIMITS = {
     "max_attack_images": 1000,
     # AutoAttack costs about a second per robust image on CPU (standard); the fast version about a third of that.
     "max_autoattack_images": {"autoattack_standard": 200, "autoattack_fast": 500},
+    # A morph's image-gradients (steps x noisy copies x models or targets): the page's heaviest default, the smoothed
+    # recipe toward all ten classes (200 x 16 x 10), takes seconds; the widgets' maximum (2,000 x 64 x 10) 400 times
+    # more, in the short lane every student's morph waits in.
+    "max_morph_gradients": 32_000,
 }
 # For everybody, single-user mode included: a training whose estimated memory exceeds this share of the machine's
 # memory is refused before anything is built (it would swap the server to a halt, or be killed half-way).
@@ -127,8 +131,9 @@ class Work:
 
     ``kind``: "training" (``config``, a :class:`robust_core.training.TrainConfig`), "minimal_eps" (a per-image
     minimal-eps curve or a transfer curve: ``images`` test images, ``attack`` with ``params``), "autoattack"
-    (``images``, ``attack`` the version) or "adversarial_inputs" (the Confidence page's attacked ``images``); any
-    other kind (a morph, a photo view: bounded by their pages' settings) is only held to the job quotas."""
+    (``images``, ``attack`` the version), "adversarial_inputs" (the Confidence page's attacked ``images``) or
+    "morph" (``params["gradients"]``: steps x noisy copies x models or targets); any other kind (a photo view:
+    bounded by its page's settings) is only held to the job quotas."""
     kind: str
     images: int = 0
     attack: str | None = None
@@ -176,6 +181,10 @@ def work_error(work: Work, *, lecture: bool, lecturer: bool, memory_bytes: int |
         if stronger:
             return ("Lecture mode: visitors run the attacks at the page's default strength or below: "
                     + ", ".join(stronger) + ".")
+    if work.kind == "morph" and work.params.get("gradients", 0) > STUDENT_LIMITS["max_morph_gradients"]:
+        return (f"Lecture mode: a visitor's morph computes at most {STUDENT_LIMITS['max_morph_gradients']:,} "
+                f"image-gradients (steps × noisy copies × models or targets; {work.params['gradients']:,} asked): "
+                "fewer steps or noisy copies, so the room's morphs stay quick.")
     if work.kind == "autoattack":
         caps = STUDENT_LIMITS["max_autoattack_images"]
         cap = caps.get(work.attack, min(caps.values()))
@@ -187,7 +196,11 @@ def work_error(work: Work, *, lecture: bool, lecturer: bool, memory_bytes: int |
 
 def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int | None) -> str | None:
     from .models import architecture
-    from .models.size import estimate_parameters, estimate_training_bytes, estimate_training_flops
+    from .models.size import (
+        estimate_parameters,
+        estimate_training_bytes,
+        estimate_training_flops,
+    )
 
     try:
         needed = estimate_training_bytes(config)

@@ -301,6 +301,18 @@ def test_attack_work_is_capped_for_visitors_only():
     assert work_error(Work("autoattack", images=200, attack="autoattack_standard"), lecture=True, lecturer=False) is None
 
 
+def test_a_visitor_s_morph_is_capped_at_the_page_s_heaviest_default():
+    from robust_core.classviz import RECIPES
+
+    smoothed = RECIPES["smoothed"]
+    heaviest_default = Work("morph", params={"gradients": smoothed["steps"] * smoothed["noise_samples"] * 10})
+    assert work_error(heaviest_default, lecture=True, lecturer=False) is None  # the lecture path's morph passes
+    widgets_maximum = Work("morph", params={"gradients": 2000 * 64 * 10})
+    assert "at most 32,000 image-gradients" in work_error(widgets_maximum, lecture=True, lecturer=False)
+    assert work_error(widgets_maximum, lecture=True, lecturer=True) is None
+    assert work_error(widgets_maximum, lecture=False, lecturer=False) is None
+
+
 def test_the_attack_page_refuses_a_visitor_s_big_computations_at_submit(lecture, busy_server, mnist):
     store, lecturers = lecture
     more = [store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=s), data=mnist),

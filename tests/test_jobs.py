@@ -120,6 +120,9 @@ def test_a_short_job_in_its_own_lane_does_not_wait_behind_a_long_one_and_lanes_k
     morphs = [runner.submit(f"morph{i}", lambda ctx, i=i: i, owner=f"s{i}", lane="short") for i in range(3)]
     # The morphs finish while the long lane is still blocked; the second training is still first in its queue.
     assert all(m.wait(5) for m in morphs) and [m.result for m in morphs] == [0, 1, 2]
+    deadline = time.monotonic() + 5  # the long lane's worker thread may not have been scheduled yet on a busy machine
+    while runner.position(training) != 0 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert runner.position(training) == 0 and runner.position(queued_training) == 1
     assert queued_training.lane == "long" and morphs[0].lane == "short"
     release.set()
