@@ -167,6 +167,7 @@ def test_no_browser_fetches_the_address_in_a_model_name(hostile_store):
         assert IMAGE_NAME in text and HTML_NAME in text, text[:2000]
         page.goto(f"{url}/models")
         wait_until_idle(page)
+        page.get_by_text("Yes, delete").first.wait_for(timeout=60_000)  # a loaded machine draws the page in steps
         text = page.locator('[data-testid="stMain"]').inner_text().replace("\u2060", "")
         assert f"Yes, delete “{HTML_NAME}”" in text, text[:2000]
         assert page_errors(page) == []
