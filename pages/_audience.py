@@ -171,6 +171,14 @@ def _job_line(job, runner) -> str:
     return f"{line} · {plain(job.message)}" if job.message else line
 
 
+def job_widget_key(prefix: str, job_key: str) -> str:
+    """The key of a widget about the job ``job_key``: Streamlit writes widget keys into the page's HTML (as CSS
+    classes), and job keys hold the store's folder, which visitors must not see."""
+    import hashlib
+
+    return f"{prefix}_{hashlib.sha256(job_key.encode()).hexdigest()[:16]}"
+
+
 @st.fragment(run_every=1.0)
 def job_status(job_keys: list[str], *, section: str) -> None:
     """Progress of the jobs ``job_keys`` (position in the queue, progress, Cancel for the requester), redrawn every
@@ -188,7 +196,8 @@ def job_status(job_keys: list[str], *, section: str) -> None:
         line, cancel = st.columns([5, 1], vertical_alignment="center")
         line.progress(job.progress, text=_job_line(job, runner))
         if visitor.owner in job.owners:
-            cancel.button("Cancel", key=f"cancel_{section}_{job.key}", icon=":material/stop:", on_click=runner.cancel,
-                          args=(job, visitor.owner), help="Withdraw your request; nothing is saved if nobody else wants it.")
+            cancel.button("Cancel", key=job_widget_key(f"cancel_{section}", job.key), icon=":material/stop:",
+                          on_click=runner.cancel, args=(job, visitor.owner),
+                          help="Withdraw your request; nothing is saved if nobody else wants it.")
         else:
             cancel.caption("requested by another visitor")

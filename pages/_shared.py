@@ -88,16 +88,27 @@ def damaged_store_message(damaged, *, lecture: bool) -> str:
 
 
 @st.cache_resource(show_spinner="Loading the dataset into memory…")
-def _dataset(name: str, root: str):
-    return load_dataset(name, root)
+def _dataset(name: str, root: str, download: bool | None = None):
+    return load_dataset(name, root, download=download)
 
 
 def get_dataset(name: str):
-    """The dataset's splits, or None after showing a clear error in the page."""
+    """The dataset's splits, or None after showing a clear error in the page.
+
+    In lecture mode only the lecturer's visit may download a missing dataset (a visitor's would make the server fetch
+    ~170 MB from the internet on a whim), and a visitor's message names no folder of the server."""
+    from pages._audience import current_visitor
+
+    visitor_in_lecture = in_lecture_mode() and not current_visitor().lecturer
     try:
-        return _dataset(name, str(resolve_data_dir()))
+        root = str(resolve_data_dir())
+        return _dataset(name, root, False) if visitor_in_lecture else _dataset(name, root)
     except DataNotFoundError as exc:
-        st.error(f"**{DATASETS[name].title} is not available.**\n\n```\n{exc}\n```")
+        if visitor_in_lecture:
+            st.error(f"**{DATASETS[name].title} is not available on this server.** The lecturer can make it available "
+                     "(open the page once with the lecturer key, online), or choose another dataset in the sidebar.")
+        else:
+            st.error(f"**{DATASETS[name].title} is not available.**\n\n```\n{exc}\n```")
         return None
 
 

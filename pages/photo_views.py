@@ -14,7 +14,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._audience import current_visitor, job_runner, job_status, submit_job
+from pages._audience import current_visitor, job_runner, job_status, job_widget_key, submit_job
 from pages._shared import in_lecture_mode, plain, show_chart
 from robust_core.imagenet.models import (
     IMAGENET_MODELS,
@@ -202,7 +202,7 @@ def run_job(key: str, fn, *, label: str, lane: str = "long", wait_s: float = 2.0
     if job is not None and job.status in ("failed", "cancelled"):
         st.warning(f"{plain(label)}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
                    icon=":material/error:")
-        if not st.button("Run it again", key=f"again_{key}"):
+        if not st.button("Run it again", key=job_widget_key("again", key)):
             st.stop()
         job = None
     if job is None:

@@ -10,11 +10,24 @@ import functools
 import unicodedata
 
 
+# Characters that draw nothing (or a blank) but are not Unicode's format or control characters: the Braille blank,
+# the Hangul fillers, the combining grapheme joiner, Mongolian and Khmer vowel fillers. Each let a name padded with
+# it pass for another (a shipped model's name and 30 Braille blanks read as that name in a picker).
+_BLANK_LOOKING = frozenset("\u2800\u3164\u115f\u1160\uffa0\u034f\u17b4\u17b5\u180e")
+
+
+def _invisible(c: str) -> bool:
+    code = ord(c)
+    return (unicodedata.category(c) in ("Cf", "Cc") or c in _BLANK_LOOKING
+            or 0xFE00 <= code <= 0xFE0F or 0xE0100 <= code <= 0xE01EF)  # variation selectors
+
+
 def clean_name(name: str) -> str:
     """``name`` as the store keeps it: invisible characters (zero-width spaces and joiners, bidi overrides: Unicode's
-    format and control characters) removed and spacing collapsed. A visitor's name must read as what it is: a
-    right-to-left override or a hidden character would make two different names look alike."""
-    return " ".join("".join(c for c in str(name) if unicodedata.category(c) not in ("Cf", "Cc")).split())
+    format and control characters; blank-looking fillers; variation selectors) removed and spacing collapsed (every
+    Unicode space is a space). A visitor's name must read as what it is: a right-to-left override or a hidden
+    character would make two different names look alike."""
+    return " ".join("".join(c for c in str(name) if not _invisible(c)).split())
 
 
 def name_keys(name: str) -> tuple[str, str]:

@@ -108,8 +108,9 @@ def default_name(config: TrainConfig, model_id: str) -> str:
 
 def display_names(entries: list[StoredModel], *, mark_students: bool = False) -> dict[str, str]:
     """Each entry's label for a picker: its name, with ``[id prefix]`` appended where names read alike, and with
-    ``mark_students`` (lecture mode) " (student)" after the name of a model a visitor trained
-    (:func:`robust_core.access.trained_by_visitor`), so that it never passes for the lecturer's or a shipped one.
+    ``mark_students`` (lecture mode) "(student) " before the name of a model a visitor trained
+    (:func:`robust_core.access.trained_by_visitor`), so that it never passes for the lecturer's or a shipped one:
+    before, not after, because a picker cuts a long label's end (a name padded to the picker's width hid the mark).
 
     Names are unique within a dataset (up to case, spacing and look-alike letters), but a list can still hold names
     that read alike: models of different datasets, or stores written before names were unique. Labels must differ:
@@ -134,8 +135,8 @@ def display_names(entries: list[StoredModel], *, mark_students: bool = False) ->
     if mark_students:
         for entry in entries:
             if trained_by_visitor(entry.meta):
-                labels[entry.model_id] += " (student)"
-        # A lecturer's model named "x (student)" and a visitor's named "x" would now share a label.
+                labels[entry.model_id] = "(student) " + labels[entry.model_id]
+        # A lecturer's model named "(student) x" and a visitor's named "x" would now share a label.
         seen: dict[str, int] = {}
         for label in labels.values():
             seen[label] = seen.get(label, 0) + 1

@@ -17,7 +17,7 @@ from robust_core.access import (
     trained_by_visitor,
     visitor_id,
 )
-from robust_core.names import names_look_alike
+from robust_core.names import clean_name, names_look_alike
 from robust_core.store import (
     ModelStore,
     StoreError,
@@ -245,7 +245,7 @@ def test_a_visitor_s_model_is_marked_in_pickers_and_never_another_visitor_s_defa
         sidebar = widget(at.sidebar.selectbox, "Model")
         assert at.session_state["model_id"] == expected_sidebar, token  # one's own model may be one's default
         labels = {o for o in sidebar.options}
-        assert {f"{theirs.name} (student)", f"{theirs_robust.name} (student)", shipped.name, robust.name} == labels
+        assert {f"(student) {theirs.name}", f"(student) {theirs_robust.name}", shipped.name, robust.name} == labels
         at.switch_page("pages/classviz.py").run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.session_state["classviz_models"][0] == expected_sidebar
@@ -256,11 +256,11 @@ def test_a_visitor_s_model_is_marked_in_pickers_and_never_another_visitor_s_defa
 
 
 def test_labels_stay_distinct_when_a_student_mark_meets_a_lecturer_s_name(store, tiny_result):
-    lecturers = store.save(tiny_result, name="x (student)")
+    lecturers = store.save(tiny_result, name="(student) x")
     students = store.save(variant(tiny_result, seed=1), name="x", extra_meta={"owner": visitor_id("s")})
     labels = display_names(store.list(), mark_students=True)
-    assert len(set(labels.values())) == 2 and labels[students.model_id].startswith("x (student)")
-    assert labels[lecturers.model_id].startswith("x (student)")
+    assert len(set(labels.values())) == 2 and labels[students.model_id].startswith("(student) x")
+    assert labels[lecturers.model_id].startswith("(student) x")
 
 
 # ---- the lecturer's models, and shared trainings ---------------------------------------------------------------------
@@ -316,3 +316,12 @@ def test_a_shared_training_cancelled_by_its_first_requester_is_saved_as_the_rema
     assert job.wait(120) and job.status == "done", job.error
     saved = store.get(config.config_hash())
     assert (saved.name, saved.meta["owner"]) == ("second's name", second)
+
+
+def test_blank_looking_padding_does_not_make_a_new_name():
+    """A curious student's finding: Braille blanks, Hangul fillers, variation selectors and the combining grapheme
+    joiner draw nothing, so a shipped name padded with them read as that name in a picker."""
+    for padding in ("\u2800" * 30, "\u3164", "\u115f", "\ufe0f\u034f", "\U000e0100"):
+        assert clean_name(SHIPPED_NAME + padding) == SHIPPED_NAME
+        assert names_look_alike(SHIPPED_NAME + padding, SHIPPED_NAME), repr(padding)
+    assert clean_name("café") == "café" and clean_name("cafe\u0301") == "cafe\u0301"  # accents stay

@@ -36,3 +36,27 @@ def test_visitors_see_neither_the_store_s_path_nor_error_details(monkeypatch, is
 def test_the_server_listens_on_loopback_unless_told_otherwise():
     config = tomllib.loads((REPO / ".streamlit" / "config.toml").read_text())
     assert config["server"]["address"] == "127.0.0.1"
+
+
+def test_a_visitor_neither_downloads_a_missing_dataset_nor_sees_its_folders(monkeypatch, isolated_store, tmp_path):
+    """A curious student's finding: choosing CIFAR-10 made the server try a download and showed its data folders."""
+    import robust_core.data as data_module
+
+    monkeypatch.setenv("ROBUST_LECTURE_MODE", "1")
+    monkeypatch.setenv("ROBUST_LECTURER_KEY", "s3cret")
+    monkeypatch.setenv("ROBUST_DATA_DIR", str(tmp_path / "empty-data"))
+    monkeypatch.delenv("ROBUST_OFFLINE")  # as a real, online server
+    downloads = []
+    real = data_module.load_dataset
+    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: downloads.append(k.get("download")) or real(*a, **k))
+    from pages import _shared
+
+    monkeypatch.setattr(_shared, "load_dataset", data_module.load_dataset)
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["_owner_token"] = "a-visitor"
+    at.run()
+    at.switch_page("pages/attack.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    shown = " ".join(e.value for e in at.error)
+    assert "not available on this server" in shown and str(tmp_path) not in shown and "empty-data" not in shown
+    assert downloads and all(d is False for d in downloads)
