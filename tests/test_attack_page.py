@@ -246,6 +246,8 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
         # The comparison's PGD is the curves' job: both sections show it, each with its own Cancel.
         cancels = [b for b in at.button if b.label == "Cancel"]
         assert len(cancels) == 2 and len({b.key for b in cancels}) == 2
+        # Streamlit writes widget keys into the page's HTML: the job key's store folder must not be in them.
+        assert "store" in job.key and not any("store" in b.key or "/" in b.key for b in cancels)
         cancel = next(b for b in at.button if b.label == "Cancel")
         cancel.click().run()
         assert not at.exception, [e.value for e in at.exception]
