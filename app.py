@@ -2,6 +2,7 @@
 import streamlit as st
 
 from pages._audience import (
+    accept_only_issued_uploads,
     error_details_for_the_audience,
     lecturer_sidebar,
     no_external_ip_lookup,
@@ -27,6 +28,7 @@ from robust_core.store import InvalidCheckpointError
 st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
 error_details_for_the_audience()
 no_external_ip_lookup()
+accept_only_issued_uploads()
 
 PAGES = [
     st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),

@@ -14,6 +14,45 @@ def error_details_for_the_audience() -> None:
     st.set_option("client.showErrorDetails", "none" if in_lecture_mode() else _ERROR_DETAILS)
 
 
+def accept_only_issued_uploads(manager=None) -> None:
+    """Make the server keep only uploads it asked for: a file whose id the server handed to that session's browser
+    (for a file picked in an uploader), once.
+
+    Streamlit's upload endpoint stores, in the session's memory, any file PUT under any made-up id of the sender's own
+    session, each up to ``server.maxUploadSize`` (600 MB: the ImageNet weights): a short script in a visitor's browser
+    tab could fill the server's memory. Wrapping the server's one upload manager (``manager``, default the running
+    Streamlit's) once per process: ids are recorded when issued, and a file under another id is refused."""
+    if manager is None:
+        from streamlit.runtime import Runtime
+
+        if not Runtime.exists():  # (AppTest: no server, no upload endpoint)
+            return
+        manager = Runtime.instance().uploaded_file_mgr
+    if getattr(manager, "_robust_lab_issued", None) is not None:
+        return
+    import threading
+
+    issued: set[tuple[str, str]] = set()
+    lock = threading.Lock()
+    get_upload_urls, add_file = manager.get_upload_urls, manager.add_file
+
+    def recording_get_upload_urls(session_id, file_names):
+        infos = get_upload_urls(session_id, file_names)
+        with lock:
+            issued.update((session_id, info.file_id) for info in infos)
+        return infos
+
+    def checked_add_file(session_id, file):
+        with lock:
+            if (session_id, file.file_id) not in issued:
+                raise PermissionError("an upload under a file id this server did not issue to this session")
+            issued.discard((session_id, file.file_id))
+        add_file(session_id, file)
+
+    manager.get_upload_urls, manager.add_file = recording_get_upload_urls, checked_add_file
+    manager._robust_lab_issued = issued
+
+
 def no_external_ip_lookup() -> None:
     """Never let the server ask the internet for its own address.
 

@@ -60,3 +60,23 @@ def test_a_visitor_neither_downloads_a_missing_dataset_nor_sees_its_folders(monk
     shown = " ".join(e.value for e in at.error)
     assert "not available on this server" in shown and str(tmp_path) not in shown and "empty-data" not in shown
     assert downloads and all(d is False for d in downloads)
+
+
+def test_the_server_keeps_only_uploads_under_file_ids_it_issued():
+    """A curious student's finding: PUTs under made-up file ids of the student's own session were kept (600 MB each)."""
+    import pytest
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    from pages._audience import accept_only_issued_uploads
+
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    accept_only_issued_uploads(manager)
+    accept_only_issued_uploads(manager)  # once per process: a second call wraps nothing again
+    [issued] = manager.get_upload_urls("session-a", ["digit.png"])
+    manager.add_file("session-a", UploadedFileRec(issued.file_id, "digit.png", "image/png", b"png"))
+    assert [f.name for f in manager.get_files("session-a", [issued.file_id])] == ["digit.png"]
+    for session, file_id in (("session-a", "made-up-0"), ("session-b", issued.file_id), ("session-a", issued.file_id)):
+        with pytest.raises(PermissionError):  # made up, another session's, or used already
+            manager.add_file(session, UploadedFileRec(file_id, "x", "application/octet-stream", b"x" * 1000))
+    assert manager.get_files("session-a", ["made-up-0"]) == [] and manager.get_files("session-b", [issued.file_id]) == []
