@@ -192,6 +192,19 @@ def submit_job(key: str, fn, *, label: str, lane: str = "long", work=None, conta
     return None
 
 
+def job_or_retry(key: str, *, label: str, again: str):
+    """The runner's job of ``key``, or None when there is none yet. A failed or cancelled one is said (``label``:
+    what it was doing, as plain text) and the page stops until the visitor clicks ``again``; then None: submit anew."""
+    job = job_runner().get(key)
+    if job is not None and job.status in ("failed", "cancelled"):
+        st.warning(f"{plain(label)}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
+                   icon=":material/error:")
+        if not st.button(again, key=job_widget_key("again", key)):
+            st.stop()
+        return None
+    return job
+
+
 def progress_line(label: str, fraction: float, elapsed: float) -> str:
     """Progress text with an ETA only once it means something: a few seconds and percent in (the attacks' progress
     counts work against its worst case, so the ETA errs long)."""

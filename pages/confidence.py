@@ -4,7 +4,13 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._audience import current_visitor, job_runner, job_status, job_widget_key, submit_job
+from pages._audience import (
+    current_visitor,
+    job_or_retry,
+    job_runner,
+    job_status,
+    submit_job,
+)
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -167,13 +173,7 @@ def adversarial_inputs_of(origins: list[str]) -> dict[str, torch.Tensor]:
     jobs = {}
     for o in origins:
         key = f"confidence-adversarial:{store.root}:{o}:{dataset}:{split}:{n}:{attack}:{eps:g}"
-        job = runner.get(key)
-        if job is not None and job.status in ("failed", "cancelled"):
-            st.warning(f"Attacking {plain(names[o])}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
-                       icon=":material/error:")
-            if not st.button("Attack it again", key=job_widget_key("again", key)):
-                st.stop()
-            job = None
+        job = job_or_retry(key, label=f"Attacking {names[o]}", again="Attack it again")
         if job is None or (job.status in ("queued", "running") and current_visitor().owner not in job.owners):
             # A new request, or joining another visitor's: the attack goes on for this one if that one withdraws.
 

@@ -18,9 +18,13 @@ from pages._shared import (
     show_chart,
 )
 from robust_core.access import can_modify
+from robust_core.checkpoints import (
+    MAX_CHECKPOINT_BYTES,
+    InvalidCheckpointError,
+    StoreError,
+)
 from robust_core.data import DATASETS
 from robust_core.plots import training_curves_figure
-from robust_core.checkpoints import MAX_CHECKPOINT_BYTES, InvalidCheckpointError, StoreError
 
 # Uploads larger than this are refused before parsing (the store's own cap): the biggest registry model is a few MB.
 MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // 2**20

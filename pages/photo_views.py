@@ -14,7 +14,12 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._audience import current_visitor, job_runner, job_status, job_widget_key, submit_job
+from pages._audience import (
+    current_visitor,
+    job_or_retry,
+    job_status,
+    submit_job,
+)
 from pages._shared import in_lecture_mode, plain, show_chart
 from robust_core.imagenet.models import (
     IMAGENET_MODELS,
@@ -198,13 +203,7 @@ def _digest(*parts) -> str:
 def run_job(key: str, fn, *, label: str, lane: str = "long", wait_s: float = 2.0):
     """Submit ``fn`` to the server's runner under ``key`` (or reuse its finished result); returns the job when done,
     else shows its progress with Cancel and stops the page (the status fragment reruns it when the job ends)."""
-    job = job_runner().get(key)
-    if job is not None and job.status in ("failed", "cancelled"):
-        st.warning(f"{plain(label)}: " + (f"failed ({plain(job.error)})." if job.status == "failed" else "cancelled."),
-                   icon=":material/error:")
-        if not st.button("Run it again", key=job_widget_key("again", key)):
-            st.stop()
-        job = None
+    job = job_or_retry(key, label=label, again="Run it again")
     if job is None:
         job = submit_job(key, fn, label=label, lane=lane)
         if job is None:  # refused (a quota, a full queue): submit_job said why

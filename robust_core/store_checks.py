@@ -13,10 +13,13 @@ from __future__ import annotations
 
 import json
 import shutil
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from .weights_files import TruncatedWeightsFile, WeightsFileError, safetensors_header
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -26,7 +29,6 @@ TEMPORARY_PREFIXES = (".tmp-", ".deleted-")
 # its two files within seconds (a 200 MB upload within a minute), each write touching the folder or its files.
 STALE_TEMPORARY_S = 15 * 60
 REASON_CHARS = 300  # a reason may quote the file's content: bounded, so a crafted file cannot flood the page
-MAX_HEADER_BYTES = 100_000_000  # safetensors' own limit on a header
 
 
 @dataclass(frozen=True)
@@ -127,40 +129,16 @@ def meta_problem(meta: Any, *, dataset: str) -> str | None:
 def weights_problem(path: Path) -> str | None:
     """Why ``weights.safetensors`` at ``path`` is not a whole safetensors file, from its header and size, or None.
 
-    A truncated or extended file is told apart without reading the tensors: the header names where each tensor ends,
-    so the file's size must be exactly 8 + the header's length + the end of the last tensor (safetensors refuses any
-    other size when loading)."""
+    A truncated or extended file is told apart without reading the tensors: the header says where each tensor lies,
+    so the file's size must be exactly what the header declares (safetensors refuses any other size when loading)."""
     try:
-        size = path.stat().st_size
-        with path.open("rb") as f:
-            head = f.read(8)
-            if len(head) < 8:
-                return f"{path.name} is truncated: {size} bytes, not even its header's length"
-            header_len = int.from_bytes(head, "little")
-            if header_len > min(size - 8, MAX_HEADER_BYTES):
-                return (f"{path.name} is truncated or corrupted: its header needs {header_len:,} bytes, "
-                        f"the file has {size:,}")
-            header = json.loads(f.read(header_len).decode("utf-8"))
+        safetensors_header(path, max_bytes=sys.maxsize)  # the store's own saves: no cap on their size
     except OSError as exc:
         return f"{path.name} cannot be read ({exc.strerror or type(exc).__name__})"
-    except (UnicodeDecodeError, json.JSONDecodeError, RecursionError):
-        return f"{path.name} is corrupted: its header is not valid JSON"
-    if not isinstance(header, dict):
-        return f"{path.name} is corrupted: its header is not a JSON object"
-    end = 0
-    for key, info in header.items():
-        if key == "__metadata__":
-            continue
-        offsets = info.get("data_offsets") if isinstance(info, dict) else None
-        if not (isinstance(offsets, list) and len(offsets) == 2 and all(isinstance(o, int) and o >= 0 for o in offsets)
-                and offsets[0] <= offsets[1]):
-            return _bounded(f"{path.name} is corrupted: tensor {key!r} has no valid position in the file")
-        end = max(end, offsets[1])
-    expected = 8 + header_len + end
-    if size < expected:
-        return f"{path.name} is truncated: {size:,} bytes of {expected:,}"
-    if size > expected:
-        return f"{path.name} is corrupted: {size - expected:,} bytes more than its tensors take"
+    except TruncatedWeightsFile as exc:
+        return _bounded(f"{path.name} is truncated: {exc}")
+    except WeightsFileError as exc:
+        return _bounded(f"{path.name} is corrupted: {exc}")
     return None
 
 
