@@ -87,7 +87,9 @@ def current_visitor():
         secret = from_cookie if re.fullmatch(r"[0-9a-f]{32}", from_cookie) else uuid.uuid4().hex
         st.session_state["_owner_token"] = secret
         st.session_state["_owner_cookie_saved"] = secret == from_cookie
-    return Visitor(owner=visitor_id(secret), lecturer=bool(st.session_state.get("_lecturer")))
+    owner = visitor_id(secret)
+    lecturer = bool(st.session_state.get("_lecturer")) or lecturer_key_guard().is_lecturer(owner)
+    return Visitor(owner=owner, lecturer=lecturer)
 
 
 def remember_visitor() -> None:
@@ -115,6 +117,15 @@ def lecturer_key_guard():
     return LecturerKeyGuard()
 
 
+def _from_server_machine() -> bool:
+    """Whether this browser runs on the server's own machine: a loopback WebSocket (Streamlit reports no address for
+    it) that carries a Host header, as every real one does (AppTest has none), and that no proxy forwarded (the lecture
+    room's nginx always adds X-Forwarded-For, to whatever the client sent)."""
+    headers = st.context.headers
+    forwarded = any(headers.get(name) for name in ("X-Forwarded-For", "X-Real-IP", "Forwarded"))
+    return st.context.ip_address is None and bool(headers.get("Host")) and not forwarded
+
+
 def _try_lecturer_key() -> None:
     """One attempt per entered value, made before the key field is drawn: the value is then cleared, so a rerun
     does not try it again (and count it again) and the typed key does not stay in the page."""
@@ -122,7 +133,8 @@ def _try_lecturer_key() -> None:
     st.session_state["_lecturer_key_input"] = ""
     if not key:
         return
-    verdict = lecturer_key_guard().attempt(key, visitor=current_visitor().owner)
+    verdict = lecturer_key_guard().attempt(key, visitor=current_visitor().owner,
+                                           from_server_machine=_from_server_machine())
     st.session_state["_lecturer"] = verdict.accepted
     st.session_state["_lecturer_key_message"] = verdict.message
 
@@ -131,8 +143,13 @@ def lecturer_sidebar() -> None:
     """In lecture mode: the mode's badge and the lecturer's key field (in the sidebar), throttled."""
     if not in_lecture_mode():
         return
-    if st.session_state.get("_lecturer"):
-        st.caption(":material/co_present: **Lecture mode** · you are the lecturer")
+    if current_visitor().lecturer:
+        st.caption(":material/co_present: **Lecture mode** · you are the lecturer (this browser stays it)")
+        if st.button("Leave lecturer mode", key="_leave_lecturer", icon=":material/logout:",
+                     help="This browser becomes a visitor again, e.g. before handing the laptop to a student."):
+            lecturer_key_guard().leave(current_visitor().owner)
+            st.session_state["_lecturer"] = False
+            st.rerun()
         return
     st.caption(":material/co_present: **Lecture mode**: shipped and the lecturer's models are read-only; "
                "you can train small models of your own.")

@@ -7,8 +7,15 @@
 Without throttling, one browser tried about 11 keys a second. Here each visitor gets a few tries per window, a
 second between tries, and the whole server a bounded number of failures per window: a visitor who forges a new
 cookie for every try (a new visitor each time) still meets the server-wide bound, so an 8-character random key
-would take centuries at 30 guesses a minute. The price: while someone hammers the field, the lecturer too waits out
-the window before the key is taken (the lecturer normally unlocks once, before the room arrives).
+would take centuries at 30 guesses a minute.
+
+So that the bound cannot lock the lecturer out:
+- a browser that entered the key stays the lecturer (``is_lecturer(visitor)``): reloads, new tabs and a room's
+  flood of guesses change nothing for it (its visitor id is the hash of a 128-bit secret kept in its cookie, which
+  no classmate can forge);
+- the server's own machine (``from_server_machine=True``: a loopback connection that no proxy forwarded) meets only
+  its own per-visitor bound, never the room's; the lecturer can always unlock at the podium's
+  ``http://localhost:8501``.
 """
 from __future__ import annotations
 
@@ -47,24 +54,41 @@ class LecturerKeyGuard:
         self._server: deque[float] = deque()
         self._visitors: dict[str, deque[float]] = {}
         self._last_try: dict[str, float] = {}
+        self._lecturers: set[str] = set()
 
-    def attempt(self, key: str | None, *, visitor: str, environ=None) -> KeyVerdict:
-        """Compare ``key`` with the lecturer key unless ``visitor`` or the server is locked out; record a failure."""
+    def attempt(self, key: str | None, *, visitor: str, from_server_machine: bool = False,
+                environ=None) -> KeyVerdict:
+        """Compare ``key`` with the lecturer key unless ``visitor`` or the server is locked out; record a failure.
+
+        ``from_server_machine``: the attempt came from the server's own machine, which the room's failures do not
+        lock out (its own still do). Accepted visitors are remembered: see :meth:`is_lecturer`."""
         with self._lock:
             now = self._clock()
             self._forget_before(now - self.window_s)
-            wait = self._wait(visitor, now)
+            wait = self._wait(visitor, now, room_bound=not from_server_machine)
             self._last_try[visitor] = now
             if wait > 0:
                 return KeyVerdict(False, f"Too many attempts: try again in {math.ceil(wait)} s.", wait)
             if is_lecturer_key(key, environ):
                 self._visitors.pop(visitor, None)
+                self._lecturers.add(visitor)
                 return KeyVerdict(True)
             self._visitors.setdefault(visitor, deque()).append(now)
-            self._server.append(now)
+            if not from_server_machine:
+                self._server.append(now)
             return KeyVerdict(False, "Wrong key.")
 
-    def _wait(self, visitor: str, now: float) -> float:
+    def is_lecturer(self, visitor: str) -> bool:
+        """Whether ``visitor`` entered the right key on this server (until :meth:`leave`)."""
+        with self._lock:
+            return visitor in self._lecturers
+
+    def leave(self, visitor: str) -> None:
+        """``visitor`` is a visitor again (the lecturer handing the laptop over, say)."""
+        with self._lock:
+            self._lecturers.discard(visitor)
+
+    def _wait(self, visitor: str, now: float, *, room_bound: bool = True) -> float:
         """Seconds until ``visitor`` may try again (0: now); the lock is held."""
         waits = [0.0]
         last = self._last_try.get(visitor)
@@ -73,7 +97,7 @@ class LecturerKeyGuard:
         mine = self._visitors.get(visitor, ())
         if len(mine) >= self.visitor_failures:
             waits.append(mine[-self.visitor_failures] + self.window_s - now)
-        if len(self._server) >= self.server_failures:
+        if room_bound and len(self._server) >= self.server_failures:
             waits.append(self._server[-self.server_failures] + self.window_s - now)
         return max(waits)
 

@@ -75,3 +75,63 @@ def test_the_sidebar_counts_each_typed_key_once_and_refuses_a_quick_second_guess
     # The right key a moment after a wrong one, from another tab of the same browser: refused uncompared.
     at = browser_types("s3cret")
     assert not at.session_state["_lecturer"] and "try again in" in at.sidebar.error[0].value
+
+
+def test_the_room_cannot_lock_the_lecturer_out():
+    clock = Clock()
+    guard = LecturerKeyGuard(visitor_failures=5, server_failures=10, window_s=60, clock=clock)
+    assert guard.attempt("s3cret", visitor="lecturer-browser", environ=KEY).accepted
+    for i in range(50):  # the room floods the field with forged cookies
+        guard.attempt(f"guess{i}", visitor=f"forged-{i}", environ=KEY)
+        clock.now += 0.1
+    assert not guard.attempt("s3cret", visitor="late-browser", environ=KEY).accepted  # the bound holds
+    # The browser that unlocked stays the lecturer, whatever the room does; until it leaves.
+    assert guard.is_lecturer("lecturer-browser") and not guard.is_lecturer("forged-3")
+    guard.leave("lecturer-browser")
+    assert not guard.is_lecturer("lecturer-browser")
+    # At the server's own machine the room's failures do not count; its own still do.
+    clock.now += 1.1
+    assert guard.attempt("s3cret", visitor="podium", from_server_machine=True, environ=KEY).accepted
+    for _ in range(5):
+        clock.now += 1.1
+        assert guard.attempt("guess", visitor="podium-2", from_server_machine=True, environ=KEY).message == "Wrong key."
+    clock.now += 1.1
+    assert not guard.attempt("s3cret", visitor="podium-2", from_server_machine=True, environ=KEY).accepted
+
+
+def test_a_lecturer_browser_stays_the_lecturer_after_a_reload(monkeypatch):
+    monkeypatch.setenv("ROBUST_LECTURE_MODE", "1")
+    monkeypatch.setenv("ROBUST_LECTURER_KEY", "s3cret")
+    token = "0123456789abcdef0123456789abcdef"
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.session_state["_owner_token"] = token
+    at.session_state["_lecturer_key_input"] = "s3cret"
+    at.run()
+    assert not at.exception and at.session_state["_lecturer"]
+    reloaded = AppTest.from_file(APP, default_timeout=120)  # a new session of the same browser (its cookie)
+    reloaded.session_state["_owner_token"] = token
+    reloaded.run()
+    assert not reloaded.exception, [e.value for e in reloaded.exception]
+    assert any("you are the lecturer" in c.value for c in reloaded.sidebar.caption)
+    other = AppTest.from_file(APP, default_timeout=120)
+    other.session_state["_owner_token"] = "f" * 32
+    other.run()
+    assert not any("you are the lecturer" in c.value for c in other.sidebar.caption)
+
+
+@pytest.mark.parametrize("ip, headers, expected", [
+    (None, {"Host": "localhost:8501"}, True),  # a browser on the server's machine, straight to Streamlit
+    (None, {"Host": "lab.example", "X-Forwarded-For": "10.0.0.7"}, False),  # through the room's nginx
+    (None, {"Host": "lab.example", "X-Forwarded-For": ""}, True),  # (an empty header is no forwarding)
+    (None, {"Host": "lab.example", "Forwarded": "for=10.0.0.7"}, False),
+    ("10.0.0.7", {"Host": "lab.example"}, False),  # a laptop in the room, Streamlit served on the network
+    (None, {}, False),  # no real connection (AppTest)
+])
+def test_only_an_unforwarded_loopback_connection_is_the_server_machine(monkeypatch, ip, headers, expected):
+    import types
+
+    import pages._audience as audience
+
+    fake = types.SimpleNamespace(context=types.SimpleNamespace(ip_address=ip, headers=headers))
+    monkeypatch.setattr(audience, "st", fake)
+    assert audience._from_server_machine() is expected
