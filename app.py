@@ -6,6 +6,7 @@ from pages._audience import (
     error_details_for_the_audience,
     lecturer_sidebar,
     no_external_ip_lookup,
+    only_offered_choices,
     remember_visitor,
 )
 from pages._shared import (
@@ -28,6 +29,7 @@ from robust_core.store import InvalidCheckpointError
 st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
 error_details_for_the_audience()
 no_external_ip_lookup()
+only_offered_choices()
 accept_only_issued_uploads()
 
 PAGES = [

@@ -67,6 +67,43 @@ def no_external_ip_lookup() -> None:
         net_util._external_ip = ""
 
 
+def only_offered_choices() -> None:
+    """Make selectboxes, radios and multiselects return only options they offered.
+
+    Streamlit (1.67) turns a choice the browser sent that is none of the options into that very string (it exists
+    for ``accept_new_options``, which the lab never uses): a forged WebSocket message could hand a page
+    ``n = "1000000"`` or a made-up model id where the widget only offers a list. Once per process, unknown values
+    become the widget's default (a selectbox, a radio) or are dropped (a multiselect). Number inputs and sliders need
+    nothing: Streamlit already resets a value outside their range to the default."""
+    from streamlit.elements.widgets.multiselect import MultiSelectSerde
+    from streamlit.elements.widgets.radio import RadioSerde
+    from streamlit.elements.widgets.selectbox import SelectboxSerde
+
+    def single(serde_class):
+        if getattr(serde_class, "_robust_lab_strict", False):
+            return
+        deserialize = serde_class.deserialize
+
+        def offered_or_default(self, ui_value):
+            if ui_value is not None and ui_value not in self.formatted_option_to_option_index:
+                ui_value = None  # (None: the widget's default)
+            return deserialize(self, ui_value)
+
+        serde_class.deserialize, serde_class._robust_lab_strict = offered_or_default, True
+
+    single(SelectboxSerde)
+    single(RadioSerde)
+    if not getattr(MultiSelectSerde, "_robust_lab_strict", False):
+        deserialize = MultiSelectSerde.deserialize
+
+        def offered_only(self, ui_value):
+            if ui_value is not None:
+                ui_value = [v for v in ui_value if v in self.formatted_option_to_option_index]
+            return deserialize(self, ui_value)
+
+        MultiSelectSerde.deserialize, MultiSelectSerde._robust_lab_strict = offered_only, True
+
+
 # ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
 VISITOR_COOKIE = "robust_lab_visitor"
 
