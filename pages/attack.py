@@ -43,6 +43,7 @@ from robust_core.evaluation import (
     EvalKey,
     EvaluationCache,
     accuracy_at,
+    attack_comparison_notes,
     attack_comparison_warnings,
     cached_minimal_eps,
     cached_transfer_eps,
@@ -53,6 +54,7 @@ from robust_core.evaluation import (
     perturbation_stats,
     sanity_warnings,
     single_step_masking,
+    training_method_of,
 )
 from robust_core.gallery import gallery_frames
 from robust_core.models import predict_proba
@@ -481,8 +483,10 @@ if ready_cmp:
                                        tuple(ready_cmp.values()))
     by_attack = dict(zip(ready_cmp, cmp_curves))
     show_chart(st, fig, key="attack_comparison")
-    for w in attack_comparison_warnings(by_attack, grid):
+    for w in attack_comparison_warnings(by_attack, grid, training_method=training_method_of(get_store().get(cmp_model).meta)):
         st.warning(w, icon=":material/report:")
+    for note in attack_comparison_notes(by_attack, grid):
+        st.caption(f":material/info: {note}")
     if single_step_masking(by_attack, grid):
         with st.expander(f"{MASKING_SECTION}: what it means (from reports/deepdefense.md)", icon=":material/school:",
                          expanded=True):

@@ -22,6 +22,15 @@ import torch
 from .attacks import ATTACKS, apgd, flat_norm, get_attack, pgd, square
 from .attacks._common import eval_mode, predict
 from .device import channels_last_copy
+from .masking import (  # noqa: F401  (re-exported: the comparison's rule lives in its own module)
+    MASKING_EXPLANATION,
+    MASKING_SECTION,
+    SINGLE_STEP_TRAINING,
+    attack_comparison_notes,
+    attack_comparison_warnings,
+    single_step_masking,
+    training_method_of,
+)
 
 # Images per attack call: large enough to keep the CPU busy, small enough that the
 # progress callback fires often and memory stays low for DeepFool's per-class gradients.
@@ -464,82 +473,6 @@ def sanity_warnings(min_eps_by_model: dict[str, torch.Tensor], *, attack: str, e
     return warnings
 
 
-MASKING_SECTION = "Gradient masking and catastrophic overfitting"
-# Shown beside the warning on the Attack page and written into reports/deepdefense.md (one text, two places).
-MASKING_EXPLANATION = (
-    "A model trained with single-step FGSM at a large ε (here ε = 0.3) can learn to make its loss flat or misleading "
-    "right around each image: the one gradient step FGSM takes then points nowhere useful, so FGSM accuracy stays high "
-    "while iterative attacks, which take many small steps and follow the loss around its bends (PGD, APGD), break almost "
-    "every image. This is **catastrophic overfitting** (Wong, Rice & Kolter 2020; de Jorge et al. 2022): robustness to "
-    "the training attack only, and it appears abruptly during training. It is one form of **gradient masking** (Athalye, "
-    "Carlini & Wagner 2018): the local gradient no longer says where the loss rises. Its signature in the curves: a "
-    "single-step attack far weaker (more than 20 points) than an iterative one at the same ε, and single-step accuracy "
-    "that stays flat, or even rises, as ε grows, where a real defence loses accuracy steadily and every attack falls "
-    "to zero once ε is large enough to draw another digit. Trust the lowest curve (the worst case over attacks), and "
-    "check with attacks that do not rely on the local gradient: Square (score-based) and transfer from another model."
-)
-
-
-def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float], *, gap: float = 0.2,
-                        flat: float = 0.1) -> list[dict]:
-    """The catastrophic-overfitting signature, per single-step attack (FGSM) against the strongest multi-step one.
-
-    Flags FGSM when, at some eps, its accuracy is more than ``gap`` (a share, 0.2 = 20 points) above the lowest
-    accuracy of the iterative attacks at that eps; ``flat`` is True when, from the first such eps to the eps of the
-    widest gap, FGSM's accuracy falls by less than ``flat`` (or rises): while the iterative attacks fall to their
-    worst, the single step finds nothing more (far beyond any budget, eps 0.4 on MNIST, it may fall again).
-    Returns one dict per flagged attack: attack, strongest (the attack that is lowest where the gap is widest), eps,
-    single_step and strongest accuracy there, gap, first_eps (where the gap first exceeds ``gap``), flat.
-    """
-    # Everything that is not one step: iterative white-box (PGD, APGD), score-based (Square) and transfer attacks.
-    iterative = [a for a in accuracy_by_attack if a in ATTACKS and a != "fgsm" and get_attack(a).kind in ("gradient", "score")
-                 or a.startswith("transfer")]
-    found = []
-    for single in [a for a in accuracy_by_attack if a == "fgsm"]:
-        if not iterative:
-            break
-        single_acc = list(accuracy_by_attack[single])
-        lowest = [min((accuracy_by_attack[a][i], a) for a in iterative) for i in range(len(eps_grid))]
-        gaps = [single_acc[i] - lowest[i][0] for i in range(len(eps_grid))]
-        wide = [i for i, g in enumerate(gaps) if g > gap]
-        if not wide:
-            continue
-        widest = max(wide, key=lambda i: gaps[i])
-        first = wide[0]
-        found.append({"attack": single, "strongest": lowest[widest][1], "eps": float(eps_grid[widest]),
-                      "single_step": single_acc[widest], "strongest_accuracy": lowest[widest][0], "gap": gaps[widest],
-                      "first_eps": float(eps_grid[first]), "flat": single_acc[first] - single_acc[widest] < flat})
-    return found
-
-
-def _title(attack: str) -> str:
-    return get_attack(attack).title if attack in ATTACKS else "a transfer attack"
-
-
-def attack_comparison_warnings(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float]) -> list[str]:
-    """Warnings from several attacks on one model: a weaker attack beating a stronger one, and a single-step attack
-    far above the iterative ones (catastrophic overfitting), both signal gradient masking."""
-    warnings = []
-    for m in single_step_masking(accuracy_by_attack, eps_grid):
-        shape = ("and stays flat as ε grows" if m["flat"] else "")
-        warnings.append(
-            f"**Gradient masking: catastrophic overfitting.** {_title(m['attack'])} leaves {100 * m['single_step']:.1f}% "
-            f"accuracy at ε = {m['eps']:g} where {_title(m['strongest'])} leaves {100 * m['strongest_accuracy']:.1f}% "
-            f"({100 * m['gap']:.0f} points apart, more than 20 from ε = {m['first_eps']:g} on){', ' + shape if shape else ''}. "
-            "The single gradient step is misled: the model resists the attack it was trained on, not small perturbations. "
-            f"Trust the lower curve. See “{MASKING_SECTION}” below and in reports/deepdefense.md.")
-    white_box = [a for a in accuracy_by_attack if a in ATTACKS and get_attack(a).kind == "gradient" and a != "fgsm"]
-    for weak in [a for a in accuracy_by_attack if a in ("square", "fgsm") or a.startswith("transfer")]:
-        for strong in white_box:
-            gaps = [(e, w, s) for e, w, s in zip(eps_grid, accuracy_by_attack[weak], accuracy_by_attack[strong]) if w < s - 0.02]
-            if gaps:
-                e, w, s = max(gaps, key=lambda g: g[2] - g[1])
-                kind = {"square": "black-box Square attack", "fgsm": "single-step FGSM"}.get(weak, "transfer attack (crafted on another model)")
-                warnings.append(f"The {kind} beats {get_attack(strong).title} at ε = {e:g} ({100 * w:.1f}% vs {100 * s:.1f}% "
-                                "accuracy): the gradient attack is misled, the model masks its gradients. Trust the lower number.")
-    return warnings
-
-
 # ---- cache -------------------------------------------------------------------------------------
 @dataclass(frozen=True)
 class EvalKey:
@@ -638,5 +571,8 @@ def parse_eps_grid(text: str) -> list[float]:
         raise ValueError(f"eps grid {text!r} is not 'start:stop:step' (e.g. 0.05:0.3:0.05) or a comma list") from None
 
 
-__all__ = ["ATTACKS", "MASKING_EXPLANATION", "MASKING_SECTION", "attack_comparison_warnings", "single_step_masking", "cached_transfer_eps", "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache", "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps",
-           "parse_eps_grid", "perturbation_stats", "robust_accuracy"]
+__all__ = ["ATTACKS", "MASKING_EXPLANATION", "MASKING_SECTION", "SINGLE_STEP_TRAINING", "attack_comparison_notes",
+           "attack_comparison_warnings", "single_step_masking", "training_method_of", "cached_transfer_eps",
+           "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache",
+           "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps", "parse_eps_grid", "perturbation_stats",
+           "robust_accuracy"]

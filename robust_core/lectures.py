@@ -14,12 +14,24 @@ A path names a page and the query string that opens it in its prepared state, e.
 Each page reads its own parameters from the URL (see ``PAGE_PARAMS``), so the same link works pasted into a
 browser. A file that cannot be read or names an unknown page or parameter is reported, never fatal: the
 other paths still show.
+
+A summary quotes the shipped results it opens on through placeholders, filled when the file is read, so that a
+retrained model cannot leave a card promising a number the page no longer shows:
+
+    summary = "... keeps {mnist_cnn_fgsm_at:fgsm@0.3}% under FGSM at ε = 0.3 ..."
+
+``{<shipped model file stem>:<attack>@<eps>}`` is that model's accuracy in percent, one decimal as the Attack page's
+table writes it, from the shipped result (``assets/evaluations``) the page opens on: the comparison's parameters for
+that attack, the path's ``n`` test images (1,000 without one), seed 0, at an ε the page measures. A placeholder whose
+result is missing or was made for other weights makes the file a reported error, never a wrong number.
 """
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 LECTURES_DIR = Path(__file__).resolve().parents[1] / "assets" / "lectures"
@@ -49,14 +61,127 @@ class LecturePath:
     icon: str = ":material/school:"
 
 
-def lecture_paths(directory: str | os.PathLike | None = None) -> tuple[list[LecturePath], list[str]]:
-    """The lecture paths in ``directory`` (default ``assets/lectures``), by order then name, and one message per bad file."""
+# The Attack page's slider positions over [0, its largest eps] (pages/attack.py's FRAMES): the eps its curves show.
+PAGE_FRAMES = 41
+SHIPPED_SEED = 0  # the seed the pages open on and the shipped results were computed with
+SHIPPED_IMAGES = 1000  # test images of the shipped results (robust_core.precomputed.N_IMAGES), for a path without n
+PLACEHOLDER = re.compile(r"\{([^{}]*)\}")
+_FIELD = re.compile(r"(?P<model>[A-Za-z0-9_-]+):(?P<attack>[a-z0-9_]+)@(?P<eps>\d*\.?\d+)")
+
+
+class ShippedResults:
+    """Accuracies a lecture card may quote: the shipped models (``assets/models``) under their shipped attack results
+    (``assets/evaluations``), each checked against the model's weights. Directories default to the shipped ones."""
+
+    def __init__(self, models_dir: str | os.PathLike | None = None, evaluations_dir: str | os.PathLike | None = None):
+        self.models_dir, self.evaluations_dir = models_dir, evaluations_dir
+
+    def accuracy(self, model: str, attack: str, eps: float, *, n: int) -> float:
+        """Accuracy (a share) of shipped model ``model`` (its file stem, e.g. "mnist_cnn_fgsm_at") under ``attack`` at
+        ``eps`` on the first ``n`` test images. Raises ValueError saying what is missing."""
+        from .attacks import ATTACKS
+        from .evaluation import EvalKey, accuracy_at, comparison_params, measured_eps_grid
+
+        models = _shipped(self.models_dir)
+        if model not in models:
+            raise ValueError(f"no shipped model {model!r} (there are {', '.join(sorted(models))})")
+        if attack not in ATTACKS:
+            raise ValueError(f"no attack {attack!r}")
+        model_id, digest = models[model]
+        params = comparison_params(attack)
+        key = EvalKey(model_id, attack, tuple(sorted(params.items())), int(n), SHIPPED_SEED)
+        found = _shipped_results(self.evaluations_dir).get(key.digest())
+        if found is None:
+            raise ValueError(f"no shipped {attack} result for {model} on {n} images "
+                             "(python -m robust_core.precomputed build makes them)")
+        if found[0] != digest:
+            raise ValueError(f"the shipped {attack} result for {model} was made for other weights: rebuild it "
+                             "(python -m robust_core.precomputed build)")
+        frames = [round(params["eps_max"] * k / (PAGE_FRAMES - 1), 6) for k in range(PAGE_FRAMES)]
+        if not any(abs(eps - e) < 1e-9 for e in measured_eps_grid(params, frames)):
+            raise ValueError(f"ε = {eps:g} is not an ε the Attack page measures {attack} at")
+        return float(accuracy_at(found[1], [eps])[0])
+
+    def fill(self, text: str, *, n: int) -> str:
+        """``text`` with every ``{model:attack@eps}`` replaced by that accuracy in percent (one decimal)."""
+        def number(match: re.Match) -> str:
+            field = _FIELD.fullmatch(match.group(1).strip())
+            if field is None:
+                raise ValueError(f"{match.group(0)} is not a placeholder {{model:attack@eps}} "
+                                 "(e.g. {mnist_cnn_fgsm_at:fgsm@0.3})")
+            try:
+                value = self.accuracy(field["model"], field["attack"], float(field["eps"]), n=n)
+            except ValueError as exc:
+                raise ValueError(f"{match.group(0)}: {exc}") from None
+            return f"{100 * value:.1f}"
+        return PLACEHOLDER.sub(number, text)
+
+
+def _mtimes(directory: Path, pattern: str) -> tuple:
+    return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(directory.glob(pattern))) \
+        if directory.is_dir() else ()
+
+
+def _shipped(models_dir) -> dict[str, tuple[str, str]]:
+    from .shipped import SHIPPED_DIR
+
+    directory = Path(models_dir) if models_dir is not None else SHIPPED_DIR
+    return _shipped_cached(directory, _mtimes(directory, "*.safetensors") + _mtimes(directory, "*.json"))
+
+
+@lru_cache(maxsize=4)
+def _shipped_cached(directory: Path, _stamp: tuple) -> dict[str, tuple[str, str]]:
+    """{file stem: (model id, digest of its weights)}: the digest robust_core.precomputed records with a result."""
+    from safetensors.torch import load_file
+
+    from .precomputed import weights_digest
+    from .shipped import shipped_models
+
+    class _Weights:  # weights_digest reads a network's state_dict(): the file's tensors are that state
+        def __init__(self, state):
+            self.state = state
+
+        def state_dict(self):
+            return self.state
+
+    out = {}
+    for shipped in shipped_models(directory):
+        try:
+            out[shipped.file.stem] = (shipped.model_id, weights_digest(_Weights(load_file(str(shipped.file)))))
+        except (OSError, ValueError, RuntimeError, KeyError):
+            continue  # a damaged shipped file: its placeholders report "no shipped model"
+    return out
+
+
+def _shipped_results(evaluations_dir) -> dict:
+    from .precomputed import PRECOMPUTED_DIR
+
+    directory = Path(evaluations_dir) if evaluations_dir is not None else PRECOMPUTED_DIR
+    return _shipped_results_cached(directory, _mtimes(directory, "*.json"))
+
+
+@lru_cache(maxsize=4)
+def _shipped_results_cached(directory: Path, _stamp: tuple) -> dict:
+    """{digest of the key the current code computes: (weights digest, minimal eps)} of the readable shipped results.
+    A file named for another digest was made by another version of the search (robust_core.precomputed): left out."""
+    from .precomputed import precomputed_results
+
+    items, _ = precomputed_results(directory)
+    return {item.path.stem: (item.payload["weights_sha256"], item.values()) for item in items
+            if item.path.stem == item.key.digest()}
+
+
+def lecture_paths(directory: str | os.PathLike | None = None, *,
+                  results: ShippedResults | None = None) -> tuple[list[LecturePath], list[str]]:
+    """The lecture paths in ``directory`` (default ``assets/lectures``), by order then name, and one message per bad
+    file. Summaries' placeholders are filled from ``results`` (default: the shipped models and results)."""
     directory = Path(directory) if directory is not None else LECTURES_DIR
+    results = results or ShippedResults()
     paths, errors = [], []
     for file in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
         try:
             data = tomllib.loads(file.read_text(encoding="utf-8"))
-            path = _parse(file.stem, data)
+            path = _parse(file.stem, data, results)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
             errors.append(f"{file.name}: {exc}")
             continue
@@ -64,7 +189,7 @@ def lecture_paths(directory: str | os.PathLike | None = None) -> tuple[list[Lect
     return sorted(paths, key=lambda p: (p.order, p.name)), errors
 
 
-def _parse(name: str, data: dict) -> LecturePath:
+def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
     missing = [k for k in ("title", "summary", "page") if not isinstance(data.get(k), str) or not data[k].strip()]
     if missing:
         raise ValueError(f"needs text for {', '.join(missing)}")
@@ -80,9 +205,14 @@ def _parse(name: str, data: dict) -> LecturePath:
     order = data.get("order", 100)
     if not isinstance(order, int):
         raise ValueError("order must be a whole number")
-    return LecturePath(name=name, title=data["title"].strip(), summary=data["summary"].strip(), page=page,
+    try:
+        n = int(params.get("n", SHIPPED_IMAGES))
+    except (TypeError, ValueError):
+        raise ValueError(f"n must be a whole number, not {params['n']!r}") from None
+    summary = results.fill(data["summary"].strip(), n=n)
+    return LecturePath(name=name, title=data["title"].strip(), summary=summary, page=page,
                        params={k: str(v) for k, v in params.items()}, order=order,
                        icon=str(data.get("icon", ":material/school:")))
 
 
-__all__ = ["LECTURES_DIR", "LecturePath", "PAGE_PARAMS", "lecture_paths"]
+__all__ = ["LECTURES_DIR", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER", "ShippedResults", "lecture_paths"]
