@@ -18,6 +18,7 @@ import json
 import math
 import os
 import sys
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,16 +82,19 @@ def precomputed_results(directory: str | os.PathLike | None = None) -> tuple[lis
     return found, errors
 
 
-def install_precomputed(store, cache: EvaluationCache | None = None, directory=None) -> list[tuple[str, str]]:
-    """Put every valid shipped result into the store's evaluation cache. Returns (file name, status) pairs: installed,
-    present (already cached), skipped (model not in the store), stale (other weights, or a key the current
-    code would not compute: recomputed on demand instead) or error."""
+def install_precomputed(store, cache: EvaluationCache | None = None, directory=None,
+                        model_ids: Collection[str] | None = None) -> list[tuple[str, str]]:
+    """Put every valid shipped result into the store's evaluation cache (only those of ``model_ids`` when given).
+    Returns (file name, status) pairs: installed, present (already cached), skipped (model not in the store), stale
+    (other weights, or a key the current code would not compute: recomputed on demand instead) or error."""
     cache = cache or EvaluationCache(store)
     items, errors = precomputed_results(directory)
     report = [(e.split(":", 1)[0], "error: " + e.split(": ", 1)[1]) for e in errors]
     digests: dict[str, str] = {}
     for item in items:
         key = item.key
+        if model_ids is not None and key.model_id not in model_ids:
+            continue
         if key.model_id not in store:
             report.append((item.path.name, "skipped: model not in the store"))
             continue

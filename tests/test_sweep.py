@@ -191,7 +191,8 @@ def test_the_table_and_the_figures(two_models, tmp_path, capsys):
     assert pgd["params"] == {"eps_max": 1.0, "steps": 3, "restarts": 1}
     for name in ("accuracy_mnist_fgsm.html", "accuracy_mnist_deepfool.html", "comparison_first.html"):
         html = (out / name).read_text()
-        assert "cdn.plot.ly" in html and "first" in html
+        assert "cdn.plot.ly" not in html and 'src="plotly.min.js"' in html and "first" in html
+    assert (out / "plotly.min.js").is_file()
     assert "comparison_first.html" in printed
 
 

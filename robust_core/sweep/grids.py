@@ -1,0 +1,354 @@
+"""The sweep's grids, its jobs and their validation: what to run, checked before anything runs."""
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import math
+import shlex
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ..attacks import ATTACKS
+from ..data import DATASETS, DataNotFoundError, load_dataset
+from ..evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX
+from ..store import ModelStore
+
+# The largest ε that means anything per norm on [0, 1] images of up to 784 pixels (the page's bounds).
+EPS_LIMITS = {"linf": 1.0, "l2": 28.0, "l1": 784.0}
+N_MAX = 10_000
+# minimal_eps' own arguments, accepted in attack parameters beside the attack's.
+SEARCH_PARAMS = ("eps_max", "bisection_steps", "grid_points", "batch_size")
+# Bumped when the AutoAttack cache's content changes: older files are recomputed, not reused.
+AUTOATTACK_CACHE_VERSION = 2  # 2: FAB-T counts any misclassification, as the reference does (2026-11-23)
+RAY_REQUIREMENTS = "requirements-ray.txt"
+BACKENDS = ("local", "ray")
+
+
+class SweepError(ValueError):
+    """A sweep cannot run as asked (unknown model or attack, ε or n out of range, missing data, Ray missing)."""
+
+
+# ---- grids ----------------------------------------------------------------------------------------------------------
+@dataclass
+class EvalGrid:
+    """Models × attacks × ε on the first ``n`` test images.
+
+    ``models``: store ids or unique prefixes, or ``"shipped"`` (every shipped model installed in the store, optionally
+    only those of ``dataset``). ``eps`` is in each attack's norm. ``attack_params``: per attack, parameters overriding
+    :data:`robust_core.evaluation.PAGE_ATTACK_PARAMS` (the attack's own, e.g. ``{"pgd": {"steps": 10}}``, or the
+    search's ``eps_max``, ``bisection_steps``, ``grid_points``). AutoAttack's parameters are its protocol's and cannot
+    be changed.
+    """
+
+    models: Sequence[str]
+    attacks: Sequence[str]
+    eps: Sequence[float]
+    n: int = 1000
+    seed: int = 0
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset: str | None = None
+
+
+@dataclass
+class TrainGrid:
+    """Training configurations: every method × λ × ε × seed, each method taking the values it has arguments for
+    (``lam``: gfa, gnr; ``eps``: the adversarial methods), on top of ``base`` (a :class:`TrainConfig`'s fields) and
+    ``method_kwargs``. Configurations that come out equal are trained once. With ``attacks`` and ``eval_eps``, every
+    trained model is then evaluated like an :class:`EvalGrid` (``n`` images, ``eval_seed``)."""
+
+    methods: Sequence[str] = ("standard",)
+    lam: Sequence[float] = ()
+    eps: Sequence[float] = ()
+    seeds: Sequence[int] = (0,)
+    base: dict[str, Any] = field(default_factory=dict)
+    method_kwargs: dict[str, Any] = field(default_factory=dict)
+    attacks: Sequence[str] = ()
+    eval_eps: Sequence[float] = ()
+    n: int = 1000
+    eval_seed: int = 0
+    attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Job:
+    """One independent unit of work: its result is written to the store or its caches when it finishes."""
+
+    kind: str  # "minimal_eps" | "autoattack" | "train" | "call"
+    model_id: str = ""
+    dataset: str = ""
+    attack: str = ""
+    params: tuple = ()  # sorted (name, value) pairs: the evaluation cache's key
+    n: int = 0
+    seed: int = 0
+    eps: float | None = None  # AutoAttack's fixed ε
+    config: dict | None = None  # a TrainConfig as a dict; for "call", {"fn": "module:name", "kwargs": {...}}
+    name: str = ""  # a "call" job's label
+
+    @property
+    def label(self) -> str:
+        if self.kind == "call":
+            return self.name or self.config["fn"]
+        if self.kind == "train":
+            return f"train {self.config['method']} seed {self.config['seed']}"
+        eps = f" ε={self.eps:g}" if self.eps is not None else ""
+        return f"{self.model_id[:8]} {self.attack}{eps}"
+
+
+def function_job(fn: Callable[..., dict], *, label: str = "", **kwargs) -> Job:
+    """A job that calls ``fn(store_root=..., device=..., **kwargs)`` where it runs (this process, or a Ray worker with
+    the CPUs or GPU it declares) and returns its dict.
+
+    For work the grids do not describe. ``fn`` must be a module-level function (a script's own functions work too:
+    they are found by the script's path, which every node must see, like the store); ``kwargs`` plain data, as
+    they travel to Ray workers. The function keeps its own cache: such a job is never skipped by
+    :func:`run_jobs`, so a resumable function returns at once when its result is already on disk.
+    """
+    module = fn.__module__
+    if module == "__main__":  # a script run directly: a worker imports it by its path
+        module = "file:" + str(Path(sys.modules["__main__"].__file__).resolve())
+    if "<locals>" in fn.__qualname__ or "<lambda>" in fn.__qualname__:
+        raise SweepError(f"{fn.__qualname__} is not a module-level function: a worker could not import it")
+    return Job("call", config={"fn": f"{module}:{fn.__qualname__}", "kwargs": dict(kwargs)}, name=label)
+
+
+def _resolve_function(ref: str) -> Callable:
+    """``module:name`` or ``file:/path/script.py:name`` (see :func:`function_job`) to the function."""
+    import importlib
+    import importlib.util
+
+    where, _, name = ref.rpartition(":")
+    if where.startswith("file:"):
+        path = Path(where[len("file:"):])
+        module_name = "_sweep_script_" + hashlib.sha256(str(path).encode()).hexdigest()[:12]
+        module = sys.modules.get(module_name)
+        if module is None:
+            spec = importlib.util.spec_from_file_location(module_name, path)
+            if spec is None or not path.is_file():
+                raise SweepError(f"cannot import {path}: a job's script must be on every node at the same path")
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[module_name] = module
+            try:
+                spec.loader.exec_module(module)
+            except BaseException:
+                del sys.modules[module_name]  # a script that fails to import is not half-registered
+                raise
+    else:
+        module = importlib.import_module(where)
+    fn = module
+    for part in name.split("."):
+        fn = getattr(fn, part)
+    return fn
+
+
+class SweepResult(list):
+    """The table's rows (a list of dicts) with the sweep's grid, every run's parameters and its job counts."""
+
+    def __init__(self, rows=(), *, kind: str, grid: dict, runs: list[dict], reused: int, computed: int,
+                 figures: dict | None = None, reused_from_larger: int = 0):
+        super().__init__(rows)
+        self.kind, self.grid, self.runs, self.reused, self.computed = kind, grid, runs, reused, computed
+        self.figures = figures or {}
+        self.reused_from_larger = reused_from_larger  # of the reused: read from a result on more test images
+
+    @property
+    def jobs(self) -> int:
+        return self.reused + self.computed
+
+    def summary(self) -> str:
+        text = f"{self.jobs} jobs: {self.reused} reused from the caches, {self.computed} computed"
+        if self.reused_from_larger:
+            text += (f" ({self.reused_from_larger} of the reused read from a cached result on more test images, "
+                     "the same search)")
+        return text
+
+
+# ---- validation and planning --------------------------------------------------------------------------------------
+def _shipped_ids(store: ModelStore) -> list[str]:
+    from ..shipped import shipped_models
+
+    return [s.model_id for s in shipped_models() if s.model_id in store]
+
+
+def resolve_models(store: ModelStore, models: Sequence[str], dataset: str | None = None) -> list[str]:
+    """Store ids for ids, unique prefixes and ``"shipped"``, in order, without repeats."""
+    if dataset is not None and dataset not in DATASETS:
+        raise SweepError(f"unknown dataset {dataset!r}; choose one of {sorted(DATASETS)}")
+    if not models:
+        raise SweepError("no model given: pass store ids (or unique prefixes) or 'shipped'")
+    ids: list[str] = []
+    for text in models:
+        text = str(text).strip()
+        if text == "shipped":
+            found = _shipped_ids(store)
+            if dataset is not None:
+                found = [m for m in found if store.get(m).meta["config"]["dataset"] == dataset]
+            if not found:
+                raise SweepError(f"no shipped model{' of ' + dataset if dataset else ''} is installed in the store at "
+                                 f"{store.root}; run `python -m robust_core.shipped` first")
+            ids += found
+            continue
+        try:
+            model_id = store.resolve(text)
+        except ValueError as exc:
+            raise SweepError(f"unknown model {text!r}: {exc}") from None
+        if dataset is not None and store.get(model_id).meta["config"]["dataset"] != dataset:
+            raise SweepError(f"model {model_id} is not a {dataset} model")
+        ids.append(model_id)
+    return list(dict.fromkeys(ids))
+
+
+def _allowed_params(attack: str) -> set[str]:
+    signature = inspect.signature(ATTACKS[attack].fn).parameters
+    own = {name for name, p in signature.items() if p.kind == p.KEYWORD_ONLY}
+    return (own | set(SEARCH_PARAMS)) - {"eps", "targeted", "target", "seed"}
+
+
+def check_attacks(attacks: Sequence[str], attack_params: dict[str, dict] | None = None) -> list[str]:
+    if not attacks:
+        raise SweepError("no attack given; choose from " + ", ".join(sorted(ATTACKS)))
+    attacks = list(dict.fromkeys(str(a).strip() for a in attacks))
+    unknown = [a for a in attacks if a not in ATTACKS]
+    if unknown:
+        raise SweepError(f"unknown attack {unknown[0]!r}; choose one of {', '.join(sorted(ATTACKS))}")
+    for attack, params in (attack_params or {}).items():
+        if attack not in attacks:
+            raise SweepError(f"parameters given for {attack!r}, which is not among the attacks {attacks}")
+        if not isinstance(params, dict):
+            raise SweepError(f"the parameters of {attack} must be a JSON object, e.g. {{\"steps\": 10}}")
+        if ATTACKS[attack].kind == "ensemble":
+            raise SweepError(f"{attack} runs AutoAttack's fixed protocol; its parameters cannot be changed")
+        bad = sorted(set(params) - _allowed_params(attack))
+        if bad:
+            raise SweepError(f"{attack} takes no parameter {bad}; it takes {sorted(_allowed_params(attack))}")
+    return attacks
+
+
+def check_eps(eps: Sequence[float], attacks: Sequence[str]) -> list[float]:
+    try:
+        values = [float(e) for e in eps]
+    except (TypeError, ValueError):
+        raise SweepError(f"ε values must be numbers, not {list(eps)!r}") from None
+    if not values:
+        raise SweepError("no ε value given")
+    for attack in attacks:
+        norm = ATTACKS[attack].norm
+        for e in values:
+            if not (math.isfinite(e) and 0 <= e <= EPS_LIMITS[norm]):
+                raise SweepError(f"ε = {e:g} is out of range for {attack} ({norm.upper()}): it must be between 0 and "
+                                 f"{EPS_LIMITS[norm]:g}")
+    return sorted(set(values))
+
+
+def check_n(n: int) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= N_MAX:
+        raise SweepError(f"n (the number of test images) must be an integer between 1 and {N_MAX:,}, not {n!r}")
+    return n
+
+
+def _load(dataset: str):
+    try:
+        return load_dataset(dataset)
+    except DataNotFoundError as exc:
+        raise SweepError(f"the {dataset} data is missing: {exc}") from None
+
+
+def attack_params_for(attack: str, eps_grid: Sequence[float], overrides: dict | None = None) -> dict[str, Any]:
+    """The minimal-ε computation's parameters (the cache key's): the page's defaults, ``eps_max`` the page's largest ε
+    (or the grid's largest when above it) for budgeted attacks, then ``overrides``."""
+    spec = ATTACKS[attack]
+    params = dict(PAGE_ATTACK_PARAMS.get(attack, {}))
+    if spec.kind != "minimal":
+        top = max(eps_grid)
+        params["eps_max"] = PAGE_EPS_MAX[spec.norm] if top <= PAGE_EPS_MAX[spec.norm] else top
+    return {**params, **(overrides or {})}
+
+
+def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[Job], dict]:
+    """The jobs of an evaluation grid, in table order, and the grid as it was resolved (raises SweepError)."""
+    model_ids = resolve_models(store, grid.models, grid.dataset)
+    attacks = check_attacks(grid.attacks, grid.attack_params)
+    eps_grid = check_eps(grid.eps, attacks)
+    n = check_n(grid.n)
+    if isinstance(grid.seed, bool) or not isinstance(grid.seed, int) or grid.seed < 0:
+        raise SweepError(f"seed must be a non-negative integer, not {grid.seed!r}")
+    datasets = {m: store.get(m).meta["config"]["dataset"] for m in model_ids}
+    for dataset in sorted(set(datasets.values())):
+        size = len(_load(dataset).test_y)
+        if n > size:
+            raise SweepError(f"n = {n} is more than the {size} test images of {dataset}")
+    jobs = []
+    for model_id in model_ids:
+        for attack in attacks:
+            if ATTACKS[attack].kind == "ensemble":
+                jobs += [Job("autoattack", model_id, datasets[model_id], attack, (), n, grid.seed, float(e))
+                         for e in eps_grid]
+            else:
+                params = attack_params_for(attack, eps_grid, grid.attack_params.get(attack))
+                jobs.append(Job("minimal_eps", model_id, datasets[model_id], attack, tuple(sorted(params.items())), n,
+                                grid.seed))
+    resolved = {"models": model_ids, "attacks": attacks, "eps": eps_grid, "n": n, "seed": grid.seed,
+                "attack_params": {j.attack: dict(j.params) for j in jobs if j.kind == "minimal_eps"}}
+    return jobs, resolved
+
+
+def train_configs(grid: TrainGrid) -> list:
+    """The distinct :class:`TrainConfig` of a training grid (raises SweepError on a bad configuration)."""
+    from ..training import METHODS, TrainConfig
+
+    if not grid.methods:
+        raise SweepError("no training method given")
+    unknown = [m for m in grid.methods if m not in METHODS]
+    if unknown:
+        raise SweepError(f"unknown training method {unknown[0]!r}; choose one of {', '.join(sorted(METHODS))}")
+    for name, values in (("lam", grid.lam), ("eps", grid.eps)):
+        if values and not any(name in METHODS[m].defaults for m in grid.methods):
+            takers = sorted(m for m in METHODS if name in METHODS[m].defaults)
+            raise SweepError(f"--{name} applies to none of the methods {list(grid.methods)}; it is an argument of "
+                             f"{', '.join(takers)}")
+    if not grid.seeds:
+        raise SweepError("no seed given")
+    configs = {}
+    for method in grid.methods:
+        takes = METHODS[method].defaults
+        lams = list(grid.lam) if "lam" in takes and grid.lam else [None]
+        epss = list(grid.eps) if "eps" in takes and grid.eps else [None]
+        shared = {k: v for k, v in grid.method_kwargs.items() if k in takes}
+        for lam in lams:
+            for eps in epss:
+                for seed in grid.seeds:
+                    kwargs = dict(shared)
+                    if lam is not None:
+                        kwargs["lam"] = float(lam)
+                    if eps is not None:
+                        kwargs["eps"] = float(eps)
+                    try:
+                        config = TrainConfig(**{**grid.base, "method": method, "method_kwargs": kwargs,
+                                                "seed": int(seed)})
+                    except (TypeError, ValueError) as exc:
+                        raise SweepError(str(exc)) from None
+                    configs.setdefault(config.config_hash(), config)
+    return list(configs.values())
+
+
+def train_command(config) -> str:
+    """The ``python -m robust_core.train`` command that trains ``config`` (stored in the model's metadata)."""
+    from ..training import TrainConfig
+
+    d, c = TrainConfig().to_dict(), config.to_dict()
+    args = []
+    flags = {"dataset": "--dataset", "arch": "--arch", "method": "--method", "optimizer": "--optimizer", "lr": "--lr",
+             "momentum": "--momentum", "weight_decay": "--weight-decay", "schedule": "--schedule", "epochs": "--epochs",
+             "batch_size": "--batch-size", "dropout": "--dropout", "label_smoothing": "--label-smoothing",
+             "train_subset": "--train-subset", "seed": "--seed"}
+    for key, flag in flags.items():
+        if c[key] != d[key]:
+            args += [flag, str(c[key])]
+    if c["arch_kwargs"]:
+        args += ["--arch-kwargs", json.dumps(c["arch_kwargs"])]
+    if c["method_kwargs"]:
+        args += ["--method-kwargs", json.dumps(c["method_kwargs"])]
+    return "python -m robust_core.train " + shlex.join(args)
