@@ -1,5 +1,6 @@
 """Class Visualization page: morph a drawn digit (or noise) toward any class by gradient ascent."""
 import hashlib
+import time
 
 import numpy as np
 import plotly.graph_objects as go
@@ -20,8 +21,8 @@ from pages._url import set_url, url_choice, url_choices, url_number
 from pages.photo_views import classviz_view
 from robust_core.access import Work
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
-from robust_core.classviz.compare import compare_morphs
-from robust_core.classviz.export import finals_png, gif, strip_png
+from robust_core.classviz.compare import MorphComparison, compare_morphs
+from robust_core.classviz.link import DrawingCodeError, decode_drawing, encode_drawing
 from robust_core.plots import morph_figure as plots_morph_figure
 
 RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Seed §3.2: normalised gradient"}
@@ -35,6 +36,23 @@ if data.info.shape != (1, 28, 28):
     st.stop()
 names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders
 class_names = data.info.class_names
+
+
+def read_linked_drawing() -> None:
+    """The drawing an address brings (``?drawing=``, a shared link), decoded once per new value; a bad one (cut,
+    altered, oversized) is kept as a message for the drawing's place, never an exception."""
+    raw = st.query_params.get("drawing")
+    written = st.session_state.setdefault("_url_written", {})
+    if raw is None or raw == written.get("drawing"):
+        return
+    written["drawing"] = raw
+    try:
+        st.session_state["classviz_linked_drawing"] = decode_drawing(raw)
+        st.session_state.pop("classviz_drawing_error", None)
+    except DrawingCodeError as exc:
+        st.session_state.pop("classviz_linked_drawing", None)
+        st.session_state["classviz_drawing_error"] = str(exc)
+
 
 with st.container(border=True):
     c1, c2, c3 = st.columns([2, 3, 2])
@@ -50,8 +68,29 @@ with st.container(border=True):
     target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target", format_func=lambda c: class_names[c])
     start_image = None
     index = st.session_state["classviz_index"]
+    read_linked_drawing()
+    drawing_code = None
     if start_kind == "draw":
-        start_image = digit_canvas(st, key="classviz_draw")
+        linked = st.session_state.get("classviz_linked_drawing")
+        if linked is not None:
+            # A shared link's drawing (the canvas cannot be given strokes back): morphed as it is, until a new one.
+            c1, c2 = st.columns([1, 4], vertical_alignment="center")
+            c1.image(linked[0, 0].numpy(), width=112, clamp=True, caption="the drawing from the link")
+            c2.button("Draw a new digit", icon=":material/draw:", key="classviz_new_drawing",
+                      on_click=lambda: st.session_state.pop("classviz_linked_drawing", None))
+            start_image = linked
+        else:
+            problem = st.session_state.get("classviz_drawing_error")
+            if problem:
+                st.warning(f"{problem[:1].upper()}{problem[1:]}: it could not be restored. Draw the digit again.",
+                           icon=":material/link_off:")
+            start_image = digit_canvas(st, key="classviz_draw")
+            if start_image is not None:
+                st.session_state.pop("classviz_drawing_error", None)
+        if start_image is not None:
+            # The morph starts from the link's 16 grey levels, so a copied link reproduces this very morph.
+            drawing_code = encode_drawing(start_image)
+            start_image = decode_drawing(drawing_code)
     elif start_kind == "test":
         index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
         start_image = data.test_x[int(index)]
@@ -95,6 +134,11 @@ with st.container(border=True):
     with_knn = c2.toggle("Compare with the seed's k-NN morph (no gradient)")
 
 set_url(dataset=dataset, models=model_ids, start=start_kind, index=int(index), target=int(target))
+if drawing_code is not None:
+    set_url(drawing=drawing_code)
+elif "drawing" in st.query_params:
+    del st.query_params["drawing"]
+    st.session_state.setdefault("_url_written", {}).pop("drawing", None)
 if start_kind in ("draw", "test") and start_image is None:
     st.stop()
 if not model_ids:
@@ -113,13 +157,116 @@ run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum
 
 def morph_job():
     """The morph as a job of the server's runner (short lane): students who press Morph at once are served one after
-    the other at full speed, and identical requests (a lecture path's defaults) run once."""
+    the other at full speed, and identical requests (a lecture path's defaults) run once. Each model's result is
+    published in the job's details as soon as it is ready, for the page to show while the next model runs."""
     chosen = {names[m]: load_model(m) for m in model_ids}
 
     def run(ctx):
-        return compare_morphs(chosen, target=int(target), train_x=data.train_x, train_y=data.train_y, all_targets=all_targets,
-                             with_knn=with_knn, num_classes=len(class_names), on_progress=ctx.progress, **settings)
+        def publish(partial: MorphComparison) -> None:
+            ctx.job.details["comparison"] = partial
+            ctx.check()
+
+        return compare_morphs(chosen, target=int(target), train_x=data.train_x, train_y=data.train_y,
+                              all_targets=all_targets, with_knn=with_knn, num_classes=len(class_names),
+                              on_progress=ctx.progress, on_result=publish, **settings)
     return run
+
+
+def _frames_digest(result: VisualizationResult) -> str:
+    return hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
+def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Figure:
+    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
+    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
+                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
+
+
+def shown_models(comparison: MorphComparison) -> list[str]:
+    return [m for m in model_ids if names[m] in comparison.results]
+
+
+def show_comparison(comparison: MorphComparison) -> None:
+    """The models' results that are ready (all of them once the job is done), then the grid and the k-NN morph."""
+    timings = comparison.timings
+    for m in shown_models(comparison):
+        r = comparison.results[names[m]]
+        p_final = r.final_probabilities[0]
+        show_chart(st, morph_figure(r, names[m], int(target)), key=f"morph_{m}", config={"displayModeBar": False})
+        c1, c2, c3 = st.columns([1, 1, 3])
+        c1.image(r.final[0, 0].cpu().numpy(), width=112, clamp=True, caption="final image")
+        diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
+        c2.image(np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1), width=112, clamp=True,
+                 caption="change (grey = none)")
+        c3.write(f"**{plain(names[m])}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
+                 f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[names[m]]:.2f} s. "
+                 f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
+        others = comparison.cross[names[m]]
+        agree = [who for who, (c, _) in others.items() if c == target]
+        c3.markdown("**Read by the others** (not optimised against): " + " · ".join(
+            f"{plain(who)}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]"
+            for who, (c, p) in others.items())
+            + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
+               f" → it fools {plain(names[m])} only: the picture is not a {class_names[target]}."))
+        share = comparison.dark_share[names[m]]
+        if np.isfinite(share) and share < 1e-3:
+            c3.caption(f"{plain(names[m])} thresholds its input: dark pixels of the start get {100 * share:.1e}% of "
+                       "its gradient, so plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
+        # Encoded once, in the job, with the result: a rerun only re-sends the bytes.
+        files = comparison.downloads[names[m]]
+        d1, d2 = c3.columns(2)
+        d1.download_button("Frames (PNG strip)", files["strip"], file_name=f"morph_{class_names[target]}.png",
+                           mime="image/png", key=f"png_{m}", icon=":material/download:", on_click="ignore",
+                           help="11 frames from start to final")
+        d2.download_button("Frames (GIF)", files["gif"], file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
+                           key=f"gif_{m}", icon=":material/download:", on_click="ignore")
+
+    grid = comparison.grid
+    if grid is not None:
+        st.subheader(f"All targets · {plain(names[model_ids[0]])} · {timings['grid']:.2f} s for {len(class_names)} "
+                     "targets in one batch")
+        cols = st.columns(len(class_names))
+        for c, col in enumerate(cols):
+            col.image(grid.final[c, 0].cpu().numpy(), clamp=True, width=64,
+                      caption=f"{class_names[c]} {100 * float(grid.final_probabilities[c, c]):.0f}%")
+        st.download_button("Download the ten final images (PNG)", comparison.grid_png, file_name="all_targets.png",
+                           mime="image/png", icon=":material/download:", on_click="ignore")
+
+    knn = comparison.knn
+    if knn is not None:
+        st.subheader("The seed's k-NN morph, for comparison")
+        c1, c2 = st.columns([1, 3])
+        c1.image(knn.final[0].cpu().numpy(), width=112, clamp=True,
+                 caption=f"k-NN result, pseudo-p {knn.pseudo_probability[-1]:.2f}")
+        fig = go.Figure(go.Scatter(y=knn.pseudo_probability, mode="lines+markers", name="k-NN pseudo-probability"))
+        fig.update_layout(height=260, template="plotly_white", margin=dict(t=10), xaxis_title="step",
+                          yaxis=dict(title=f"share of 5 nearest in {class_names[target]}", range=[0, 1.02]))
+        show_chart(c2, fig, key="knn_curve")
+        first = timings[names[model_ids[0]]]
+        st.caption(f"k-NN: {knn.steps_run} steps in {timings['knn']:.1f} s (every step measures distances to all "
+                   f"training images) vs the network's gradient ascent in {first:.2f} s: without gradients the "
+                   "direction is a noisy average of neighbours, and the image stays blurred (seed §4.3).")
+
+
+@st.fragment(run_every=0.5)
+def watch_partial_results(job_key: str, shown: int) -> None:
+    """Reruns the page as soon as the running morph publishes another model's result (or finishes)."""
+    job = job_runner().get(job_key)
+    partial = None if job is None else job.details.get("comparison")
+    more = partial is not None and len(partial.results) != shown
+    if job is None or job.status not in ("queued", "running") or more:
+        st.rerun(scope="app")
+
+
+def wait_for_news(job, shown: int, timeout_s: float) -> None:
+    """Until the job finished or published more results than ``shown``, at most ``timeout_s``: a morph takes a
+    second or two, so a free server shows it with no queue display."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline and not job.wait(0.05):
+        partial = job.details.get("comparison")
+        if partial is not None and len(partial.results) > shown:
+            return
 
 
 run_digest = hashlib.sha256(repr((store.root, run_key, None if start_image is None else start_image.numpy().tobytes()))
@@ -136,11 +283,21 @@ if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
     if submitted is not None:  # else refused (a quota, a full queue): submit_job said why
         st.session_state["classviz_job"] = morph_key
         with st.spinner("Morphing…"):
-            submitted.wait(3.0)  # a morph takes seconds: when the server is free, show it without a queue display
+            wait_for_news(submitted, 0, 3.0)
+state = st.session_state.get("classviz")
+if st.session_state.get("classviz_job") != morph_key and (state is None or state["key"] != run_key):
+    # A link opened on the server that made its morph (a shared drawing, a lecture path): the result, no click.
+    made = runner.get(morph_key)
+    if made is not None and made.status == "done":
+        st.session_state["classviz"] = {"key": run_key, "comparison": made.result}
 job = runner.get(st.session_state["classviz_job"]) if st.session_state.get("classviz_job") == morph_key else None
 if job is not None:
     if job.status in ("queued", "running"):
+        partial = job.details.get("comparison")
         job_status([job.key], section="morph")
+        if partial is not None:
+            show_comparison(partial)
+        watch_partial_results(job.key, 0 if partial is None else len(partial.results))
         st.stop()
     st.session_state.pop("classviz_job")
     if job.status == "done":
@@ -152,79 +309,4 @@ state = st.session_state.get("classviz")
 if state is None or state["key"] != run_key:
     st.caption("Press **Morph** to run gradient ascent with these settings.")
     st.stop()
-comparison = state["comparison"]
-
-
-def _frames_digest(result: VisualizationResult) -> str:
-    return hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
-
-
-@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
-def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Figure:
-    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
-    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
-                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
-
-
-@st.cache_data(show_spinner=False, max_entries=16, hash_funcs={VisualizationResult: _frames_digest})
-def morph_strip_png(result: VisualizationResult) -> bytes:
-    return strip_png(result)
-
-
-@st.cache_data(show_spinner=False, max_entries=16, hash_funcs={VisualizationResult: _frames_digest})
-def morph_gif(result: VisualizationResult) -> bytes:
-    return gif(result)
-
-
-results = {m: comparison.results[names[m]] for m in model_ids}
-timings = {**comparison.timings, **{m: comparison.timings[names[m]] for m in model_ids}}
-for m in model_ids:
-    r = results[m]
-    p_final = r.final_probabilities[0]
-    show_chart(st, morph_figure(r, names[m], int(target)), key=f"morph_{m}", config={"displayModeBar": False})
-    c1, c2, c3 = st.columns([1, 1, 3])
-    c1.image(r.final[0, 0].cpu().numpy(), width=112, clamp=True, caption="final image")
-    diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
-    c2.image(np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1), width=112, clamp=True,
-             caption="change (grey = none)")
-    c3.write(f"**{plain(names[m])}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
-             f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[m]:.2f} s. "
-             f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
-    others = comparison.cross[names[m]]
-    agree = [who for who, (c, _) in others.items() if c == target]
-    c3.markdown("**Read by the others** (not optimised against): " + " · ".join(
-        f"{plain(who)}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]" for who, (c, p) in others.items())
-        + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
-           f" → it fools {plain(names[m])} only: the picture is not a {class_names[target]}."))
-    share = comparison.dark_share[names[m]]
-    if np.isfinite(share) and share < 1e-3:
-        c3.caption(f"{plain(names[m])} thresholds its input: dark pixels of the start get {100 * share:.1e}% of its gradient, so "
-                   "plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
-    d1, d2 = c3.columns(2)
-    d1.download_button("Frames (PNG strip)", morph_strip_png(r), file_name=f"morph_{class_names[target]}.png", mime="image/png",
-                       key=f"png_{m}", icon=":material/download:", on_click="ignore", help="11 frames from start to final")
-    d2.download_button("Frames (GIF)", morph_gif(r), file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
-                       key=f"gif_{m}", icon=":material/download:", on_click="ignore")
-
-grid = comparison.grid
-if grid is not None:
-    st.subheader(f"All targets · {plain(names[model_ids[0]])} · {timings['grid']:.2f} s for {len(class_names)} targets in one batch")
-    cols = st.columns(len(class_names))
-    for c, col in enumerate(cols):
-        col.image(grid.final[c, 0].cpu().numpy(), clamp=True, width=64,
-                  caption=f"{class_names[c]} {100 * float(grid.final_probabilities[c, c]):.0f}%")
-    st.download_button("Download the ten final images (PNG)", finals_png(grid), file_name="all_targets.png", mime="image/png",
-                       icon=":material/download:", on_click="ignore")
-
-knn = comparison.knn
-if knn is not None:
-    st.subheader("The seed's k-NN morph, for comparison")
-    c1, c2 = st.columns([1, 3])
-    c1.image(knn.final[0].cpu().numpy(), width=112, clamp=True, caption=f"k-NN result, pseudo-p {knn.pseudo_probability[-1]:.2f}")
-    fig = go.Figure(go.Scatter(y=knn.pseudo_probability, mode="lines+markers", name="k-NN pseudo-probability"))
-    fig.update_layout(height=260, template="plotly_white", margin=dict(t=10), xaxis_title="step",
-                      yaxis=dict(title=f"share of 5 nearest in {class_names[target]}", range=[0, 1.02]))
-    show_chart(c2, fig, key="knn_curve")
-    st.caption(f"k-NN: {knn.steps_run} steps in {timings['knn']:.1f} s (every step measures distances to all training "
-               f"images) vs the network's gradient ascent in {timings[model_ids[0]]:.2f} s: without gradients the "
-               "direction is a noisy average of neighbours, and the image stays blurred (seed §4.3).")
+show_comparison(state["comparison"])

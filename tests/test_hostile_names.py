@@ -283,7 +283,11 @@ def test_what_the_lecturer_trains_is_the_lecturer_s_not_the_browser_s(monkeypatc
     finish_jobs(at)
     [entry] = ModelStore(isolated_store).list()
     assert entry.meta["owner"] == LECTURER_OWNER and not trained_by_visitor(entry.meta)
-    # The same browser without the key (a new session: the key is not kept) may not rename or delete it.
+    # The same browser once it left lecturer mode (or after a server restart: the key is not kept) may not rename or
+    # delete it.
+    from pages._audience import lecturer_key_guard
+
+    lecturer_key_guard().leave(visitor_id("lecturer-browser"))
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = "lecturer-browser"
     at.run()

@@ -16,7 +16,11 @@ def knn_read(images: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
     if k < 1:
         raise ValueError("k must be >= 1")
     flat_train = train_x.flatten(1).to(images.device, images.dtype)
-    nearest = torch.cdist(images.flatten(1), flat_train).topk(k, largest=False).indices  # (N, k), nearest first
+    # Squared distances up to each image's own norm (which does not change its ranking): ||t||^2 - 2 x.t, one matrix
+    # product. torch.cdist builds a (train, D + 2) copy of the training set per call (0.2 s for MNIST's, 10x this).
+    train_norms = torch.linalg.vector_norm(flat_train, dim=1).square()
+    distances = (images.flatten(1) @ flat_train.T).mul_(-2).add_(train_norms)
+    nearest = distances.topk(k, largest=False).indices  # (N, k), nearest first
     votes = train_y.to(images.device)[nearest]
     classes = int(num_classes or int(train_y.max()) + 1)
     counts = torch.zeros(len(images), classes, device=images.device).scatter_add_(1, votes, torch.ones_like(votes, dtype=torch.float))
