@@ -19,6 +19,7 @@ from pages._shared import (
     photo_source,
     plain,
     presentation_sidebar,
+    sidebar_state,
 )
 from pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
@@ -26,7 +27,7 @@ from robust_core.device import describe_device, get_device
 from robust_core.store import InvalidCheckpointError
 
 # An emoji, not ":material/shield:": a Material icon as favicon is fetched from fonts.gstatic.com (no internet in a lecture room).
-st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide")
+st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide", initial_sidebar_state=sidebar_state())
 error_details_for_the_audience()
 no_external_ip_lookup()
 only_offered_choices()

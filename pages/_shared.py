@@ -9,6 +9,7 @@ import streamlit as st
 
 from pages._url import copy_link_button
 from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
+from robust_core.lectures import FOCUS_OF_PAGE
 from robust_core.shipped import install_shipped
 from robust_core.store import ModelStore, resolve_store_dir
 
@@ -348,16 +349,77 @@ def png_config(file_name: str) -> dict:
     return {"toImageButtonOptions": {"format": "png", "filename": file_name, "scale": 2}, "displaylogo": False}
 
 
-# ---- presentation (projector) option ----------------------------------------------------------------------------
+# ---- presentation (projector) option and lecture views --------------------------------------------------------
 PRESENTATION = "presentation"
+# What a lecture path opens on (its card's promise), as ``?focus=`` in its address: the page draws that part first,
+# on the first 720 px of a projector, and folds its controls away.
+FOCUS_VIEWS = tuple(sorted({view for views in FOCUS_OF_PAGE.values() for view in views}))
+
+
+def lecture_focus() -> str | None:
+    """The part of the page a lecture path opened on (``?focus=``), or None on a page opened for work."""
+    value = st.query_params.get("focus")
+    return value if value in FOCUS_VIEWS else None
+
+
+def presenting() -> bool:
+    """Whether the projector layout is on (the sidebar's switch, or ``?present=1`` in a shared link)."""
+    return bool(st.session_state.get(PRESENTATION))
+
+
+def folded_controls() -> bool:
+    """Controls are folded away on a projector and on a lecture path: the room looks at the result."""
+    return presenting() or lecture_focus() is not None
+
+
+def settings_box(label: str = "Settings", container=None):
+    """The container of a section's controls: a bordered box on a page opened for work, a closed expander on a
+    lecture path or a projector (one line instead of a screen of widgets). ``container``: where (default the page)."""
+    container = st if container is None else container
+    if folded_controls():
+        return container.expander(f":material/tune: {label}", expanded=False)
+    return container.container(border=True)
+
+
+def settings_row(count: int):
+    """``count`` places side by side for folded settings (one line for all), or the page itself ``count`` times."""
+    return st.columns(count) if folded_controls() else [st] * count
+
+
+def focus_section(name: str, top):
+    """Where the section ``name`` draws: ``top`` (a container made under the title) when the lecture path opened on
+    it, else a container in the page's own order."""
+    return top if lecture_focus() == name else st.container()
 
 
 def presentation_sidebar() -> None:
-    """The sidebar's projector switch, and, when on, larger text for the whole page (rem-based sizes follow the root)."""
-    st.toggle("Presentation (projector)", key=PRESENTATION,
-              help="Larger text, thicker lines in the figures: legible on a 1280×720 projector.")
-    if st.session_state.get(PRESENTATION):
-        st.html("<style>html { font-size: 19px; }</style>")
+    """The sidebar's projector switch (also ``?present=1``), and the page styles: compact margins always; when on,
+    the projector layout: larger text in a narrower set of elements, the sidebar closed (app.py), controls folded."""
+    if PRESENTATION not in st.session_state:
+        st.session_state[PRESENTATION] = st.query_params.get("present") == "1"
+    st.toggle("Projector", key=PRESENTATION,
+              help="Presentation layout for a 1280×720 projector: larger text and lines, controls folded away, "
+                   "the sidebar closed. In a link: ?present=1.")
+    if presenting():
+        st.query_params["present"] = "1"
+    elif "present" in st.query_params:
+        del st.query_params["present"]
+    # Streamlit's main column starts 6rem down; a projector's first screen is worth more than that margin.
+    # (3.75rem: Streamlit's fixed header, 60 px, covers the first 3.75rem.)
+    css = '[data-testid="stMainBlockContainer"] { padding-top: 3.75rem; padding-bottom: 2rem; }'
+    if folded_controls():
+        css += ' [data-testid="stMainBlockContainer"] h1 { font-size: 2rem; padding: 0.25rem 0; }'
+    if presenting():
+        css += (" html { font-size: 18px; }"
+                ' [data-testid="stMainBlockContainer"] { max-width: 100%; padding-left: 1.5rem; padding-right: 1.5rem; }'
+                ' [data-testid="stCaptionContainer"] { font-size: 0.95rem; }')
+    st.html(f"<style>{css}</style>")
+
+
+def sidebar_state() -> str:
+    """app.py's initial sidebar: closed on a projector or a lecture path (300 px of a 1280 px screen), else open."""
+    open_state = st.query_params.get("present") == "1" or st.session_state.get(PRESENTATION)
+    return "collapsed" if open_state or lecture_focus() is not None else "auto"
 
 
 def shared_figure(fig):
@@ -385,4 +447,4 @@ def show_chart(container, fig, **kwargs):
     """``container.plotly_chart(fig, **kwargs)``, in the projector style when the presentation switch is on."""
     from robust_core.plots import projector_style
 
-    return container.plotly_chart(projector_style(fig) if st.session_state.get(PRESENTATION) else fig, **kwargs)
+    return container.plotly_chart(projector_style(fig) if presenting() else fig, **kwargs)

@@ -22,11 +22,17 @@ from pages._audience import (
 from pages._shared import (
     analysis_page,
     default_candidates,
+    focus_section,
+    folded_controls,
     get_store,
+    lecture_focus,
     load_model,
     model_labels,
     opened_image,
     plain,
+    presenting,
+    settings_box,
+    settings_row,
     shared_figure,
     show_chart,
 )
@@ -126,8 +132,10 @@ if opened and opened["split"] == "test":
 names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
 cache = get_eval_cache(str(store.root))
 galleries = gallery_store(str(store.root))
+top = st.container()  # a lecture path's promised section draws here, first (pages._shared.focus_section)
+folded = settings_row(2)  # (on a lecture path or a projector: both settings on one line)
 
-with st.container(border=True):
+with settings_box("Models, attack and images", folded[0]):
     c1, c2, c3 = st.columns([3, 2, 1])
     default_models = ([st.session_state["model_id"]] if st.session_state.get("model_id") in names
                       else [default_candidates(networks)[0].model_id])  # never another visitor's model
@@ -249,17 +257,22 @@ if min_eps:
 
     @st.cache_resource(show_spinner=False, max_entries=16)
     def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_keys: tuple, model_names: tuple,
-                      class_names: tuple):
-        """The figure, built once per (curves, galleries): a rerun with nothing new only re-sends it."""
+                      class_names: tuple, projector: bool, first_screen: bool):
+        """The figure, built once per (curves, galleries, layout): a rerun with nothing new only re-sends it.
+        ``first_screen``: it must fit under the title of a 1280x720 screen (a lecture path, a projector)."""
         blocks = [{**galleries[k], "model": name} for k, name in zip(gallery_keys, model_names)]
         return shared_figure(eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm,
-                                              galleries=blocks, class_names=list(class_names)))
+                                              galleries=blocks, class_names=list(class_names), projector=projector,
+                                              height=(480 if projector else 510) if first_screen else None))
 
-    with st.container(border=True):
+    curves_box = st.container(border=not folded_controls())
+    with settings_box("Gallery: models and images", folded[1]) if folded_controls() else curves_box:
         g1, g2, g3, g4 = st.columns([4, 2, 2, 3])
         ready = list(min_eps)
+        # A lecture path shows every model it names (up to three): the DeepDefense path compares three.
         gallery_models = g1.multiselect(
-            "Gallery models", ready, default=ready[:2], format_func=names.get, max_selections=GALLERY_MODELS,
+            "Gallery models", ready, default=ready[:GALLERY_MODELS if lecture_focus() else 2], format_func=names.get,
+            max_selections=GALLERY_MODELS,
             help="One block of digits per model, all moved by the same slider: compare models at the same ε.")
         pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
                         help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
@@ -281,11 +294,16 @@ if min_eps:
                     # The curves' own minimal eps when the images are among those computed: no search needed.
                     known = min_eps[m][list(indices)] if max(indices) < n_images else None
                     gallery_todo.append((key, m, known))
+    with curves_box:
         shown = [] if gallery_todo else gallery_keys  # no digits at all rather than another model's or images' digits
-        gallery_slot = st.empty()  # the gallery's progress bar, filled at the end of the page
+        # The gallery's progress bar, filled at the end of the page: under the figure on a first screen (a lecture
+        # path, a projector), where it must not push the curves down.
+        gallery_slot = None if folded_controls() else st.empty()
         figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), spec.norm,
-                               tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.class_names))
-        show_chart(st, figure, key="eps_slider", config={"displayModeBar": False})
+                               tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.class_names),
+                               presenting(), folded_controls())
+        st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})  # (laid out for the projector)
+        gallery_slot = gallery_slot or st.empty()
     elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
     st.dataframe(rows, hide_index=True, width="stretch",
@@ -386,115 +404,123 @@ if data.info.shape[0] == 1:
         i3.image(enlarge(np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)),
                  caption="perturbation (scaled to ±ε)")
 
-st.divider()
-st.subheader("Compare attacks on one model")
-st.caption("A defence that only masks gradients looks robust to gradient attacks and falls to the gradient-free "
-           "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
-linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind not in ("minimal", "ensemble")]
-c1, c2 = st.columns([2, 3])
-# Any network of the dataset, not only those picked above: the comparison is about one model.
-cmp_options = list(names)
-url_choice("attack_cmp", "cmp", cmp_options, model_ids[0])
-url_choices("attack_cmp_attacks", "cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"])
-cmp_model = c1.selectbox("Model to compare on", cmp_options, key="attack_cmp", format_func=names.get)
-cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks, key="attack_cmp_attacks",
-                             format_func=attack_label)
-set_url(dataset=dataset, models=model_ids, attack=attack, n=n_images, cmp=cmp_model, cmp_attacks=cmp_attacks)
-others = [e.model_id for e in networks if e.model_id != cmp_model]
-transfer_source = st.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
-                               [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],
-                               help="Examples that fool the source model, replayed on this one at 8 values of ε. "
-                                    "A transfer attack that beats white-box PGD means this model masks its gradients.")
-cmp_params = {a: comparison_params(a) for a in cmp_attacks}
-if coarse := [a for a in cmp_attacks if a in COMPARISON_SEARCH]:
-    step = measured_eps_grid(cmp_params[coarse[0]], [])[1]
-    st.caption(f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
-               f"attacks to {EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays robust its "
-               "whole query budget: the coarse grid makes it about 3× faster, and masked gradients still show. "
-               "Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
-cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
-TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
-transfer_label = None
-if transfer_source is not None:
-    transfer_label = f"transfer:{transfer_source}:pgd"
-    cmp_keys[transfer_label] = EvalKey(cmp_model, transfer_label, tuple(sorted(TRANSFER_PARAMS.items())), n_images, int(seed))
-cmp_missing = [a for a in cmp_keys if cache.get(cmp_keys[a]) is None]
+with focus_section("comparison", top):
+    if lecture_focus() != "comparison":
+        st.divider()
+    st.subheader("Compare attacks on one model")
+    if lecture_focus() != "comparison":  # (the path's card and its warning say it)
+        st.caption("A defence that only masks gradients looks robust to gradient attacks and falls to the gradient-free "
+                   "Square attack, or even to single-step FGSM: the weakest curve is the one to believe.")
+    linf_attacks = [a for a, sp in ATTACKS.items() if sp.norm == "linf" and sp.kind not in ("minimal", "ensemble")]
+    cmp_controls = settings_box("Comparison: model and attacks")
+    c1, c2 = cmp_controls.columns([2, 3])
+    # Any network of the dataset, not only those picked above: the comparison is about one model.
+    cmp_options = list(names)
+    url_choice("attack_cmp", "cmp", cmp_options, model_ids[0])
+    url_choices("attack_cmp_attacks", "cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"])
+    cmp_model = c1.selectbox("Model to compare on", cmp_options, key="attack_cmp", format_func=names.get)
+    cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks, key="attack_cmp_attacks",
+                                 format_func=attack_label)
+    set_url(dataset=dataset, models=model_ids, attack=attack, n=n_images, cmp=cmp_model, cmp_attacks=cmp_attacks)
+    others = [e.model_id for e in networks if e.model_id != cmp_model]
+    transfer_source = cmp_controls.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
+                                   [None] + others, format_func=lambda m: "no transfer" if m is None else names[m],
+                                   help="Examples that fool the source model, replayed on this one at 8 values of ε. "
+                                        "A transfer attack that beats white-box PGD means this model masks its gradients.")
+    cmp_params = {a: comparison_params(a) for a in cmp_attacks}
+    if coarse := [a for a in cmp_attacks if a in COMPARISON_SEARCH]:
+        step = measured_eps_grid(cmp_params[coarse[0]], [])[1]
+        cmp_controls.caption(f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
+                   f"attacks to {EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays robust its "
+                   "whole query budget: the coarse grid makes it about 3× faster, and masked gradients still show. "
+                   "Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
+    cmp_keys = {a: EvalKey(cmp_model, a, tuple(sorted(p.items())), n_images, int(seed)) for a, p in cmp_params.items()}
+    TRANSFER_PARAMS = {"eps_max": EPS_MAX["linf"], "steps": 40}
+    transfer_label = None
+    if transfer_source is not None:
+        transfer_label = f"transfer:{transfer_source}:pgd"
+        cmp_keys[transfer_label] = EvalKey(cmp_model, transfer_label, tuple(sorted(TRANSFER_PARAMS.items())), n_images, int(seed))
+    cmp_missing = [a for a in cmp_keys if cache.get(cmp_keys[a]) is None]
 
 
-def cmp_title(a):
-    return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].label
+    def cmp_title(a):
+        return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].label
 
 
-def transfer_job(source_id: str, target_id: str, seed: int, n_images: int):
-    xs, ys = data.test_x[:n_images], data.test_y[:n_images]
+    def transfer_job(source_id: str, target_id: str, seed: int, n_images: int):
+        xs, ys = data.test_x[:n_images], data.test_y[:n_images]
 
-    def run(ctx):
-        return cached_transfer_eps(store, cache, source_id, target_id, xs, ys, attack="pgd", seed=seed,
-                                   on_progress=ctx.progress, **TRANSFER_PARAMS)
-    return run
-
-
-cmp_work = {a: Work("minimal_eps", images=n_images, attack=a,
-                    params=TRANSFER_PARAMS if a.startswith("transfer:") else cmp_params[a]) for a in cmp_missing}
-cmp_refusal = next((r for w in cmp_work.values() if (r := visitor_work_error(w))), None)
-if cmp_missing and cmp_refusal:
-    st.caption(cmp_refusal)
-if cmp_missing and st.button(plain(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}"),
-                             icon=":material/bolt:", disabled=cmp_refusal is not None):
-    for a in cmp_missing:
-        fn = (transfer_job(transfer_source, cmp_model, int(seed), n_images) if a.startswith("transfer:")
-              else minimal_eps_job(cmp_model, a, int(seed), n_images, cmp_params[a]))
-        if submit_job(job_key(cmp_keys[a]), fn, label=f"{names[cmp_model]} · {cmp_title(a)}", work=cmp_work[a]) is None:
-            break  # refused: submit_job said why
-cmp_jobs = {a: runner.get(job_key(cmp_keys[a])) for a in cmp_missing}
-for a, job in cmp_jobs.items():
-    if job is not None and job.status == "failed":
-        st.error(f"{plain(cmp_title(a))} failed: {plain(job.error)}. Nothing was cached.", icon=":material/error:")
-if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
-    job_status(cmp_active, section="comparison")
-ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
+        def run(ctx):
+            return cached_transfer_eps(store, cache, source_id, target_id, xs, ys, attack="pgd", seed=seed,
+                                       on_progress=ctx.progress, **TRANSFER_PARAMS)
+        return run
 
 
-@st.cache_resource(show_spinner=False, max_entries=32)
-def comparison(digests: tuple, titles: tuple, transfer: tuple, grids: tuple, _min_eps: tuple):
-    """The comparison's figure, and its curves on the grid every attack was measured on (see curve_summary).
+    cmp_work = {a: Work("minimal_eps", images=n_images, attack=a,
+                        params=TRANSFER_PARAMS if a.startswith("transfer:") else cmp_params[a]) for a in cmp_missing}
+    cmp_refusal = next((r for w in cmp_work.values() if (r := visitor_work_error(w))), None)
+    if cmp_missing and cmp_refusal:
+        st.caption(cmp_refusal)
+    if cmp_missing and st.button(plain(f"Compute {', '.join(cmp_title(a) for a in cmp_missing)} on {names[cmp_model]}"),
+                                 icon=":material/bolt:", disabled=cmp_refusal is not None):
+        for a in cmp_missing:
+            fn = (transfer_job(transfer_source, cmp_model, int(seed), n_images) if a.startswith("transfer:")
+                  else minimal_eps_job(cmp_model, a, int(seed), n_images, cmp_params[a]))
+            if submit_job(job_key(cmp_keys[a]), fn, label=f"{names[cmp_model]} · {cmp_title(a)}", work=cmp_work[a]) is None:
+                break  # refused: submit_job said why
+    cmp_jobs = {a: runner.get(job_key(cmp_keys[a])) for a in cmp_missing}
+    for a, job in cmp_jobs.items():
+        if job is not None and job.status == "failed":
+            st.error(f"{plain(cmp_title(a))} failed: {plain(job.error)}. Nothing was cached.", icon=":material/error:")
+    if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
+        job_status(cmp_active, section="comparison")
+    ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
 
-    An attack searched coarsely (Square) is drawn at the ε it was measured at, with markers; when one is present,
-    the warnings compare every attack on that grid, where each accuracy is a measurement and not a staircase."""
-    import plotly.graph_objects as go
 
-    fig = go.Figure([go.Scatter(x=grid, y=accuracy_at(v, grid).tolist(), name=plotly_text(title),
-                                mode="lines+markers" if len(grid) < FRAMES and not is_transfer else "lines",
-                                line=dict(width=3, dash="dash" if is_transfer else "solid"),
-                                line_shape="hv" if is_transfer else "linear")
-                     for title, v, is_transfer, grid in zip(titles, _min_eps, transfer, grids)])
-    fig.update_layout(template="plotly_white", height=380, margin=dict(l=10, r=10, t=30, b=10),
-                      xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
-    common = min(grids, key=len)
-    return common, [accuracy_at(v, common).tolist() for v in _min_eps], shared_figure(fig)
+    @st.cache_resource(show_spinner=False, max_entries=32)
+    def comparison(digests: tuple, titles: tuple, transfer: tuple, grids: tuple, _min_eps: tuple, height: int = 380):
+        """The comparison's figure, and its curves on the grid every attack was measured on (see curve_summary).
+
+        An attack searched coarsely (Square) is drawn at the ε it was measured at, with markers; when one is present,
+        the warnings compare every attack on that grid, where each accuracy is a measurement and not a staircase."""
+        import plotly.graph_objects as go
+
+        fig = go.Figure([go.Scatter(x=grid, y=accuracy_at(v, grid).tolist(), name=plotly_text(title),
+                                    mode="lines+markers" if len(grid) < FRAMES and not is_transfer else "lines",
+                                    line=dict(width=3, dash="dash" if is_transfer else "solid"),
+                                    line_shape="hv" if is_transfer else "linear")
+                         for title, v, is_transfer, grid in zip(titles, _min_eps, transfer, grids)])
+        fig.update_layout(template="plotly_white", height=height, margin=dict(l=10, r=10, t=30, b=10),
+                          xaxis_title="ε (L∞, pixel scale 0–1)", yaxis=dict(title="accuracy under attack", tickformat=".0%", range=[0, 1.02]))
+        common = min(grids, key=len)
+        return common, [accuracy_at(v, common).tolist() for v in _min_eps], shared_figure(fig)
 
 
-if ready_cmp:
-    frames = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
-    grid, cmp_curves, fig = comparison(tuple(cmp_keys[a].digest() for a in ready_cmp), tuple(cmp_title(a) for a in ready_cmp),
-                                       tuple(a.startswith("transfer:") for a in ready_cmp),
-                                       tuple(tuple(frames if a.startswith("transfer:") else measured_eps_grid(cmp_params[a], frames))
-                                             for a in ready_cmp),
-                                       tuple(ready_cmp.values()))
-    by_attack = dict(zip(ready_cmp, cmp_curves))
-    show_chart(st, fig, key="attack_comparison")
-    for w in attack_comparison_warnings(by_attack, grid, training_method=training_method_of(get_store().get(cmp_model).meta)):
+    if ready_cmp:
+        frames = np.linspace(0, EPS_MAX["linf"], FRAMES).round(6).tolist()
+        grid, cmp_curves, fig = comparison(tuple(cmp_keys[a].digest() for a in ready_cmp), tuple(cmp_title(a) for a in ready_cmp),
+                                           tuple(a.startswith("transfer:") for a in ready_cmp),
+                                           tuple(tuple(frames if a.startswith("transfer:") else measured_eps_grid(cmp_params[a], frames))
+                                                 for a in ready_cmp),
+                                           tuple(ready_cmp.values()),
+                                           (270 if presenting() else 300) if lecture_focus() == "comparison" else 380)
+        by_attack = dict(zip(ready_cmp, cmp_curves))
+        # On the masking path the warning is the point: above the figure, on the first screen.
+        warning_slot = st.container() if lecture_focus() == "comparison" else None
+        show_chart(st, fig, key="attack_comparison")
+        method = training_method_of(get_store().get(cmp_model).meta)
+        for w in attack_comparison_warnings(by_attack, grid, training_method=method):
+            (warning_slot or st).warning(w, icon=":material/report:")
+        for note in attack_comparison_notes(by_attack, grid):
+            st.caption(f":material/info: {note}")
+        if single_step_masking(by_attack, grid):
+            with st.expander(f"{MASKING_SECTION}: what it means (from reports/deepdefense.md)", icon=":material/school:",
+                             expanded=not folded_controls()):
+                st.markdown(MASKING_EXPLANATION)
+        if len(ready_cmp) < len(cmp_keys):
+            st.caption(f"Not computed yet: {', '.join(plain(cmp_title(a)) for a in cmp_missing)}.")
+    for w in sanity_of(cmp_model, dataset, min(200, n_images)):
         st.warning(w, icon=":material/report:")
-    for note in attack_comparison_notes(by_attack, grid):
-        st.caption(f":material/info: {note}")
-    if single_step_masking(by_attack, grid):
-        with st.expander(f"{MASKING_SECTION}: what it means (from reports/deepdefense.md)", icon=":material/school:",
-                         expanded=True):
-            st.markdown(MASKING_EXPLANATION)
-    if len(ready_cmp) < len(cmp_keys):
-        st.caption(f"Not computed yet: {', '.join(plain(cmp_title(a)) for a in cmp_missing)}.")
-for w in sanity_of(cmp_model, dataset, min(200, n_images)):
-    st.warning(w, icon=":material/report:")
 
 # ---- AutoAttack at one eps: the reference protocol, not a curve ------------------------------------------------------
 st.markdown(f"**AutoAttack on {plain(names[cmp_model])}**: the field's reference protocol (APGD-CE, APGD-T, FAB-T, Square, "

@@ -12,9 +12,11 @@ from pages._shared import (
     analysis_page,
     comparison_defaults,
     digit_canvas,
+    lecture_focus,
     load_model,
     model_labels,
     plain,
+    settings_box,
     show_chart,
 )
 from pages._url import set_url, url_choice, url_choices, url_number
@@ -54,7 +56,7 @@ def read_linked_drawing() -> None:
         st.session_state["classviz_drawing_error"] = str(exc)
 
 
-with st.container(border=True):
+with settings_box("Settings"):
     c1, c2, c3 = st.columns([2, 3, 2])
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
     starts = list(START_LABELS)
@@ -273,7 +275,11 @@ run_digest = hashlib.sha256(repr((store.root, run_key, None if start_image is No
                             .encode()).hexdigest()[:24]
 runner = job_runner()
 morph_key = f"morph:{run_digest}"
-if st.button("Morph", type="primary", icon=":material/auto_fix_high:"):
+# A lecture path opens on its morph (its card's promise): started once per visit, without a click (a room's identical
+# requests run once, and a finished one is shown from the runner).
+opened_on_morph = lecture_focus() == "morph" and st.session_state.get("_classviz_opened") != run_key
+st.session_state["_classviz_opened"] = run_key if lecture_focus() == "morph" else None
+if st.button("Morph", type="primary", icon=":material/auto_fix_high:") or opened_on_morph:
     previous = runner.get(morph_key)
     # The same morph already made on this server (the runner keeps its last 200 results): shown, not recomputed.
     submitted = previous if previous is not None and previous.status == "done" else \

@@ -19,6 +19,7 @@ from pages._shared import (
     open_image,
     plain,
     png_config,
+    settings_box,
     show_chart,
 )
 from pages._url import set_url, url_choice, url_choices, url_float
@@ -91,7 +92,7 @@ elif fits:
         st.session_state[models_key] = list(dict.fromkeys([*st.session_state[models_key], *added]))
         st.rerun()
 
-with st.container(border=True):
+with settings_box("Settings"):
     # The whole width: a narrower field scrolls its chips out of sight as soon as three models are picked.
     model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])

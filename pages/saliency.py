@@ -13,10 +13,13 @@ from pages._shared import (
     analysis_page,
     comparison_defaults,
     digit_canvas,
+    folded_controls,
     load_model,
     model_labels,
     opened_image,
     plain,
+    presenting,
+    settings_box,
     show_chart,
 )
 from pages._url import set_url, url_choices, url_int
@@ -51,7 +54,7 @@ dataset, store, data, networks = analysis_page("Saliency", photo_view=saliency_v
 names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
 class_names = data.info.class_names
 
-with st.container(border=True):
+with settings_box("Settings"):
     c1, c2 = st.columns([3, 2])
     # wrap=True: in a column Streamlit keeps the chips on one scrolling row, which hid every method after the second.
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
@@ -222,12 +225,14 @@ for c, (v, m) in enumerate(columns):
                                  showscale=scale not in scales_shown, colorbar=COLOUR_BARS[scale],
                                  opacity=0.65 if display == "overlay" else 1.0), row=row, col=c + 1)
         scales_shown.add(scale)
-fig.update_annotations(font_size=10)  # 11 px titles of six columns ran into each other
+# Column titles: 13 px (14 on a projector) up to four columns; 10 px beyond, where 11 px titles ran into each other.
+fig.update_annotations(font_size=(14 if presenting() else 13) if len(columns) <= 4 else 10)
 fig.update_xaxes(visible=False)
 fig.update_yaxes(visible=False)
 for i in range(1, rows * len(columns) + 1):
     fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
-cell = 150
+# px a row: on a lecture path or a projector the grid fits under the title and the folded settings of a 720 px screen.
+cell = max(90, (500 - 105) // rows) if folded_controls() else 150
 fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
                   font=dict(size=11))
 show_chart(st, fig, key="saliency_grid", config={"displayModeBar": False})

@@ -48,6 +48,12 @@ PAGE_PARAMS: dict[str, dict[str, str]] = {
     "train": {"dataset": "dataset"},
     "models": {"dataset": "dataset"},
 }
+# Every page's layout parameters: what a lecture path opens on (drawn first, controls folded) and the projector.
+LAYOUT_PARAMS = {"focus": "the section the path opens on (pages._shared.FOCUS_VIEWS)", "present": "1: projector layout"}
+FOCUS_OF_PAGE = {"attack": ("curves", "comparison"), "classviz": ("morph",), "saliency": ("maps",),
+                 "confidence": ("calibration",)}
+for _page, _params in PAGE_PARAMS.items():
+    _params.update(LAYOUT_PARAMS)
 
 
 @dataclass(frozen=True)
@@ -202,6 +208,9 @@ def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
     unknown = sorted(set(params) - set(PAGE_PARAMS[page]))
     if unknown:
         raise ValueError(f"the {page} page has no parameter {', '.join(unknown)} (it reads {', '.join(PAGE_PARAMS[page])})")
+    if "focus" in params and params["focus"] not in FOCUS_OF_PAGE.get(page, ()):
+        raise ValueError(f"the {page} page opens on none of focus = {params['focus']!r} "
+                         f"(it can: {', '.join(FOCUS_OF_PAGE.get(page, ())) or 'nothing'})")
     order = data.get("order", 100)
     if not isinstance(order, int):
         raise ValueError("order must be a whole number")
@@ -215,4 +224,4 @@ def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
                        icon=str(data.get("icon", ":material/school:")))
 
 
-__all__ = ["LECTURES_DIR", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER", "ShippedResults", "lecture_paths"]
+__all__ = ["FOCUS_OF_PAGE", "LECTURES_DIR", "LAYOUT_PARAMS", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER", "ShippedResults", "lecture_paths"]

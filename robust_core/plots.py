@@ -124,6 +124,7 @@ def eps_slider_figure(
     galleries: list[Mapping] | None = None,
     class_names=None,
     height: int | None = None,
+    projector: bool = False,
 ) -> go.Figure:
     """Accuracy against eps with a slider that runs entirely in the browser.
 
@@ -140,10 +141,17 @@ def eps_slider_figure(
     {"clean": (K, H, W) array in [0, 1], "adversarial": (F, K, H, W), "labels": (K,),
     "predictions": (F, K), "confidences": (F, K), "model": name}, the same K images for every
     model. ``gallery``: a single one (the same as ``galleries=[gallery]``).
+
+    ``projector``: laid out for a 1280x720 projector (larger title, axes, legend and labels, thicker lines), in
+    every frame: :func:`projector_style` scales the layout it is given, not the frames the slider swaps in, which
+    then ran the gallery's enlarged labels together. ``height`` (px): e.g. what is left of the first screen.
     """
     import numpy as np
 
     eps_frames = [float(e) for e in eps_frames]
+    # Font sizes (px) and line width: a laptop's, or a projector's (read from the back of a room).
+    size = ({"title": 20, "axis": 16, "label": 14, "row": 15, "line": 5} if projector
+            else {"title": 16, "axis": 12, "label": 12, "row": 12, "line": 3})
     blocks = list(galleries or []) + ([gallery] if gallery is not None else [])
     names = list(class_names) if class_names is not None else [str(i) for i in range(10)]
     eps_label = {"linf": "ε (L∞, pixel scale 0–1)", "l2": "ε (L2 norm)", "l1": "ε (L1 norm)"}[norm]
@@ -157,7 +165,7 @@ def eps_slider_figure(
     traces: list[dict] = []
     for name, acc in curves.items():
         traces.append({"type": "scatter", "x": eps_frames, "y": list(acc), "mode": "lines", "name": plotly_text(name),
-                       "line": {"color": colour_of[name], "width": 3},
+                       "line": {"color": colour_of[name], "width": size["line"]},
                        "hovertemplate": "ε=%{x:.3f}<br>accuracy %{y:.1%}<extra>" + plotly_text(name) + "</extra>"})
     dynamic = []  # indices of the traces each frame replaces
     for name, acc in curves.items():
@@ -172,7 +180,8 @@ def eps_slider_figure(
     default_height = max(460, 170 + 2 * row_px * len(blocks)) if blocks else 460
     layout: dict = {
         "template": "plotly_white", "height": height or default_height, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
-        "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": 16}},
+        "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": size["title"]}},
+        "font": {"size": size["axis"]},
         "legend": {"orientation": "h", "y": 1.02, "x": curve_x[1] if blocks else 1, "xanchor": "right", "yanchor": "bottom"},
         "xaxis": {"title": {"text": eps_label}, "anchor": "y", "domain": curve_x},
         "yaxis": {"title": {"text": "accuracy under attack"}, "tickformat": ".0%", "range": [0, 1.02], "anchor": "x",
@@ -204,7 +213,7 @@ def eps_slider_figure(
                 # Data coordinates of the image axes: each label sits under its own digit whatever the width.
                 out.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
                             "y": h * GALLERY_SCALE - 0.5, "xref": f"x{axis}", "yref": f"y{axis}", "yanchor": "top",
-                            "showarrow": False, "font": {"color": colour, "size": 12}})
+                            "showarrow": False, "font": {"color": colour, "size": size["label"]}})
             return out
 
         strip_uris.append(strips)
@@ -234,7 +243,7 @@ def eps_slider_figure(
                                       "range": [strip_h - 0.5, -0.5], "scaleanchor": f"x{axis}", "constrain": "domain",
                                       "constraintoward": "top"}  # under its title when the band is taller than the strip
             row_titles.append({"text": title, "x": 0.40, "xanchor": "left", "y": domain[1], "xref": "paper", "yref": "paper",
-                               "yanchor": "bottom", "showarrow": False, "font": {"size": 12 if r == 0 else 11,
+                               "yanchor": "bottom", "showarrow": False, "font": {"size": size["row"] - r,
                                                                                   "color": "#333" if r == 0 else "#666"}})
 
     def all_annotations(i):
@@ -246,7 +255,7 @@ def eps_slider_figure(
     frames = []
     for i, eps in enumerate(eps_frames):
         data = [{"type": "scatter", "x": [eps], "y": [acc[i]]} for acc in curves.values()]
-        frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}", "font": {"size": 16}}}
+        frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}", "font": {"size": size["title"]}}}
         if blocks:
             for strips in strip_uris:
                 adv_uri, delta_uri = strips(i)
@@ -256,7 +265,7 @@ def eps_slider_figure(
     steps = [{"method": "animate", "label": f"{eps:.3f}",
               "args": [[f"{i}"], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}
              for i, eps in enumerate(eps_frames)]
-    layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "ε = ", "font": {"size": 16}},
+    layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "ε = ", "font": {"size": size["title"]}},
                           "pad": {"t": 50}, "x": 0.0, "len": 1.0}]
     return go.Figure({"data": traces, "layout": layout, "frames": frames}, _validate=False)
 
