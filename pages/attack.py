@@ -147,7 +147,7 @@ with settings_box("Models, attack and images", folded[0]):
     url_choice("attack_attack", "attack", page_attacks, "pgd")
     url_choice("attack_n", "n", SUBSET_SIZES, 500)
     model_ids = c1.multiselect("Models", list(names), key="attack_models",
-                               format_func=names.get, max_selections=6)
+                               format_func=names.get, max_selections=6, wrap=True)  # (every name shows)
     attack = c2.selectbox("Attack", page_attacks, key="attack_attack",
                           format_func=attack_label)
     n_images = c3.selectbox("Test images", SUBSET_SIZES, key="attack_n")
@@ -272,7 +272,7 @@ if min_eps:
         # A lecture path shows every model it names (up to three): the DeepDefense path compares three.
         gallery_models = g1.multiselect(
             "Gallery models", ready, default=ready[:GALLERY_MODELS if lecture_focus() else 2], format_func=names.get,
-            max_selections=GALLERY_MODELS,
+            max_selections=GALLERY_MODELS, wrap=True,
             help="One block of digits per model, all moved by the same slider: compare models at the same ε.")
         pick = g2.radio("Gallery images", ["By index", "By class"], horizontal=True,
                         help=f"The gallery shows {GALLERY_SIZE} test images: consecutive ones from an index, or those of one class.")
@@ -420,7 +420,7 @@ with focus_section("comparison", top):
     url_choices("attack_cmp_attacks", "cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"])
     cmp_model = c1.selectbox("Model to compare on", cmp_options, key="attack_cmp", format_func=names.get)
     cmp_attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks, key="attack_cmp_attacks",
-                                 format_func=attack_label)
+                                 format_func=attack_label, wrap=True)
     set_url(dataset=dataset, models=model_ids, attack=attack, n=n_images, cmp=cmp_model, cmp_attacks=cmp_attacks)
     others = [e.model_id for e in networks if e.model_id != cmp_model]
     transfer_source = cmp_controls.selectbox("Also attack it with PGD examples crafted on another model (transfer, black-box)",
@@ -553,7 +553,7 @@ if aa_result is None:
                       label=f"{names[cmp_model]} · {attack_label(aa_attack)} · ε {aa_eps:g} · {n_images} images"):
             st.rerun()
 else:
-    m1, m2, m3 = a3.columns(3)
+    m1, m2, m3 = st.columns(3)  # (the full width: in a third of it the labels were cut)
     m1.metric("Clean accuracy", f"{100 * aa_result['clean_accuracy']:.1f}%")
     m2.metric("Robust accuracy", f"{100 * aa_result['robust_accuracy']:.1f}%",
               help="Under the whole AutoAttack chain: the points no stage broke.")

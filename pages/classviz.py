@@ -66,7 +66,7 @@ with settings_box("Settings"):
     url_number("classviz_index", "index", 0, len(data.test_x) - 1, 0)
     start_kind = c1.radio("Start from", starts, key="classviz_start", format_func=START_LABELS.get)
     model_ids = c2.multiselect("Models (side by side)", list(names), key="classviz_models", format_func=names.get,
-                               max_selections=4)
+                               max_selections=4, wrap=True)
     target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target", format_func=lambda c: class_names[c])
     start_image = None
     index = st.session_state["classviz_index"]

@@ -94,7 +94,7 @@ elif fits:
 
 with settings_box("Settings"):
     # The whole width: a narrower field scrolls its chips out of sight as soon as three models are picked.
-    model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key)
+    model_ids = st.multiselect("Models", list(names), format_func=names.get, key=models_key, wrap=True)
     c1, c2, c3, c4, c5 = st.columns([2, 2, 3, 3, 3])
     splits, kinds = ["test", "validation"], ["clean", "adversarial"]
     url_choice("confidence_split", "split", splits, "test")

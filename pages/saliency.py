@@ -329,11 +329,11 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
                         annotation_text=f"passes below {RANDOMISATION_THRESHOLD:g}", annotation_position="bottom left")
         fig_r.update_layout(template="plotly_white", height=340,
                             yaxis=dict(title="rank correlation of |map|<br>with the trained model's", range=[-0.2, 1.05]),
-                            xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20),
-                            legend=dict(orientation="h", y=-0.3))
+                            xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20))
+        # (Legends at the right: Plotly widens the margin for them; one under the plot wrapped and was cut off.)
         fig_d.update_layout(template="plotly_white", height=380, yaxis=dict(title="target probability", range=[0, 1.02]),
                             xaxis=dict(title="share of pixels removed (deletion) / inserted (insertion)", tickformat=".0%"),
-                            margin=dict(t=20), legend=dict(orientation="h", y=-0.25))
+                            margin=dict(t=20))
         show_chart(st, fig_r, key="randomisation")
         show_chart(st, fig_d, key="deletion")
-        st.dataframe(aucs, hide_index=True)
+        st.dataframe(aucs, hide_index=True, width="stretch")

@@ -44,14 +44,16 @@ def test_every_lecture_path_opens_on_its_promise_on_the_first_screen(tmp_path):
     env = {"ROBUST_STORE_DIR": str(tmp_path / "store"), "ROBUST_SHIPPED_MODELS": "1"}
     failures = []
     with dashboard(env=env, timeout_s=120) as url, browser_page(1280, SCREEN) as page:
-        page.goto(url)
-        wait_until_idle(page, 120)
-        cards = page.locator('[class*="st-key-lecture_card_"]')
-        assert cards.count() == len(lecture_paths())
-        for i in range(cards.count()):
-            card = cards.nth(i).bounding_box()
-            if card["y"] + card["height"] > SCREEN:
-                failures.append(f"home: card {i} ends at y = {card['y'] + card['height']:.0f}")
+        for query in ("", "?present=1"):
+            page.goto(url + query)
+            wait_until_idle(page, 120)
+            cards = page.locator('[class*="st-key-lecture_card_"]')
+            assert cards.count() == len(lecture_paths())
+            for i in range(cards.count()):
+                card = cards.nth(i).bounding_box()
+                if card["y"] + card["height"] > SCREEN:
+                    failures.append(f"home{query}: card {i} ends at y = {card['y'] + card['height']:.0f}")
+            page.screenshot(path=str(tmp_path / f"home{query.replace('?', '_')}.png"))
         for mode in ("normal", "projector"):
             for name, path in lecture_paths():
                 params = dict(path["params"], **({"present": "1"} if mode == "projector" else {}))
