@@ -3,6 +3,8 @@ from __future__ import annotations
 
 import streamlit as st
 
+SHELL_PARAMS = ("present", "focus")  # the page shell's parameters (pages/_shared.py), on every page's link
+
 
 # ---- state in the URL: any view is a link (lecture paths, "copy link to this view") ------------------------------
 def url_value(name: str, choices, default):
@@ -60,6 +62,20 @@ def _bind_url(key: str, name: str, read, valid) -> None:
             written[name] = raw
     elif not valid(st.session_state[key]):
         st.session_state[key] = read()
+
+
+def url_state(key: str, name: str, read, valid) -> None:
+    """Before a keyed widget whose value is not one of the shapes below: its value from ``?name=`` through ``read()``
+    (called when the address gives it one), kept while ``valid(value)`` (see :func:`_bind_url`)."""
+    _bind_url(key, name, read, valid)
+
+
+def drop_params(*, keep) -> None:
+    """Remove from the address every parameter but ``keep`` and the shell's own (presentation mode, a lecture path's
+    focus): a view that replaces another (the sidebar's source switched from digits to photos) leaves none of the
+    other view's state in its link."""
+    for name in [n for n in st.query_params if n not in keep and n not in SHELL_PARAMS]:
+        del st.query_params[name]
 
 
 def url_choice(key: str, name: str, choices, default) -> None:

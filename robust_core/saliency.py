@@ -33,10 +33,10 @@ class SaliencyMethod:
 
 METHODS: dict[str, SaliencyMethod] = {m.name: m for m in (
     SaliencyMethod("saliency", "Saliency (vanilla gradient)", "Simonyan et al. 2014", signed=False),
-    SaliencyMethod("input_x_gradient", "Input × Gradient", "Shrikumar et al. 2016"),
+    SaliencyMethod("input_x_gradient", "Input x Gradient", "Shrikumar et al. 2016"),
     SaliencyMethod("integrated_gradients", "Integrated Gradients", "Sundararajan et al. 2017"),
     SaliencyMethod("smoothgrad", "SmoothGrad", "Smilkov et al. 2017", signed=False),
-    SaliencyMethod("smoothgrad_sq", "SmoothGrad²", "Hooker et al. 2019", signed=False),
+    SaliencyMethod("smoothgrad_sq", "SmoothGrad-Squared", "Hooker et al. 2019", signed=False),
     SaliencyMethod("guided_backprop", "Guided Backprop", "Springenberg et al. 2015"),
     SaliencyMethod("deconvolution", "Deconvolution", "Zeiler & Fergus 2014"),
     SaliencyMethod("deeplift", "DeepLift", "Shrikumar et al. 2017"),

@@ -78,21 +78,22 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "predict":
         show_top(Path(args.photo).name, x)
     elif args.command == "fool":
-        from ..attacks import get_attack
-        from ..evaluation import minimal_eps
+        from .fool import fool_photo, scaled_change
 
         target = _class(args.target, names)
-        y = model(x).argmax(1)
-        eps = float(minimal_eps(model, x, y, attack="pgd", target=target, eps_max=args.eps_max / 255, seed=args.seed)[0])
+        result = fool_photo(model, x, target=target, eps_max=args.eps_max / 255, seed=args.seed)
         show_top("before", x)
-        if not np.isfinite(eps):
+        if not result.found:
             print(f"targeted PGD found no ε ≤ {args.eps_max}/255 that makes it read {names[target]}")
             return 1
-        x_adv = get_attack("pgd").fn(model, x, y, eps=eps, targeted=True, target=torch.tensor([target]), seed=args.seed)
-        print(f"smallest ε for {names[target]}: {255 * eps:.2f}/255")
-        show_top("after", x_adv)
+        print(f"smallest ε for {names[target]}: {255 * result.eps:.2f}/255 (the photo that crossed there)")
+        show_top("after", result.at_boundary)
+        print(f"at {255 * result.strong_eps:.2f}/255, every step run:")
+        show_top("after", result.strong)
         if args.out:
-            _save(args.out, [_hwc(x), _hwc(x_adv), _hwc(0.5 + 10 * (x_adv - x))])
+            change, factor = scaled_change(result.strong - x)
+            print(f"the change in {args.out} is scaled ×{factor:.0f}")
+            _save(args.out, [_hwc(x), _hwc(result.strong), _hwc(change)])
     elif args.command == "saliency":
         from ..saliency import attribute, heatmap
 
