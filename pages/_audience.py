@@ -14,14 +14,27 @@ def error_details_for_the_audience() -> None:
     st.set_option("client.showErrorDetails", "none" if in_lecture_mode() else _ERROR_DETAILS)
 
 
-def accept_only_issued_uploads(manager=None) -> None:
-    """Make the server keep only uploads it asked for: a file whose id the server handed to that session's browser
-    (for a file picked in an uploader), once.
+# A lecture visitor's uploads (digit pictures, photos: the uploaders' own caps are 10 MB), held in the server's memory
+# per session: one file at most, ids issued ahead of a PUT at most, and everything held together. The lecturer
+# (weights files of up to 600 MB, server.maxUploadSize) and single-user mode have only Streamlit's cap.
+VISITOR_UPLOAD_BYTES = 10 * 2**20
+VISITOR_HELD_BYTES = 24 * 2**20
+UNUSED_IDS_PER_SESSION = 4
+_lecturer_sessions: set[str] = set()  # session ids in which the lecturer key was accepted (see current_visitor)
+
+
+def accept_only_issued_uploads(manager=None, *, lecture=None) -> None:
+    """Make the server keep only uploads it asked for, and in lecture mode only small ones from visitors.
 
     Streamlit's upload endpoint stores, in the session's memory, any file PUT under any made-up id of the sender's own
-    session, each up to ``server.maxUploadSize`` (600 MB: the ImageNet weights): a short script in a visitor's browser
-    tab could fill the server's memory. Wrapping the server's one upload manager (``manager``, default the running
-    Streamlit's) once per process: ids are recorded when issued, and a file under another id is refused."""
+    session, each up to ``server.maxUploadSize`` (600 MB: the ImageNet weights), and it hands out ids to any session
+    that asks, for as many file names as it names, whether or not its page shows an uploader: a short script in a
+    visitor's tab could fill the server's memory. Wrapping the server's one upload manager (``manager``, default the
+    running Streamlit's) once per process:
+    - a file is kept only under an id issued to that session, once;
+    - a session holds at most :data:`UNUSED_IDS_PER_SESSION` ids not yet used (older ones are forgotten);
+    - in lecture mode (``lecture``: a function, default :func:`in_lecture_mode`), a visitor's session keeps no file
+      over :data:`VISITOR_UPLOAD_BYTES` and no more than :data:`VISITOR_HELD_BYTES` in all."""
     if manager is None:
         from streamlit.runtime import Runtime
 
@@ -31,22 +44,32 @@ def accept_only_issued_uploads(manager=None) -> None:
     if getattr(manager, "_robust_lab_issued", None) is not None:
         return
     import threading
+    from collections import deque
 
-    issued: set[tuple[str, str]] = set()
+    lecture = lecture or in_lecture_mode
+    issued: dict[str, deque] = {}
     lock = threading.Lock()
     get_upload_urls, add_file = manager.get_upload_urls, manager.add_file
 
     def recording_get_upload_urls(session_id, file_names):
-        infos = get_upload_urls(session_id, file_names)
+        infos = get_upload_urls(session_id, list(file_names)[:UNUSED_IDS_PER_SESSION])
         with lock:
-            issued.update((session_id, info.file_id) for info in infos)
+            unused = issued.setdefault(session_id, deque(maxlen=UNUSED_IDS_PER_SESSION))
+            unused.extend(info.file_id for info in infos)
         return infos
 
     def checked_add_file(session_id, file):
         with lock:
-            if (session_id, file.file_id) not in issued:
+            unused = issued.get(session_id, ())
+            if file.file_id not in unused:
                 raise PermissionError("an upload under a file id this server did not issue to this session")
-            issued.discard((session_id, file.file_id))
+            unused.remove(file.file_id)
+            if not unused:
+                issued.pop(session_id, None)
+        if lecture() and session_id not in _lecturer_sessions:
+            held = sum(len(f.data) for f in getattr(manager, "file_storage", {}).get(session_id, {}).values())
+            if len(file.data) > VISITOR_UPLOAD_BYTES or held + len(file.data) > VISITOR_HELD_BYTES:
+                raise PermissionError("a visitor's upload over the lecture room's size limits")
         add_file(session_id, file)
 
     manager.get_upload_urls, manager.add_file = recording_get_upload_urls, checked_add_file
@@ -73,8 +96,9 @@ def only_offered_choices() -> None:
     Streamlit (1.67) turns a choice the browser sent that is none of the options into that very string (it exists
     for ``accept_new_options``, which the lab never uses): a forged WebSocket message could hand a page
     ``n = "1000000"`` or a made-up model id where the widget only offers a list. Once per process, unknown values
-    become the widget's default (a selectbox, a radio) or are dropped (a multiselect). Number inputs and sliders need
-    nothing: Streamlit already resets a value outside their range to the default."""
+    become the widget's default (a selectbox, a radio) or are dropped (a multiselect), and so does a value of the wrong
+    type. A number input's NaN or infinity becomes its default too; Streamlit already resets a value outside a number
+    input's or a slider's range."""
     from streamlit.elements.widgets.multiselect import MultiSelectSerde
     from streamlit.elements.widgets.radio import RadioSerde
     from streamlit.elements.widgets.selectbox import SelectboxSerde
@@ -85,7 +109,7 @@ def only_offered_choices() -> None:
         deserialize = serde_class.deserialize
 
         def offered_or_default(self, ui_value):
-            if ui_value is not None and ui_value not in self.formatted_option_to_option_index:
+            if not isinstance(ui_value, str) or ui_value not in self.formatted_option_to_option_index:
                 ui_value = None  # (None: the widget's default)
             return deserialize(self, ui_value)
 
@@ -98,10 +122,30 @@ def only_offered_choices() -> None:
 
         def offered_only(self, ui_value):
             if ui_value is not None:
-                ui_value = [v for v in ui_value if v in self.formatted_option_to_option_index]
+                # (a list, or the protobuf's repeated field, iterable without __iter__; a lone string is no list)
+                try:
+                    items = [] if isinstance(ui_value, (str, bytes)) else list(ui_value)
+                except TypeError:
+                    items = []
+                ui_value = [v for v in items if isinstance(v, str) and v in self.formatted_option_to_option_index]
             return deserialize(self, ui_value)
 
         MultiSelectSerde.deserialize, MultiSelectSerde._robust_lab_strict = offered_only, True
+    from streamlit.elements.widgets.number_input import NumberInputSerde
+
+    if not getattr(NumberInputSerde, "_robust_lab_strict", False):
+        deserialize_number = NumberInputSerde.deserialize
+
+        def finite_or_default(self, ui_value):
+            # NaN or ±inf for an integer input made Streamlit's own int() raise in the page run.
+            import math
+
+            if ui_value is not None and (isinstance(ui_value, bool) or not isinstance(ui_value, (int, float))
+                                         or not math.isfinite(ui_value)):
+                ui_value = None
+            return deserialize_number(self, ui_value)
+
+        NumberInputSerde.deserialize, NumberInputSerde._robust_lab_strict = finite_or_default, True
 
 
 # ---- lecture (audience) mode: see robust_core.access --------------------------------------------------------------
@@ -125,7 +169,16 @@ def current_visitor():
         st.session_state["_owner_token"] = secret
         st.session_state["_owner_cookie_saved"] = secret == from_cookie
     owner = visitor_id(secret)
-    lecturer = bool(st.session_state.get("_lecturer")) or lecturer_key_guard().is_lecturer(owner)
+    guard = lecturer_key_guard()
+    if st.session_state.get("_lecturer") and guard.has_left(owner):
+        st.session_state["_lecturer"] = False  # another tab of this browser left lecturer mode
+    lecturer = bool(st.session_state.get("_lecturer")) or guard.is_lecturer(owner)
+    if lecturer:  # (its uploads may be large: accept_only_issued_uploads)
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        if ctx is not None:
+            _lecturer_sessions.add(ctx.session_id)
     return Visitor(owner=owner, lecturer=lecturer)
 
 

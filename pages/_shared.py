@@ -400,6 +400,8 @@ def presentation_sidebar() -> None:
     st.toggle("Projector", key=PRESENTATION,
               help="Presentation layout for a 1280×720 projector: larger text and lines, controls folded away, "
                    "the sidebar closed. In a link: ?present=1.")
+    if "focus" in st.query_params and lecture_focus() is None:
+        del st.query_params["focus"]  # (an unknown value: not carried on by "Copy link")
     if presenting():
         st.query_params["present"] = "1"
     elif "present" in st.query_params:

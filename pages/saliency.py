@@ -8,12 +8,14 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
+from pages._audience import current_visitor
 from pages._shared import (
     SPLIT_LABELS,
     analysis_page,
     comparison_defaults,
     digit_canvas,
     folded_controls,
+    in_lecture_mode,
     load_model,
     model_labels,
     opened_image,
@@ -148,6 +150,15 @@ if target_mode == "true" and true_label is None:
     target_mode = "predicted"
 
 
+@st.cache_data(show_spinner=False, max_entries=128)
+def attacked_image(model_id: str, image: np.ndarray, label: int | None, attack: str, eps: float, dataset: str):
+    """The attacked copy of ``image`` for one model, once for every method (seeded: every map is of the same image)."""
+    model = load_model(model_id)
+    x = torch.from_numpy(image)
+    y_attack = torch.tensor([label]) if label is not None else predict_proba(model, x).argmax(1)
+    return ATTACKS[attack](model, x, y_attack, eps=eps, seed=0, **({"steps": 40} if attack == "pgd" else {})).numpy()
+
+
 @st.cache_data(show_spinner=False, max_entries=512)
 def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, chosen: int, method: str, attack: str | None,
              eps: float, dataset: str):
@@ -155,13 +166,22 @@ def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, cho
     model = load_model(model_id)
     x = torch.from_numpy(image)
     if attack is not None and eps > 0:
-        y_attack = torch.tensor([label]) if label is not None else predict_proba(model, x).argmax(1)
-        x = ATTACKS[attack](model, x, y_attack, eps=eps, **({"steps": 40} if attack == "pgd" else {}))
+        x = torch.from_numpy(attacked_image(model_id, image, label, attack, eps, dataset))
     proba = predict_proba(model, x)[0]
     target = int(proba.argmax()) if mode == "predicted" else (label if mode == "true" else chosen)
     reason = available_methods(model)[method]
     attr = None if reason else attribute(model, x, target, method)
     return x[0, 0].numpy(), None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
+
+
+# Maps are computed in the visitor's own page run (each a fraction of a second): in lecture mode a visitor's grid is
+# bounded, so that a few students dragging ε cannot take both cores.
+VISITOR_MAPS = 12
+if in_lecture_mode() and not current_visitor().lecturer and len(model_ids) * len(methods) > VISITOR_MAPS:
+    keep = max(1, VISITOR_MAPS // len(model_ids))
+    st.warning(f"Lecture mode: visitors draw at most {VISITOR_MAPS} maps per image (models × methods); showing the "
+               f"first {keep} method(s).", icon=":material/block:")
+    methods = methods[:keep]
 
 
 variants = [("clean", None)] + ([("adversarial", attack)] if with_adversarial and eps > 0 else [])

@@ -34,6 +34,9 @@ STUDENT_LIMITS = {
     # About five minutes at the ~50 GFLOP/s this CPU sustains: the seed CNN's PGD training (10 steps, 3 epochs of
     # 10,000 images) is 5.7e12, Madry's CNN's 3.0e13.
     "max_training_flops": 2e13,
+    # Hidden layers of an MLP: each costs a fixed overhead per batch that FLOPs do not count (20,000 one-unit layers
+    # took 2.5 s a batch); the seed's MLPs have two.
+    "max_hidden_layers": 16,
     # Test images of one per-image minimal-eps curve (the Attack page) and of the Confidence page's attacked inputs;
     # their attack strength stays at most the page's defaults (robust_core.evaluation.PAGE_ATTACK_PARAMS).
     "max_attack_images": 1000,
@@ -214,6 +217,10 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
                 "Choose fewer or narrower layers, or a smaller batch.")
     if not lecture or lecturer:
         return None
+    hidden = (config.arch_kwargs or {}).get("hidden") or ()
+    if len(hidden) > STUDENT_LIMITS["max_hidden_layers"]:
+        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_hidden_layers']} hidden layers; "
+                f"this one has {len(hidden):,}.")
     fitted = architecture(config.arch).kind != "torch"
     limits = training_limits_error(epochs=1 if fitted else config.epochs, train_subset=config.train_subset,
                                    lecture=lecture, lecturer=lecturer)

@@ -55,6 +55,7 @@ class LecturerKeyGuard:
         self._visitors: dict[str, deque[float]] = {}
         self._last_try: dict[str, float] = {}
         self._lecturers: set[str] = set()
+        self._left: set[str] = set()  # visitors who left lecturer mode: their other tabs are visitors too
 
     def attempt(self, key: str | None, *, visitor: str, from_server_machine: bool = False,
                 environ=None) -> KeyVerdict:
@@ -72,6 +73,7 @@ class LecturerKeyGuard:
             if is_lecturer_key(key, environ):
                 self._visitors.pop(visitor, None)
                 self._lecturers.add(visitor)
+                self._left.discard(visitor)
                 return KeyVerdict(True)
             self._visitors.setdefault(visitor, deque()).append(now)
             if not from_server_machine:
@@ -87,6 +89,12 @@ class LecturerKeyGuard:
         """``visitor`` is a visitor again (the lecturer handing the laptop over, say)."""
         with self._lock:
             self._lecturers.discard(visitor)
+            self._left.add(visitor)
+
+    def has_left(self, visitor: str) -> bool:
+        """Whether ``visitor`` left lecturer mode since it last entered the key (every tab of it is a visitor)."""
+        with self._lock:
+            return visitor in self._left
 
     def _wait(self, visitor: str, now: float, *, room_bound: bool = True) -> float:
         """Seconds until ``visitor`` may try again (0: now); the lock is held."""

@@ -424,3 +424,16 @@ def test_the_photo_pages_take_a_typed_network_name_only_from_whom_they_may(lectu
         assert any("the lecturer's choice" in i.value for i in at.info)
     else:
         assert any("not the name of a torchvision classification model" in e.value for e in at.error)
+
+
+def test_a_deep_mlp_of_tiny_layers_is_refused_for_visitors():
+    """A curious student's finding: 20,000 one-unit layers passed the size, memory and FLOP caps, and took 2.5 s a
+    batch (a per-layer overhead that FLOPs do not count)."""
+    deep = TrainConfig(dataset="mnist", arch="mlp", train_subset=1000, epochs=1,
+                       arch_kwargs={"hidden": [1] * 20_000, "activation": "relu"})
+    refusal = work_error(Work("training", config=deep), lecture=True, lecturer=False)
+    assert refusal and "hidden layers" in refusal
+    assert work_error(Work("training", config=deep), lecture=True, lecturer=True) is None
+    two = TrainConfig(dataset="mnist", arch="mlp", train_subset=1000, epochs=1,
+                      arch_kwargs={"hidden": [512, 256], "activation": "relu"})
+    assert work_error(Work("training", config=two), lecture=True, lecturer=False) is None

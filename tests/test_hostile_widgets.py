@@ -28,6 +28,9 @@ def test_choice_widgets_return_only_what_they_offered():
     multi = MultiSelectSerde(options, formatted_options=list(mapping), formatted_option_to_option_index=mapping,
                              default_options_indices=[0])
     assert multi.deserialize(["1000", "../../etc", "100"]) == [1000, 100]
+    wire = WidgetState()  # what the server really receives: a protobuf repeated field (iterable, no __iter__)
+    wire.string_array_value.data.extend(["1000", "../../etc", "100"])
+    assert multi.deserialize(wire.string_array_value.data) == [1000, 100]
 
 
 def test_a_forged_message_gets_the_default_not_its_own_value(tmp_path):
@@ -59,3 +62,25 @@ def test_a_forged_message_gets_the_default_not_its_own_value(tmp_path):
     assert exceptions == []
     assert not any("1000000" in label for label in buttons), buttons
     assert not any("not-a-model-id" in text for text in texts)
+
+
+def test_forged_values_of_the_wrong_type_or_not_finite_are_the_default():
+    from streamlit.elements.widgets.multiselect import MultiSelectSerde
+    from streamlit.elements.widgets.number_input import NumberInputSerde
+    from streamlit.elements.widgets.selectbox import SelectboxSerde
+    from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
+
+    from pages._audience import only_offered_choices
+
+    only_offered_choices()
+    mapping = {"a": 0, "b": 1}
+    select = SelectboxSerde(["a", "b"], formatted_options=list(mapping), formatted_option_to_option_index=mapping,
+                            default_option_index=1)
+    assert select.deserialize(["a"]) == "b" and select.deserialize(7) == "b"
+    multi = MultiSelectSerde(["a", "b"], formatted_options=list(mapping), formatted_option_to_option_index=mapping,
+                             default_options_indices=[0])
+    assert multi.deserialize("a") == [] and multi.deserialize(["a", 3, ["b"]]) == ["a"]
+    steps = NumberInputSerde(value=40, data_type=NumberInputProto.INT, min_value=1, max_value=1000)
+    for forged in (float("nan"), float("inf"), -float("inf"), "12", True):
+        assert steps.deserialize(forged) == 40
+    assert steps.deserialize(12.0) == 12

@@ -80,3 +80,39 @@ def test_the_server_keeps_only_uploads_under_file_ids_it_issued():
         with pytest.raises(PermissionError):  # made up, another session's, or used already
             manager.add_file(session, UploadedFileRec(file_id, "x", "application/octet-stream", b"x" * 1000))
     assert manager.get_files("session-a", ["made-up-0"]) == [] and manager.get_files("session-b", [issued.file_id]) == []
+
+
+def test_a_visitor_cannot_fill_the_server_s_memory_with_uploads():
+    """A curious student's finding: ids were issued for any number of file names, on any page, and each id took a file
+    up to 600 MB. Now a session holds a few unused ids, and in lecture mode a visitor's files are small."""
+    import pytest
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+    from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+    import pages._audience as audience
+
+    manager = MemoryUploadedFileManager("/_stcore/upload_file")
+    audience.accept_only_issued_uploads(manager, lecture=lambda: True)
+    infos = manager.get_upload_urls("student", [f"f{i}.png" for i in range(100)])
+    assert len(infos) == audience.UNUSED_IDS_PER_SESSION
+    big = b"x" * (audience.VISITOR_UPLOAD_BYTES + 1)
+    with pytest.raises(PermissionError):
+        manager.add_file("student", UploadedFileRec(infos[0].file_id, "big.png", "image/png", big))
+    small = b"x" * (audience.VISITOR_UPLOAD_BYTES - 1)
+    manager.add_file("student", UploadedFileRec(infos[1].file_id, "a.png", "image/png", small))
+    manager.add_file("student", UploadedFileRec(infos[2].file_id, "b.png", "image/png", small))
+    with pytest.raises(PermissionError):  # the third one would hold more than the visitor's total
+        manager.add_file("student", UploadedFileRec(infos[3].file_id, "c.png", "image/png", small))
+    # Ids asked for again and again: only the newest few stay usable.
+    for _ in range(3):
+        newest = manager.get_upload_urls("student", ["g.png", "h.png"])
+    assert len(manager._robust_lab_issued["student"]) == audience.UNUSED_IDS_PER_SESSION
+    # The lecturer's session uploads weights files.
+    audience._lecturer_sessions.add("lecturer")
+    try:
+        [weights] = manager.get_upload_urls("lecturer", ["vgg16.pth"])
+        manager.add_file("lecturer", UploadedFileRec(weights.file_id, "vgg16.pth", "application/octet-stream", big))
+        assert len(manager.get_files("lecturer", [weights.file_id])[0].data) == len(big)
+    finally:
+        audience._lecturer_sessions.discard("lecturer")
+    assert newest

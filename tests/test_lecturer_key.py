@@ -88,7 +88,7 @@ def test_the_room_cannot_lock_the_lecturer_out():
     # The browser that unlocked stays the lecturer, whatever the room does; until it leaves.
     assert guard.is_lecturer("lecturer-browser") and not guard.is_lecturer("forged-3")
     guard.leave("lecturer-browser")
-    assert not guard.is_lecturer("lecturer-browser")
+    assert not guard.is_lecturer("lecturer-browser") and guard.has_left("lecturer-browser")
     # At the server's own machine the room's failures do not count; its own still do.
     clock.now += 1.1
     assert guard.attempt("s3cret", visitor="podium", from_server_machine=True, environ=KEY).accepted
