@@ -1,11 +1,14 @@
 """AutoAttack's protocol, ours: the chain is at least as strong as each of its stages, runs later stages only on what
-is still robust, and states its parameters."""
+is still robust, and states its parameters; APGD's step-size schedule and Square's window schedule as the
+reference runs them."""
 import pytest
 import torch
 
 from robust_core.attacks import get_attack
 from robust_core.attacks._common import predict
 from robust_core.attacks.autoattack import VERSIONS, run_autoattack
+from robust_core.attacks.gradient import _checkpoints, _halve_at_checkpoint
+from robust_core.attacks.square import _p_schedule
 
 EPS = 0.08  # small enough that the small CNN keeps some points, so every stage has work
 
@@ -50,3 +53,30 @@ def test_the_registry_entries_keep_the_contract_and_refuse_targets(small_cnn, po
     with pytest.raises(ValueError, match="version"):
         run_autoattack(small_cnn, x, y, eps=EPS, version="plus")
     assert set(VERSIONS) == {"standard", "fast"}
+
+
+def test_apgd_checks_its_step_size_at_the_papers_checkpoints():
+    # p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06): 0.41, 0.57, 0.70, 0.80, 0.87, 0.93, 0.99.
+    assert _checkpoints(100) == [22, 41, 57, 70, 80, 87, 93, 99]
+    # A budget too short for 6% to be a whole step still checks once a step after the first window.
+    assert _checkpoints(10) == list(range(2, 11))
+
+
+def test_apgd_halves_a_step_on_too_few_rises_or_on_a_best_loss_standing_still_after_no_halving():
+    span, rho = 16, 0.75  # the third window of 100 steps: halve at 12 rises or fewer
+    raised = torch.tensor([12.0, 13.0, 16.0, 16.0, 16.0])
+    halved_last = torch.tensor([True, True, True, False, False])
+    best_improved = torch.tensor([True, True, False, False, True])
+    halve = _halve_at_checkpoint(raised, span, rho, halved_last, best_improved)
+    # 12 <= 0.75 * 16 halves; 13 does not; a best loss standing still halves only a step not halved last time
+    # (the third example: ours halved it, from a test that compared the step size with itself).
+    assert halve.tolist() == [True, False, False, True, False]
+
+
+def test_autoattacks_square_keeps_its_window_schedule_in_iterations():
+    params = dict(VERSIONS["standard"])["square"]
+    assert params["rescale_schedule"] is False and params["n_queries"] == 5000
+    # At iteration 4,500 of 5,000: p_init / 128 as AutoAttack runs it, p_init / 512 rescaled to the budget.
+    assert _p_schedule(0.8, 4500, 5000, rescale=False) == 0.8 / 128
+    assert _p_schedule(0.8, 4500, 5000, rescale=True) == 0.8 / 512
+    assert _p_schedule(0.8, 10, 5000, rescale=False) == 0.8 and _p_schedule(0.8, 11, 5000, rescale=False) == 0.4

@@ -7,7 +7,7 @@ the points the previous ones left robust, reported per stage.
 
 Versions (L∞; the published "standard" parameters):
 - ``standard``: APGD-CE (100 steps, 1 restart) → APGD-T (100 steps, 9 target classes) → FAB-T (100 iterations,
-  9 target classes) → Square (5,000 queries, p_init 0.8).
+  9 target classes) → Square (5,000 queries, p_init 0.8, its window schedule not rescaled to the budget).
 - ``fast`` (ours, for quick looks): APGD-CE (100 steps) → APGD-T (100 steps, 3 target classes).
 A point counts as broken at the first stage that misclassifies it within ε; its adversarial example is kept
 (per-example best so far). Every stage's parameters and seed are in the report, and the sanity checks of the
@@ -29,7 +29,7 @@ VERSIONS: dict[str, list[tuple[str, dict]]] = {
         ("apgd_ce", {"steps": 100, "restarts": 1}),
         ("apgd_t", {"steps": 100, "n_target_classes": 9, "restarts": 1}),
         ("fab_t", {"n_iter": 100, "n_target_classes": 9}),
-        ("square", {"n_queries": 5000, "p_init": 0.8}),
+        ("square", {"n_queries": 5000, "p_init": 0.8, "rescale_schedule": False}),
     ],
     "fast": [
         ("apgd_ce", {"steps": 100, "restarts": 1}),
@@ -59,6 +59,8 @@ class AutoAttackReport:
     stages: list[StageResult] = field(default_factory=list)
     x_adv: torch.Tensor | None = None
     robust: torch.Tensor | None = None  # (N,) bool: still correct after the whole chain
+    # (N,) long: 0 misclassified clean, k broken by stage k (1-based), -1 robust after every stage.
+    broken_at: torch.Tensor | None = None
 
     def protocol(self) -> str:
         """The parameters, as every output states them."""
@@ -107,9 +109,10 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, versi
     with eval_mode(model), eval_mode(crafter):
         robust = predict(model, x) == y
         clean = float(robust.float().mean())
+        broken_at = torch.where(robust, -1, 0)
         x_adv = x.clone()
         report = AutoAttackReport(version, float(eps), norm, seed, clean, clean)
-        for name, params in VERSIONS[version]:
+        for number, (name, params) in enumerate(VERSIONS[version], start=1):
             t0 = time.perf_counter()
             idx = robust.nonzero().flatten()
             broken = 0
@@ -122,6 +125,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, versi
                 fooled = predict(model, found) != ys
                 x_adv[idx[fooled]] = found[fooled]
                 robust[idx[fooled]] = False
+                broken_at[idx[fooled]] = number
                 broken = int(fooled.sum())
             stage = StageResult(name, dict(params), len(idx), broken, float(robust.float().mean()),
                                 time.perf_counter() - t0)
@@ -132,6 +136,7 @@ def run_autoattack(model, x: torch.Tensor, y: torch.Tensor, *, eps: float, versi
     if float(flat_norm(x_adv - x, norm).max()) > eps + 1e-6 or float(x_adv.min()) < 0 or float(x_adv.max()) > 1:
         raise RuntimeError("AutoAttack produced a point outside the ε ball or [0, 1]: a bug in one of its stages")
     report.robust_accuracy, report.x_adv, report.robust = float(robust.float().mean()), x_adv.detach(), robust
+    report.broken_at = broken_at
     return report
 
 

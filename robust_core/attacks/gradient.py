@@ -1,8 +1,6 @@
 """Gradient attacks with a perturbation budget: FGSM, PGD, APGD (CE, DLR) and APGD-T."""
 from __future__ import annotations
 
-import math
-
 import torch
 import torch.nn.functional as F
 
@@ -132,11 +130,30 @@ def _dlr_loss(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None
 
 
 def _checkpoints(steps: int) -> list[int]:
-    """APGD's step-size checkpoints w_j = ceil(p_j * steps): p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06)."""
-    p = [0.0, 0.22]
-    while p[-1] < 1:
-        p.append(p[-1] + max(p[-1] - p[-2] - 0.03, 0.06))
-    return sorted({math.ceil(q * steps) for q in p if q <= 1})[1:]
+    """APGD's step-size checkpoints: the first after ``int(0.22 * steps)`` steps, each next window 3% of the budget
+    shorter than the last but at least 6% (whole steps, at least 1): 22, 41, 57, 70, 80, 87, 93, 99 for 100 steps.
+
+    The paper's p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06) in whole steps, as the authors' code counts them;
+    rounding each p_j * steps up instead gave 58 for 57 (0.57 * 100 is 57.000000000000007 in floats)."""
+    window, shrink, shortest = max(int(0.22 * steps), 1), max(int(0.03 * steps), 1), max(int(0.06 * steps), 1)
+    points, at = [], window
+    while at <= steps:
+        points.append(at)
+        window = max(window - shrink, shortest)
+        at += window
+    return points
+
+
+def _halve_at_checkpoint(raised: torch.Tensor, span: int, rho: float, halved_last: torch.Tensor,
+                         best_improved: torch.Tensor) -> torch.Tensor:
+    """APGD's test at a checkpoint, per example: halve the step where at most ``rho`` of the ``span`` steps since the
+    last checkpoint raised the loss (``raised``: how many did), or where the step was not halved at the last
+    checkpoint (``halved_last``) and the best loss has not improved since (``best_improved``).
+
+    Condition 2 needs the last checkpoint's decision: comparing the step size with its value after that
+    checkpoint's halving, as ours did, is always true, so an example whose step had just been halved was halved
+    again whenever its best loss stood still, however often its steps raised the loss."""
+    return (raised <= rho * span) | (~halved_last & ~best_improved)
 
 
 def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
@@ -171,13 +188,14 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
     eta = (2.0 * eps).flatten().expand(n).clone() if isinstance(eps, torch.Tensor) else \
         torch.full((n,), 2.0 * eps, device=x.device)  # per-example step size, in pixel units
     loss, grad, logits = loss_grad_logits(x_cur, everyone)
-    best_loss, x_best_loss = loss.clone(), x_cur.clone()
+    best_loss, x_best_loss, grad_at_best = loss.clone(), x_cur.clone(), grad.clone()
     fooled = fooled_by(logits, everyone)
     x_adv = x.clone()
     x_adv[fooled] = x_cur[fooled]
     checkpoints = _checkpoints(steps)
     last_check, successes = 0, torch.zeros(n, device=x.device)
-    best_loss_at_check, eta_at_check = best_loss.clone(), eta.clone()
+    # The first checkpoint tests condition 1 only: no halving before it to compare with.
+    best_loss_at_check, halved_last = best_loss.clone(), torch.ones(n, dtype=torch.bool, device=x.device)
     x_prev = x_cur.clone()
     alpha = 0.75  # momentum weight of the new step (the paper's alpha)
     for k in range(steps):
@@ -198,21 +216,22 @@ def _apgd_run(model, x, y, target, eps, norm, steps, loss_name, rho, start):
         improved = new_loss > best_loss[live]
         best_loss[live] = torch.where(improved, new_loss, best_loss[live])
         x_best_loss[live[improved]] = x_next[improved]
+        grad_at_best[live[improved]] = new_grad[improved]
         x_prev[live], x_cur[live], loss[live], grad[live] = xc, x_next, new_loss, new_grad
         if k + 1 in checkpoints:
-            span = k + 1 - last_check
-            cond1 = successes < rho * span
-            cond2 = (eta_at_check == eta) & (best_loss_at_check == best_loss)
-            halve = cond1 | cond2
+            halve = _halve_at_checkpoint(successes, k + 1 - last_check, rho, halved_last,
+                                         best_loss > best_loss_at_check)
+            halved_last = halve
             eta = torch.where(halve, eta / 2, eta)
             restart = (halve & ~fooled).nonzero().flatten()
-            if len(restart):  # restart the halved examples from their best point so far
+            if len(restart):
+                # Restart from the best point so far, with its gradient; the momentum term of the next step is
+                # x_best - (the iterate before the last step), as in Algorithm 1 of the paper (x^(k+1) := x_max,
+                # x^(k) unchanged). Zeroing it made every restarted step a short plain step (0.75 eta) instead.
                 x_cur[restart] = x_best_loss[restart]
-                x_prev[restart] = x_best_loss[restart]
-                loss[restart] = best_loss[restart]
-                _, grad[restart], _ = loss_grad_logits(x_cur[restart], restart)
+                grad[restart] = grad_at_best[restart]
             successes.zero_()
-            last_check, best_loss_at_check, eta_at_check = k + 1, best_loss.clone(), eta.clone()
+            last_check, best_loss_at_check = k + 1, best_loss.clone()
     x_adv[~fooled] = x_best_loss[~fooled]
     return x_adv, fooled
 

@@ -9,9 +9,11 @@ from ._common import (attack_batch_size, check_inputs, eval_mode, logits_in_pass
                       resolve_target, rows_of)
 
 
-def _p_schedule(p_init: float, iteration: int, n_queries: int) -> float:
-    """Fraction of pixels changed per step, halved at fixed points of the budget (scaled from 10,000 queries)."""
-    i = int(iteration / n_queries * 10000)
+def _p_schedule(p_init: float, iteration: int, n_queries: int, rescale: bool = True) -> float:
+    """Fraction of pixels changed per step, halved after iterations 10, 50, 200, 500, 1,000, 2,000, 4,000, 6,000 and
+    8,000 of a 10,000-query budget; ``rescale``: those points scaled to ``n_queries`` (the paper's code), else kept
+    as they are (AutoAttack's Square, whose 5,000 queries then end at p_init / 128, never reaching / 256)."""
+    i = int(iteration / n_queries * 10000) if rescale else iteration
     for bound, factor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256)):
         if i <= bound:
             return p_init / factor
@@ -27,8 +29,8 @@ def _margin(logits, y, target):
     return z_cls - z_other if target is None else z_other - z_cls
 
 
-def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.8, targeted: bool = False,
-           target=None, seed: int = 0) -> torch.Tensor:
+def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.8, rescale_schedule: bool = True,
+           targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
     """Square Attack, L-inf (Andriushchenko, Croce, Flammarion & Hein, ECCV 2020). Norm: L-inf.
 
     Random search that only reads the model's outputs: it starts from vertical stripes of
@@ -40,6 +42,10 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
         eps: L-inf budget in pixel units; a number, or a tensor of one per example.
         n_queries: model evaluations per example (the paper uses 10,000 for its evaluation).
         p_init: initial fraction of pixels in the window (0.8 in the paper for L-inf).
+        rescale_schedule: shrink the window at points of the budget scaled from 10,000 queries (the paper's code);
+            False keeps the 10,000-query points as iteration counts, as AutoAttack runs Square (larger windows for
+            longer: with 5,000 queries, half the budget at a side of 3 pixels on MNIST where the rescaled schedule
+            is down to 2 and then 1).
 
     Example:
         >>> x_adv = square(model, x, y, eps=0.3, n_queries=5000)
@@ -66,7 +72,7 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
             if len(active) == 0:
                 break
             xa, xb = x[active], x_best[active]
-            p = _p_schedule(p_init, i, n_queries)
+            p = _p_schedule(p_init, i, n_queries, rescale_schedule)
             side = max(min(int(round(math.sqrt(p * h * w))), h - 1), 1)
             rows = torch.randint(0, h - side + 1, (len(active), 1), generator=generator).to(x.device)
             cols = torch.randint(0, w - side + 1, (len(active), 1), generator=generator).to(x.device)
