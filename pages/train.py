@@ -54,9 +54,9 @@ with st.container(border=True):
     arch_kwargs: dict = {}
     if arch == "mlp":
         c1, c2 = st.columns(2)
-        hidden_text = c1.text_input("Hidden layer sizes", "512, 256", max_chars=200,
+        hidden_text = c1.text_input("Hidden layer sizes", "512, 256", max_chars=1000,
                                     help="Comma-separated widths, e.g. 256 or 512, 256")
-        hidden_text = hidden_text[:200]  # (max_chars is the browser's; a forged message is cut here)
+        hidden_text = hidden_text[:1000]  # (max_chars is the browser's; a forged message is cut here)
         activation = c2.selectbox("Activation", list(ACTIVATIONS))
         try:
             arch_kwargs = {"hidden": [int(v) for v in hidden_text.replace(" ", "").split(",") if v], "activation": activation}

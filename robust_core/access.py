@@ -217,10 +217,6 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
                 "Choose fewer or narrower layers, or a smaller batch.")
     if not lecture or lecturer:
         return None
-    hidden = (config.arch_kwargs or {}).get("hidden") or ()
-    if len(hidden) > STUDENT_LIMITS["max_hidden_layers"]:
-        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_hidden_layers']} hidden layers; "
-                f"this one has {len(hidden):,}.")
     fitted = architecture(config.arch).kind != "torch"
     limits = training_limits_error(epochs=1 if fitted else config.epochs, train_subset=config.train_subset,
                                    lecture=lecture, lecturer=lecturer)
@@ -237,6 +233,10 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
         return (f"Lecture mode: this training would take the server about {minutes:.0f} minutes, and the room waits "
                 "behind it; visitors train for about 5. Choose fewer attack steps, epochs or images, or a smaller "
                 "network.")
+    hidden = (config.arch_kwargs or {}).get("hidden") or ()
+    if len(hidden) > STUDENT_LIMITS["max_hidden_layers"]:
+        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_hidden_layers']} hidden layers; "
+                f"this one has {len(hidden):,}.")
     return None
 
 
