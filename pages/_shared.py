@@ -394,7 +394,7 @@ def focus_section(name: str, top):
 
 def presentation_sidebar() -> None:
     """The sidebar's projector switch (also ``?present=1``), and the page styles: compact margins always; when on,
-    the projector layout: larger text in a narrower set of elements, the sidebar closed (app.py), controls folded."""
+    the projector layout: larger text, the full width, the sidebar closed (app.py), controls folded."""
     if PRESENTATION not in st.session_state:
         st.session_state[PRESENTATION] = st.query_params.get("present") == "1"
     st.toggle("Projector", key=PRESENTATION,
@@ -420,8 +420,8 @@ def presentation_sidebar() -> None:
 
 def sidebar_state() -> str:
     """app.py's initial sidebar: closed on a projector or a lecture path (300 px of a 1280 px screen), else open."""
-    open_state = st.query_params.get("present") == "1" or st.session_state.get(PRESENTATION)
-    return "collapsed" if open_state or lecture_focus() is not None else "auto"
+    projector = st.query_params.get("present") == "1" or st.session_state.get(PRESENTATION)
+    return "collapsed" if projector or lecture_focus() is not None else "auto"
 
 
 def shared_figure(fig):

@@ -442,10 +442,8 @@ with focus_section("comparison", top):
         cmp_keys[transfer_label] = EvalKey(cmp_model, transfer_label, tuple(sorted(TRANSFER_PARAMS.items())), n_images, int(seed))
     cmp_missing = [a for a in cmp_keys if cache.get(cmp_keys[a]) is None]
 
-
     def cmp_title(a):
         return f"Transfer PGD from {names[a.split(':')[1]]}" if a.startswith("transfer:") else ATTACKS[a].label
-
 
     def transfer_job(source_id: str, target_id: str, seed: int, n_images: int):
         xs, ys = data.test_x[:n_images], data.test_y[:n_images]
@@ -475,7 +473,6 @@ with focus_section("comparison", top):
     if cmp_active := [j.key for j in cmp_jobs.values() if j is not None and j.status in ("queued", "running")]:
         job_status(cmp_active, section="comparison")
     ready_cmp = {a: cache.get(cmp_keys[a]) for a in cmp_keys if cache.get(cmp_keys[a]) is not None}
-
 
     @st.cache_resource(show_spinner=False, max_entries=32)
     def comparison(digests: tuple, titles: tuple, transfer: tuple, grids: tuple, _min_eps: tuple, height: int = 380):

@@ -210,7 +210,9 @@ def show_comparison(comparison: MorphComparison) -> None:
             f"{plain(who)}: {':green' if c == target else ':red'}[**{class_names[c]}** {100 * p:.0f}%]"
             for who, (c, p) in others.items())
             + (f" → it **looks like a {class_names[target]}**." if len(agree) * 2 > len(others) else
-               f" → it fools {plain(names[m])} only: the picture is not a {class_names[target]}."))
+               f" → it fools {plain(names[m])} only: the picture is not a {class_names[target]}." if not agree else
+               f" → the readers split ({len(agree)} of {len(others)} read a {class_names[target]}): not a clear "
+               f"{class_names[target]}."))
         share = comparison.dark_share[names[m]]
         if np.isfinite(share) and share < 1e-3:
             c3.caption(f"{plain(names[m])} thresholds its input: dark pixels of the start get {100 * share:.1e}% of "
