@@ -16,7 +16,7 @@ from pages._audience import (
     submit_job,
 )
 from pages._shared import IMAGENET, in_lecture_mode, plain
-from pages._url import copy_link_button, drop_params, set_url, url_choice, url_number, url_state
+from pages._url import drop_params, set_url, url_choice, url_number, url_state
 from robust_core.imagenet.fool import scaled_change
 from robust_core.imagenet.models import (
     IMAGENET_MODELS,
@@ -263,13 +263,6 @@ def asked_for(key: str, *, view: str, button: str, what: str, icon: str) -> bool
         return True
     st.caption(f"Press **{button}** to {what}.")
     return False
-
-
-def heading(title: str) -> None:
-    """The page title with the same "Copy link to this view" button the digit views show."""
-    left, right = st.columns([3, 1], vertical_alignment="center")  # the button needs ~190 px at 1280×720
-    left.title(title)
-    copy_link_button(right)
 
 
 def write_url(**view) -> None:

@@ -224,6 +224,13 @@ def photos_not_here(page: str) -> None:
         st.stop()
 
 
+def title_with_link(title: str) -> None:
+    """The page title with "Copy link to this view": every view keeps its state in the address, so it is a link."""
+    heading, link = st.columns([3, 1], vertical_alignment="center")  # the button needs ~190 px at 1280×720
+    heading.title(title)
+    copy_link_button(link)
+
+
 def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
     """The opening every analysis page shares: shell, title, dataset, store, data and its models.
 
@@ -236,9 +243,7 @@ def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
         photo_view()
         st.stop()
     photos_not_here(title)
-    heading, link = st.columns([3, 1], vertical_alignment="center")  # the button needs ~190 px at 1280×720
-    heading.title(title)
-    copy_link_button(link)  # the page keeps its state in the address: this view is a link
+    title_with_link(title)
     dataset = current_dataset()
     store = get_store()
     data = get_dataset(dataset)

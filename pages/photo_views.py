@@ -24,7 +24,6 @@ from pages._photo import (
     asked_for,
     class_picker,
     digest,
-    heading,
     model_sidebar,
     network,
     perturbation_scaled,
@@ -36,7 +35,7 @@ from pages._photo import (
     top5_text,
     write_url,
 )
-from pages._shared import show_chart
+from pages._shared import show_chart, title_with_link
 from pages._url import url_choice, url_choices, url_number
 from robust_core.imagenet.fool import fool_photo
 from robust_core.imagenet.models import imagenet_class_names, top_k
@@ -56,7 +55,7 @@ def saliency_view() -> None:
         heatmap,
     )
 
-    heading("Saliency · ImageNet photos")
+    title_with_link("Saliency · ImageNet photos")
     model = network()
     with st.container(border=True):
         x, photo_name, right = photo_picker(st, key="photo_saliency")
@@ -155,7 +154,7 @@ def _attack_controls(names):
 def attack_view() -> None:
     from robust_core.attacks import get_attack
 
-    heading("Attack · ImageNet photos")
+    title_with_link("Attack · ImageNet photos")
     model = network()
     names = imagenet_class_names()
     with st.container(border=True):
@@ -277,7 +276,7 @@ def classviz_view() -> None:
     from robust_core.classviz.export import gif, strip_png
     from robust_core.plots import morph_figure
 
-    heading("Class visualization · ImageNet photos")
+    title_with_link("Class visualization · ImageNet photos")
     model = network()
     names = imagenet_class_names()
     with st.container(border=True):
