@@ -75,8 +75,11 @@ def measured_eps_grid(params: dict[str, Any], default: Sequence[float]) -> list[
 PER_EXAMPLE_EPS = frozenset({pgd, apgd, square})
 # Bumped per attack when its code changes what it finds, so that only its cached results are recomputed (the shipped
 # evaluations of the other attacks stay valid): DeepFool no longer carries the clipped-off part of its steps, C&W
-# warm-starts its rounds (2026-11-23; both found far more of a robust model's adversarial examples).
-ATTACK_CODE_VERSIONS = {"deepfool": 2, "deepfool_linf": 2, "cw_l2": 2}
+# warm-starts its rounds (both found far more of a robust model's adversarial examples). PGD draws its random starts
+# per grouped bisection round (one eps per example), so its per-image results moved by about one bisection tick;
+# APGD halves its step where Croce & Hein's schedule says and restarts with fresh momentum.
+ATTACK_CODE_VERSIONS = {"deepfool": 2, "deepfool_linf": 2, "cw_l2": 2, "pgd": 2, "pgd_l2": 2,
+                        "apgd_ce": 2, "apgd_dlr": 2, "apgd_t": 2}
 # Bumped when minimal_eps' search changes: cached results of the old search are not reused.
 MINIMAL_EPS_VERSION = 2
 
