@@ -293,14 +293,55 @@ def run(counts: list[int], store_dir: str | None = None, *, clients: str = "brow
     return summaries
 
 
+def run_scenario(counts: list[int], scenario: str, *, probes: int = 0, store_dir: str | None = None,
+                 app_dir: str | None = None) -> list[dict]:
+    """One server (a fresh store, or ``store_dir``) for all counts; per count, the room walks the scenario's steps."""
+    from scenario import lecture, load_scenario, step_summary
+
+    description, steps = load_scenario(scenario)
+    store_dir = store_dir or tempfile.mkdtemp(prefix="load-store-")
+    summaries = []
+    with dashboard(env={"ROBUST_STORE_DIR": store_dir, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120,
+                   app_dir=app_dir) as base:
+        pid = server_pid(int(base.rsplit(":", 1)[1]))
+        for n in counts:
+            rss0 = rss_mb(pid)
+            records = asyncio.run(lecture(base, steps, n, probes=probes, server_cpu=lambda: cpu_s(pid)))
+            summary = {"students": n, "probes": probes, "scenario": description, "rss_before_mb": rss0,
+                       "rss_after_mb": rss_mb(pid), "steps": [step_summary(r, quantile) for r in records]}
+            summaries.append(summary)
+            print(json.dumps(summary), flush=True)
+    return summaries
+
+
+def print_scenario_table(summaries: list[dict]) -> None:
+    print("| students | view | p50 | p95 | errors | Chromium probes p50 | p95 | errors | server CPU per view |")
+    print("|---|---|---|---|---|---|---|---|---|")
+    for s in summaries:
+        for step in s["steps"]:
+            p, b = step["protocol"], step.get("browser")
+            probe = (f"{b['p50_s']:.2f} s | {b['p95_s']:.2f} s | {len(b['errors'])}" if b else "– | – | –")
+            print(f"| {s['students']} | {step['view']} | {p['p50_s']:.2f} s | {p['p95_s']:.2f} s | {len(p['errors'])} | "
+                  f"{probe} | {step['server_cpu_per_view_s']:.3f} s |")
+        print(f"| {s['students']} | server RSS | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | | | | | | |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--students", type=int, nargs="+", default=[1, 10, 30, 60])
     parser.add_argument("--clients", choices=["browser", "protocol"], default="browser",
                         help="Chromium contexts (render on this machine) or protocol clients (the server's work only)")
     parser.add_argument("--probes", type=int, default=0, help="with --clients protocol: this many Chromium students too")
+    parser.add_argument("--scenario", help="a lecture as data (benchmarks/scenarios/lecture.toml): protocol students "
+                        "walk its steps, one burst per step (with --probes Chromium students beside them)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "load_test.json"))
     args = parser.parse_args()
+    if args.scenario:
+        summaries = run_scenario(args.students, args.scenario, probes=args.probes)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summaries, indent=2))
+        print_scenario_table(summaries)
+        return
     summaries = run(args.students, clients=args.clients, probes=args.probes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summaries, indent=2))

@@ -442,6 +442,8 @@ def shared_figure(fig):
 class SharedFigure(go.Figure):
     """A figure whose ``to_dict()`` is the dict it was built from, not a new deep copy (see shared_figure)."""
 
+    screen_styled = False  # True: already in the current screen's style (pages._outputs.screen_figure)
+
     def __init__(self, frozen: dict):
         super().__init__(frozen, _validate=False)
         self._frozen = frozen
@@ -454,4 +456,6 @@ def show_chart(container, fig, **kwargs):
     """``container.plotly_chart(fig, **kwargs)``, in the projector style when the presentation switch is on."""
     from robust_core.plots import projector_style
 
+    if getattr(fig, "screen_styled", False):  # pages._outputs.screen_figure: styled for this screen once, shared
+        return container.plotly_chart(fig, **kwargs)
     return container.plotly_chart(projector_style(fig) if presenting() else fig, **kwargs)

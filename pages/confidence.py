@@ -1,4 +1,6 @@
 """Confidence page: how sure is each model, is it calibrated, and how sure is it when attacked?"""
+import io
+
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -11,6 +13,7 @@ from pages._audience import (
     job_status,
     submit_job,
 )
+from pages._outputs import screen_figure, shared_output
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -19,6 +22,7 @@ from pages._shared import (
     open_image,
     plain,
     png_config,
+    presenting,
     settings_box,
     show_chart,
 )
@@ -206,28 +210,74 @@ def inputs_label(m: str) -> str:
 
 
 adversarial = adversarial_inputs_of(list(dict.fromkeys(o for m in model_ids if (o := crafted_on(m)) is not None)))
-started = st.progress(0.0, text="Predicting…")
-results = {}
-for i, m in enumerate(model_ids):
-    origin = crafted_on(m)  # clean predictions are cached once, whatever the (disabled) attack widgets say
-    results[m] = predictions(m, split, n, origin, attack if origin else None, eps if origin else 0.0, dataset,
-                             x if origin is None else adversarial[origin])
-    started.progress((i + 1) / len(model_ids), text=f"{plain(names[m])} done")
-started.empty()
 
-rows, q_rows = [], []
-for m in model_ids:
-    proba, logits, temperature = results[m]
-    metrics = calibration_metrics(proba, y)
-    row = {"Model": names[m], "Attack": attack_text, "Inputs": inputs_label(m), "Accuracy": metrics["accuracy"],
-           "ECE": metrics["ece"], "MCE": metrics["mce"], "NLL": metrics["nll"], "Brier": metrics["brier"],
-           "Temperature (val)": temperature, "ECE after T": None, "NLL after T": None}
-    if temperature is not None:
-        after = calibration_metrics((logits / temperature).softmax(1), y)
-        row.update({"ECE after T": after["ece"], "NLL after T": after["nll"]})
-    rows.append(row)
-    q_rows.append({"Model": names[m], "Attack": attack_text, "Inputs": row["Inputs"],
-                   **{f"Q{q:.2f}": v for q, v in quantiles(confidence(proba)).items()}})
+
+def trace_name(m: str) -> str:
+    """Model ``m``'s name in the figures' legends (Plotly text: escaped)."""
+    return plotly_text(f"{names[m]} (transfer)" if crafted_on(m) not in (None, m) else names[m])
+
+
+def build_report() -> dict:
+    """Predictions, the tables' rows, the three figures and the CSVs for these settings: once for every session."""
+    started = st.progress(0.0, text="Predicting…")
+    results = {}
+    for i, m in enumerate(model_ids):
+        origin = crafted_on(m)  # clean predictions are cached once, whatever the (disabled) attack widgets say
+        results[m] = predictions(m, split, n, origin, attack if origin else None, eps if origin else 0.0, dataset,
+                                 x if origin is None else adversarial[origin])
+        started.progress((i + 1) / len(model_ids), text=f"{plain(names[m])} done")
+    started.empty()
+
+    rows, q_rows = [], []
+    for m in model_ids:
+        proba, logits, temperature = results[m]
+        metrics = calibration_metrics(proba, y)
+        row = {"Model": names[m], "Attack": attack_text, "Inputs": inputs_label(m), "Accuracy": metrics["accuracy"],
+               "ECE": metrics["ece"], "MCE": metrics["mce"], "NLL": metrics["nll"], "Brier": metrics["brier"],
+               "Temperature (val)": temperature, "ECE after T": None, "NLL after T": None}
+        if temperature is not None:
+            after = calibration_metrics((logits / temperature).softmax(1), y)
+            row.update({"ECE after T": after["ece"], "NLL after T": after["nll"]})
+        rows.append(row)
+        q_rows.append({"Model": names[m], "Attack": attack_text, "Inputs": row["Inputs"],
+                       **{f"Q{q:.2f}": v for q, v in quantiles(confidence(proba)).items()}})
+
+    fig = go.Figure()
+    for j, m in enumerate(model_ids):
+        fig.add_trace(go.Histogram(x=confidence(results[m][0]).numpy(), name=trace_name(m), opacity=0.55,
+                                   xbins=dict(start=0, end=1.0001, size=0.02), marker_color=PALETTE[j % len(PALETTE)],
+                                   histnorm="percent"))
+    fig.update_layout(barmode="overlay", template="plotly_white", height=340, margin=dict(t=30),
+                      xaxis_title="m(x)", yaxis_title="% of images",
+                      title="Histogram of m(x)" + (f" on {attack_text} inputs" if attacked else ""))
+    rel = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")])
+    risk = go.Figure()
+    for j, m in enumerate(model_ids):
+        proba = results[m][0]
+        conf, correct = confidence(proba), (proba.argmax(1) == y).float()
+        bins = reliability(conf, correct)
+        keep = [i for i, c in enumerate(bins.count) if c]
+        rel.add_trace(go.Scatter(x=[bins.confidence[i] for i in keep], y=[bins.accuracy[i] for i in keep], mode="lines+markers",
+                                 name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)]),
+                                 text=[f"{bins.count[i]} images" for i in keep]))
+        coverage, accuracy = risk_coverage(conf, correct)
+        step = max(1, len(coverage) // 300)
+        risk.add_trace(go.Scatter(x=coverage[::step] + [coverage[-1]], y=accuracy[::step] + [accuracy[-1]], mode="lines",
+                                  name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)])))
+    rel.update_layout(template="plotly_white", height=360, title="Reliability diagram", xaxis_title="mean confidence in bin",
+                      yaxis_title="accuracy in bin", margin=dict(t=40), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+    risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
+                       xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
+                       yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
+    return {"results": results, "rows": rows, "q_rows": q_rows, "histogram": screen_figure(fig),
+            "reliability": screen_figure(rel), "risk": screen_figure(risk),
+            "quantiles_csv": pd.DataFrame(q_rows).to_csv(index=False), "calibration_csv": pd.DataFrame(rows).to_csv(index=False)}
+
+
+report_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), split, n, attack, float(eps), attack_text,
+                   tuple(crafted_on(m) for m in model_ids), tuple(inputs_label(m) for m in model_ids), presenting())
+report = shared_output("confidence_report", report_settings, build_report)
+results, rows, q_rows = report["results"], report["rows"], report["q_rows"]
 
 
 def table(records: list[dict], columns: list[str], percent: tuple[str, ...] = ()):
@@ -261,56 +311,32 @@ st.subheader("Quantiles of m(x) = max class probability")
 table(q_rows, ["Model", "Inputs", *[k for k in q_rows[0] if k.startswith("Q")]])
 
 
-def trace_name(m: str) -> str:
-    """Model ``m``'s name in the figures' legends (Plotly text: escaped)."""
-    return plotly_text(f"{names[m]} (transfer)" if crafted_on(m) not in (None, m) else names[m])
-
-
-fig = go.Figure()
-for j, m in enumerate(model_ids):
-    fig.add_trace(go.Histogram(x=confidence(results[m][0]).numpy(), name=trace_name(m), opacity=0.55,
-                               xbins=dict(start=0, end=1.0001, size=0.02), marker_color=PALETTE[j % len(PALETTE)],
-                               histnorm="percent"))
-fig.update_layout(barmode="overlay", template="plotly_white", height=340, margin=dict(t=30),
-                  xaxis_title="m(x)", yaxis_title="% of images",
-                  title="Histogram of m(x)" + (f" on {attack_text} inputs" if attacked else ""))
-show_chart(st, fig, key="histogram", config=png_config("confidence_histogram"))
+show_chart(st, report["histogram"], key="histogram", config=png_config("confidence_histogram"))
 st.caption("Each chart's camera button (top right, on hover) saves it as a PNG.")
 
 c1, c2 = st.columns(2)
-rel = go.Figure([go.Scatter(x=[0, 1], y=[0, 1], mode="lines", line=dict(dash="dot", color="grey"), name="perfect")])
-risk = go.Figure()
-for j, m in enumerate(model_ids):
-    proba = results[m][0]
-    conf, correct = confidence(proba), (proba.argmax(1) == y).float()
-    bins = reliability(conf, correct)
-    keep = [i for i, c in enumerate(bins.count) if c]
-    rel.add_trace(go.Scatter(x=[bins.confidence[i] for i in keep], y=[bins.accuracy[i] for i in keep], mode="lines+markers",
-                             name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)]),
-                             text=[f"{bins.count[i]} images" for i in keep]))
-    coverage, accuracy = risk_coverage(conf, correct)
-    step = max(1, len(coverage) // 300)
-    risk.add_trace(go.Scatter(x=coverage[::step] + [coverage[-1]], y=accuracy[::step] + [accuracy[-1]], mode="lines",
-                              name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)])))
-rel.update_layout(template="plotly_white", height=360, title="Reliability diagram", xaxis_title="mean confidence in bin",
-                  yaxis_title="accuracy in bin", margin=dict(t=40), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
-risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
-                   xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
-                   yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
-show_chart(c1, rel, key="reliability", config=png_config("reliability_diagram"))
-show_chart(c2, risk, key="risk_coverage", config=png_config("risk_coverage"))
+show_chart(c1, report["reliability"], key="reliability", config=png_config("reliability_diagram"))
+show_chart(c2, report["risk"], key="risk_coverage", config=png_config("risk_coverage"))
 
 st.subheader("Correct vs misclassified")
 focus = st.selectbox("Model", model_ids, format_func=names.get, key="focus")
 proba = results[focus][0]
 conf, pred = confidence(proba), proba.argmax(1)
 right = pred == y
-split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(right.sum())})", opacity=0.6,
-                                    histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02)),
-                       go.Histogram(x=conf[~right].numpy(), name=f"misclassified ({int((~right).sum())})", opacity=0.6,
-                                    histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
-split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
-                        yaxis_title="% of the group")
+
+
+def build_split_figure():
+    """The correct-vs-misclassified histogram of the focused model: once for every session."""
+    split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(right.sum())})", opacity=0.6,
+                                        histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02)),
+                           go.Histogram(x=conf[~right].numpy(), name=f"misclassified ({int((~right).sum())})", opacity=0.6,
+                                        histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
+    split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
+                            yaxis_title="% of the group")
+    return screen_figure(split_fig)
+
+
+split_fig = shared_output("confidence_split", (report_settings, focus), build_split_figure)
 show_chart(st, split_fig, key="split", config=png_config("confidence_correct_vs_wrong"))
 # The gallery shows what the model was scored on: the attacked images in adversarial mode.
 origin = crafted_on(focus)
@@ -327,6 +353,19 @@ SHORT_NAMES = {"T-shirt/top": "T-shirt", "Ankle boot": "Boot", "automobile": "ca
 short_names = [SHORT_NAMES.get(c, c) for c in class_names]
 
 
+def gallery_png(i: int) -> bytes:
+    """Image ``i`` of what the focused model was scored on, as PNG bytes: encoded once for every session."""
+    def encode() -> bytes:
+        from PIL import Image
+
+        image = shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy()
+        buffer = io.BytesIO()
+        Image.fromarray((image.clip(0, 1) * 255).round().astype("uint8")).save(buffer, format="PNG")
+        return buffer.getvalue()
+
+    return shared_output("confidence_gallery", (report_settings, focus, i), encode, max_entries=256)
+
+
 def gallery(title: str, indices: list[int], key: str):
     """Eight images with their prediction; each opens on the Saliency page (any split) or the Attack page (test)."""
     st.markdown(f"**{title}**")
@@ -335,8 +374,7 @@ def gallery(title: str, indices: list[int], key: str):
         return
     cols = st.columns(8, gap="xsmall")
     for col, i in zip(cols, indices[:8]):
-        image = shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy()
-        col.image(image, clamp=True, width=72)
+        col.image(gallery_png(i), width=72)
         # Two short lines under the image rather than its caption, which is only as wide as the image and
         # wrapped to three lines or more; the image's index is in the buttons' tooltips.
         col.caption(f"**{short_names[int(pred[i])]}** {100 * float(conf[i]):.0f}%  \ntrue {short_names[int(y[i])]}")
@@ -359,7 +397,7 @@ st.caption("Under each image: the predicted class in bold, m(x), and the true cl
            + (f" with {plain(names[focus])} as the sidebar model." if focus_is_network else "."))
 
 c1, c2 = st.columns(2)
-c1.download_button("Download the quantiles (CSV)", pd.DataFrame(q_rows).to_csv(index=False), file_name="confidence_quantiles.csv",
+c1.download_button("Download the quantiles (CSV)", report["quantiles_csv"], file_name="confidence_quantiles.csv",
                    mime="text/csv", icon=":material/download:", on_click="ignore")
-c2.download_button("Download accuracy and calibration (CSV)", pd.DataFrame(rows).to_csv(index=False), file_name="calibration.csv",
+c2.download_button("Download accuracy and calibration (CSV)", report["calibration_csv"], file_name="calibration.csv",
                    mime="text/csv", icon=":material/download:", on_click="ignore")

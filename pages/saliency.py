@@ -9,6 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from pages._audience import current_visitor
+from pages._outputs import screen_figure, shared_output
 from pages._shared import (
     SPLIT_LABELS,
     analysis_page,
@@ -185,105 +186,118 @@ if in_lecture_mode() and not current_visitor().lecturer and len(model_ids) * len
 
 
 variants = [("clean", None)] + ([("adversarial", attack)] if with_adversarial and eps > 0 else [])
-started = time.perf_counter()
-results = {}
-bar = st.progress(0.0, text="Computing attributions…")
-jobs = [(v, m, meth) for v, _ in variants for m in model_ids for meth in methods]
-for i, (variant, m, meth) in enumerate(jobs):
-    results[(variant, m, meth)] = maps_for(m, image_x.numpy(), true_label, target_mode, int(chosen_class), meth,
-                                           dict(variants)[variant], float(eps), dataset)
-    bar.progress((i + 1) / len(jobs), text=f"{METHODS[meth].title} on {plain(names[m])} ({variant})")
-bar.empty()
-
 columns = [(v, m) for v, _ in variants for m in model_ids]
-extra_image_row = display == "side by side"
-rows = len(methods) + (1 if extra_image_row else 0)
-titles = []
-for r in range(rows):
-    for v, m in columns:
-        if r == 0:
-            img, _, proba, target, _ = results[(v, m, methods[0])]
-            # Three short lines: with 3 models x (clean, adversarial) one long line overlaps its neighbours.
-            titles.append(f"{plotly_text(names[m])}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
-                          f"<br>explains {class_names[target]}")
-        else:
-            titles.append("")
-# One colour bar per kind of map on the grid: |attribution| (the chosen colour map) and, in signed mode, signed
-# attribution (red for, blue against); both in units of the map's own 99th percentile of |values| (heatmap()).
-signed_rows = signed and any(METHODS[m].signed for m in methods)
-absolute_rows = not signed or any(not METHODS[m].signed for m in methods)
-both = signed_rows and absolute_rows
-bar = dict(x=1.05, xanchor="left", thickness=12, len=0.45 if both else min(0.9, 300 / (105 + rows * 150)))
-COLOUR_BARS = {
-    "absolute": dict(bar, title=dict(text="|attribution|", side="top"), tickvals=[0, 0.5, 1],
-                     ticktext=["0", "½ p99", "≥ p99"], y=0.75 if both else 0.5),
-    "signed": dict(bar, title=dict(text="signed", side="top"), tickvals=[-1, 0, 1],
-                   ticktext=["≤ −p99 against", "0", "≥ p99 for"], y=0.25 if both else 0.5),
-}
-scales_shown = set()
-fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
-                    row_titles=(["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods])
-for c, (v, m) in enumerate(columns):
-    image = results[(v, m, methods[0])][0]
-    if extra_image_row:
-        fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
-                      row=1, col=c + 1)
-    for r, meth in enumerate(methods):
-        row = r + 1 + (1 if extra_image_row else 0)
-        _, attr, _, _, reason = results[(v, m, meth)]
-        if attr is None:
-            fig.add_annotation(text="n/a: no conv layer", showarrow=False, row=row, col=c + 1, font=dict(size=10))
-            continue
-        use_signed = signed and METHODS[meth].signed
-        hm = heatmap(torch.from_numpy(attr)[None], signed=use_signed)[0]
-        if display == "overlay":
+
+
+def build_grid() -> dict:
+    """The maps, the figure, the caption and the two downloads for these settings: built once for every session."""
+    started = time.perf_counter()
+    results = {}
+    bar = st.progress(0.0, text="Computing attributions…")
+    jobs = [(v, m, meth) for v, _ in variants for m in model_ids for meth in methods]
+    for i, (variant, m, meth) in enumerate(jobs):
+        results[(variant, m, meth)] = maps_for(m, image_x.numpy(), true_label, target_mode, int(chosen_class), meth,
+                                               dict(variants)[variant], float(eps), dataset)
+        bar.progress((i + 1) / len(jobs), text=f"{METHODS[meth].title} on {plain(names[m])} ({variant})")
+    bar.empty()
+
+    extra_image_row = display == "side by side"
+    rows = len(methods) + (1 if extra_image_row else 0)
+    titles = []
+    for r in range(rows):
+        for v, m in columns:
+            if r == 0:
+                img, _, proba, target, _ = results[(v, m, methods[0])]
+                # Three short lines: with 3 models x (clean, adversarial) one long line overlaps its neighbours.
+                titles.append(f"{plotly_text(names[m])}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
+                              f"<br>explains {class_names[target]}")
+            else:
+                titles.append("")
+    # One colour bar per kind of map on the grid: |attribution| (the chosen colour map) and, in signed mode, signed
+    # attribution (red for, blue against); both in units of the map's own 99th percentile of |values| (heatmap()).
+    signed_rows = signed and any(METHODS[m].signed for m in methods)
+    absolute_rows = not signed or any(not METHODS[m].signed for m in methods)
+    both = signed_rows and absolute_rows
+    bar = dict(x=1.05, xanchor="left", thickness=12, len=0.45 if both else min(0.9, 300 / (105 + rows * 150)))
+    COLOUR_BARS = {
+        "absolute": dict(bar, title=dict(text="|attribution|", side="top"), tickvals=[0, 0.5, 1],
+                         ticktext=["0", "½ p99", "≥ p99"], y=0.75 if both else 0.5),
+        "signed": dict(bar, title=dict(text="signed", side="top"), tickvals=[-1, 0, 1],
+                       ticktext=["≤ −p99 against", "0", "≥ p99 for"], y=0.25 if both else 0.5),
+    }
+    scales_shown = set()
+    fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
+                        row_titles=(["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods])
+    for c, (v, m) in enumerate(columns):
+        image = results[(v, m, methods[0])][0]
+        if extra_image_row:
             fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
-                          row=row, col=c + 1)
-        scale = "signed" if use_signed else "absolute"
-        fig.add_trace(go.Heatmap(z=hm[::-1], colorscale="RdBu_r" if use_signed else colour_map,
-                                 zmin=-1 if use_signed else 0, zmax=1, hoverinfo="skip",
-                                 showscale=scale not in scales_shown, colorbar=COLOUR_BARS[scale],
-                                 opacity=0.65 if display == "overlay" else 1.0), row=row, col=c + 1)
-        scales_shown.add(scale)
-# Column titles: 13 px (14 on a projector) up to four columns; 10 px beyond, where 11 px titles ran into each other.
-fig.update_annotations(font_size=(14 if presenting() else 13) if len(columns) <= 4 else 10)
-fig.update_xaxes(visible=False)
-fig.update_yaxes(visible=False)
-for i in range(1, rows * len(columns) + 1):
-    fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
-# px a row: on a lecture path or a projector the grid fits under the title and the folded settings of a 720 px screen.
-cell = max(90, (500 - 105) // rows) if folded_controls() else 150
-fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
-                  font=dict(size=11))
-show_chart(st, fig, key="saliency_grid", config={"displayModeBar": False})
-if not signed:
-    shown = "Heatmaps: |attribution|"
-elif signed_rows and absolute_rows:
-    shown = ("Heatmaps: signed attribution for " + ", ".join(METHODS[m].title for m in methods if METHODS[m].signed)
-             + " (red: evidence for the explained class, blue: against); |attribution| for "
-             + ", ".join(METHODS[m].title for m in methods if not METHODS[m].signed) + " (their sign means nothing)")
-elif signed_rows:
-    shown = "Heatmaps: signed attribution (red: evidence for the explained class, blue: against)"
-else:
-    shown = "Heatmaps: |attribution| (none of these methods has a meaningful sign, so Signed changes nothing)"
-st.caption(f"{len(jobs)} maps in {time.perf_counter() - started:.1f} s (cached afterwards). {shown}; channels "
+                          row=1, col=c + 1)
+        for r, meth in enumerate(methods):
+            row = r + 1 + (1 if extra_image_row else 0)
+            _, attr, _, _, reason = results[(v, m, meth)]
+            if attr is None:
+                fig.add_annotation(text="n/a: no conv layer", showarrow=False, row=row, col=c + 1, font=dict(size=10))
+                continue
+            use_signed = signed and METHODS[meth].signed
+            hm = heatmap(torch.from_numpy(attr)[None], signed=use_signed)[0]
+            if display == "overlay":
+                fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
+                              row=row, col=c + 1)
+            scale = "signed" if use_signed else "absolute"
+            fig.add_trace(go.Heatmap(z=hm[::-1], colorscale="RdBu_r" if use_signed else colour_map,
+                                     zmin=-1 if use_signed else 0, zmax=1, hoverinfo="skip",
+                                     showscale=scale not in scales_shown, colorbar=COLOUR_BARS[scale],
+                                     opacity=0.65 if display == "overlay" else 1.0), row=row, col=c + 1)
+            scales_shown.add(scale)
+    # Column titles: 13 px (14 on a projector) up to four columns; 10 px beyond, where 11 px titles ran into each other.
+    fig.update_annotations(font_size=(14 if presenting() else 13) if len(columns) <= 4 else 10)
+    fig.update_xaxes(visible=False)
+    fig.update_yaxes(visible=False)
+    for i in range(1, rows * len(columns) + 1):
+        fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
+    # px a row: on a lecture path or a projector the grid fits under the title and the folded settings of a 720 px screen.
+    cell = max(90, (500 - 105) // rows) if folded_controls() else 150
+    fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
+                      font=dict(size=11))
+    if not signed:
+        shown = "Heatmaps: |attribution|"
+    elif signed_rows and absolute_rows:
+        shown = ("Heatmaps: signed attribution for " + ", ".join(METHODS[m].title for m in methods if METHODS[m].signed)
+                 + " (red: evidence for the explained class, blue: against); |attribution| for "
+                 + ", ".join(METHODS[m].title for m in methods if not METHODS[m].signed) + " (their sign means nothing)")
+    elif signed_rows:
+        shown = "Heatmaps: signed attribution (red: evidence for the explained class, blue: against)"
+    else:
+        shown = "Heatmaps: |attribution| (none of these methods has a meaningful sign, so Signed changes nothing)"
+    buffer = io.BytesIO()
+    np.savez_compressed(buffer, **{f"{v}__{names[m]}__{meth}": results[(v, m, meth)][1]
+                                   for v, m in columns for meth in methods if results[(v, m, meth)][1] is not None},
+                        **{f"{v}__{names[m]}__input": results[(v, m, methods[0])][0] for v, m in columns})
+    png = grid_png([[None if results[(v, m, meth)][1] is None else
+                     heatmap(torch.from_numpy(results[(v, m, meth)][1])[None], signed=signed and METHODS[meth].signed)[0]
+                     for v, m in columns] for meth in methods],
+                   row_labels=[METHODS[m].title for m in methods], col_labels=[f"{names[m]} ({v})" for v, m in columns],
+                   images=[results[(v, m, methods[0])][0] for v, m in columns] if display == "overlay" else None,
+                   colour_map=colour_map)
+    return {"results": results, "figure": screen_figure(fig), "maps": len(jobs),
+            "seconds": time.perf_counter() - started, "shown": shown, "npz": buffer.getvalue(), "png": png}
+
+
+grid_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), tuple(methods), image_x.numpy().tobytes(),
+                 true_label, target_mode, int(chosen_class), attack if with_adversarial else None, float(eps),
+                 colour_map, display, signed, presenting(), folded_controls())
+grid = shared_output("saliency_grid", grid_settings, build_grid, max_entries=64)
+results = grid["results"]
+show_chart(st, grid["figure"], key="saliency_grid", config={"displayModeBar": False})
+st.caption(f"{grid['maps']} maps in {grid['seconds']:.1f} s (cached afterwards). {grid['shown']}; channels "
            "summed, each map scaled to its 99th percentile of |values|, brighter pixels clipped (colour bar). "
            + " · ".join(f"{METHODS[m].title}: {METHODS[m].paper}" for m in methods))
-
-buffer = io.BytesIO()
-np.savez_compressed(buffer, **{f"{v}__{names[m]}__{meth}": results[(v, m, meth)][1]
-                               for v, m in columns for meth in methods if results[(v, m, meth)][1] is not None},
-                    **{f"{v}__{names[m]}__input": results[(v, m, methods[0])][0] for v, m in columns})
 d1, d2 = st.columns(2)
-d1.download_button("Download the raw attributions (.npz)", buffer.getvalue(), file_name="attributions.npz",
+# Callables: the bytes are handed over on a click, not registered as a media file at every run of every session.
+d1.download_button("Download the raw attributions (.npz)", lambda: grid["npz"], file_name="attributions.npz",
                    icon=":material/download:", on_click="ignore")
-png = grid_png([[None if results[(v, m, meth)][1] is None else
-                 heatmap(torch.from_numpy(results[(v, m, meth)][1])[None], signed=signed and METHODS[meth].signed)[0]
-                 for v, m in columns] for meth in methods],
-               row_labels=[METHODS[m].title for m in methods], col_labels=[f"{names[m]} ({v})" for v, m in columns],
-               images=[results[(v, m, methods[0])][0] for v, m in columns] if display == "overlay" else None,
-               colour_map=colour_map)
-d2.download_button("Download the figure (PNG)", png, file_name="saliency.png", mime="image/png",
+d2.download_button("Download the figure (PNG)", lambda: grid["png"], file_name="saliency.png", mime="image/png",
                    icon=":material/download:", on_click="ignore")
 
 with st.expander("Sanity checks: model randomisation (a pass/fail verdict per method) and deletion/insertion"):

@@ -182,7 +182,24 @@ def lecture_paths(directory: str | os.PathLike | None = None, *,
     """The lecture paths in ``directory`` (default ``assets/lectures``), by order then name, and one message per bad
     file. Summaries' placeholders are filled from ``results`` (default: the shipped models and results)."""
     directory = Path(directory) if directory is not None else LECTURES_DIR
-    results = results or ShippedResults()
+    if results is None:  # read once per change of the files it depends on: the home page asks at every run
+        from .precomputed import PRECOMPUTED_DIR
+        from .shipped import SHIPPED_DIR
+
+        stamp = (_mtimes(directory, "*.toml"), _mtimes(SHIPPED_DIR, "*.safetensors"), _mtimes(SHIPPED_DIR, "*.json"),
+                 _mtimes(PRECOMPUTED_DIR, "*.json"))
+        paths, errors = _default_lecture_paths(directory, stamp)
+        return list(paths), list(errors)
+    return _read_lecture_paths(directory, results)
+
+
+@lru_cache(maxsize=4)
+def _default_lecture_paths(directory: Path, _stamp: tuple) -> tuple[tuple[LecturePath, ...], tuple[str, ...]]:
+    paths, errors = _read_lecture_paths(directory, ShippedResults())
+    return tuple(paths), tuple(errors)
+
+
+def _read_lecture_paths(directory: Path, results: ShippedResults) -> tuple[list[LecturePath], list[str]]:
     paths, errors = [], []
     for file in sorted(directory.glob("*.toml")) if directory.is_dir() else []:
         try:

@@ -60,18 +60,19 @@ main()
 
 @contextmanager
 def dashboard(env: dict[str, str] | None = None, timeout_s: float = 60, *, address: str | None = "127.0.0.1",
-              network_log: Path | None = None):
+              network_log: Path | None = None, app_dir: str | os.PathLike | None = None):
     """Run ``streamlit run app.py`` on a free port; yields its base URL (on loopback).
 
+    ``app_dir``: another checkout's app (a benchmark's baseline commit); this repository's by default.
     ``address=None`` leaves the address to .streamlit/config.toml, as a user's ``streamlit run app.py`` does.
     ``network_log``: every host name the server resolves and every address it connects to are written there."""
     port = free_port()
     launcher = ["-m", "streamlit"] if network_log is None else ["-c", _AUDITED_STREAMLIT, str(network_log)]
     proc = subprocess.Popen(
-        [sys.executable, *launcher, "run", str(REPO / "app.py"), "--server.headless", "true",
+        [sys.executable, *launcher, "run", str(Path(app_dir or REPO) / "app.py"), "--server.headless", "true",
          "--server.port", str(port), *(["--server.address", address] if address else [])],
         # the rest from .streamlit/config.toml, as users get it
-        cwd=REPO, env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+        cwd=Path(app_dir or REPO), env={**os.environ, **(env or {})}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
     )
     url = f"http://127.0.0.1:{port}"
     try:
@@ -165,6 +166,8 @@ def show_two_models_at_eps_03(page) -> None:
     if compute.count():
         compute.first.click()
         page.wait_for_timeout(1000)
+        # The search runs in the server's job runner: the page is idle between the status fragment's reruns.
+        page.get_by_text("Not computed yet").first.wait_for(state="detached", timeout=900_000)
         wait_until_idle(page, 900)
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     drag_slider(page, 0.75)
