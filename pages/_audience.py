@@ -203,8 +203,10 @@ def lecturer_key_guard():
     """The server's one count of wrong lecturer keys (robust_core.lecturer_key): shared by every session, so a
     visitor cannot reset it with a new tab or a new cookie."""
     from robust_core.lecturer_key import LecturerKeyGuard
+    from robust_core.room_ledger import replica_ledger
+    from robust_core.store import resolve_store_dir
 
-    return LecturerKeyGuard()
+    return LecturerKeyGuard(ledger=replica_ledger(resolve_store_dir()))  # replicas: one count for the room
 
 
 def _from_server_machine() -> bool:
@@ -261,8 +263,10 @@ def job_runner():
     time, a second would only halve the first's speed), "short" for morphs (seconds), so a student's morph never
     waits behind a classmate's training while a room's simultaneous morphs run one after the other."""
     from robust_core.jobs import JobRunner
+    from robust_core.room_ledger import replica_ledger
+    from robust_core.store import resolve_store_dir
 
-    return JobRunner(workers={"long": 1, "short": 1})
+    return JobRunner(workers={"long": 1, "short": 1}, ledger=replica_ledger(resolve_store_dir()))
 
 
 def visitor_work_error(work) -> str | None:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -22,6 +21,7 @@ import torch
 from .attacks import ATTACKS, apgd, flat_norm, get_attack, pgd, square
 from .attacks._common import eval_mode, predict
 from .device import channels_last_copy
+from .file_locks import atomic_write_text, compute_once
 from .masking import (  # noqa: F401  (re-exported: the comparison's rule lives in its own module)
     MASKING_EXPLANATION,
     MASKING_SECTION,
@@ -495,7 +495,8 @@ class EvalKey:
 
 
 class EvaluationCache:
-    """Per-example minimal eps cached in memory and on disk beside the model: never computed twice.
+    """Per-example minimal eps cached in memory and on disk beside the model: never computed twice, not even by two
+    processes sharing the store (:meth:`compute`: the second waits for the first's result, then reads it).
 
     Files: ``<store>/<dataset>/<model_id>/evaluations/<digest>.json`` holding the key and the values.
     """
@@ -529,35 +530,39 @@ class EvaluationCache:
         payload = {"model_id": key.model_id, "attack": key.attack, "params": dict(key.params),
                    "n_examples": key.n_examples, "seed": key.seed,
                    "min_eps": [v if math.isfinite(v) else "inf" for v in values.tolist()]}
-        tmp = path.with_suffix(f".tmp{os.getpid()}")
-        tmp.write_text(json.dumps(payload))
-        os.replace(tmp, path)  # atomic: a reader sees the old file or the new one
+        atomic_write_text(path, json.dumps(payload))  # a reader, in any process, sees no file or the whole one
+
+    def compute(self, key: EvalKey, fn: Callable[[], torch.Tensor], *,
+                on_progress: Callable[[float], None] | None = None) -> torch.Tensor:
+        """The cached values of ``key``, else ``fn()`` stored under it, computed under the key's lock in the store
+        (:func:`robust_core.file_locks.compute_once`): a process (or thread) asking for the same key meanwhile waits,
+        reporting 0 to ``on_progress`` (a cancelled job's progress callback raises and stops its wait), then reads
+        the result. A holder that dies leaves the lock free and nothing stored: the next one computes."""
+        def run() -> torch.Tensor:
+            values = fn()
+            self.put(key, values)
+            return values.cpu()
+
+        waiting = (lambda: on_progress(0.0)) if on_progress is not None else None
+        return compute_once(self.store.root, f"eval-{key.model_id}-{key.digest()}", read=lambda: self.get(key),
+                            compute=run, while_waiting=waiting)
 
 
 def cached_minimal_eps(store, cache: EvaluationCache, model_id: str, x, y, *, attack: str, seed: int = 0,
                        on_progress=None, **params) -> torch.Tensor:
     """``minimal_eps`` for stored model ``model_id`` on the first len(x) test images, through the cache."""
     key = EvalKey(model_id, attack, tuple(sorted(params.items())), len(x), seed)
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    model = store.load(model_id, device=x.device)
-    values = minimal_eps(model, x, y, attack=attack, seed=seed, on_progress=on_progress, **params)
-    cache.put(key, values)
-    return values.cpu()
+    return cache.compute(key, lambda: minimal_eps(store.load(model_id, device=x.device), x, y, attack=attack, seed=seed,
+                                                  on_progress=on_progress, **params), on_progress=on_progress)
 
 
 def cached_transfer_eps(store, cache: EvaluationCache, source_id: str, target_id: str, x, y, *, attack: str = "pgd",
                         seed: int = 0, on_progress=None, **params) -> torch.Tensor:
     """``transfer_minimal_eps`` from stored ``source_id`` to stored ``target_id``, cached beside the target."""
     key = EvalKey(target_id, f"transfer:{source_id}:{attack}", tuple(sorted(params.items())), len(x), seed)
-    hit = cache.get(key)
-    if hit is not None:
-        return hit
-    values = transfer_minimal_eps(store.load(source_id, device=x.device), store.load(target_id, device=x.device), x, y,
-                                  attack=attack, seed=seed, on_progress=on_progress, **params)
-    cache.put(key, values)
-    return values.cpu()
+    return cache.compute(key, lambda: transfer_minimal_eps(
+        store.load(source_id, device=x.device), store.load(target_id, device=x.device), x, y, attack=attack, seed=seed,
+        on_progress=on_progress, **params), on_progress=on_progress)
 
 
 def parse_eps_grid(text: str) -> list[float]:

@@ -21,6 +21,8 @@ process (PyTorch releases the GIL in its kernels, and the models and data alread
   places of the lane's queue (forged cookies are free: the cap holds whatever the number of visitors), or while
   the lane is paused for visitors (:meth:`JobRunner.pause_visitors`). The lecturer's submits pass, up to the
   lane's ``max_queued``, and the lecturer can stop any job (:meth:`JobRunner.cancel_all`).
+  With a ``ledger`` (:class:`robust_core.room_ledger.RoomLedger`), the quotas and the pause count every replica
+  sharing the store folder: a visitor who lands on another replica finds their jobs already counted there.
 
 - **Lanes**: each lane is its own FIFO queue with its own workers. A lecture server gives long jobs (training,
   first-time attack curves) one lane and short interactive ones (a morph: seconds) another, so that a student's
@@ -31,6 +33,7 @@ No Streamlit here: pages poll ``job.progress`` / ``runner.position(job)`` and re
 """
 from __future__ import annotations
 
+import contextlib
 import itertools
 import threading
 import time
@@ -125,11 +128,13 @@ class JobRunner:
     threads start on the first submit to their lane and are daemons (a server that stops does not wait for
     them). ``max_queued`` bounds each lane's queue: a submit beyond it raises ``RuntimeError`` (the page says
     the server is busy) rather than letting a room pile up hours of work. ``visitor_jobs`` and ``visitors_queued``
-    are the visitors' quotas (see the module's docstring), for submits made with ``limited=True``.
+    are the visitors' quotas (see the module's docstring), for submits made with ``limited=True``; with a ``ledger``
+    they are counted over every replica of the room (this runner records its visitors' live jobs in it).
     """
 
     def __init__(self, workers: int | dict[str, int] = 1, *, max_queued: int = 100, keep_finished: int = 200,
-                 visitor_jobs: int = VISITOR_JOBS_PER_LANE, visitors_queued: int = VISITORS_QUEUED_PER_LANE):
+                 visitor_jobs: int = VISITOR_JOBS_PER_LANE, visitors_queued: int = VISITORS_QUEUED_PER_LANE,
+                 ledger=None):
         lanes = {"default": workers} if isinstance(workers, int) else dict(workers)
         if not lanes or min(lanes.values()) < 1:
             raise ValueError("every lane needs at least one worker")
@@ -145,6 +150,8 @@ class JobRunner:
         self._cancelled: set[int] = set()  # numbers of jobs nobody wants any more
         self._threads: dict[str, list[threading.Thread]] = {lane: [] for lane in lanes}
         self._numbers = itertools.count()
+        self.ledger = ledger
+        self._in_ledger: set[int] = set()  # numbers of this runner's jobs recorded in the ledger
 
     # ---- submitting and following -------------------------------------------------------------------
     def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None,
@@ -156,7 +163,7 @@ class JobRunner:
         lane = lane or self.default_lane
         if lane not in self.lanes:
             raise ValueError(f"unknown lane {lane!r}; this runner has {sorted(self.lanes)}")
-        with self._lock:
+        with self._lock, self._room(limited):
             job = self._active.get(key)
             if job is not None and job.number in self._cancelled:
                 job = None  # still running until its next progress report, but it stops: a new request starts anew
@@ -166,6 +173,7 @@ class JobRunner:
                         self._check_visitor_jobs(owner, job.lane)
                         job.limited_owners.add(owner)
                     job.owners.append(owner)
+                    self._sync(job)
                 return job
             queue = self._queues[lane]
             if limited:
@@ -176,6 +184,7 @@ class JobRunner:
                       limited_owners={owner} if limited else set())
             queue.append(job)
             self._active[key] = job
+            self._sync(job)
             self._start_workers(lane)
             self._lock.notify_all()
             return job
@@ -208,8 +217,10 @@ class JobRunner:
                 return False
             job.owners.remove(owner)
             if job.owners:
+                self._sync(job)
                 return True
             self._cancelled.add(job.number)
+            self._sync(job)
             if job.status == QUEUED:
                 self._queues[job.lane].remove(job)
                 self._finish(job, CANCELLED, error="cancelled before it started")
@@ -223,6 +234,7 @@ class JobRunner:
                 return False
             job.cancelled_by = by
             self._cancelled.add(job.number)
+            self._sync(job)
             if job.status == QUEUED:
                 self._queues[job.lane].remove(job)
                 self._finish(job, CANCELLED, error=f"cancelled by {by}")
@@ -236,27 +248,61 @@ class JobRunner:
             raise ValueError(f"unknown lane {lane!r}; this runner has {sorted(self.lanes)}")
         with self._lock:
             (self._paused.add if paused else self._paused.discard)(lane)
+            if self.ledger is not None:
+                self.ledger.set_paused(lane, paused)
 
     def visitors_paused(self, lane: str) -> bool:
         with self._lock:
-            return lane in self._paused
+            return self._is_paused(lane)
+
+    def _is_paused(self, lane: str) -> bool:
+        return lane in (self.ledger.paused_lanes() if self.ledger is not None else self._paused)
+
+    # ---- the room's ledger (quotas over every replica) -------------------------------------------------------------
+    def _room(self, limited: bool):
+        """The ledger's lock for a visitor's submit (its checks and its record as one step for every replica)."""
+        return self.ledger.locked() if limited and self.ledger is not None else contextlib.nullcontext()
+
+    def _sync(self, job: Job) -> None:
+        """Record in the ledger what the quotas count of ``job`` (or remove it: finished, cancelled, no visitor among
+        its requesters). The lock is held."""
+        if self.ledger is None:
+            return
+        try:
+            if job.status in FINISHED or job.number in self._cancelled or not job.limited_owners & set(job.owners):
+                if job.number in self._in_ledger:
+                    self._in_ledger.discard(job.number)
+                    self.ledger.drop_job(job.number)
+                return
+            self.ledger.put_job(job.number, lane=job.lane, owners=list(job.owners), queued=job.status == QUEUED,
+                                visitor_only=set(job.owners) <= job.limited_owners)
+            self._in_ledger.add(job.number)
+        except OSError:
+            pass  # the store is unreachable for now (a worker must not die of it); the ledger's checks then fail loudly
 
     def _live(self, lane: str) -> list[Job]:
         """Queued and running jobs of ``lane`` that someone still wants (the lock is held)."""
         return [j for j in [*self._running, *self._queues[lane]] if j.lane == lane and j.number not in self._cancelled]
 
     def _check_visitor_jobs(self, owner: str, lane: str) -> None:
-        mine = sum(owner in j.owners for j in self._live(lane))
+        if self.ledger is not None:
+            mine = sum(owner in record.get("owners", ()) for record in self.ledger.jobs(lane))
+        else:
+            mine = sum(owner in j.owners for j in self._live(lane))
         if mine >= self.visitor_jobs:
             raise QuotaExceeded(f"You already have {mine} jobs of this kind waiting or running: cancel one or wait for "
                                 f"it to finish (a visitor of the lecture may have {self.visitor_jobs} at a time).")
 
     def _check_visitor_submit(self, owner: str, lane: str) -> None:
         """Refuse a visitor's new job in ``lane`` (QuotaExceeded) when a quota says so (the lock is held)."""
-        if lane in self._paused:
+        if self._is_paused(lane):
             raise QuotaExceeded("The lecturer has paused visitors' new jobs of this kind for now: try again later.")
         self._check_visitor_jobs(owner, lane)
-        waiting = sum(set(j.owners) <= j.limited_owners for j in self._queues[lane] if j.number not in self._cancelled)
+        if self.ledger is not None:
+            waiting = sum(bool(r.get("queued") and r.get("visitor_only")) for r in self.ledger.jobs(lane))
+        else:
+            waiting = sum(set(j.owners) <= j.limited_owners for j in self._queues[lane]
+                          if j.number not in self._cancelled)
         if waiting >= self.visitors_queued:
             raise QuotaExceeded(f"The server is busy: {waiting} visitors' jobs are waiting already. Try again in a few "
                                 "minutes.")
@@ -282,6 +328,7 @@ class JobRunner:
                 job = queue.popleft()
                 job.status, job.started = RUNNING, time.monotonic()
                 self._running.append(job)
+                self._sync(job)
             try:
                 result = job.fn(JobContext(self, job))
             except JobCancelled as exc:
@@ -307,6 +354,7 @@ class JobRunner:
             self._running.remove(job)
         if self._active.get(job.key) is job:
             del self._active[job.key]
+        self._sync(job)
         self._cancelled.discard(job.number)
         self._finished[job.key] = job
         self._finished.move_to_end(job.key)

@@ -16,9 +16,14 @@ So that the bound cannot lock the lecturer out:
 - the server's own machine (``from_server_machine=True``: a loopback connection that no proxy forwarded) meets only
   its own per-visitor bound, never the room's; the lecturer can always unlock at the podium's
   ``http://localhost:8501``.
+
+With a ``ledger`` (:class:`robust_core.room_ledger.RoomLedger`), every replica of the room sharing the store folder
+counts in one place: the failures (timestamps, wall-clock time), the last tries and the lecturer browsers, so a visitor
+who lands on another replica meets the same bounds, and the lecturer stays the lecturer there.
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import threading
 import time
@@ -27,6 +32,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from .access import is_lecturer_key
+
+KEY_STATE = "lecturer_key"  # the ledger's state holding the guard's counts
 
 
 @dataclass(frozen=True)
@@ -41,16 +48,20 @@ class LecturerKeyGuard:
 
     ``visitor_failures`` failures of one visitor within ``window_s`` lock that visitor out until the oldest leaves
     the window; ``server_failures`` failures of everyone within ``window_s`` lock every new attempt out likewise;
-    attempts of one visitor less than ``min_interval_s`` apart are refused uncompared.
+    attempts of one visitor less than ``min_interval_s`` apart are refused uncompared. With a ``ledger``, "the
+    server" is every replica sharing it, and the default clock is the wall clock (``time.time``: comparable between
+    processes and hosts).
     """
 
     def __init__(self, *, visitor_failures: int = 5, server_failures: int = 30, window_s: float = 60.0,
-                 min_interval_s: float = 1.0, clock: Callable[[], float] = time.monotonic):
+                 min_interval_s: float = 1.0, clock: Callable[[], float] | None = None, ledger=None):
         if visitor_failures < 1 or server_failures < 1 or window_s <= 0 or min_interval_s < 0:
             raise ValueError("the guard needs at least one try, a positive window and a non-negative interval")
         self.visitor_failures, self.server_failures = visitor_failures, server_failures
-        self.window_s, self.min_interval_s, self._clock = window_s, min_interval_s, clock
-        self._lock = threading.Lock()
+        self.window_s, self.min_interval_s = window_s, min_interval_s
+        self._clock = clock or (time.time if ledger is not None else time.monotonic)
+        self.ledger = ledger
+        self._lock = threading.RLock()
         self._server: deque[float] = deque()
         self._visitors: dict[str, deque[float]] = {}
         self._last_try: dict[str, float] = {}
@@ -63,7 +74,7 @@ class LecturerKeyGuard:
 
         ``from_server_machine``: the attempt came from the server's own machine, which the room's failures do not
         lock out (its own still do). Accepted visitors are remembered: see :meth:`is_lecturer`."""
-        with self._lock:
+        with self._lock, self._shared():
             now = self._clock()
             self._forget_before(now - self.window_s)
             wait = self._wait(visitor, now, room_bound=not from_server_machine)
@@ -83,18 +94,48 @@ class LecturerKeyGuard:
     def is_lecturer(self, visitor: str) -> bool:
         """Whether ``visitor`` entered the right key on this server (until :meth:`leave`)."""
         with self._lock:
+            self._read_shared()
             return visitor in self._lecturers
 
     def leave(self, visitor: str) -> None:
         """``visitor`` is a visitor again (the lecturer handing the laptop over, say)."""
-        with self._lock:
+        with self._lock, self._shared():
             self._lecturers.discard(visitor)
             self._left.add(visitor)
 
     def has_left(self, visitor: str) -> bool:
         """Whether ``visitor`` left lecturer mode since it last entered the key (every tab of it is a visitor)."""
         with self._lock:
+            self._read_shared()
             return visitor in self._left
+
+    # ---- the room's ledger: the same counts for every replica ------------------------------------------------------
+    @contextlib.contextmanager
+    def _shared(self):
+        """With a ledger: hold its lock, load the room's counts, and write them back after the block changed them."""
+        if self.ledger is None:
+            yield
+            return
+        with self.ledger.locked():
+            self._read_shared()
+            yield
+            state = {"server": list(self._server), "visitors": {v: list(t) for v, t in self._visitors.items()},
+                     "last_try": self._last_try, "lecturers": sorted(self._lecturers), "left": sorted(self._left)}
+            self.ledger.update_state(KEY_STATE, lambda _: state)
+
+    def _read_shared(self) -> None:
+        if self.ledger is None:
+            return
+        state = self.ledger.read_state(KEY_STATE, {})
+        try:
+            server = deque(float(t) for t in state.get("server", []))
+            visitors = {str(v): deque(float(t) for t in times) for v, times in state.get("visitors", {}).items()}
+            last_try = {str(v): float(t) for v, t in state.get("last_try", {}).items()}
+            lecturers, left = {str(v) for v in state.get("lecturers", [])}, {str(v) for v in state.get("left", [])}
+        except (AttributeError, TypeError, ValueError):  # not the file the guard writes (a hand edit): start afresh
+            server, visitors, last_try, lecturers, left = deque(), {}, {}, set(), set()
+        self._server, self._visitors, self._last_try, self._lecturers, self._left = (server, visitors, last_try,
+                                                                                     lecturers, left)
 
     def _wait(self, visitor: str, now: float, *, room_bound: bool = True) -> float:
         """Seconds until ``visitor`` may try again (0: now); the lock is held."""

@@ -11,6 +11,12 @@ A model directory is written whole in a temporary folder and renamed into place,
 mid-save leaves either the old state or the new one, never a half model. ``meta.json`` edits
 (renames) go through a temporary file and ``os.replace`` for the same reason.
 
+Several processes may share one store (dashboard replicas, on one host or on several with the store on NFSv4): saves,
+renames, deletes and imports hold the store's file lock (:class:`robust_core.file_locks.FolderLock`, ``<store>/.lock``)
+as well as the process's own lock, so a name checked free is still free when it is written, and listings read the
+folders again at every call (an entry another process saved is listed at once; one it changed is parsed again).
+Identical trainings asked for by two processes run once (:func:`robust_core.file_locks.compute_once`).
+
 An exported model is one ``.safetensors`` file whose header metadata carries ``meta.json``.
 """
 from __future__ import annotations
@@ -43,6 +49,7 @@ from .checkpoints import (
     state_dict_of,
 )
 from .data import DATASETS, user_cache_dir
+from .file_locks import FolderLock, atomic_write_text, compute_once, write_synced
 from .models import parameter_count
 from .names import clean_name, name_key, name_keys, names_look_alike
 from .store_checks import (
@@ -177,12 +184,15 @@ def resolve_store_dir(root: str | os.PathLike | None = None) -> Path:
 
 
 class ModelStore:
-    """Trained models cached on disk and in memory. Thread-safe for one process."""
+    """Trained models cached on disk and in memory. Thread-safe, and safe for processes sharing the folder (see the
+    module's docstring)."""
 
     def __init__(self, root: str | os.PathLike | None = None):
         self.root = resolve_store_dir(root)
         self._memory: OrderedDict[str, Any] = OrderedDict()
-        self._lock = threading.RLock()
+        self._lock = threading.RLock()  # this process's in-memory state
+        self._shared_lock = FolderLock(self.root)  # every process's writes; always taken before ``_lock``
+        self._memory_signature: dict[str, tuple] = {}  # model id -> its files' signatures when it was loaded
         # Each entry folder -> (the signatures of its two files, the entry or why it is damaged), and the folders whose
         # weights failed to load, with the signatures they had then.
         self._checked: dict[Path, tuple[tuple, StoredModel | DamagedEntry]] = {}
@@ -304,7 +314,7 @@ class ModelStore:
         return self._write_new(model_id, config.dataset, state_dict_of(result.model), meta, model=result.model)
 
     def _write_new(self, model_id: str, dataset: str, state: dict[str, torch.Tensor], meta: dict, model=None) -> StoredModel:
-        with self._lock:
+        with self._shared_lock, self._lock:
             existing = self._find(model_id)
             if existing is not None:
                 entry = self._entry(existing)
@@ -320,20 +330,26 @@ class ModelStore:
             final.parent.mkdir(parents=True, exist_ok=True)
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
             try:
-                (tmp / "weights.safetensors").write_bytes(save_safetensors_bytes(state))
-                (tmp / "meta.json").write_text(json.dumps(meta, indent=2, default=_json_default))
+                write_synced(tmp / "weights.safetensors", save_safetensors_bytes(state))
+                write_synced(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default).encode())
                 os.rename(tmp, final)  # atomic on one file system: readers see all or nothing
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
             if model is not None:
-                self._remember(model_id, model)
+                self._remember(model_id, model, self._signature(final))
             return StoredModel(model_id, final, meta)
 
     def load(self, model_id: str, *, device: torch.device | str | None = None):
-        """The model ``model_id`` in eval mode (from memory when already loaded)."""
+        """The model ``model_id`` in eval mode (from memory when already loaded and its files unchanged: another
+        process may have deleted or replaced it)."""
         with self._lock:
             model = self._memory.get(model_id)
+            if model is not None:
+                path = self._find(model_id)
+                if path is None or self._signature(path) != self._memory_signature.get(model_id):
+                    self._memory.pop(model_id, None)
+                    model = None
             if model is None:
                 entry = self.get(model_id)
                 weights_path = entry.path / "weights.safetensors"
@@ -351,7 +367,7 @@ class ModelStore:
                     where = f"{entry.path.parent.name}/{model_id}"
                     message = f"The stored model “{entry.name}” ({where}) cannot be used: {reason}."
                     raise InvalidCheckpointError(message) from exc
-                self._remember(model_id, model)
+                self._remember(model_id, model, signature)
             else:
                 self._memory.move_to_end(model_id)
         if device is not None and isinstance(model, nn.Module):
@@ -360,11 +376,17 @@ class ModelStore:
             model.eval()
         return model
 
-    def _remember(self, model_id: str, model) -> None:
+    @staticmethod
+    def _signature(model_dir: Path) -> tuple:
+        return stat_signature(model_dir / "meta.json"), stat_signature(model_dir / "weights.safetensors")
+
+    def _remember(self, model_id: str, model, signature: tuple) -> None:
         self._memory[model_id] = model
+        self._memory_signature[model_id] = signature
         self._memory.move_to_end(model_id)
         while len(self._memory) > MEMORY_CACHE_SIZE:
-            self._memory.popitem(last=False)
+            forgotten, _ = self._memory.popitem(last=False)
+            self._memory_signature.pop(forgotten, None)
 
     def train_or_load(
         self,
@@ -379,11 +401,22 @@ class ModelStore:
     ) -> tuple[Any, StoredModel, bool]:
         """(model, entry, was_cached): the stored model for ``config``, training it only if absent."""
         model_id = config.config_hash()
-        if model_id in self:
-            return self.load(model_id, device=device), self.get(model_id), True
-        self.refuse_damaged(model_id)
-        result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
-        return result.model, self.save(result, name=name, extra_meta=extra_meta), False
+        trained = []
+
+        def train() -> StoredModel:
+            self.refuse_damaged(model_id)
+            result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
+            trained.append(result.model)
+            return self.save(result, name=name, extra_meta=extra_meta)
+
+        # Under the training's lock: a process asking for the same configuration meanwhile waits, then loads it.
+        entry = compute_once(self.root, f"train-{model_id}", read=lambda: self._usable(model_id), compute=train)
+        if trained:
+            return trained[0], entry, False
+        return self.load(model_id, device=device), entry, True
+
+    def _usable(self, model_id: str) -> StoredModel | None:
+        return self.get(model_id) if model_id in self else None
 
     def training_job(self, config: TrainConfig, *, name: str | None = None, data=None,
                      extra_meta: dict[str, Any] | None = None) -> Callable[[Any], StoredModel]:
@@ -416,13 +449,17 @@ class ModelStore:
                 ctx.job.details["last"] = last
                 ctx.progress(min(event.fraction, 1.0))
 
-            if config.config_hash() in self:
-                return self.get(config.config_hash())
-            self.refuse_damaged(config.config_hash())
-            result = train_model(config, data=data, on_progress=on_progress)
-            ctx.check()  # withdrawn by everyone during the last batch: nothing is saved
-            chosen_name, chosen_meta = _remaining_request(ctx.job, name, extra_meta)
-            return self.save(result, name=chosen_name, extra_meta=chosen_meta)
+            def train() -> StoredModel:
+                self.refuse_damaged(config.config_hash())
+                result = train_model(config, data=data, on_progress=on_progress)
+                ctx.check()  # withdrawn by everyone during the last batch: nothing is saved
+                chosen_name, chosen_meta = _remaining_request(ctx.job, name, extra_meta)
+                return self.save(result, name=chosen_name, extra_meta=chosen_meta)
+
+            # Another replica training the same configuration: wait for its model (cancellable), do not train twice.
+            model_id = config.config_hash()
+            return compute_once(self.root, f"train-{model_id}", read=lambda: self._usable(model_id), compute=train,
+                                while_waiting=ctx.check)
 
         return run
 
@@ -469,7 +506,7 @@ class ModelStore:
         """Give ``model_id`` a new name; StoreError if another model of its dataset has a name that reads as it
         (:meth:`check_name`: case, spacing, invisible characters and look-alike letters aside), since pickers and
         confirmations show names."""
-        with self._lock:
+        with self._shared_lock, self._lock:
             entry = self.get(model_id)
             new_name = self.check_name(entry.path.parent.name, new_name, exclude=model_id)
             meta = {**entry.meta, "name": new_name}
@@ -490,7 +527,7 @@ class ModelStore:
         """Delete the damaged entry ``folder`` of ``dataset`` (as :meth:`damaged` names it) with all its files: the
         user's decision, never the store's. StoreError if it is not (or no longer) a damaged entry: a usable model
         is deleted with :meth:`delete`, which lecture mode checks."""
-        with self._lock:
+        with self._shared_lock, self._lock:
             entry = next((d for d in self.damaged(dataset) if d.folder == folder and d.dataset == dataset), None)
             if entry is None:
                 raise StoreError(f"{dataset}/{folder} is not a damaged entry of the store; nothing was removed.")
@@ -502,13 +539,14 @@ class ModelStore:
             self._memory.pop(folder, None)
 
     def delete(self, model_id: str) -> None:
-        with self._lock:
+        with self._shared_lock, self._lock:
             entry = self.get(model_id)
             # Rename first so the entry vanishes atomically even if removing the files fails half-way.
             trash = entry.path.parent / f".deleted-{model_id}-{time.time_ns()}"
             os.rename(entry.path, trash)
             shutil.rmtree(trash, ignore_errors=True)
             self._memory.pop(model_id, None)
+            self._memory_signature.pop(model_id, None)
 
     # ---- import / export ------------------------------------------------------------------
     def export_bytes(self, model_id: str) -> bytes:
@@ -541,17 +579,7 @@ class ModelStore:
         return self._write_new(model_id, config.dataset, state, meta), True
 
 
-def _atomic_write_text(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+_atomic_write_text = atomic_write_text  # (the name robust_core.shipped imports)
 
 
 def _json_default(value):

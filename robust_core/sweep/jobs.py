@@ -4,7 +4,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +13,7 @@ import torch
 from ..attacks import ATTACKS
 from ..data import load_dataset
 from ..evaluation import EvaluationCache, cached_minimal_eps
+from ..file_locks import atomic_write_text, compute_once
 from ..store import ModelStore
 from .grids import AUTOATTACK_CACHE_VERSION, Job, _resolve_function, train_command
 from .reuse import find_minimal_eps
@@ -45,9 +45,7 @@ def read_autoattack(store: ModelStore, job: Job) -> dict | None:
 
 def _write_json_atomic(path: Path, payload: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(json.dumps(payload))
-    os.replace(tmp, path)  # atomic: a reader (or a resumed sweep) sees no file or the whole one
+    atomic_write_text(path, json.dumps(payload))  # a reader (or a resumed sweep) sees no file or the whole one
 
 
 # ---- running one job (in this process or in a Ray worker) ----------------------------------------------------------
@@ -100,7 +98,6 @@ def execute_job(job: Job, store_root: str, *, threads: int | None = None, device
     (the evaluation cache, the AutoAttack cache or the store). ``threads``: torch's CPU threads for the job.
     ``on_progress(fraction, message)``: evaluations report as they go (AutoAttack after each stage); an exception it
     raises (a job runner's cancellation) stops the job, and nothing of it is cached."""
-    from ..attacks._common import predict
     from ..device import get_device
 
     with _torch_threads(threads):
@@ -124,47 +121,54 @@ def execute_job(job: Job, store_root: str, *, threads: int | None = None, device
             return {"min_eps": values.cpu().tolist()}
         if job.kind != "autoattack":
             raise ValueError(f"unknown job kind {job.kind!r}")
-        hit = read_autoattack(store, job)
-        if hit is not None:
-            return hit
-        from ..attacks.autoattack import VERSIONS, run_autoattack
+        # Under the entry's lock: another process (a replica, a second sweep) asking for it meanwhile waits, then reads.
+        waiting = (lambda: on_progress(0.0, "waiting for another process computing it")) if on_progress else None
+        return compute_once(store.root, f"autoattack-{autoattack_path(store, job).stem}",
+                            read=lambda: read_autoattack(store, job), while_waiting=waiting,
+                            compute=lambda: _run_autoattack_job(job, store, x, y, dev, on_progress))
 
-        spec = ATTACKS[job.attack]
-        model = store.load(job.model_id, device=dev)
-        payload = {"model_id": job.model_id, "attack": job.attack, "version": spec.defaults["version"],
-                   "eps": float(job.eps), "norm": spec.norm, "n_examples": job.n, "seed": job.seed}
-        if job.eps == 0:
-            was_training = model.training
-            model.eval()
-            try:
-                robust = predict(model, x) == y
-            finally:
-                model.train(was_training)
-            clean = int(robust.sum()) / job.n
-            payload.update(clean_accuracy=clean, robust_accuracy=clean, stages=[],
-                           protocol=f"AutoAttack {spec.defaults['version']}, ε = 0: clean accuracy, no attack",
-                           chain=[[name, params] for name, params in VERSIONS[spec.defaults["version"]]])
-        else:
-            chain = VERSIONS[spec.defaults["version"]]
-            done_by_stage = stage_fractions(chain)
-            finished: list = []
 
-            def stage_done(stage):
-                finished.append(stage)
-                if on_progress is not None:
-                    on_progress(done_by_stage[len(finished) - 1], f"{stage.attack.upper().replace('_', '-')} done: "
-                                f"{100 * stage.robust_accuracy:.1f}% still robust")
-            report = run_autoattack(model, x, y, eps=float(job.eps), seed=job.seed, on_stage=stage_done,
-                                    **spec.defaults)
-            robust = report.robust
-            # Exact fractions of n, not float32 means: the ε = 0 job gives the very same clean accuracy.
-            payload.update(clean_accuracy=round(report.clean_accuracy * job.n) / job.n,
-                           robust_accuracy=int(robust.sum()) / job.n,
-                           protocol=report.protocol(), stages=[asdict(s) for s in report.stages],
-                           chain=[[name, params] for name, params in VERSIONS[report.version]])
-        payload["robust"] = [int(v) for v in robust.cpu().tolist()]
-        _write_json_atomic(autoattack_path(store, job), payload)
-        return payload
+def _run_autoattack_job(job: Job, store: ModelStore, x, y, dev, on_progress) -> dict:
+    """Run one AutoAttack job and cache its result (the caller holds its lock)."""
+    from ..attacks._common import predict
+    from ..attacks.autoattack import VERSIONS, run_autoattack
+
+    spec = ATTACKS[job.attack]
+    model = store.load(job.model_id, device=dev)
+    payload = {"model_id": job.model_id, "attack": job.attack, "version": spec.defaults["version"],
+               "eps": float(job.eps), "norm": spec.norm, "n_examples": job.n, "seed": job.seed}
+    if job.eps == 0:
+        was_training = model.training
+        model.eval()
+        try:
+            robust = predict(model, x) == y
+        finally:
+            model.train(was_training)
+        clean = int(robust.sum()) / job.n
+        payload.update(clean_accuracy=clean, robust_accuracy=clean, stages=[],
+                       protocol=f"AutoAttack {spec.defaults['version']}, ε = 0: clean accuracy, no attack",
+                       chain=[[name, params] for name, params in VERSIONS[spec.defaults["version"]]])
+    else:
+        chain = VERSIONS[spec.defaults["version"]]
+        done_by_stage = stage_fractions(chain)
+        finished: list = []
+
+        def stage_done(stage):
+            finished.append(stage)
+            if on_progress is not None:
+                on_progress(done_by_stage[len(finished) - 1], f"{stage.attack.upper().replace('_', '-')} done: "
+                            f"{100 * stage.robust_accuracy:.1f}% still robust")
+        report = run_autoattack(model, x, y, eps=float(job.eps), seed=job.seed, on_stage=stage_done,
+                                **spec.defaults)
+        robust = report.robust
+        # Exact fractions of n, not float32 means: the ε = 0 job gives the very same clean accuracy.
+        payload.update(clean_accuracy=round(report.clean_accuracy * job.n) / job.n,
+                       robust_accuracy=int(robust.sum()) / job.n,
+                       protocol=report.protocol(), stages=[asdict(s) for s in report.stages],
+                       chain=[[name, params] for name, params in VERSIONS[report.version]])
+    payload["robust"] = [int(v) for v in robust.cpu().tolist()]
+    _write_json_atomic(autoattack_path(store, job), payload)
+    return payload
 
 
 def stage_fractions(chain: Sequence[tuple[str, dict]]) -> list[float]:
