@@ -137,6 +137,8 @@ def test_the_page_its_health_and_its_websocket_come_through_https(proxy):
     page = https(https_port, cert, get("/", HOST))
     assert page.startswith("HTTP/1.1 200") and '<div id="root">' in page, page[:300]
     assert "Server: nginx\r\n" in page  # no version number (server_tokens off)
+    # The replica's cookie (tests/test_replicas.py): over TLS the browser never sends it over plain HTTP.
+    assert re.search(r"\r\nSet-Cookie: lab_replica=\d+; Path=/; HttpOnly; SameSite=Lax; Secure\r\n", page), page[:600]
     host = f"{HOST}:{https_port}"  # as a browser sends it for a port other than 443
     request, accept = websocket_upgrade(host, f"https://{host}")
     answer = https(https_port, cert, request, until_headers=True)
