@@ -35,10 +35,13 @@ import argparse
 import asyncio
 import json
 import os
+import signal
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -293,22 +296,61 @@ def run(counts: list[int], store_dir: str | None = None, *, clients: str = "brow
     return summaries
 
 
+@contextmanager
+def served(store_dir: str, replicas: int):
+    """(base URL, the Streamlit processes' pids, their own URLs): one dashboard, or ``replicas`` of them behind nginx
+    (``python -m robust_core.serve``), on ``store_dir`` with the shipped models."""
+    env = {"ROBUST_STORE_DIR": store_dir, "ROBUST_SHIPPED_MODELS": "1"}
+    if not replicas:
+        with dashboard(env=env, timeout_s=120) as base:
+            yield base, [server_pid(int(base.rsplit(":", 1)[1]))], [base]
+        return
+    from tests.browser import REPO, free_port
+
+    first, port = free_port(), free_port()  # the replicas take first .. first + N - 1: checked free by serve
+    process = subprocess.Popen([sys.executable, "-m", "robust_core.serve", "--replicas", str(replicas),
+                                "--first-port", str(first), "--port", str(port), "--store", store_dir],
+                               cwd=REPO, env={**os.environ, **env}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                               text=True)
+    try:
+        said, deadline = "", time.monotonic() + 300
+        while "Robustness Lab:" not in said:
+            line = process.stdout.readline()
+            if (not line and process.poll() is not None) or time.monotonic() > deadline:
+                raise RuntimeError(f"robust_core.serve did not start: {said[-2000:]}")
+            said += line
+        yield (f"http://127.0.0.1:{port}", [server_pid(first + i) for i in range(replicas)],
+               [f"http://127.0.0.1:{first + i}" for i in range(replicas)])
+    finally:
+        process.send_signal(signal.SIGTERM)
+        process.wait(timeout=60)
+
+
 def run_scenario(counts: list[int], scenario: str, *, probes: int = 0, store_dir: str | None = None,
-                 app_dir: str | None = None) -> list[dict]:
-    """One server (a fresh store, or ``store_dir``) for all counts; per count, the room walks the scenario's steps."""
+                 replicas: int = 0, warm: bool = False) -> list[dict]:
+    """One server (a fresh store, or ``store_dir``; ``replicas`` > 0: that many behind nginx) for all counts; per
+    count, the room walks the scenario's steps. Server CPU and memory are the Streamlit processes' sums."""
     from scenario import lecture, load_scenario, step_summary
 
     description, steps = load_scenario(scenario)
     store_dir = store_dir or tempfile.mkdtemp(prefix="load-store-")
     summaries = []
-    with dashboard(env={"ROBUST_STORE_DIR": store_dir, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120,
-                   app_dir=app_dir) as base:
-        pid = server_pid(int(base.rsplit(":", 1)[1]))
+    with served(store_dir, replicas) as (base, pids, replica_urls):
+        def server_cpu() -> float:
+            return sum(cpu_s(pid) for pid in pids)
+
+        def server_rss() -> float:
+            return sum(rss_mb(pid) for pid in pids)
+
+        if warm:  # the lecturer walks the paths before the room arrives (on every replica): first loads and work
+            for url in replica_urls:
+                asyncio.run(lecture(url, steps, 1))
         for n in counts:
-            rss0 = rss_mb(pid)
-            records = asyncio.run(lecture(base, steps, n, probes=probes, server_cpu=lambda: cpu_s(pid)))
-            summary = {"students": n, "probes": probes, "scenario": description, "rss_before_mb": rss0,
-                       "rss_after_mb": rss_mb(pid), "steps": [step_summary(r, quantile) for r in records]}
+            rss0 = server_rss()
+            records = asyncio.run(lecture(base, steps, n, probes=probes, server_cpu=server_cpu))
+            summary = {"students": n, "probes": probes, "replicas": replicas, "warm": warm, "scenario": description,
+                       "rss_before_mb": rss0, "rss_after_mb": server_rss(),
+                       "steps": [step_summary(r, quantile) for r in records]}
             summaries.append(summary)
             print(json.dumps(summary), flush=True)
     return summaries
@@ -334,10 +376,15 @@ def main() -> None:
     parser.add_argument("--probes", type=int, default=0, help="with --clients protocol: this many Chromium students too")
     parser.add_argument("--scenario", help="a lecture as data (benchmarks/scenarios/lecture.toml): protocol students "
                         "walk its steps, one burst per step (with --probes Chromium students beside them)")
+    parser.add_argument("--replicas", type=int, default=0, help="with --scenario: that many Streamlit replicas behind "
+                        "nginx (python -m robust_core.serve) instead of one dashboard")
+    parser.add_argument("--warm", action="store_true", help="with --scenario: one student walks it first, uncounted "
+                        "(the lecturer's own walk-through before the room arrives)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "load_test.json"))
     args = parser.parse_args()
     if args.scenario:
-        summaries = run_scenario(args.students, args.scenario, probes=args.probes)
+        summaries = run_scenario(args.students, args.scenario, probes=args.probes, replicas=args.replicas,
+                                 warm=args.warm)
         Path(args.out).parent.mkdir(parents=True, exist_ok=True)
         Path(args.out).write_text(json.dumps(summaries, indent=2))
         print_scenario_table(summaries)

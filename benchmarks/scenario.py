@@ -125,12 +125,24 @@ async def browser_step(page, base: str, step: Step, *, timeout_s: float) -> dict
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}"}
 
 
+def settle(server_cpu, *, quiet_s: float = 1.0, busy_cpu_s: float = 0.05, timeout_s: float = 300) -> None:
+    """Wait until the server has spent less than ``busy_cpu_s`` of CPU over ``quiet_s``: work a step left running in
+    the job runner (a gallery crafted after its page was shown) is not counted in the next step's views."""
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        before = server_cpu()
+        time.sleep(quiet_s)
+        if server_cpu() - before < busy_cpu_s:
+            return
+
+
 async def lecture(base: str, steps: list[Step], n: int, *, probes: int = 0, timeout_s: float = 120,
-                  server_cpu=None) -> list[dict]:
+                  server_cpu=None, settle_between: bool = False) -> list[dict]:
     """``n`` protocol students (and ``probes`` Chromium ones) walk ``steps``, one burst per step.
 
-    ``server_cpu()``: the server's CPU seconds so far, read around each step. One record per step: the view, each
-    kind of student's times and errors, and the server's CPU seconds over the step."""
+    ``server_cpu()``: the server's CPU seconds so far, read around each step (with ``settle_between``, once the server
+    is quiet: see :func:`settle`). One record per step: the view, each kind of student's times and errors, and the
+    server's CPU seconds over the step."""
     from streamlit_client import ProtocolSession
 
     sessions = [ProtocolSession(base) for _ in range(n)]
@@ -149,6 +161,8 @@ async def lecture(base: str, steps: list[Step], n: int, *, probes: int = 0, time
                 context = await browser.new_context(viewport={"width": 1280, "height": 720})
                 pages.append(await context.new_page())
         for number, step in enumerate(steps):
+            if settle_between and server_cpu:
+                await asyncio.to_thread(settle, server_cpu)
             cpu0 = server_cpu() if server_cpu else float("nan")
             t0 = time.monotonic()
             outcomes = await asyncio.gather(
@@ -179,5 +193,5 @@ def step_summary(record: dict, quantile) -> dict:
     return out
 
 
-__all__ = ["BROWSER_SELECTORS", "SCENARIOS", "ScenarioError", "Step", "lecture", "load_scenario", "satisfied",
+__all__ = ["BROWSER_SELECTORS", "SCENARIOS", "ScenarioError", "Step", "lecture", "load_scenario", "satisfied", "settle",
            "step_summary"]

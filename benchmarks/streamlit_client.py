@@ -44,12 +44,22 @@ class ProtocolSession:
         self.last_status: int | None = None
         self.query = ""
         self.page_name = ""
+        # Cookies the server set, sent back with every later request as a browser does: behind nginx's replicas
+        # (robust_core.serve) the one that names the session's replica keeps the tab on it.
+        self.cookies: dict[str, str] = {}
+
+    def _cookie_header(self) -> dict[str, str]:
+        return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
 
     async def download_page(self, page: str) -> int:
         """What a browser fetches before the websocket: the HTML and the static files it references. Returns bytes."""
         def fetch(path: str) -> bytes:
-            request = urllib.request.Request(f"{self.base}/{path}", headers={"Accept-Encoding": "gzip"})
+            request = urllib.request.Request(f"{self.base}/{path}",
+                                             headers={"Accept-Encoding": "gzip", **self._cookie_header()})
             with urllib.request.urlopen(request, timeout=120) as response:
+                for cookie in response.headers.get_all("Set-Cookie") or ():
+                    name, _, value = cookie.split(";", 1)[0].partition("=")
+                    self.cookies[name.strip()] = value.strip()
                 body = response.read()
                 return gzip.decompress(body) if response.headers.get("Content-Encoding") == "gzip" else body
 
@@ -64,7 +74,8 @@ class ProtocolSession:
         from websockets.asyncio.client import connect
 
         url = self.base.replace("http://", "ws://") + "/_stcore/stream"
-        self.ws = await connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=120)
+        self.ws = await connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=120,
+                                additional_headers=self._cookie_header())
         self._reader = asyncio.ensure_future(self._read())
 
     async def close(self) -> None:

@@ -1,13 +1,13 @@
 """The server's CPU per view of every lecture path, before and after a change, measured in one run.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/view_cost.py --baseline 10751bd --students 10
+    ROBUST_DATA_DIR=../shared/data python benchmarks/view_cost.py --baseline 10751bd --students 10 [--nginx]
 
 Two dashboards, one from a worktree of the ``--baseline`` commit and one from this checkout, each on a fresh store
 with the shipped models and results, serve in turn (never at once: they would share the cores) the same room:
 one student walks the scenario first (what a room's first student pays: models loaded, figures built), then
 ``--students`` protocol students walk it, one burst per step. For each step: the server process's CPU seconds over
 the step divided by the views it served, for both, and their ratio. CPU seconds of one process, not wall time:
-the other things this machine runs barely move them.
+the other things this machine runs barely move them. Each step starts once the server is quiet.
 """
 from __future__ import annotations
 
@@ -17,34 +17,50 @@ import json
 import subprocess
 import sys
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
-from load_test import cpu_s, quantile, server_pid  # noqa: E402
+from load_test import cpu_s, quantile, served, server_pid  # noqa: E402
 from scenario import SCENARIOS, lecture, load_scenario, step_summary  # noqa: E402
 
 from tests.browser import REPO, dashboard  # noqa: E402
 
 
-def per_view_cpu(app_dir: Path | None, steps, students: int) -> list[dict]:
+@contextmanager
+def one_server(app_dir: Path | None, behind_nginx: bool):
+    """(base URL, the Streamlit process's pid): ``app_dir``'s dashboard, or this checkout's behind nginx."""
+    store = tempfile.mkdtemp(prefix="view-cost-")
+    if behind_nginx:
+        with served(store, 1) as (base, pids, _):
+            yield base, pids[0]
+        return
+    with dashboard(env={"ROBUST_STORE_DIR": store, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120,
+                   app_dir=app_dir) as base:
+        yield base, server_pid(int(base.rsplit(":", 1)[1]))
+
+
+def per_view_cpu(app_dir: Path | None, steps, students: int, *, behind_nginx: bool = False) -> list[dict]:
     """Per step of ``steps``: the server's CPU seconds per view while ``students`` walk it after one warm-up walk."""
-    with dashboard(env={"ROBUST_STORE_DIR": tempfile.mkdtemp(prefix="view-cost-"), "ROBUST_SHIPPED_MODELS": "1"},
-                   timeout_s=120, app_dir=app_dir) as base:
-        pid = server_pid(int(base.rsplit(":", 1)[1]))
+    with one_server(app_dir, behind_nginx) as (base, pid):
         asyncio.run(lecture(base, steps, 1, server_cpu=lambda: cpu_s(pid)))
-        records = asyncio.run(lecture(base, steps, students, server_cpu=lambda: cpu_s(pid)))
+        # Each step counted once the server is quiet: a job the warm-up or the previous step left running (a gallery
+        # crafted after its page was shown) is not one of the views'.
+        records = asyncio.run(lecture(base, steps, students, server_cpu=lambda: cpu_s(pid), settle_between=True))
     return [step_summary(r, quantile) for r in records]
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="example: python benchmarks/view_cost.py --baseline 10751bd --students 10")
+                                     epilog="example: python benchmarks/view_cost.py --baseline 10751bd --students 10 --nginx")
     parser.add_argument("--baseline", required=True, help="the commit to compare with (a git revision)")
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--scenario", default=str(SCENARIOS / "lecture.toml"))
+    parser.add_argument("--nginx", action="store_true", help="this checkout as deployed: one replica behind nginx "
+                        "(python -m robust_core.serve), which serves the static files itself")
     parser.add_argument("--out", default=str(HERE / "out" / "view_cost.json"))
     args = parser.parse_args(argv)
     _, steps = load_scenario(args.scenario)
@@ -55,13 +71,15 @@ def main(argv: list[str] | None = None) -> int:
         before = per_view_cpu(worktree, steps, args.students)
     finally:
         subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(worktree)], capture_output=True)
-    after = per_view_cpu(None, steps, args.students)
+    after = per_view_cpu(None, steps, args.students, behind_nginx=args.nginx)
     rows = [{"view": b["view"], "before_s": b["server_cpu_per_view_s"], "after_s": a["server_cpu_per_view_s"],
              "before_errors": b["protocol"]["errors"], "after_errors": a["protocol"]["errors"],
              "after_p95_s": a["protocol"]["p95_s"]} for b, a in zip(before, after)]
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"baseline": args.baseline, "students": args.students, "rows": rows}, indent=2))
-    print(f"| view | server CPU per view, {args.baseline} | this checkout | ratio | errors |")
+    Path(args.out).write_text(json.dumps({"baseline": args.baseline, "students": args.students, "nginx": args.nginx,
+                                          "rows": rows}, indent=2))
+    print(f"| view | server CPU per view, {args.baseline} | this checkout{' behind nginx' if args.nginx else ''} | "
+          "ratio | errors |")
     print("|---|---|---|---|---|")
     for r in rows:
         ratio = r["before_s"] / r["after_s"] if r["after_s"] > 0 else float("inf")

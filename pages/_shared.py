@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import os
 import re
+import weakref
 
 import plotly.graph_objects as go
+import plotly.io
 import streamlit as st
 
 from pages._url import copy_link_button
@@ -21,6 +23,9 @@ _install_errors: list[str] = []
 @st.cache_resource(show_spinner="Installing the shipped models…")
 def _store(root: str) -> ModelStore:
     store = ModelStore(root)
+    # Every page run of every student lists the store several times: a listing is reused for a second while nothing
+    # was added or removed (an entry edited in place by another replica shows a second later at most).
+    store.reuse_listing_s = 1.0
     if os.environ.get(SHIPPED_ENV, "1") != "0":
         # Once per server process and store: models shipped in assets/ join the store, so every page
         # has models to show before anyone trains. A damaged file is reported, never fatal.
@@ -391,6 +396,23 @@ def settings_row(count: int):
     return st.columns(count) if folded_controls() else [st] * count
 
 
+def rest_of_page(page: str) -> bool:
+    """Whether the page goes on past its lecture path's own section: always off a path; on one, once asked.
+
+    A room opening a path runs the page once per student, and the sections below the path's promise (forms, tables
+    and figures of their own) were most of that work while nobody looked at them: they wait behind one button."""
+    if lecture_focus() is None:
+        return True
+    shown = f"_{page}_rest_shown"
+    if st.session_state.get(shown):
+        return True
+    if st.button("Show the rest of the page", key=f"{page}_rest", icon=":material/expand_more:", type="tertiary",
+                 help="This lecture path opens on its own section; the page's other sections are one click away."):
+        st.session_state[shown] = True
+        return True
+    return False
+
+
 def focus_section(name: str, top):
     """Where the section ``name`` draws: ``top`` (a container made under the title) when the lecture path opened on
     it, else a container in the page's own order."""
@@ -440,16 +462,37 @@ def shared_figure(fig):
 
 
 class SharedFigure(go.Figure):
-    """A figure whose ``to_dict()`` is the dict it was built from, not a new deep copy (see shared_figure)."""
+    """A figure whose ``to_dict()`` is the dict it was built from, not a new deep copy (see shared_figure), and whose
+    JSON is written once: ``st.plotly_chart`` serialises that dict with ``plotly.io.to_json`` at every run, ~15 ms
+    (orjson) to ~60 ms (json) per student's view of the 3 MB ε-slider figure."""
 
     screen_styled = False  # True: already in the current screen's style (pages._outputs.screen_figure)
 
     def __init__(self, frozen: dict):
         super().__init__(frozen, _validate=False)
         self._frozen = frozen
+        self._json: str | None = None
+        _SHARED_BY_DICT[id(frozen)] = self
 
     def to_dict(self):
         return self._frozen
+
+
+_SHARED_BY_DICT: weakref.WeakValueDictionary = weakref.WeakValueDictionary()  # id(frozen dict) -> its SharedFigure
+_plotly_to_json = plotly.io.to_json
+
+
+def _to_json_once(fig, *args, **kwargs):
+    """``plotly.io.to_json``, answered from a shared figure's own JSON when given its frozen dict (as Streamlit does)."""
+    shared = _SHARED_BY_DICT.get(id(fig)) if isinstance(fig, dict) and not args and set(kwargs) <= {"validate"} else None
+    if shared is None or shared._frozen is not fig:
+        return _plotly_to_json(fig, *args, **kwargs)
+    if shared._json is None:
+        shared._json = _plotly_to_json(fig, **kwargs)
+    return shared._json
+
+
+plotly.io.to_json = _to_json_once  # Streamlit calls it through the module: shared figures are serialised once
 
 
 def show_chart(container, fig, **kwargs):

@@ -19,6 +19,7 @@ from pages._audience import (
     submit_job,
     visitor_work_error,
 )
+from pages._outputs import shared_output, shared_table
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -31,6 +32,7 @@ from pages._shared import (
     opened_image,
     plain,
     presenting,
+    rest_of_page,
     settings_box,
     settings_row,
     shared_figure,
@@ -306,7 +308,7 @@ if min_eps:
         gallery_slot = gallery_slot or st.empty()
     elapsed_ms = 1000 * (time.perf_counter() - page_started)
 
-    st.dataframe(rows, hide_index=True, width="stretch",
+    st.dataframe(shared_table(rows), hide_index=True, width="stretch",
                  column_config={c: st.column_config.NumberColumn(format="percent") for c in rows[0] if c.startswith(("Clean", "Accuracy"))})
     st.caption(f"{n_images} test images · seed {seed} · curves from cached per-image minimal ε · page run up to here "
                f"{elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
@@ -347,6 +349,8 @@ if min_eps:
         st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", adversarial_npz,
                            file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
+if lecture_focus() == "curves" and not rest_of_page("attack"):
+    st.stop()  # the path's curves and gallery are the lesson; the other sections wait for a click
 st.divider()
 st.subheader("Targeted: make one image read as another class")
 st.caption("The smallest L∞ ε at which a targeted attack makes each model read the image as the class you choose "
@@ -383,6 +387,20 @@ def enlarge(image, size=112):
     return Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
 
 
+def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:
+    """The clean, attacked and change pictures of a targeted example as PNG bytes, encoded once for every session."""
+    def encode() -> tuple[bytes, ...]:
+        change = np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)
+        pictures = []
+        for image in (ex["clean"], ex["adversarial"], change):
+            buffer = io.BytesIO()
+            enlarge(image).save(buffer, format="PNG")
+            pictures.append(buffer.getvalue())
+        return tuple(pictures)
+
+    return shared_output("attack_targeted", key, encode, max_entries=128)
+
+
 if data.info.shape[0] == 1:
     cols = st.columns(len(model_ids))
     for col, m in zip(cols, model_ids):
@@ -397,12 +415,14 @@ if data.info.shape[0] == 1:
         else:
             col.metric("smallest ε", f"{ex['eps']:.3f}", help="L∞, pixel scale 0–1")
         i1, i2, i3 = col.columns(3)
-        i1.image(enlarge(ex["clean"]), caption=f"clean: {data.info.class_names[int(ex['p_clean'].argmax())]} "
-                 f"{100 * ex['p_clean'].max():.0f}%")
-        i2.image(enlarge(ex["adversarial"]), caption=f"attacked: {data.info.class_names[int(ex['p_adv'].argmax())]} "
-                 f"{100 * ex['p_adv'].max():.0f}%")
-        i3.image(enlarge(np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)),
-                 caption="perturbation (scaled to ±ε)")
+        clean_png, adversarial_png, change_png = targeted_pictures(
+            (m, target_index, int(target_class), target_attack, int(seed), dataset), ex)
+        # PNG bytes as they are ("auto" would re-encode them as JPEG at every run, blurring the pixels).
+        i1.image(clean_png, output_format="PNG",
+                 caption=f"clean: {data.info.class_names[int(ex['p_clean'].argmax())]} {100 * ex['p_clean'].max():.0f}%")
+        i2.image(adversarial_png, output_format="PNG",
+                 caption=f"attacked: {data.info.class_names[int(ex['p_adv'].argmax())]} {100 * ex['p_adv'].max():.0f}%")
+        i3.image(change_png, output_format="PNG", caption="perturbation (scaled to ±ε)")
 
 with focus_section("comparison", top):
     if lecture_focus() != "comparison":
@@ -519,6 +539,8 @@ with focus_section("comparison", top):
     for w in sanity_of(cmp_model, dataset, min(200, n_images)):
         st.warning(w, icon=":material/report:")
 
+if lecture_focus() == "comparison" and not rest_of_page("attack"):
+    st.stop()  # the path's comparison and its warning are the lesson; AutoAttack waits for a click
 # ---- AutoAttack at one eps: the reference protocol, not a curve ------------------------------------------------------
 st.markdown(f"**AutoAttack on {plain(names[cmp_model])}**: the field's reference protocol (APGD-CE, APGD-T, FAB-T, Square, "
             "each later attack only on the points still robust), at one ε. Its robust accuracy is the number to "

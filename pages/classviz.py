@@ -1,5 +1,6 @@
 """Class Visualization page: morph a drawn digit (or noise) toward any class by gradient ascent."""
 import hashlib
+import io
 import time
 
 import numpy as np
@@ -17,6 +18,7 @@ from pages._shared import (
     model_labels,
     plain,
     settings_box,
+    shared_figure,
     show_chart,
 )
 from pages._url import set_url, url_choice, url_choices, url_number
@@ -181,8 +183,25 @@ def _frames_digest(result: VisualizationResult) -> str:
 @st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
 def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Figure:
     """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
-    return plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(), result.probabilities[:, 0].cpu().numpy(),
-                              result.recorded_steps, target=int(target), class_names=class_names, title=title)
+    return shared_figure(plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(),
+                                            result.probabilities[:, 0].cpu().numpy(), result.recorded_steps,
+                                            target=int(target), class_names=class_names, title=title))
+
+
+@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
+def morph_pictures(result: VisualizationResult) -> tuple[bytes, bytes]:
+    """The final image and the change as PNG bytes (the change around grey, at full contrast): encoded once per server,
+    not at every student's run (and as PNG: Streamlit's default would re-encode them as JPEG, blurring the pixels)."""
+    from PIL import Image
+
+    diff = (result.final[0, 0] - result.frames[0, 0, 0]).cpu().numpy()
+    change = np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1)
+    pictures = []
+    for image in (result.final[0, 0].cpu().numpy(), change):
+        buffer = io.BytesIO()
+        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
+        pictures.append(buffer.getvalue())
+    return tuple(pictures)
 
 
 def shown_models(comparison: MorphComparison) -> list[str]:
@@ -197,10 +216,10 @@ def show_comparison(comparison: MorphComparison) -> None:
         p_final = r.final_probabilities[0]
         show_chart(st, morph_figure(r, names[m], int(target)), key=f"morph_{m}", config={"displayModeBar": False})
         c1, c2, c3 = st.columns([1, 1, 3])
-        c1.image(r.final[0, 0].cpu().numpy(), width=112, clamp=True, caption="final image")
+        final_png, change_png = morph_pictures(r)
+        c1.image(final_png, width=112, output_format="PNG", caption="final image")
         diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
-        c2.image(np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1), width=112, clamp=True,
-                 caption="change (grey = none)")
+        c2.image(change_png, width=112, output_format="PNG", caption="change (grey = none)")
         c3.write(f"**{plain(names[m])}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
                  f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[names[m]]:.2f} s. "
                  f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
@@ -220,10 +239,11 @@ def show_comparison(comparison: MorphComparison) -> None:
         # Encoded once, in the job, with the result: a rerun only re-sends the bytes.
         files = comparison.downloads[names[m]]
         d1, d2 = c3.columns(2)
-        d1.download_button("Frames (PNG strip)", files["strip"], file_name=f"morph_{class_names[target]}.png",
+        # Callables: the bytes are handed over on a click, not registered again at every run of every session.
+        d1.download_button("Frames (PNG strip)", lambda files=files: files["strip"], file_name=f"morph_{class_names[target]}.png",
                            mime="image/png", key=f"png_{m}", icon=":material/download:", on_click="ignore",
                            help="11 frames from start to final")
-        d2.download_button("Frames (GIF)", files["gif"], file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
+        d2.download_button("Frames (GIF)", lambda files=files: files["gif"], file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
                            key=f"gif_{m}", icon=":material/download:", on_click="ignore")
 
     grid = comparison.grid

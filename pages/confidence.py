@@ -13,7 +13,7 @@ from pages._audience import (
     job_status,
     submit_job,
 )
-from pages._outputs import screen_figure, shared_output
+from pages._outputs import screen_figure, shared_output, shared_table
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -290,7 +290,7 @@ def table(records: list[dict], columns: list[str], percent: tuple[str, ...] = ()
               for c in columns if c not in ("Model", "Inputs")}
     config["Inputs"] = st.column_config.TextColumn(f"Inputs ({attack_text})" if attacked else "Inputs")
     # "—" where a metric does not apply (a k-NN's temperature), never a bare "None".
-    st.dataframe(records, hide_index=True, column_order=columns, column_config=config, placeholder="—")
+    st.dataframe(shared_table(records), hide_index=True, column_order=columns, column_config=config, placeholder="—")
 
 
 st.subheader("Accuracy and calibration")
@@ -374,7 +374,7 @@ def gallery(title: str, indices: list[int], key: str):
         return
     cols = st.columns(8, gap="xsmall")
     for col, i in zip(cols, indices[:8]):
-        col.image(gallery_png(i), width=72)
+        col.image(gallery_png(i), width=72, output_format="PNG")  # PNG bytes as they are (auto: re-encoded as JPEG)
         # Two short lines under the image rather than its caption, which is only as wide as the image and
         # wrapped to three lines or more; the image's index is in the buttons' tooltips.
         col.caption(f"**{short_names[int(pred[i])]}** {100 * float(conf[i]):.0f}%  \ntrue {short_names[int(y[i])]}")

@@ -199,6 +199,9 @@ class ModelStore:
         self._unloadable: dict[Path, tuple[tuple, str]] = {}
         self._swept = time.monotonic()
         remove_stale_temporaries(self.root)
+        self.reuse_listing_s = 0.0  # see _scan
+        self._generation = 0
+        self._listings: dict[str | None, tuple] = {}
 
     def _entry(self, model_dir: Path) -> StoredModel | DamagedEntry:
         """The folder ``model_dir`` as a model, or as a damaged entry saying why not, checked again only once one of its
@@ -222,7 +225,39 @@ class ModelStore:
         return entry
 
     def _scan(self, dataset: str | None) -> tuple[list[StoredModel], list[DamagedEntry]]:
-        """(the models, newest first; the damaged entries) of ``dataset``, or of every dataset."""
+        """(the models, newest first; the damaged entries) of ``dataset``, or of every dataset.
+
+        With ``reuse_listing_s`` > 0 (the dashboard's shared store), a listing is reused for that long while no
+        entry was added, removed or renamed (the dataset folders' mtimes: :meth:`rename` touches its folder) and this
+        process changed nothing: each page run of each student lists the store several times, ~3 ms of stat calls
+        each, for a store that rarely changes. Files damaged by hand are then seen up to that much later."""
+        if self.reuse_listing_s <= 0:
+            return self._scan_folders(dataset)
+        stamp = (self._generation, self._folders_stamp())
+        now = time.monotonic()
+        with self._lock:
+            memo = self._listings.get(dataset)
+            if memo is not None and memo[0] == stamp and now - memo[1] < self.reuse_listing_s:
+                return list(memo[2][0]), list(memo[2][1])
+        listing = self._scan_folders(dataset)
+        with self._lock:
+            self._listings[dataset] = (stamp, now, listing)
+        return list(listing[0]), list(listing[1])
+
+    def _folders_stamp(self) -> tuple:
+        """The mtimes of the root and of each dataset folder: an entry added, removed or renamed away changes one."""
+        try:
+            stamp = [self.root.stat().st_mtime_ns]
+            stamp += [(p.name, p.stat().st_mtime_ns) for p in sorted(self.root.iterdir()) if p.is_dir()]
+        except OSError:
+            return (time.monotonic_ns(),)  # unreadable now: never equal, so never reused
+        return tuple(stamp)
+
+    def _changed(self) -> None:
+        """This process changed the store: no listing made before is reused."""
+        self._generation += 1
+
+    def _scan_folders(self, dataset: str | None) -> tuple[list[StoredModel], list[DamagedEntry]]:
         if time.monotonic() - self._swept > SWEEP_INTERVAL_S:
             self._swept = time.monotonic()
             remove_stale_temporaries(self.root)
@@ -336,6 +371,7 @@ class ModelStore:
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
                 raise
+            self._changed()
             if model is not None:
                 self._remember(model_id, model, self._signature(final))
             return StoredModel(model_id, final, meta)
@@ -364,6 +400,7 @@ class ModelStore:
                     # Set aside from now on, until its files change: the pages stop offering a model they cannot load.
                     self._unloadable[entry.path] = (signature, reason)
                     self._checked.pop(entry.path, None)
+                    self._changed()
                     where = f"{entry.path.parent.name}/{model_id}"
                     message = f"The stored model “{entry.name}” ({where}) cannot be used: {reason}."
                     raise InvalidCheckpointError(message) from exc
@@ -511,6 +548,8 @@ class ModelStore:
             new_name = self.check_name(entry.path.parent.name, new_name, exclude=model_id)
             meta = {**entry.meta, "name": new_name}
             _atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+            os.utime(entry.path.parent)  # an edit in place: the dataset folder's mtime tells every replica's listing
+            self._changed()
             return StoredModel(model_id, entry.path, meta)
 
     def refuse_damaged(self, model_id: str) -> None:
@@ -537,6 +576,7 @@ class ModelStore:
             self._checked.pop(entry.path, None)
             self._unloadable.pop(entry.path, None)
             self._memory.pop(folder, None)
+            self._changed()
 
     def delete(self, model_id: str) -> None:
         with self._shared_lock, self._lock:
@@ -547,6 +587,7 @@ class ModelStore:
             shutil.rmtree(trash, ignore_errors=True)
             self._memory.pop(model_id, None)
             self._memory_signature.pop(model_id, None)
+            self._changed()
 
     # ---- import / export ------------------------------------------------------------------
     def export_bytes(self, model_id: str) -> bytes:

@@ -166,11 +166,22 @@ def show_two_models_at_eps_03(page) -> None:
     if compute.count():
         compute.first.click()
         page.wait_for_timeout(1000)
-        # The search runs in the server's job runner: the page is idle between the status fragment's reruns.
-        page.get_by_text("Not computed yet").first.wait_for(state="detached", timeout=900_000)
+        # The search runs in the server's job runner (the page is idle between the status fragment's reruns):
+        # done when the curves' figure draws the second model.
+        page.locator(".js-plotly-plot").first.filter(has_text="PGD-AT").wait_for(timeout=900_000)
         wait_until_idle(page, 900)
+    # The gallery's digits are crafted after the curves are shown: the screenshot waits for them.
+    page.get_by_text("Crafting the gallery").first.wait_for(state="detached", timeout=900_000)
+    wait_until_idle(page, 300)
+    page.keyboard.press("Escape")
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
     drag_slider(page, 0.75)
+
+
+def show_calibration(page) -> None:
+    """Confidence once its tables are in (the first visit fits the validation temperature)."""
+    page.get_by_text("Accuracy and calibration").first.wait_for(timeout=300_000)
+    wait_until_idle(page, 300)
 
 
 def drag_slider(page, fraction: float) -> None:
@@ -185,7 +196,8 @@ def drag_slider(page, fraction: float) -> None:
 
 
 # What a page's README screenshot shows beyond its opening view.
-PREPARE = {"Class Visualization": show_finished_morph, "Attack": show_two_models_at_eps_03}
+PREPARE = {"Class Visualization": show_finished_morph, "Attack": show_two_models_at_eps_03,
+           "Confidence": show_calibration}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -255,3 +255,28 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
     finally:
         release.set()
     assert runner.get("test-blocker").wait(10)
+
+
+def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_models):
+    """A room opening the eps-collapse path runs the curves only: the targeted search and AutoAttack wait behind one
+    button (each student's run of them was most of the page's work while nobody looked)."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import APP
+
+    first, second = two_models
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["focus"] = "curves"
+    at.run()
+    at.switch_page("pages/attack.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.subheader]
+    assert not any(h.startswith("Targeted") for h in headers) and not any(h.startswith("Compare") for h in headers)
+    [rest] = [b for b in at.button if b.label == "Show the rest of the page"]
+    rest.click().run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.subheader]
+    assert any(h.startswith("Targeted") for h in headers) and any(h.startswith("Compare") for h in headers)
+    at.run()  # stays shown for this visitor
+    assert any(h.value.startswith("Targeted") for h in at.subheader)
+    assert not [b for b in at.button if b.label == "Show the rest of the page"]

@@ -235,3 +235,24 @@ def test_default_names_are_readable(store, tiny_result):
     assert default_name(TrainConfig(arch="logreg", dataset="fashion_mnist"), "x" * 16) == "Logistic regression · Fashion-MNIST"
     entry = store.save(tiny_result)
     assert entry.name == f"Seed CNN · Standard (cross-entropy) · {entry.model_id[:6]}"
+
+
+def test_a_reused_listing_sees_this_process_changes_and_other_processes_additions_at_once(tmp_path, tiny_result):
+    """The dashboard's store reuses a listing for a second (ModelStore.reuse_listing_s): a save, a rename or a delete
+    made here or by another process is listed at once all the same."""
+    store = ModelStore(tmp_path)
+    store.reuse_listing_s = 60.0  # far longer than the test: whatever is seen below is not the clock's doing
+    assert store.list() == []
+    saved = store.save(tiny_result, name="first")
+    assert [e.name for e in store.list()] == ["first"]
+    store.rename(saved.model_id, "renamed")
+    assert [e.name for e in store.list()] == ["renamed"]
+    other = ModelStore(tmp_path)  # another replica: its own process's store object
+    other.rename(saved.model_id, "renamed elsewhere")
+    assert [e.name for e in store.list()] == ["renamed elsewhere"]
+    other.delete(saved.model_id)
+    assert store.list() == []  # the dataset folder's mtime changed
+    other.save(tiny_result, name="again")
+    assert [e.name for e in store.list()] == ["again"]
+    store.delete(store.list()[0].model_id)
+    assert store.list() == [] and store.damaged() == []
