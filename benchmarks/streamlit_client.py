@@ -133,6 +133,11 @@ class ProtocolSession:
         await self.run(timeout_s=timeout_s)
 
     async def run(self, *, widgets: list[WidgetState] = (), timeout_s: float) -> None:
+        # A whole run of the page: its fragments' timers start again from what this run sends (auto_rerun), as the
+        # browser's do. Left running, the last page's job-status timers would rerun fragments of a page left behind.
+        for timer in self.fragment_timers.values():
+            timer.cancel()
+        self.fragment_timers.clear()
         self.elements, self.finished = [], asyncio.Event()
         await self._send_rerun(widgets=widgets)
         await asyncio.wait_for(self.finished.wait(), timeout_s)

@@ -396,20 +396,22 @@ def settings_row(count: int):
     return st.columns(count) if folded_controls() else [st] * count
 
 
+def rest_shown(page: str) -> bool:
+    """Whether ``page`` shows everything: off a lecture path, or once its "Show the rest" button was clicked."""
+    return lecture_focus() is None or bool(st.session_state.get(f"_{page}_rest_shown"))
+
+
 def rest_of_page(page: str) -> bool:
     """Whether the page goes on past its lecture path's own section: always off a path; on one, once asked.
 
     A room opening a path runs the page once per student, and the sections below the path's promise (forms, tables
     and figures of their own) were most of that work while nobody looked at them: they wait behind one button."""
-    if lecture_focus() is None:
-        return True
-    shown = f"_{page}_rest_shown"
-    if st.session_state.get(shown):
+    if rest_shown(page):
         return True
     if st.button("Show the rest of the page", key=f"{page}_rest", icon=":material/expand_more:", type="tertiary",
                  help="This lecture path opens on its own section; the page's other sections are one click away."):
-        st.session_state[shown] = True
-        return True
+        st.session_state[f"_{page}_rest_shown"] = True
+        st.rerun()  # from the top: sections above the button that waited for it are drawn too
     return False
 
 

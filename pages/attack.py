@@ -33,6 +33,7 @@ from pages._shared import (
     plain,
     presenting,
     rest_of_page,
+    rest_shown,
     settings_box,
     settings_row,
     shared_figure,
@@ -351,78 +352,80 @@ if min_eps:
 
 if lecture_focus() == "curves" and not rest_of_page("attack"):
     st.stop()  # the path's curves and gallery are the lesson; the other sections wait for a click
-st.divider()
-st.subheader("Targeted: make one image read as another class")
-st.caption("The smallest L∞ ε at which a targeted attack makes each model read the image as the class you choose "
-           "(bisection to 0.004, up to ε = 0.5). A robust model needs a perturbation that starts to draw the target digit.")
-TARGETED_ATTACKS = {"pgd": {"steps": 40}, "apgd_ce": {"steps": 100}, "fgsm": {}}
-t1, t2, t3 = st.columns(3)
-target_index = int(t1.number_input("Test image", 0, len(data.test_x) - 1, 0, key="target_index"))
-true_class = int(data.test_y[target_index])
-class_choices = [c for c in range(len(data.info.class_names)) if c != true_class]
-target_class = t2.selectbox(f"Read it as (true class: {data.info.class_names[true_class]})", class_choices,
-                            index=class_choices.index(3) if 3 in class_choices else 0,
-                            format_func=lambda c: data.info.class_names[c], key=f"target_class_{true_class}")
-target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_func=attack_label)
+# The gradient-masking path opens on the comparison: the targeted section waits with the rest of the page.
+if lecture_focus() != "comparison" or rest_shown("attack"):
+    st.divider()
+    st.subheader("Targeted: make one image read as another class")
+    st.caption("The smallest L∞ ε at which a targeted attack makes each model read the image as the class you choose "
+               "(bisection to 0.004, up to ε = 0.5). A robust model needs a perturbation that starts to draw the target digit.")
+    TARGETED_ATTACKS = {"pgd": {"steps": 40}, "apgd_ce": {"steps": 100}, "fgsm": {}}
+    t1, t2, t3 = st.columns(3)
+    target_index = int(t1.number_input("Test image", 0, len(data.test_x) - 1, 0, key="target_index"))
+    true_class = int(data.test_y[target_index])
+    class_choices = [c for c in range(len(data.info.class_names)) if c != true_class]
+    target_class = t2.selectbox(f"Read it as (true class: {data.info.class_names[true_class]})", class_choices,
+                                index=class_choices.index(3) if 3 in class_choices else 0,
+                                format_func=lambda c: data.info.class_names[c], key=f"target_class_{true_class}")
+    target_attack = t3.selectbox("Targeted attack", list(TARGETED_ATTACKS), format_func=attack_label)
 
 
-@st.cache_data(show_spinner="Searching the smallest ε…", max_entries=256)
-def targeted_example(model_id: str, index: int, target: int, attack: str, seed: int, dataset: str):
-    model = load_model(model_id)
-    xi, yi = data.test_x[index : index + 1], data.test_y[index : index + 1]
-    kwargs = TARGETED_ATTACKS[attack]
-    eps = float(minimal_eps(model, xi, yi, attack=attack, eps_max=0.5, target=target, seed=seed, **kwargs)[0])
-    if math.isfinite(eps) and eps > 0:
-        adv = ATTACKS[attack](model, xi, yi, eps=eps, targeted=True, target=target, seed=seed, **kwargs)
-    else:
-        adv = xi
-    return {"eps": eps, "clean": xi[0, 0].numpy(), "adversarial": adv[0, 0].numpy(),
-            "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
-
-
-def enlarge(image, size=112):
-    """A 28 x 28 array in [0, 1] as a crisp size x size greyscale picture (no smoothing)."""
-    from PIL import Image
-
-    return Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
-
-
-def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:
-    """The clean, attacked and change pictures of a targeted example as PNG bytes, encoded once for every session."""
-    def encode() -> tuple[bytes, ...]:
-        change = np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)
-        pictures = []
-        for image in (ex["clean"], ex["adversarial"], change):
-            buffer = io.BytesIO()
-            enlarge(image).save(buffer, format="PNG")
-            pictures.append(buffer.getvalue())
-        return tuple(pictures)
-
-    return shared_output("attack_targeted", key, encode, max_entries=128)
-
-
-if data.info.shape[0] == 1:
-    cols = st.columns(len(model_ids))
-    for col, m in zip(cols, model_ids):
-        ex = targeted_example(m, target_index, int(target_class), target_attack, int(seed), dataset)
-        col.markdown(f"**{plain(names[m])}**")
-        target_name = data.info.class_names[target_class]
-        if ex["eps"] == 0:
-            col.write(f"Already read as {target_name} without attack.")
-        elif not math.isfinite(ex["eps"]):
-            col.write(f"Not read as {target_name} at any ε ≤ 0.5: "
-                      f"{100 * ex['p_adv'][target_class]:.0f}% for {target_name} at best.")
+    @st.cache_data(show_spinner="Searching the smallest ε…", max_entries=256)
+    def targeted_example(model_id: str, index: int, target: int, attack: str, seed: int, dataset: str):
+        model = load_model(model_id)
+        xi, yi = data.test_x[index : index + 1], data.test_y[index : index + 1]
+        kwargs = TARGETED_ATTACKS[attack]
+        eps = float(minimal_eps(model, xi, yi, attack=attack, eps_max=0.5, target=target, seed=seed, **kwargs)[0])
+        if math.isfinite(eps) and eps > 0:
+            adv = ATTACKS[attack](model, xi, yi, eps=eps, targeted=True, target=target, seed=seed, **kwargs)
         else:
-            col.metric("smallest ε", f"{ex['eps']:.3f}", help="L∞, pixel scale 0–1")
-        i1, i2, i3 = col.columns(3)
-        clean_png, adversarial_png, change_png = targeted_pictures(
-            (m, target_index, int(target_class), target_attack, int(seed), dataset), ex)
-        # PNG bytes as they are ("auto" would re-encode them as JPEG at every run, blurring the pixels).
-        i1.image(clean_png, output_format="PNG",
-                 caption=f"clean: {data.info.class_names[int(ex['p_clean'].argmax())]} {100 * ex['p_clean'].max():.0f}%")
-        i2.image(adversarial_png, output_format="PNG",
-                 caption=f"attacked: {data.info.class_names[int(ex['p_adv'].argmax())]} {100 * ex['p_adv'].max():.0f}%")
-        i3.image(change_png, output_format="PNG", caption="perturbation (scaled to ±ε)")
+            adv = xi
+        return {"eps": eps, "clean": xi[0, 0].numpy(), "adversarial": adv[0, 0].numpy(),
+                "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
+
+
+    def enlarge(image, size=112):
+        """A 28 x 28 array in [0, 1] as a crisp size x size greyscale picture (no smoothing)."""
+        from PIL import Image
+
+        return Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
+
+
+    def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:
+        """The clean, attacked and change pictures of a targeted example as PNG bytes, encoded once for every session."""
+        def encode() -> tuple[bytes, ...]:
+            change = np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)
+            pictures = []
+            for image in (ex["clean"], ex["adversarial"], change):
+                buffer = io.BytesIO()
+                enlarge(image).save(buffer, format="PNG")
+                pictures.append(buffer.getvalue())
+            return tuple(pictures)
+
+        return shared_output("attack_targeted", key, encode, max_entries=128)
+
+
+    if data.info.shape[0] == 1:
+        cols = st.columns(len(model_ids))
+        for col, m in zip(cols, model_ids):
+            ex = targeted_example(m, target_index, int(target_class), target_attack, int(seed), dataset)
+            col.markdown(f"**{plain(names[m])}**")
+            target_name = data.info.class_names[target_class]
+            if ex["eps"] == 0:
+                col.write(f"Already read as {target_name} without attack.")
+            elif not math.isfinite(ex["eps"]):
+                col.write(f"Not read as {target_name} at any ε ≤ 0.5: "
+                          f"{100 * ex['p_adv'][target_class]:.0f}% for {target_name} at best.")
+            else:
+                col.metric("smallest ε", f"{ex['eps']:.3f}", help="L∞, pixel scale 0–1")
+            i1, i2, i3 = col.columns(3)
+            clean_png, adversarial_png, change_png = targeted_pictures(
+                (m, target_index, int(target_class), target_attack, int(seed), dataset), ex)
+            # PNG bytes as they are ("auto" would re-encode them as JPEG at every run, blurring the pixels).
+            i1.image(clean_png, output_format="PNG",
+                     caption=f"clean: {data.info.class_names[int(ex['p_clean'].argmax())]} {100 * ex['p_clean'].max():.0f}%")
+            i2.image(adversarial_png, output_format="PNG",
+                     caption=f"attacked: {data.info.class_names[int(ex['p_adv'].argmax())]} {100 * ex['p_adv'].max():.0f}%")
+            i3.image(change_png, output_format="PNG", caption="perturbation (scaled to ±ε)")
 
 with focus_section("comparison", top):
     if lecture_focus() != "comparison":

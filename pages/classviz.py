@@ -310,8 +310,9 @@ if st.button("Morph", type="primary", icon=":material/auto_fix_high:") or opened
                                               * (10 if all_targets else len(model_ids))}))
     if submitted is not None:  # else refused (a quota, a full queue): submit_job said why
         st.session_state["classviz_job"] = morph_key
-        with st.spinner("Morphing…"):
-            wait_for_news(submitted, 0, 3.0)
+        if submitted.status != "done":  # (a finished one, a room's shared morph, is shown at once: no spinner)
+            with st.spinner("Morphing…"):
+                wait_for_news(submitted, 0, 3.0)
 state = st.session_state.get("classviz")
 if st.session_state.get("classviz_job") != morph_key and (state is None or state["key"] != run_key):
     # A link opened on the server that made its morph (a shared drawing, a lecture path): the result, no click.

@@ -280,3 +280,23 @@ def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_mo
     at.run()  # stays shown for this visitor
     assert any(h.value.startswith("Targeted") for h in at.subheader)
     assert not [b for b in at.button if b.label == "Show the rest of the page"]
+
+
+def test_the_masking_path_opens_on_the_comparison_alone(two_models):
+    """The gradient-masking path: the comparison first; the targeted section and AutoAttack after one click."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import APP
+
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params["focus"] = "comparison"
+    at.run()
+    at.switch_page("pages/attack.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    headers = [h.value for h in at.subheader]
+    assert any(h.startswith("Compare") for h in headers) and not any(h.startswith("Targeted") for h in headers)
+    assert not any("AutoAttack on" in m.value for m in at.markdown)
+    [rest] = [b for b in at.button if b.label == "Show the rest of the page"]
+    rest.click().run()
+    assert any(h.value.startswith("Targeted") for h in at.subheader)
+    assert any("AutoAttack on" in m.value for m in at.markdown)
