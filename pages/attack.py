@@ -253,7 +253,8 @@ def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, 
     return eps_max, eps_frames, curves, rows, warnings
 
 
-if min_eps:
+# The gradient-masking path opens on the comparison: the curves wait with the rest of the page.
+if min_eps and (lecture_focus() != "comparison" or rest_shown("attack")):
     eps_max, eps_frames, curves, rows, warnings = curve_summary(
         tuple(keys[m].digest() for m in min_eps), tuple(names[m] for m in min_eps), params.get("eps_max"), spec.norm,
         attack, tuple(min_eps.values()))
@@ -350,7 +351,52 @@ if min_eps:
         st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", adversarial_npz,
                            file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
 
+def craft_pending_gallery() -> None:
+    """Craft the gallery digits still missing (gallery_todo), with a progress bar and a Stop button where the
+    gallery shows, then rerun: last on the page (everything above is on screen and current while it runs), or where
+    a lecture path stops the page."""
+    if not gallery_todo:
+        return
+    todo_id = tuple(k for k, _, _ in gallery_todo)
+    if st.session_state.get("stop_gallery"):
+        st.session_state["gallery_paused"] = todo_id
+    with gallery_slot.container():
+        if st.session_state.get("gallery_paused") == todo_id:
+            st.info("Gallery stopped: the curves above are complete; the digits are crafted on request.",
+                    icon=":material/stop_circle:")
+            if st.button("Craft the gallery", icon=":material/photo_library:"):
+                st.session_state.pop("gallery_paused", None)
+                st.rerun()
+        else:
+            b1, b2 = st.columns([5, 1])
+            bar = b1.progress(0.0, text="Crafting the gallery…")
+            b2.button("Stop", key="stop_gallery", icon=":material/stop:")
+            for j, (key, m, known) in enumerate(gallery_todo):
+                started = time.perf_counter()
+                label = f"Crafting the gallery for {plain(names[m])} ({j + 1} of {len(gallery_todo)})"
+
+                def progress(fraction, j=j, label=label, started=started):
+                    bar.progress((j + fraction) / len(gallery_todo), text=progress_line(label, fraction, time.perf_counter() - started))
+                lock = gallery_locks(str(store.root)).setdefault(key, threading.Lock())
+                with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
+                    if key in galleries:
+                        continue
+                    model = load_model(m, device=x.device)
+                    index = torch.tensor(key[3], dtype=torch.long)
+                    xs, ys = data.test_x[index], data.test_y[index]
+                    crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,
+                                             on_progress=progress, **params)
+                    galleries[key] = {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
+                                      "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
+                                      "predictions": crafted["predictions"].cpu().numpy(),
+                                      "confidences": crafted["confidences"].cpu().numpy()}
+                while len(galleries) > 24:  # 41 frames of 8 digits: ~1 MB each
+                    galleries.popitem(last=False)
+            st.rerun()
+
+
 if lecture_focus() == "curves" and not rest_of_page("attack"):
+    craft_pending_gallery()  # (the gallery is part of the path: crafted here, before the page stops)
     st.stop()  # the path's curves and gallery are the lesson; the other sections wait for a click
 # The gradient-masking path opens on the comparison: the targeted section waits with the rest of the page.
 if lecture_focus() != "comparison" or rest_shown("attack"):
@@ -594,40 +640,4 @@ else:
                "(python -m robust_core.sweep computes the same).")
 
 # ---- long computations, last: everything above is on screen and current while they run ------------------------------
-if gallery_todo:
-    todo_id = tuple(k for k, _, _ in gallery_todo)
-    if st.session_state.get("stop_gallery"):
-        st.session_state["gallery_paused"] = todo_id
-    with gallery_slot.container():
-        if st.session_state.get("gallery_paused") == todo_id:
-            st.info("Gallery stopped: the curves above are complete; the digits are crafted on request.",
-                    icon=":material/stop_circle:")
-            if st.button("Craft the gallery", icon=":material/photo_library:"):
-                st.session_state.pop("gallery_paused", None)
-                st.rerun()
-        else:
-            b1, b2 = st.columns([5, 1])
-            bar = b1.progress(0.0, text="Crafting the gallery…")
-            b2.button("Stop", key="stop_gallery", icon=":material/stop:")
-            for j, (key, m, known) in enumerate(gallery_todo):
-                started = time.perf_counter()
-                label = f"Crafting the gallery for {plain(names[m])} ({j + 1} of {len(gallery_todo)})"
-
-                def progress(fraction, j=j, label=label, started=started):
-                    bar.progress((j + fraction) / len(gallery_todo), text=progress_line(label, fraction, time.perf_counter() - started))
-                lock = gallery_locks(str(store.root)).setdefault(key, threading.Lock())
-                with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
-                    if key in galleries:
-                        continue
-                    model = load_model(m, device=x.device)
-                    index = torch.tensor(key[3], dtype=torch.long)
-                    xs, ys = data.test_x[index], data.test_y[index]
-                    crafted = gallery_frames(model, xs, ys, attack=attack, eps_frames=key[4], seed=int(seed), min_eps=known,
-                                             on_progress=progress, **params)
-                    galleries[key] = {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
-                                      "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
-                                      "predictions": crafted["predictions"].cpu().numpy(),
-                                      "confidences": crafted["confidences"].cpu().numpy()}
-                while len(galleries) > 24:  # 41 frames of 8 digits: ~1 MB each
-                    galleries.popitem(last=False)
-            st.rerun()
+craft_pending_gallery()

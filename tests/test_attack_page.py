@@ -300,3 +300,23 @@ def test_the_masking_path_opens_on_the_comparison_alone(two_models):
     rest.click().run()
     assert any(h.value.startswith("Targeted") for h in at.subheader)
     assert any("AutoAttack on" in m.value for m in at.markdown)
+
+
+def test_the_eps_collapse_path_crafts_its_gallery_before_it_stops(two_models):
+    """The path stops the page after its curves, but its gallery (part of the lesson) is still crafted there."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import APP
+
+    first, second = two_models
+    at = AppTest.from_file(APP, default_timeout=120)
+    at.query_params.update({"focus": "curves", "models": f"{first},{second}", "n": "100"})
+    at.run()
+    at.switch_page("pages/attack.py").run()
+    widget(at.number_input, "Steps").set_value(3).run()
+    compute(at)
+    at.run()
+    assert not at.exception, [e.value for e in at.exception]
+    fig = figure(at)
+    assert sum(t["type"] == "image" for t in fig["data"]) == 4  # both models' rows of digits
+    assert not any(h.value.startswith("Targeted") for h in at.subheader)
