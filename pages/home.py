@@ -17,16 +17,17 @@ st.markdown(
 
 paths, errors = lecture_paths()
 store_ids = {e.model_id for e in get_store().list()}
-# Six cards on the first screen of a 1280x720 projector: three a row, title and link on one line, the promise below.
+# Six cards on the first screen of a 1280x720 projector: three a row, the title (the link) above the promise.
 st.html("<style>.st-key-lecture_cards [data-testid='stCaptionContainer'] { font-size: 0.8rem; line-height: 1.35; }"
+        ".st-key-lecture_cards [data-testid='stPageLink-NavLink'] p "
+        "{ font-weight: 600; white-space: normal; line-height: 1.3; }"
         "</style>")
 with st.container(key="lecture_cards"):
     columns = st.columns(3)
     for i, path in enumerate(paths):
         with columns[i % 3].container(border=True, height="stretch", key=f"lecture_card_{i}"):
-            title, link = st.columns([3, 1], vertical_alignment="top")
-            title.markdown(f"**{path.title}**")  # bold text, not a heading: compact
-            link.page_link(PAGE_FILES[path.page], label="Open", icon=path.icon, query_params=path.params)
+            # The title is the link: a separate "Open" beside it had a quarter of a card, and was cut to "Ope".
+            st.page_link(PAGE_FILES[path.page], label=path.title, icon=path.icon, query_params=path.params)
             st.caption(path.summary)
             wanted = [m for m in path.params.get("models", "").split(",") if m]
             missing = [m for m in wanted if m not in store_ids]
