@@ -70,29 +70,28 @@ def write_synced(path: str | os.PathLike, data: bytes) -> None:
         os.fsync(f.fileno())
 
 
-def _flock(fd: int, *, what: str, timeout: float | None, while_waiting: Callable[[], None] | None) -> None:
-    """Take an exclusive flock on ``fd``: at once if free, else polling (so that ``while_waiting`` runs, e.g. a job's
-    cancellation check, and ``timeout`` can end the wait with :class:`LockTimeout`)."""
+def _try_flock(fd: int) -> bool:
+    """An exclusive flock on ``fd`` if it is free now; False if another holds it."""
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        return
+        return True
     except OSError as exc:
         if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
             raise
+        return False
+
+
+def _flock(fd: int, *, what: str, timeout: float | None, while_waiting: Callable[[], None] | None) -> None:
+    """Take an exclusive flock on ``fd``: at once if free, else polling (so that ``while_waiting`` runs, e.g. a job's
+    cancellation check, and ``timeout`` can end the wait with :class:`LockTimeout`)."""
     start, pause = time.monotonic(), _POLL_FIRST_S
-    while True:
+    while not _try_flock(fd):
         if while_waiting is not None:
             while_waiting()
         if timeout is not None and time.monotonic() - start > timeout:
             raise LockTimeout(f"{what} is held by another process for more than {timeout:g} s; try again later.")
         time.sleep(pause)
         pause = min(pause * 2, _POLL_MAX_S)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            return
-        except OSError as exc:
-            if exc.errno not in (errno.EWOULDBLOCK, errno.EAGAIN, errno.EACCES):
-                raise
 
 
 class FolderLock:

@@ -257,19 +257,24 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
     assert runner.get("test-blocker").wait(10)
 
 
-def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_models):
-    """A room opening the eps-collapse path runs the curves only: the targeted search and AutoAttack wait behind one
-    button (each student's run of them was most of the page's work while nobody looked)."""
+def open_lecture_path(**params):
+    """The Attack page opened as a lecture path's link opens it (``focus=`` and the path's other parameters)."""
     from streamlit.testing.v1 import AppTest
 
     from tests.test_pages import APP
 
-    first, second = two_models
     at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["focus"] = "curves"
+    at.query_params.update(params)
     at.run()
     at.switch_page("pages/attack.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    return at
+
+
+def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_models):
+    """A room opening the eps-collapse path runs the curves only: the targeted search and AutoAttack wait behind one
+    button (each student's run of them was most of the page's work while nobody looked)."""
+    at = open_lecture_path(focus="curves")
     headers = [h.value for h in at.subheader]
     assert not any(h.startswith("Targeted") for h in headers) and not any(h.startswith("Compare") for h in headers)
     [rest] = [b for b in at.button if b.label == "Show the rest of the page"]
@@ -284,15 +289,7 @@ def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_mo
 
 def test_the_masking_path_opens_on_the_comparison_alone(two_models):
     """The gradient-masking path: the comparison first; the targeted section and AutoAttack after one click."""
-    from streamlit.testing.v1 import AppTest
-
-    from tests.test_pages import APP
-
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params["focus"] = "comparison"
-    at.run()
-    at.switch_page("pages/attack.py").run()
-    assert not at.exception, [e.value for e in at.exception]
+    at = open_lecture_path(focus="comparison")
     headers = [h.value for h in at.subheader]
     assert any(h.startswith("Compare") for h in headers) and not any(h.startswith("Targeted") for h in headers)
     assert not any("AutoAttack on" in m.value for m in at.markdown)
@@ -304,15 +301,8 @@ def test_the_masking_path_opens_on_the_comparison_alone(two_models):
 
 def test_the_eps_collapse_path_crafts_its_gallery_before_it_stops(two_models):
     """The path stops the page after its curves, but its gallery (part of the lesson) is still crafted there."""
-    from streamlit.testing.v1 import AppTest
-
-    from tests.test_pages import APP
-
     first, second = two_models
-    at = AppTest.from_file(APP, default_timeout=120)
-    at.query_params.update({"focus": "curves", "models": f"{first},{second}", "n": "100"})
-    at.run()
-    at.switch_page("pages/attack.py").run()
+    at = open_lecture_path(focus="curves", models=f"{first},{second}", n="100")
     widget(at.number_input, "Steps").set_value(3).run()
     compute(at)
     at.run()
