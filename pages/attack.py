@@ -19,7 +19,7 @@ from pages._audience import (
     submit_job,
     visitor_work_error,
 )
-from pages._outputs import shared_output, shared_table
+from pages._outputs import shared_figure, shared_output, shared_table
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -36,7 +36,6 @@ from pages._shared import (
     rest_shown,
     settings_box,
     settings_row,
-    shared_figure,
     show_chart,
 )
 from pages._url import set_url, url_choice, url_choices

@@ -9,6 +9,7 @@ import streamlit as st
 import torch
 
 from pages._audience import job_runner, job_status, submit_job
+from pages._outputs import shared_figure
 from pages._shared import (
     analysis_page,
     comparison_defaults,
@@ -18,7 +19,6 @@ from pages._shared import (
     model_labels,
     plain,
     settings_box,
-    shared_figure,
     show_chart,
 )
 from pages._url import set_url, url_choice, url_choices, url_number

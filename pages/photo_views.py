@@ -19,7 +19,6 @@ import torch
 from pages._photo import (
     DEFAULT_METHODS,
     DEFAULT_TARGET,
-    shipped_photo,
     adapted_steps,
     asked_for,
     class_picker,
@@ -30,6 +29,7 @@ from pages._photo import (
     photo_param,
     photo_picker,
     run_job,
+    shipped_photo,
     show_photo,
     to_image,
     top5_text,

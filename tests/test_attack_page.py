@@ -186,7 +186,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
     copy, leaving what the other visitors receive untouched."""
     import plotly.io as pio
 
-    from pages._shared import shared_figure
+    from pages._outputs import shared_figure
     from robust_core.plots import eps_slider_figure, projector_style
 
     fig = eps_slider_figure([0.0, 0.1, 0.2], {"a": [1.0, 0.5, 0.1], "b": [1.0, 0.9, 0.8]})
