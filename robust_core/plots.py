@@ -56,6 +56,7 @@ def training_curves_figure(histories: Mapping[str, Mapping], *, height: int = 36
 
 GALLERY_SCALE = 1  # PNG pixels per image pixel: the browser enlarges them unsmoothed (go.Image zsmooth=False)
 GALLERY_GAP = 2  # image pixels of white between two digits in a strip
+DIVERGING_LEVELS = 255  # colours of a perturbation strip's blue-white-red map (its palette's last entry: the gaps)
 
 
 def _rdbu(values):
@@ -89,14 +90,19 @@ def image_strip(images, *, diverging: bool = False, scale: int = GALLERY_SCALE):
     strip = np.full((h, k * w + (k - 1) * GALLERY_GAP), fill, dtype=np.float32)
     for c in range(k):
         strip[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = images[c]
-    pixels = _rdbu(strip) if diverging else (np.clip(strip, 0, 1) * 255).round().astype(np.uint8)
-    if diverging:
-        # The gaps are drawn white like zero perturbation; make them light grey so digits stay apart.
-        gap_mask = np.ones(strip.shape, dtype=bool)
-        for c in range(k):
-            gap_mask[:, c * (w + GALLERY_GAP) : c * (w + GALLERY_GAP) + w] = False
-        pixels[gap_mask] = 255
-    return Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+    if not diverging:
+        pixels = (np.clip(strip, 0, 1) * 255).round().astype(np.uint8)
+        return Image.fromarray(pixels).resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
+    # One byte a pixel: an index into the diverging map's 255 colours, and 255 for the gaps between digits (white,
+    # apart from zero perturbation's light grey). An RGB strip was three bytes a pixel: the ε-slider figure carries
+    # 41 frames of these per model, and every student's view sends them.
+    index = (np.clip(strip, 0, 1) * (DIVERGING_LEVELS - 1)).round().astype(np.uint8)
+    for c in range(k - 1):
+        index[:, c * (w + GALLERY_GAP) + w : (c + 1) * (w + GALLERY_GAP)] = DIVERGING_LEVELS
+    picture = Image.fromarray(index, mode="P")
+    palette = _rdbu(np.linspace(0, 1, DIVERGING_LEVELS)).reshape(-1).tolist() + [255, 255, 255]
+    picture.putpalette(palette)
+    return picture.resize((strip.shape[1] * scale, h * scale), Image.NEAREST)
 
 
 def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCALE, compress_level: int = 1) -> bytes:
@@ -109,10 +115,12 @@ def image_strip_png(images, *, diverging: bool = False, scale: int = GALLERY_SCA
 
 
 def image_strip_uri(images, *, diverging: bool = False) -> str:
-    """:func:`image_strip_png` as a data URI for ``go.Image`` (fast compression: 84 strips per figure)."""
+    """:func:`image_strip_png` as a data URI for ``go.Image``. Compressed hard (level 9): a figure is built once per
+    server and sent to every student's view, 41 frames of strips per model."""
     import base64
 
-    return "data:image/png;base64," + base64.b64encode(image_strip_png(images, diverging=diverging)).decode()
+    png = image_strip_png(images, diverging=diverging, compress_level=9)
+    return "data:image/png;base64," + base64.b64encode(png).decode()
 
 
 def eps_slider_figure(

@@ -148,3 +148,22 @@ def test_gallery_frames_can_be_cancelled_and_give_the_model_back_as_found(small_
         small_cnn.train(was_training)
     with pytest.raises(ValueError, match="increasing"):
         gallery_frames(small_cnn, x, y, attack="pgd", eps_frames=[0.2, 0.1])
+
+
+def test_a_perturbation_strip_is_one_byte_a_pixel_in_the_diverging_colours():
+    """Perturbation strips travel in every frame of the ε-slider figure: a palette image (one byte a pixel), whose
+    colours are the blue-white-red map to within one of its 255 levels, and whose gaps between digits are white."""
+    import numpy as np
+
+    from robust_core.plots import DIVERGING_LEVELS, GALLERY_GAP, _rdbu, image_strip
+
+    values = np.linspace(0, 1, 3 * 28 * 28, dtype=np.float32).reshape(3, 28, 28)
+    strip = image_strip(values, diverging=True)
+    assert strip.mode == "P" and strip.size == (3 * 28 + 2 * GALLERY_GAP, 28)
+    rgb = np.asarray(strip.convert("RGB")).astype(int)
+    for c in range(3):
+        shown = rgb[:, c * (28 + GALLERY_GAP): c * (28 + GALLERY_GAP) + 28]
+        exact = _rdbu(values[c]).astype(int)
+        step = np.abs(_rdbu(np.array([0.0])).astype(int) - _rdbu(np.array([1.0 / (DIVERGING_LEVELS - 1)]))).max()
+        assert np.abs(shown - exact).max() <= step  # one level of the map at most
+    assert (rgb[:, 28: 28 + GALLERY_GAP] == 255).all()
