@@ -24,7 +24,7 @@ def shared_figure(fig):
     """``fig`` as a figure shared read-only by every session (one built in ``st.cache_resource``).
 
     ``st.plotly_chart`` calls ``fig.to_dict()`` (a deep copy) and then serialises the copy at every run. For the
-    ε-slider figure (~2 MB of frames) the copy was ~12 ms of the server's one interpreter per student's run; here
+    ε-slider figure (1–2 MB of frames) the copy was ~12 ms of the server's one interpreter per student's run; here
     it is made once and the same dict is handed out afterwards. Never change the figure once shared.
     """
     return SharedFigure(fig.to_dict())
@@ -33,7 +33,7 @@ def shared_figure(fig):
 class SharedFigure(go.Figure):
     """A figure whose ``to_dict()`` is the dict it was built from, not a new deep copy (see shared_figure), and whose
     JSON is written once: ``st.plotly_chart`` serialises that dict with ``plotly.io.to_json`` at every run, ~15 ms
-    (orjson) to ~60 ms (json) per student's view of the 3 MB ε-slider figure."""
+    (orjson) to ~60 ms (json) per student's view of a 3 MB figure."""
 
     screen_styled = False  # True: already in the current screen's style (pages._outputs.screen_figure)
 
