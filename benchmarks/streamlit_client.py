@@ -48,6 +48,12 @@ class ProtocolSession:
         # (robust_core.serve) the one that names the session's replica keeps the tab on it.
         self.cookies: dict[str, str] = {}
 
+    def keep_cookies(self, headers) -> None:
+        """Keep the cookies an HTTP answer's headers set (name and value; their attributes are the browser's)."""
+        for cookie in headers.get_all("Set-Cookie") or ():
+            name, _, value = cookie.split(";", 1)[0].partition("=")
+            self.cookies[name.strip()] = value.strip()
+
     def _cookie_header(self) -> dict[str, str]:
         return {"Cookie": "; ".join(f"{k}={v}" for k, v in self.cookies.items())} if self.cookies else {}
 
@@ -57,9 +63,7 @@ class ProtocolSession:
             request = urllib.request.Request(f"{self.base}/{path}",
                                              headers={"Accept-Encoding": "gzip", **self._cookie_header()})
             with urllib.request.urlopen(request, timeout=120) as response:
-                for cookie in response.headers.get_all("Set-Cookie") or ():
-                    name, _, value = cookie.split(";", 1)[0].partition("=")
-                    self.cookies[name.strip()] = value.strip()
+                self.keep_cookies(response.headers)
                 body = response.read()
                 return gzip.decompress(body) if response.headers.get("Content-Encoding") == "gzip" else body
 

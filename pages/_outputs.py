@@ -95,13 +95,33 @@ def shared_output(kind: str, key: Hashable, build: Callable[[], Any], *, max_ent
         with outputs.lock:
             if key in entries:
                 return entries[key]
-        value = build()
-        with outputs.lock:
-            entries[key] = value
-            while len(entries) > max_entries:
-                entries.popitem(last=False)
-            outputs.key_locks.pop((kind, key), None)
+        try:
+            value = build()
+            with outputs.lock:
+                entries[key] = value
+                while len(entries) > max_entries:
+                    entries.popitem(last=False)
+        finally:  # built, or not (an error, a rerun that interrupted the script): no lock is kept for the key
+            with outputs.lock:
+                outputs.key_locks.pop((kind, key), None)
         return value
+
+
+def png_bytes(image, *, size: int | None = None) -> bytes:
+    """A (H, W) grey or (H, W, 3) colour array in [0, 1] as PNG bytes, enlarged to ``size`` x ``size`` without
+    smoothing when given. Handed to ``st.image(..., output_format="PNG")`` as they are: encoded once, by the first
+    session, where Streamlit's "auto" format would re-encode the array as JPEG at every run, blurring the pixels."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    picture = Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8))
+    if size is not None:
+        picture = picture.resize((size, size), Image.NEAREST)
+    buffer = io.BytesIO()
+    picture.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def screen_figure(fig) -> SharedFigure:

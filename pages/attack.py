@@ -19,7 +19,7 @@ from pages._audience import (
     submit_job,
     visitor_work_error,
 )
-from pages._outputs import shared_figure, shared_output, shared_table
+from pages._outputs import png_bytes, shared_figure, shared_output, shared_table
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -428,23 +428,12 @@ if lecture_focus() != "comparison" or rest_shown("attack"):
                 "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
 
 
-    def enlarge(image, size=112):
-        """A 28 x 28 array in [0, 1] as a crisp size x size greyscale picture (no smoothing)."""
-        from PIL import Image
-
-        return Image.fromarray((np.clip(image, 0, 1) * 255).astype(np.uint8)).resize((size, size), Image.NEAREST)
-
-
     def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:
-        """The clean, attacked and change pictures of a targeted example as PNG bytes, encoded once for every session."""
+        """The clean, attacked and change pictures of a targeted example, 112 px a side, as PNG bytes encoded once
+        for every session."""
         def encode() -> tuple[bytes, ...]:
             change = np.clip((ex["adversarial"] - ex["clean"]) * 0.5 / max(ex["eps"], 1e-6) + 0.5, 0, 1)
-            pictures = []
-            for image in (ex["clean"], ex["adversarial"], change):
-                buffer = io.BytesIO()
-                enlarge(image).save(buffer, format="PNG")
-                pictures.append(buffer.getvalue())
-            return tuple(pictures)
+            return tuple(png_bytes(image, size=112) for image in (ex["clean"], ex["adversarial"], change))
 
         return shared_output("attack_targeted", key, encode, max_entries=128)
 

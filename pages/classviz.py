@@ -1,6 +1,5 @@
 """Class Visualization page: morph a drawn digit (or noise) toward any class by gradient ascent."""
 import hashlib
-import io
 import time
 
 import numpy as np
@@ -9,7 +8,7 @@ import streamlit as st
 import torch
 
 from pages._audience import job_runner, job_status, submit_job
-from pages._outputs import shared_figure
+from pages._outputs import png_bytes, shared_figure
 from pages._shared import (
     analysis_page,
     comparison_defaults,
@@ -192,16 +191,9 @@ def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Fig
 def morph_pictures(result: VisualizationResult) -> tuple[bytes, bytes]:
     """The final image and the change as PNG bytes (the change around grey, at full contrast): encoded once per server,
     not at every student's run (and as PNG: Streamlit's default would re-encode them as JPEG, blurring the pixels)."""
-    from PIL import Image
-
     diff = (result.final[0, 0] - result.frames[0, 0, 0]).cpu().numpy()
     change = np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1)
-    pictures = []
-    for image in (result.final[0, 0].cpu().numpy(), change):
-        buffer = io.BytesIO()
-        Image.fromarray((np.clip(image, 0, 1) * 255).round().astype(np.uint8)).save(buffer, format="PNG")
-        pictures.append(buffer.getvalue())
-    return tuple(pictures)
+    return png_bytes(result.final[0, 0].cpu().numpy()), png_bytes(change)
 
 
 def shown_models(comparison: MorphComparison) -> list[str]:

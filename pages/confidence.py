@@ -1,6 +1,4 @@
 """Confidence page: how sure is each model, is it calibrated, and how sure is it when attacked?"""
-import io
-
 import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
@@ -13,7 +11,7 @@ from pages._audience import (
     job_status,
     submit_job,
 )
-from pages._outputs import screen_figure, shared_output, shared_table
+from pages._outputs import png_bytes, screen_figure, shared_output, shared_table
 from pages._shared import (
     analysis_page,
     default_candidates,
@@ -356,12 +354,7 @@ short_names = [SHORT_NAMES.get(c, c) for c in class_names]
 def gallery_png(i: int) -> bytes:
     """Image ``i`` of what the focused model was scored on, as PNG bytes: encoded once for every session."""
     def encode() -> bytes:
-        from PIL import Image
-
-        image = shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy()
-        buffer = io.BytesIO()
-        Image.fromarray((image.clip(0, 1) * 255).round().astype("uint8")).save(buffer, format="PNG")
-        return buffer.getvalue()
+        return png_bytes(shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy())
 
     return shared_output("confidence_gallery", (report_settings, focus, i), encode, max_entries=256)
 

@@ -96,19 +96,22 @@ class Student(ProtocolSession):
 
     def __init__(self, base: str):
         super().__init__(base)
-        self.cookie: str | None = None
         self.static_headers: dict[str, Message] = {}
 
+    @property
+    def cookie(self) -> str | None:
+        """The Cookie header this tab sends (the client keeps them, and sends them on the WebSocket too)."""
+        return self._cookie_header().get("Cookie")
+
     def fetch(self, path: str, *, method: str = "GET") -> tuple[int, Message, bytes]:
-        headers = {"Accept-Encoding": "gzip", **({"Cookie": self.cookie} if self.cookie else {})}
+        headers = {"Accept-Encoding": "gzip", **self._cookie_header()}
         request = urllib.request.Request(f"{self.base}/{path}", headers=headers, method=method)
         try:
             with urllib.request.urlopen(request, timeout=TIMEOUT_S) as answer:
                 status, head, body = answer.status, answer.headers, answer.read()
         except urllib.error.HTTPError as error:
             status, head, body = error.code, error.headers, error.read()
-        if "Set-Cookie" in head:
-            self.cookie = head["Set-Cookie"].split(";", 1)[0]
+        self.keep_cookies(head)
         return status, head, gzip.decompress(body) if head.get("Content-Encoding") == "gzip" else body
 
     async def download_page(self, page: str) -> int:
@@ -120,14 +123,6 @@ class Student(ProtocolSession):
         self.static_headers = {p: h for p, (s, h, _) in zip(paths, answers)}
         assert all(s == 200 for s, _, _ in answers)
         return len(html) + sum(len(b) for _, _, b in answers)
-
-    async def connect(self) -> None:
-        from websockets.asyncio.client import connect
-
-        url = self.base.replace("http://", "ws://") + "/_stcore/stream"
-        self.ws = await connect(url, subprotocols=["streamlit"], max_size=None, open_timeout=TIMEOUT_S,
-                                additional_headers={"Cookie": self.cookie})
-        self._reader = asyncio.ensure_future(self._read())
 
 
 # What a lecture path's page shows once it is ready: the ε-slider figure; the Morph button.
