@@ -28,8 +28,8 @@ here, whatever they are.
 from __future__ import annotations
 
 import argparse
+import io
 import json
-import os
 import platform
 import re
 import sys
@@ -47,6 +47,7 @@ from robust_core.attacks._common import predict  # noqa: E402
 from robust_core.data import load_dataset  # noqa: E402
 from robust_core.device import channels_last_copy, describe_device, get_device  # noqa: E402
 from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION  # noqa: E402
+from robust_core.file_locks import atomic_write_bytes, atomic_write_text  # noqa: E402
 from robust_core.minimal_norm import best_minimal_perturbation  # noqa: E402
 from robust_core.shipped import install_shipped  # noqa: E402
 from robust_core.store import ModelStore  # noqa: E402
@@ -137,7 +138,7 @@ def evaluate_model(model, x, y, *, eps_grid, source=None, transfer_cache=None, c
             + f"  ({result['seconds'][str(eps)]:.0f} s)")
         if cache_file is not None:
             cache_file.parent.mkdir(parents=True, exist_ok=True)
-            cache_file.write_text(json.dumps(result))
+            atomic_write_text(cache_file, json.dumps(result))  # an interrupted write leaves the last ε's table
     return result
 
 
@@ -150,7 +151,7 @@ def minimal_l2(model, x, y, cache_file: Path, log=print) -> dict:
     summary = result.summary()
     summary["seconds_total"] = time.perf_counter() - t0
     cache_file.parent.mkdir(parents=True, exist_ok=True)
-    cache_file.write_text(json.dumps(summary))
+    atomic_write_text(cache_file, json.dumps(summary))
     b = summary["best_of"]
     log(f"    best-of L2 median {b['median']}, success {100 * b['success']:.1f}% ({summary['seconds_total']:.0f} s)")
     return summary
@@ -175,9 +176,9 @@ def fixed_job(*, store_root: str, device, model_id: str, dataset: str, n: int, e
     result = evaluate_model(model, x, y, eps_grid=eps_grid, source=source, transfer_cache=transfer,
                             cache_file=Path(cache_file), log=lambda s: print(s, flush=True))
     if set(transfer) - known:
-        tmp = transfer_file.with_suffix(f".tmp{os.getpid()}")
-        torch.save({eps: points.cpu() for eps, points in transfer.items()}, tmp)
-        os.replace(tmp, transfer_file)  # atomic: a job reading it sees the old file or the new one
+        buffer = io.BytesIO()
+        torch.save({eps: points.cpu() for eps, points in transfer.items()}, buffer)
+        atomic_write_bytes(transfer_file, buffer.getvalue())  # a job reading it sees the old file or the new one
     return result
 
 
@@ -483,7 +484,7 @@ def write_report(rows: dict, args, out: Path) -> str:
     lines += [f"## {MASKING_SECTION}", "", MASKING_EXPLANATION, ""]
     text = "\n".join(lines) + "\n"
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    atomic_write_text(out, text)
     return text
 
 

@@ -93,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
 
     t_seed, _ = best_of(args.repeats, lambda: seed_fooling(model, x, STINGRAY, 40))
-    t_ours, x_adv = best_of(args.repeats, lambda: get_attack("pgd").fn(model, x, y, eps=2 / 255, steps=40, targeted=True,
+    t_ours, x_adv = best_of(args.repeats, lambda: get_attack("pgd")(model, x, y, eps=2 / 255, steps=40, targeted=True,
                                                                         target=torch.tensor([STINGRAY])))
     fooled = int(model(x_adv).argmax(1)) == STINGRAY
     rows.append({"task": "targeted PGD-40", "ours_s": t_ours, "seed_loop_s": t_seed,

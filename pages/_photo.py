@@ -1,5 +1,6 @@
 """The parts the "ImageNet photos" views share (pages/photo_views.py): the network and its sidebar picker, the photo
-and class pickers, the top-5 and perturbation displays, the job runner's gate, and the view's state in the address."""
+and class pickers, the top-5 and perturbation displays, the "run on click" gate (asked_for), and the view's state in
+the address."""
 from __future__ import annotations
 
 import hashlib
@@ -8,13 +9,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._audience import (
-    current_visitor,
-    job_or_retry,
-    job_runner,
-    job_status,
-    submit_job,
-)
+from pages._audience import current_visitor
+from pages._jobs import job_runner
 from pages._shared import IMAGENET, in_lecture_mode, plain
 from pages._url import drop_params, set_url, url_choice, url_number, url_state
 from robust_core.imagenet.fool import scaled_change
@@ -236,20 +232,6 @@ def digest(*parts) -> str:
         h.update(part.cpu().numpy().tobytes() if torch.is_tensor(part) else repr(part).encode())
     return h.hexdigest()[:24]
 
-
-def run_job(key: str, fn, *, label: str, lane: str = "long", wait_s: float = 2.0):
-    """Submit ``fn`` to the server's runner under ``key`` (or reuse its finished result); returns the job when done,
-    else shows its progress with Cancel and stops the page (the status fragment reruns it when the job ends)."""
-    job = job_or_retry(key, label=label, again="Run it again")
-    if job is None:
-        job = submit_job(key, fn, label=label, lane=lane)
-        if job is None:  # refused (a quota, a full queue): submit_job said why
-            st.stop()
-        job.wait(wait_s)
-    if job.status in ("queued", "running"):
-        job_status([job.key], section="photo")
-        st.stop()
-    return job
 
 
 def asked_for(key: str, *, view: str, button: str, what: str, icon: str) -> bool:

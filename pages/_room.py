@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._audience import current_visitor, job_runner
+from pages._audience import current_visitor
+from pages._jobs import job_runner
 from pages._shared import in_lecture_mode
 
 PAUSE_KEY = "room_pause_visitors"

@@ -7,7 +7,7 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._audience import job_runner, job_status, submit_job
+from pages._jobs import job_runner, job_status, submit_job
 from pages._outputs import png_bytes, shared_figure
 from pages._shared import (
     analysis_page,

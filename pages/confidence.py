@@ -4,13 +4,8 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._audience import (
-    current_visitor,
-    job_or_retry,
-    job_runner,
-    job_status,
-    submit_job,
-)
+from pages._audience import current_visitor
+from pages._jobs import job_or_retry, job_runner, job_status, submit_job
 from pages._outputs import png_bytes, screen_figure, shared_output, shared_table
 from pages._shared import (
     analysis_page,

@@ -16,6 +16,7 @@ import numpy as np
 import streamlit as st
 import torch
 
+from pages._jobs import run_job
 from pages._photo import (
     DEFAULT_METHODS,
     DEFAULT_TARGET,
@@ -28,7 +29,6 @@ from pages._photo import (
     perturbation_scaled,
     photo_param,
     photo_picker,
-    run_job,
     shipped_photo,
     show_photo,
     to_image,
@@ -97,7 +97,7 @@ def saliency_view() -> None:
         variants = [("clean", x)]
         if eps255:
             y = torch.tensor([clean_top[0][0]])
-            x_adv = get_attack("pgd").fn(model, x, y, eps=eps255 / 255, steps=20)
+            x_adv = get_attack("pgd")(model, x, y, eps=eps255 / 255, steps=20)
             variants.append(("attacked", x_adv))
         out = {"variants": {}, "maps": {}}
         total = len(variants) * len(methods)
@@ -183,7 +183,7 @@ def attack_view() -> None:
 
         def run(ctx):
             kwargs = {"steps": steps} if attack == "pgd" else {"steps": max(steps, 20)}
-            return {"eps": eps255 / 255, "x_adv": get_attack(attack).fn(model, x, y, eps=eps255 / 255, **kwargs)}
+            return {"eps": eps255 / 255, "x_adv": get_attack(attack)(model, x, y, eps=eps255 / 255, **kwargs)}
 
     button = "Fool it" if mode == "targeted" else "Attack"
     if not asked_for(key, view="photo_attack", button=button, what=what, icon=":material/bolt:"):

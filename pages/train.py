@@ -1,7 +1,8 @@
 """Train page: configure, train with live curves, stop, and compare stored models."""
 import streamlit as st
 
-from pages._audience import current_visitor, job_runner, submit_job, visitor_work_error
+from pages._audience import current_visitor
+from pages._jobs import job_runner, submit_job, visitor_work_error
 from pages._shared import (
     current_dataset,
     default_candidates,

@@ -109,13 +109,6 @@ def robust_accuracy(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps
     return accuracies
 
 
-def compare_models(models: dict[str, Any], x, y, *, attack: str, eps_grid: Sequence[float], seed: int = 0,
-                   **attack_kwargs) -> dict[str, list[float]]:
-    """Robust accuracy curves of several models on the same images: {name: accuracies}."""
-    return {name: robust_accuracy(m, x, y, attack=attack, eps_grid=eps_grid, seed=seed, **attack_kwargs)
-            for name, m in models.items()}
-
-
 def _fooled(crafter, judge, spec, x, y, eps, seed, attack_kwargs, target=None):
     """(hit, x_adv): whether the attack crafted on ``crafter`` fools ``judge`` (the same network; see minimal_eps),
     and the examples it crafted. ``eps``: a number, or one per example for the attacks of PER_EXAMPLE_EPS."""
@@ -582,5 +575,5 @@ def parse_eps_grid(text: str) -> list[float]:
 __all__ = ["ATTACKS", "MASKING_EXPLANATION", "MASKING_SECTION", "SINGLE_STEP_TRAINING", "attack_comparison_notes",
            "attack_comparison_warnings", "single_step_masking", "training_method_of", "cached_transfer_eps",
            "transfer_minimal_eps", "model_sanity_warnings", "sanity_warnings", "EvalKey", "EvaluationCache",
-           "accuracy_at", "cached_minimal_eps", "compare_models", "minimal_eps", "parse_eps_grid", "perturbation_stats",
+           "accuracy_at", "cached_minimal_eps", "minimal_eps", "parse_eps_grid", "perturbation_stats",
            "robust_accuracy"]

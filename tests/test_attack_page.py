@@ -135,7 +135,7 @@ def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two
     visitor sees the queue position and cancels only their own request."""
     import threading
 
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     first, _ = two_models
     runner = job_runner()
@@ -202,7 +202,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
 def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_models):
     """Issue 16: the AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
     the model (a second visit reads it, nothing runs), its protocol and every stage stated."""
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     first, _ = two_models
     at = open_attack_page()
@@ -229,7 +229,7 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
     its Cancel button (one key each: a shared key raised StreamlitDuplicateElementKey while the job waited)."""
     import threading
 
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     first, _ = two_models
     runner = job_runner()

@@ -48,6 +48,93 @@ def test_every_attack_keeps_the_contract(name, cnn, batch):
         assert float(flat_norm(x_t - x, spec.norm).max()) <= eps + 1e-6 * max(1.0, eps)
 
 
+def _five_class_linear_problem():
+    """A 5-class linear model on 4x4 images and 12 images it classifies as y, with a target (y + 1) % 5 for each:
+    a budget of EPS moves any image across most of the model's boundaries."""
+    w = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    model = Linear(w, -0.5 * w.sum(1))  # logits W (x - 0.5): grey images spread over the classes
+    x = torch.rand(12, 1, 4, 4, generator=torch.Generator().manual_seed(1)) * 0.4 + 0.3
+    with torch.no_grad():
+        y = model(x).argmax(1)
+    return model, x, y, (y + 1) % 5
+
+
+def _target_margin(model, x, target):
+    """Per image: the target's logit minus the largest other one (> 0: the image reads as the target)."""
+    with torch.no_grad():
+        logits = model(x)
+    return logits.gather(1, target[:, None])[:, 0] - logits.scatter(1, target[:, None], float("-inf")).amax(1)
+
+
+# FAST, but EAD's step of 0.01 moves a pixel by at most 0.1 in FAST's 10 steps: 0.1 reaches the targets of the
+# linear model.
+TARGETED_RUN = {**FAST, "ead": {**FAST["ead"], "lr": 0.1}}
+
+
+@pytest.mark.parametrize("name", sorted(ATTACKS))
+def test_every_attack_takes_targeted_and_target_and_either_reaches_the_target_or_says_it_is_untargeted_only(name):
+    """The contract's targeted=/target= reach every registered attack: one whose spec says ``targeted`` moves the
+    images toward the target (more of them read as it, the target's margin grows), any other refuses with the
+    ValueError its spec announces, never a TypeError."""
+    spec = ATTACKS[name]
+    model, x, y, target = _five_class_linear_problem()
+    eps, params = EPS[spec.norm], TARGETED_RUN.get(name, {})
+    untargeted = spec(model, x, y, eps=eps, targeted=False, target=None, seed=0, **params)
+    assert untargeted.shape == x.shape
+    with pytest.raises(ValueError, match="target"):  # a target without targeted=True is a mistake, said as one
+        spec(model, x, y, eps=eps, target=target, seed=0, **params)
+    if not spec.targeted:
+        with pytest.raises(ValueError, match="untargeted only"):
+            spec(model, x, y, eps=eps, targeted=True, target=target, seed=0, **params)
+        return
+    x_t = spec(model, x, y, eps=eps, targeted=True, target=target, seed=0, **params)
+    assert float(flat_norm(x_t - x, spec.norm).max()) <= eps + 1e-6 * max(1.0, eps)
+    before, after = _target_margin(model, x, target), _target_margin(model, x_t, target)
+    assert (before < 0).all()  # no image reads as its target before the attack
+    assert (after > 0).float().mean() >= 0.5, (after > 0).float().mean()
+    assert after.mean() > before.mean()
+
+
+def test_an_attack_run_through_its_spec_gets_the_spec_defaults_and_the_caller_overrides_them():
+    """``ATTACKS[name](...)`` is how an attack runs with its defaults: APGD-DLR's function is apgd, whose own
+    default loss is CE, so calling ``spec.fn`` would quietly run APGD-CE."""
+    import dataclasses
+
+    received = {}
+
+    def record(model, x, y, **kwargs):
+        received.update(kwargs)
+        return x
+
+    for name, spec in ATTACKS.items():
+        received.clear()
+        dataclasses.replace(spec, fn=record)(None, None, None, eps=0.1)
+        assert received == {**spec.defaults, "eps": 0.1}, name
+    received.clear()
+    dataclasses.replace(ATTACKS["apgd_dlr"], fn=record)(None, None, None, eps=0.1, loss="ce")
+    assert received["loss"] == "ce"
+    # The real APGD-DLR: its spec's loss reaches apgd, and the DLR and CE runs differ on the same random start.
+    model, x, y, _ = _five_class_linear_problem()
+    kwargs = {"eps": 0.05, "steps": 5, "seed": 0}
+    via_spec = ATTACKS["apgd_dlr"](model, x, y, **kwargs)
+    assert torch.equal(via_spec, apgd(model, x, y, loss="dlr", **kwargs))
+    assert not torch.equal(via_spec, ATTACKS["apgd_dlr"].fn(model, x, y, **kwargs))
+
+
+def test_the_dlr_loss_refuses_a_model_with_fewer_classes_than_it_ranks():
+    """DLR divides by the gap to the third logit (targeted: the mean of the third and fourth): with fewer classes
+    there is no such logit, which is said as such, not an IndexError from deep inside a step."""
+    x = torch.rand(4, 1, 4, 4, generator=torch.Generator().manual_seed(0))
+    three = Linear(torch.randn(3, 16, generator=torch.Generator().manual_seed(1)), torch.zeros(3))
+    y = three(x).argmax(1).detach()
+    with pytest.raises(ValueError, match="at least 4 classes"):
+        ATTACKS["apgd_dlr"](three, x, y, eps=0.1, steps=2, targeted=True, target=(y + 1) % 3)
+    assert ATTACKS["apgd_dlr"](three, x, y, eps=0.1, steps=2).shape == x.shape  # untargeted needs 3
+    two = Linear(torch.randn(2, 16, generator=torch.Generator().manual_seed(1)), torch.zeros(2))
+    with pytest.raises(ValueError, match="at least 3 classes"):
+        ATTACKS["apgd_dlr"](two, x, two(x).argmax(1).detach(), eps=0.1, steps=2)
+
+
 @pytest.mark.parametrize("name", sorted(ATTACKS))
 def test_bad_inputs_are_refused_clearly(name, cnn, batch):
     spec = ATTACKS[name]

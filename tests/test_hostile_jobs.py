@@ -110,7 +110,7 @@ def session(page: str, token: str, *, lecturer: bool = False, query: dict | None
 def busy_server():
     """The server's long lane busy with a job of the lecturer's, so what visitors queue waits; afterwards every job
     is stopped and the pause lifted (the runner is the server's, shared by every test)."""
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     runner = job_runner()
     fn, release = gate()
@@ -172,7 +172,7 @@ def test_the_queueing_function_refuses_what_the_widgets_would_not_offer(lecture,
     def script():
         import streamlit as st
 
-        from pages._audience import submit_job
+        from pages._jobs import submit_job
         from robust_core.access import Work
         from robust_core.training import TrainConfig
 

@@ -139,7 +139,7 @@ def test_a_hostile_name_is_plain_text_on_every_page(hostile_store, whole_app):  
 
 def test_a_job_label_with_a_name_is_plain_in_the_status_line():
     """The job status line, which every visitor waiting on the same job sees."""
-    from pages._audience import _job_line
+    from pages._jobs import _job_line
     from robust_core.jobs import JobRunner
 
     runner, release = JobRunner(), threading.Event()
@@ -203,7 +203,7 @@ def test_a_look_alike_of_another_model_s_name_is_refused_and_nothing_changes(sto
 
 
 def test_the_train_page_refuses_a_look_alike_name_before_training(isolated_store, tiny_result):
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     store = ModelStore(isolated_store)
     shipped = store.save(tiny_result, name=SHIPPED_NAME)

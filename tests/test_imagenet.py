@@ -79,7 +79,7 @@ def test_random_weight_torchvision_networks_go_through_saliency_a_targeted_pgd_s
         assert attribute(model, photo, 6, method, **kwargs).shape == photo.shape, method
     y = top_k(model, photo)[0][0][0]
     target = (y + 1) % 1000
-    x_adv = get_attack("pgd").fn(model, photo, torch.tensor([y]), eps=4 / 255, targeted=True, target=torch.tensor([target]),
+    x_adv = get_attack("pgd")(model, photo, torch.tensor([y]), eps=4 / 255, targeted=True, target=torch.tensor([target]),
                                  steps=1)
     assert x_adv.shape == photo.shape and float((x_adv - photo).abs().max()) <= 4 / 255 + 1e-6
     assert 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1

@@ -23,7 +23,7 @@ def finish_jobs(at: AppTest, timeout_s: float = 240) -> AppTest:
     from the job status fragment, every second)."""
     import time
 
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     runner = job_runner()
     deadline = time.monotonic() + timeout_s
@@ -90,7 +90,7 @@ def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store)
 def test_train_page_stop_withdraws_the_queued_training_and_a_failed_one_says_why(isolated_store, monkeypatch):
     import time
 
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     at = run_app("pages/train.py")
     widget(at.selectbox, "Training images").select(10000)

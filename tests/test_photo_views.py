@@ -12,7 +12,7 @@ from tests.test_url_state import open_with
 
 
 def _active_jobs():
-    from pages._audience import job_runner
+    from pages._jobs import job_runner
 
     return [j for j in job_runner().jobs() if j.status in ("queued", "running")]
 

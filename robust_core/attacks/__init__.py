@@ -8,6 +8,11 @@ One contract (torchattacks / AutoAttack style):
 device, lies in [0, 1] and within ``eps`` of x in the attack's norm. The model is attacked in
 eval mode and given back in the mode it came in; gradients flow to the input only, never into
 the parameters' ``.grad``. Every attack is registered in :data:`ATTACKS` with its paper and norm.
+
+Every attack takes ``targeted`` and ``target``. With ``targeted=True`` it moves toward ``target`` (a class, or one
+per example) where its spec's ``targeted`` is True; an untargeted-only attack (DeepFool, APGD-T, AutoAttack) raises
+a ValueError saying "untargeted only" and why. Run an attack through its spec, ``ATTACKS[name](model, x, y, ...)``:
+the spec's defaults (APGD-DLR's ``loss="dlr"``, PGD-L2's ``norm="l2"``) reach the function, which ``spec.fn`` skips.
 """
 from __future__ import annotations
 
@@ -18,7 +23,7 @@ from typing import Any
 
 import torch
 
-from ._common import NORMS, flat_norm, predict
+from ._common import NORMS, flat_norm
 from .fab import fab
 from .autoattack import autoattack
 from .gradient import apgd, apgd_t, fgsm, pgd
@@ -38,10 +43,11 @@ class AttackSpec:
     paper: str
     kind: str  # "gradient" (white-box), "score" (black-box, outputs only), "minimal" (smallest perturbation),
     # "ensemble" (a chain of the others: AutoAttack)
-    targeted: bool  # supports targeted=True
+    targeted: bool  # True: targeted=True moves toward target; False: untargeted only, targeted=True raises ValueError
     defaults: dict[str, Any] = field(default_factory=dict)
 
     def __call__(self, model, x, y, **kwargs) -> torch.Tensor:
+        """The attack with this spec's defaults, which keyword arguments given here override."""
         return self.fn(model, x, y, **{**self.defaults, **kwargs})
 
     @property
@@ -56,7 +62,7 @@ ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
     AttackSpec("pgd", "PGD (L-inf)", pgd, "linf", "Madry et al., ICLR 2018", "gradient", True, {"norm": "linf"}),
     AttackSpec("pgd_l2", "PGD (L2)", pgd, "l2", "Madry et al., ICLR 2018", "gradient", True, {"norm": "l2"}),
     AttackSpec("apgd_ce", "APGD-CE", apgd, "linf", "Croce & Hein, ICML 2020", "gradient", True, {"loss": "ce"}),
-    AttackSpec("apgd_dlr", "APGD-DLR", apgd, "linf", "Croce & Hein, ICML 2020", "gradient", False, {"loss": "dlr"}),
+    AttackSpec("apgd_dlr", "APGD-DLR", apgd, "linf", "Croce & Hein, ICML 2020", "gradient", True, {"loss": "dlr"}),
     AttackSpec("apgd_t", "APGD-T", apgd_t, "linf", "Croce & Hein, ICML 2020", "gradient", False),
     AttackSpec("deepfool", "DeepFool (L2)", deepfool, "l2", "Moosavi-Dezfooli et al., CVPR 2016", "minimal", False, {"norm": "l2"}),
     AttackSpec("deepfool_linf", "DeepFool (L-inf)", deepfool, "linf", "Moosavi-Dezfooli et al., CVPR 2016", "minimal", False,
@@ -81,21 +87,5 @@ def get_attack(name: str) -> AttackSpec:
         raise ValueError(f"Unknown attack {name!r}; choose one of {sorted(ATTACKS)}") from None
 
 
-def transfer_attack(source_model, target_model, x, y, *, attack: str, **kwargs) -> tuple[torch.Tensor, torch.Tensor]:
-    """Craft adversarial examples on ``source_model``, evaluate them on ``target_model``.
-
-    Returns (x_adv, fooled) where ``fooled`` says, per example, whether the target model misclassifies x_adv.
-    A transfer attack that beats the white-box attack on the target is a sign of gradient masking.
-    """
-    x_adv = get_attack(attack)(source_model, x, y, **kwargs)
-    was_training = target_model.training
-    target_model.eval()
-    try:
-        fooled = predict(target_model, x_adv) != y
-    finally:
-        target_model.train(was_training)
-    return x_adv, fooled
-
-
 __all__ = ["ATTACKS", "AttackSpec", "NORMS", "apgd", "apgd_t", "cw_l2", "deepfool", "ead", "fab", "fgsm", "flat_norm",
-           "get_attack", "pgd", "square", "transfer_attack"]
+           "get_attack", "pgd", "square"]

@@ -50,6 +50,13 @@ def resolve_target(y: torch.Tensor, targeted: bool, target) -> torch.Tensor | No
     return t
 
 
+def refuse_targeted(attack: str, why: str, targeted: bool, target) -> None:
+    """An untargeted-only attack still takes ``targeted``/``target`` (the common contract), and refuses them here
+    with a ValueError that says so, where an unknown keyword would have raised a bare TypeError."""
+    if targeted or target is not None:
+        raise ValueError(f"{attack} is untargeted only: {why}")
+
+
 @contextmanager
 def eval_mode(model):
     """Run the attack on the model in eval mode (batch-norm statistics frozen, no dropout), then restore."""

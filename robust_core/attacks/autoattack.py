@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device import channels_last_copy
-from ._common import check_inputs, eval_mode, flat_norm, predict
+from ._common import check_inputs, eval_mode, flat_norm, predict, refuse_targeted
 
 VERSIONS: dict[str, list[tuple[str, dict]]] = {
     "standard": [
@@ -150,8 +150,8 @@ def autoattack(model, x, y, *, eps: float, version: str = "standard", seed: int 
     Example:
         >>> x_adv = autoattack(model, x, y, eps=0.3, version="standard")
     """
-    if targeted or target is not None:
-        raise ValueError("AutoAttack's protocol is untargeted (APGD-T and FAB-T pick their own targets)")
+    refuse_targeted("AutoAttack", "its protocol measures robust accuracy (APGD-T and FAB-T pick their own targets)",
+                    targeted, target)
     return run_autoattack(model, x, y, eps=eps, version=version, seed=seed).x_adv
 
 

@@ -5,7 +5,8 @@ import torch
 import torch.nn.functional as F
 
 from ._common import (attack_batch_size, ce_loss, check_inputs, chunks, eval_mode, expand, input_gradient, make_generator,
-                      normalised_step, per_example, project, random_in_ball, resolve_target, rows_of, success)
+                      normalised_step, per_example, project, random_in_ball, refuse_targeted, resolve_target, rows_of,
+                      success)
 
 
 def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
@@ -272,7 +273,13 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
     eps = per_example(eps, x)  # a tensor of one per example becomes (N, 1, 1, 1)
     with eval_mode(model):
         with torch.no_grad():
-            fooled = success(model(x), y, t)
+            logits = model(x)
+            fooled = success(logits, y, t)
+        # DLR's denominator reads the third logit (targeted: the third and fourth) in decreasing order.
+        needed = 4 if t is not None else 3
+        if loss == "dlr" and logits.shape[1] < needed:
+            raise ValueError(f"the {'targeted ' if t is not None else ''}DLR loss needs at least {needed} classes, "
+                             f"this model has {logits.shape[1]}; use loss='ce'")
         for _ in range(restarts):
             active = (~fooled).nonzero().flatten()
             if len(active) == 0:
@@ -289,15 +296,22 @@ def apgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, loss:
 
 
 def apgd_t(model, x, y, *, eps: float, norm: str = "linf", steps: int = 100, n_target_classes: int = 9,
-           restarts: int = 1, batch_size: int | None = None, seed: int = 0) -> torch.Tensor:
+           restarts: int = 1, targeted: bool = False, target=None, batch_size: int | None = None,
+           seed: int = 0) -> torch.Tensor:
     """APGD-T (Croce & Hein 2020): targeted APGD with the targeted DLR loss, run in turn toward
     each of the ``n_target_classes`` classes with the highest logits (after the true one), each
     run only on the examples still classified correctly. Untargeted in effect: it succeeds when
     the prediction changes. Norms: L-inf, L2.
 
+    Args:
+        targeted, target: refused (ValueError): APGD-T picks its own targets. To reach a class of one's choosing,
+            ``apgd(..., loss="dlr", targeted=True, target=t)`` is one of its runs.
+
     Example:
         >>> x_adv = apgd_t(model, x, y, eps=0.3)
     """
+    refuse_targeted("APGD-T", "it picks its own target classes (the highest other logits) and succeeds on any wrong "
+                    "class; for a class of your choice run apgd with targeted=True", targeted, target)
     check_inputs(x, y, eps, norm)
     x = x.detach()
     best = x.clone()

@@ -9,7 +9,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import attack_batch_size, check_inputs, chunks, eval_mode, expand, flat_norm, resolve_target, success
+from ._common import (attack_batch_size, check_inputs, chunks, eval_mode, expand, flat_norm, refuse_targeted,
+                      resolve_target, success)
 
 
 def _within_budget(x, x_adv, eps, norm):
@@ -40,7 +41,7 @@ def _jacobian_rows(model, x, classes):
 
 
 def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: int = 50, overshoot: float = 0.02,
-             seed: int = 0) -> torch.Tensor:
+             targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
     """DeepFool (Moosavi-Dezfooli, Fawzi & Frossard, CVPR 2016). Norms: L2, L-inf.
 
     Linearises the classifier around the current point and steps to the nearest linearised
@@ -59,12 +60,15 @@ def deepfool(model, x, y, *, eps: float | None = None, norm: str = "l2", steps: 
     Args:
         eps: optional budget; examples needing more are returned unchanged.
         steps: maximum linearisation steps; overshoot: 0.02 as in the paper.
+        targeted, target: refused (ValueError): DeepFool crosses the nearest boundary, whatever class lies beyond.
         seed: unused (DeepFool is deterministic).
 
     Example:
         >>> x_adv = deepfool(model, x, y)
         >>> (x_adv - x).flatten(1).norm(dim=1)   # minimal L2 perturbation per example
     """
+    refuse_targeted("DeepFool", "it steps to the nearest decision boundary, whatever class lies beyond it; FAB and "
+                    "C&W take a target", targeted, target)
     if norm not in ("l2", "linf"):
         raise ValueError(f"DeepFool supports norm 'l2' or 'linf', not {norm!r}")
     check_inputs(x, y, eps, norm)

@@ -14,12 +14,6 @@ class KNNMorphResult:
     steps_run: int
 
 
-def knn_pseudo_probability(x: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor, target: int, k: int) -> float:
-    d = torch.cdist(x.flatten(1), train_x.flatten(1))
-    idx = d.topk(k, largest=False).indices[0]
-    return float((train_y[idx] == target).float().mean())
-
-
 def knn_morph(train_x: torch.Tensor, train_y: torch.Tensor, start: torch.Tensor, target: int, *, k: int = 5,
               lr: float = 0.1, mask_share: float = 0.3, threshold: float = 0.6, steps: int = 200,
               seed: int = 0) -> KNNMorphResult:

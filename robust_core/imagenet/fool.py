@@ -71,7 +71,7 @@ def fool_photo(model, x: torch.Tensor, *, target: int, eps_max: float, steps: in
             return FoolResult(eps, None, float(eps_max), None)
         strong_eps = min(strong_factor * eps, float(eps_max))
         report(0.9, f"the same goal at {strong_factor:g}× that ε, every step run")
-        strong = x.detach().clone() if eps == 0 else get_attack("pgd").fn(
+        strong = x.detach().clone() if eps == 0 else get_attack("pgd")(
             model, x, y, eps=strong_eps, targeted=True, target=torch.tensor([int(target)], device=x.device),
             steps=steps, stop_on_success=False, seed=seed)
         report(1.0, "done")

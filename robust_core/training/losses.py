@@ -312,11 +312,6 @@ def method_kwargs_problems(method: str, kwargs: dict[str, Any]) -> list[str]:
     return problems
 
 
-def resolved_kwargs(method: str, kwargs: dict[str, Any]) -> dict[str, Any]:
-    """The method's defaults overridden by ``kwargs``: what the loss function receives."""
-    return {**METHODS[method].defaults, **kwargs}
-
-
 def training_method(name: str) -> LossFn:
     try:
         return TRAINING_METHODS[name]
