@@ -1,7 +1,7 @@
 """Robustness Lab: the dashboard's entry point. Run with `streamlit run app.py`."""
 import streamlit as st
 
-from pages._audience import (
+from lab_pages._audience import (
     accept_only_issued_uploads,
     error_details_for_the_audience,
     lecturer_sidebar,
@@ -9,7 +9,7 @@ from pages._audience import (
     only_offered_choices,
     remember_visitor,
 )
-from pages._shared import (
+from lab_pages._shared import (
     IMAGENET,
     current_dataset,
     default_candidates,
@@ -21,7 +21,7 @@ from pages._shared import (
     presentation_sidebar,
     sidebar_state,
 )
-from pages.photo_views import model_sidebar
+from lab_pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import InvalidCheckpointError
@@ -34,16 +34,15 @@ only_offered_choices()
 accept_only_issued_uploads()
 
 PAGES = [
-    st.Page("pages/home.py", title="Home", icon=":material/home:", default=True),
-    st.Page("pages/train.py", title="Train", icon=":material/model_training:"),
-    st.Page("pages/attack.py", title="Attack", icon=":material/bolt:"),
-    st.Page("pages/saliency.py", title="Saliency", icon=":material/visibility:"),
-    st.Page("pages/classviz.py", title="Class Visualization", icon=":material/auto_fix_high:"),
-    st.Page("pages/confidence.py", title="Confidence", icon=":material/speed:"),
-    st.Page("pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("lab_pages/home.py", title="Home", icon=":material/home:", default=True),
+    st.Page("lab_pages/train.py", title="Train", icon=":material/model_training:"),
+    st.Page("lab_pages/attack.py", title="Attack", icon=":material/bolt:"),
+    st.Page("lab_pages/saliency.py", title="Saliency", icon=":material/visibility:"),
+    st.Page("lab_pages/classviz.py", title="Class Visualization", icon=":material/auto_fix_high:"),
+    st.Page("lab_pages/confidence.py", title="Confidence", icon=":material/speed:"),
+    st.Page("lab_pages/models.py", title="Models", icon=":material/inventory_2:"),
 ]
 navigation = st.navigation(PAGES)
-st.session_state["_shell_run"] = True  # see pages._shared.require_shell
 
 with st.sidebar:
     st.markdown("### :material/shield: Robustness Lab")

@@ -1,8 +1,8 @@
 """Attack speed on the standard seed CNN (and the shipped PGD-AT CNN) and the first N MNIST test images (default 1,000).
 
-    python benchmarks/attack_speed.py [--n 1000] [--model ID]
-    python benchmarks/attack_speed.py --reference [--n 500] [--threads 1]   # ours vs torchattacks, robust models
-    python benchmarks/attack_speed.py --comparison [--n 500]                 # the Attack page's attack comparison
+    python -m benchmarks.attack_speed [--n 1000] [--model ID]
+    python -m benchmarks.attack_speed --reference [--n 500] [--threads 1]   # ours vs torchattacks, robust models
+    python -m benchmarks.attack_speed --comparison [--n 500]                 # the Attack page's attack comparison
 
 ``--reference`` needs torchattacks, which the lab does not depend on: install it in the benchmark's own
 environment (``pip install -r benchmarks/requirements-reference.txt``). It times, in one process, PGD-40 and
@@ -22,19 +22,17 @@ import argparse
 import contextlib
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import numpy as np  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
+import numpy as np
+import torch
+import torch.nn.functional as F
 
-from robust_core.attacks import ATTACKS  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.evaluation import accuracy_at, minimal_eps, robust_accuracy  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
-from robust_core.training import TrainConfig  # noqa: E402
+from robust_core.attacks import ATTACKS
+from robust_core.data import load_dataset
+from robust_core.evaluation import accuracy_at, minimal_eps, robust_accuracy
+from robust_core.store import ModelStore
+from robust_core.training import TrainConfig
 
 
 def plain_pgd_accuracy(model, x, y, eps, steps=40, batch_size=64, seed=0):

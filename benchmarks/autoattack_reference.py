@@ -1,9 +1,9 @@
 """Our AutoAttack and FAB against the reference implementation (pyautoattack, Croce & Hein's code on PyPI).
 
-    python benchmarks/autoattack_reference.py [--model standard pgd_at] [--start 0] [--n 1000] [--eps 0.3 ...]
+    python -m benchmarks.autoattack_reference [--model standard pgd_at] [--start 0] [--n 1000] [--eps 0.3 ...]
         [--chunk 200] [--fab-n 200] [--out benchmarks/out/aa_reference]
     # issue 24, the FGSM-AT CNN at both ε on 1,000 images from index 5000, without the FAB-L2 part:
-    OMP_NUM_THREADS=1 python benchmarks/autoattack_reference.py --model fgsm_at --start 5000 --n 1000 --eps 0.3 0.1 \
+    OMP_NUM_THREADS=1 python -m benchmarks.autoattack_reference --model fgsm_at --start 5000 --n 1000 --eps 0.3 0.1 \
         --fab-n 0
 
 Needs pyautoattack, which the lab does not depend on: install it in the benchmark's own environment
@@ -30,22 +30,19 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from robust_core.attacks import fab, flat_norm  # noqa: E402
-from robust_core.attacks._common import predict  # noqa: E402
-from robust_core.attacks.autoattack import VERSIONS, run_autoattack  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.minimal_norm import best_minimal_perturbation  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
+from robust_core.attacks import fab, flat_norm
+from robust_core.attacks._common import predict
+from robust_core.attacks.autoattack import VERSIONS, run_autoattack
+from robust_core.data import load_dataset
+from robust_core.minimal_norm import best_minimal_perturbation
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
 
 STAGES = [name for name, _ in VERSIONS["standard"]]  # ours; the reference's are the same four, in the same order
 REFERENCE_STAGES = ["apgd-ce", "apgd-t", "fab-t", "square"]

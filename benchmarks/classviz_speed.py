@@ -1,6 +1,6 @@
 """Class visualisation speed: ten targets x 200 steps in one batch vs the seed's one-image loop.
 
-    python benchmarks/classviz_speed.py
+    python -m benchmarks.classviz_speed
 
 Model: the shipped standard CNN. Ours: ``visualize(model, range(10), steps=200, threshold=None)``
 (one forward + one backward per step for all ten images). The seed's loop (§3.2), written here:
@@ -9,18 +9,15 @@ ten times. Both in the same run; the ratio is what to compare.
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from robust_core.classviz import visualize  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
+from robust_core.classviz import visualize
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
 
 
 def seed_loop(model, target: int, steps: int = 200, lr: float = 0.1) -> torch.Tensor:

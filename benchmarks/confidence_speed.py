@@ -1,6 +1,6 @@
 """Confidence page speed: full-test-set predictions for the CNN, k-NN (k = 3) and logistic regression.
 
-    python benchmarks/confidence_speed.py
+    python -m benchmarks.confidence_speed
 
 Fits the two baselines on the training split (55,000 images; fitting is timed too), then times the
 predictions for the 10,000 test images of each model (the page caches them afterwards), and prints
@@ -10,19 +10,17 @@ in this process): its first render with the CNN, the k-NN and the logistic regre
 """
 from __future__ import annotations
 
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robust_core.confidence import calibration_metrics, confidence, quantiles  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.models import predict_proba  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
-from robust_core.training import TrainConfig  # noqa: E402
+from robust_core.confidence import calibration_metrics, confidence, quantiles
+from robust_core.data import load_dataset
+from robust_core.models import predict_proba
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
+from robust_core.training import TrainConfig
 
 
 def main() -> int:
@@ -57,7 +55,7 @@ def page_render_times(store_root) -> None:
     os.environ["ROBUST_STORE_DIR"] = str(store_root)
     os.environ["ROBUST_SHIPPED_MODELS"] = "0"  # the store already holds them
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=600).run()
-    at.switch_page("pages/confidence.py")
+    at.switch_page("lab_pages/confidence.py")
     t0 = time.perf_counter()
     at.run()
     first = time.perf_counter() - t0

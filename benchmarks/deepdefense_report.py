@@ -1,6 +1,6 @@
 """Reproduction report: does Gradient-Feature Alignment (DeepDefense) make our models robust?
 
-    python benchmarks/deepdefense_report.py [--n 500] [--minimal-n 200] [--store DIR] [--ray] [--out reports/deepdefense.md]
+    python -m benchmarks.deepdefense_report [--n 500] [--minimal-n 200] [--store DIR] [--ray] [--out reports/deepdefense.md]
 
 Every shipped model (assets/models), plus two models trained here the paper's way (GFA deep and a
 standard network, both with the MSE loss on softmax outputs and inputs centred as in [-1, 1]), on the
@@ -32,26 +32,24 @@ import io
 import json
 import platform
 import re
-import sys
 import time
 from datetime import datetime, timezone
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import torch  # noqa: E402
+import torch
 
-from robust_core.attacks import ATTACKS  # noqa: E402
-from robust_core.attacks._common import predict  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.device import channels_last_copy, describe_device, get_device  # noqa: E402
-from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION  # noqa: E402
-from robust_core.file_locks import atomic_write_bytes, atomic_write_text  # noqa: E402
-from robust_core.minimal_norm import best_minimal_perturbation  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
-from robust_core.sweep import (  # noqa: E402
+from robust_core.attacks import ATTACKS
+from robust_core.attacks._common import predict
+from robust_core.data import load_dataset
+from robust_core.device import channels_last_copy, describe_device, get_device
+from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION
+from robust_core.file_locks import atomic_write_bytes, atomic_write_text
+from robust_core.minimal_norm import best_minimal_perturbation
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
+from robust_core.sweep import (
     EvalGrid,
     Job,
     TrainGrid,
@@ -450,7 +448,7 @@ def findings(ids, rows, dataset) -> list[str]:
 
 def write_report(rows: dict, args, out: Path) -> str:
     now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
-    command = f"python benchmarks/deepdefense_report.py --n {args.n} --minimal-n {args.minimal_n}"
+    command = f"python -m benchmarks.deepdefense_report --n {args.n} --minimal-n {args.minimal_n}"
     lines = [
         "# DeepDefense (Gradient-Feature Alignment) reproduction on MNIST and Fashion-MNIST", "",
         f"Generated {now} by `{command}` on {describe_device(get_device())}, {platform.machine()}, torch "

@@ -1,6 +1,6 @@
 """Speed on a real photo with EfficientNet-Lite0 on CPU (issue 15), each beside the seed's plain loop, same run.
 
-    python benchmarks/imagenet_speed.py            # prints a table, writes benchmarks/out/imagenet_speed.json
+    python -m benchmarks.imagenet_speed            # prints a table, writes benchmarks/out/imagenet_speed.json
 
 Three tasks, on Chelsea the cat (scikit-image's photo, shorter side 256 px), EfficientNet-Lite0 (offline weights):
 - **targeted PGD-40 fooling** ("make the cat a stingray", L∞ ε = 2/255): ours is ``robust_core.attacks.pgd``
@@ -18,17 +18,15 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from robust_core.imagenet.models import load_imagenet_model  # noqa: E402
-from robust_core.imagenet.photos import load_shipped_photo  # noqa: E402
+from robust_core.imagenet.models import load_imagenet_model
+from robust_core.imagenet.photos import load_shipped_photo
 
 TARGETS_S = {"targeted PGD-40": 5.0, "class visualization, 256 steps": 60.0, "all saliency methods": 10.0}
 STINGRAY, TARANTULA = 6, 76

@@ -1,7 +1,7 @@
 """A room of students on one server: N students open a lecture path, drag ε, switch model and morph a digit.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --students 1 10 30 60                 # browsers
-    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --clients protocol --students 1 10 30 60
+    ROBUST_DATA_DIR=../shared/data python -m benchmarks.load_test --students 1 10 30 60                 # browsers
+    ROBUST_DATA_DIR=../shared/data python -m benchmarks.load_test --clients protocol --students 1 10 30 60
 
 One dashboard (``streamlit run app.py``, a fresh store with the shipped models and their shipped evaluation
 results), all students at once, driven concurrently by asyncio. Two kinds of student:
@@ -44,11 +44,9 @@ import time
 from contextlib import contextmanager
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-sys.path.insert(0, str(Path(__file__).resolve().parent))  # streamlit_client
 
-from robust_core.lectures import lecture_paths  # noqa: E402
-from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard  # noqa: E402
+from robust_core.lectures import lecture_paths
+from tests.browser import CHROMIUM, CHROMIUM_ARGS, dashboard
 
 PAGE_TIMEOUT_S = 120
 SHOTS = os.environ.get("LOAD_TEST_SHOTS")  # a folder: a screenshot of each student's page when something fails
@@ -200,7 +198,7 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
 
 
 async def protocol_student(base: str, paths: dict, index: int, results: list) -> None:
-    from streamlit_client import ProtocolSession
+    from benchmarks.streamlit_client import ProtocolSession
 
     session = ProtocolSession(base)
     record = {"student": index, "errors": [], "kind": "protocol"}
@@ -330,7 +328,7 @@ def run_scenario(counts: list[int], scenario: str, *, probes: int = 0, store_dir
                  replicas: int = 0, warm: bool = False) -> list[dict]:
     """One server (a fresh store, or ``store_dir``; ``replicas`` > 0: that many behind nginx) for all counts; per
     count, the room walks the scenario's steps. Server CPU and memory are the Streamlit processes' sums."""
-    from scenario import lecture, load_scenario, step_summary
+    from benchmarks.scenario import lecture, load_scenario, step_summary
 
     description, steps = load_scenario(scenario)
     store_dir = store_dir or tempfile.mkdtemp(prefix="load-store-")

@@ -1,6 +1,6 @@
 """Morphs a room can wait for (issue 24, part 4): the Class Visualization page's job, old and new, in one run.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/morph_speed.py [--repeats 3] [--page] [--baseline c9dad47]
+    ROBUST_DATA_DIR=../shared/data python -m benchmarks.morph_speed [--repeats 3] [--page] [--baseline c9dad47]
 
 Two morphs, with the page's defaults (smoothed sign ascent: 16 noisy copies, σ = 0.3, sign steps of 0.01, at most
 200 steps, stop at p(target) = 0.99, seed 0):
@@ -41,21 +41,19 @@ import tomllib
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-sys.path.insert(0, str(REPO / "benchmarks"))
 
-import torch  # noqa: E402
+import torch
 
-from robust_core.classviz import RECIPES  # noqa: E402
-from robust_core.classviz.compare import compare_morphs  # noqa: E402
-from robust_core.classviz.export import gif, strip_png  # noqa: E402
-from robust_core.classviz.link import decode_drawing, encode_drawing  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.jobs import JobRunner  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
+from robust_core.classviz import RECIPES
+from robust_core.classviz.compare import compare_morphs
+from robust_core.classviz.export import gif, strip_png
+from robust_core.classviz.link import decode_drawing, encode_drawing
+from robust_core.data import load_dataset
+from robust_core.jobs import JobRunner
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
 
-# The page's defaults (pages/classviz.py's settings with the smoothed recipe and untouched options).
+# The page's defaults (lab_pages/classviz.py's settings with the smoothed recipe and untouched options).
 PAGE_SETTINGS = dict(RECIPES["smoothed"], l2=0.0, tv=0.0, jitter_pixels=0, blur_every=0, budget=None, threshold=0.99,
                      seed=0)
 DEFAULT_METHODS = [("standard", None), ("pgd_at", None), ("gfa", "deep")]  # the page's comparison_defaults
@@ -166,7 +164,7 @@ def library(args, store, data) -> None:
 
 
 async def page_client(base: str, opens: dict[str, dict], repeats: int) -> dict[str, list[tuple[float, float, int]]]:
-    from streamlit_client import ProtocolSession
+    from benchmarks.streamlit_client import ProtocolSession
 
     out = {}
     for case, params in opens.items():

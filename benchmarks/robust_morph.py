@@ -1,6 +1,6 @@
 """Does the morph draw the target, or only fool the model? 4 -> 9 on the shipped MNIST CNNs, both recipes.
 
-    python benchmarks/robust_morph.py [--n 20]
+    python -m benchmarks.robust_morph [--n 20]
 
 For the first ``n`` test-set 4s and a 4 drawn as the page's canvas draws it, each shipped CNN (standard,
 PGD-AT, TRADES, GFA deep, FGSM-AT) morphs the image toward 9 with the page's defaults (``RECIPES["smoothed"]``)
@@ -12,19 +12,15 @@ recipe stalls on adversarially trained models). Deterministic: no timing, the ma
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from robust_core.classviz import RECIPES, dark_gradient_share, knn_read, visualize  # noqa: E402
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
-from tests.test_classviz import drawn_four  # noqa: E402  (the same drawn 4 as the test)
+from robust_core.classviz import RECIPES, dark_gradient_share, knn_read, visualize
+from robust_core.data import load_dataset
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
+from tests.test_classviz import drawn_four  # the same drawn 4 as the test
 
 KINDS = {"standard": "standard", "pgd_at": "PGD-AT", "trades": "TRADES", "gfa": "GFA deep", "fgsm_at": "FGSM-AT"}
 

@@ -1,6 +1,6 @@
 """Time of every saliency method for one 28 x 28 MNIST image on three models.
 
-    python benchmarks/saliency_speed.py
+    python -m benchmarks.saliency_speed
 
 Models: the shipped standard, PGD-AT and GFA-deep CNNs (installed into a temporary store). Each method
 runs once to warm up, then the median of 5 runs is printed, with the total per model, against the
@@ -9,19 +9,16 @@ page's budget of 1 s for all methods (Integrated Gradients with many steps and O
 from __future__ import annotations
 
 import statistics
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from robust_core.data import load_dataset  # noqa: E402
-from robust_core.saliency import METHODS, attribute  # noqa: E402
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
+from robust_core.data import load_dataset
+from robust_core.saliency import METHODS, attribute
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
 
 
 def main() -> int:

@@ -1,6 +1,6 @@
 """A lecture as data: the steps of ``benchmarks/scenarios/*.toml``, played by a room of students, one burst per step.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/load_test.py --scenario benchmarks/scenarios/lecture.toml \
+    ROBUST_DATA_DIR=../shared/data python -m benchmarks.load_test --scenario benchmarks/scenarios/lecture.toml \
         --clients protocol --students 30 60 --probes 2
 
 Every student keeps one tab (one Streamlit session) for the whole lecture, as a laptop does: the first step downloads
@@ -143,7 +143,7 @@ async def lecture(base: str, steps: list[Step], n: int, *, probes: int = 0, time
     ``server_cpu()``: the server's CPU seconds so far, read around each step (with ``settle_between``, once the server
     is quiet: see :func:`settle`). One record per step: the view, each kind of student's times and errors, and the
     server's CPU seconds over the step."""
-    from streamlit_client import ProtocolSession
+    from benchmarks.streamlit_client import ProtocolSession
 
     sessions = [ProtocolSession(base) for _ in range(n)]
     records = []

@@ -1,6 +1,6 @@
 """The sweep on one machine: local (one job after the other) against Ray with 2 workers, same grid, same numbers.
 
-    python benchmarks/sweep_backends.py [--n 500] [--attack autoattack_fast] [--eps 0.1,0.2,0.3] [--models 4]
+    python -m benchmarks.sweep_backends [--n 500] [--attack autoattack_fast] [--eps 0.1,0.2,0.3] [--models 4]
 
 Runs 4 shipped MNIST models x 3 eps (one AutoAttack job per model and eps: 12 independent jobs) twice, each time
 in a fresh store so that nothing is reused from a cache:
@@ -18,18 +18,15 @@ from __future__ import annotations
 import argparse
 import os
 import platform
-import sys
 import tempfile
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import torch  # noqa: E402
+import torch
 
-from robust_core.shipped import install_shipped  # noqa: E402
-from robust_core.store import ModelStore  # noqa: E402
-from robust_core.sweep import EvalGrid, run_sweep  # noqa: E402
+from robust_core.shipped import install_shipped
+from robust_core.store import ModelStore
+from robust_core.sweep import EvalGrid, run_sweep
 
 # Models whose jobs take different times (a robust model's AutoAttack runs every stage on most points, a broken one
 # stops early): the uneven jobs a real sweep has, which is where running them side by side pays or not.

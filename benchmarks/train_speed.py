@@ -1,6 +1,6 @@
 """Training speed: the default recipe against the usual MNIST example, in the same run.
 
-    python benchmarks/train_speed.py            # full MNIST, about 5 minutes on 2 cores
+    python -m benchmarks.train_speed            # full MNIST, about 5 minutes on 2 cores
 
 Reference: the usual PyTorch MNIST example: torchvision dataset with ToTensor + Normalize
 transforms, a DataLoader (batch 64, shuffled, no workers), Adam 1e-3, no schedule, the same
@@ -15,17 +15,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
+from torch import nn
 
-import torch  # noqa: E402
-from torch import nn  # noqa: E402
-
-from robust_core.data import load_dataset, resolve_data_dir  # noqa: E402
-from robust_core.training import TrainConfig, evaluate, train_model  # noqa: E402
+from robust_core.data import load_dataset, resolve_data_dir
+from robust_core.training import TrainConfig, evaluate, train_model
 
 TARGET = 0.99
 REFERENCE_MAX_EPOCHS = 5

@@ -1,6 +1,6 @@
 """The server's CPU per view of every lecture path, before and after a change, measured in one run.
 
-    ROBUST_DATA_DIR=../shared/data python benchmarks/view_cost.py --baseline 10751bd --students 10 [--nginx]
+    ROBUST_DATA_DIR=../shared/data python -m benchmarks.view_cost --baseline 10751bd --students 10 [--nginx]
 
 Two dashboards, one from a worktree of the ``--baseline`` commit and one from this checkout, each on a fresh store
 with the shipped models and results, serve in turn (never at once: they would share the cores) the same room:
@@ -15,19 +15,16 @@ import argparse
 import asyncio
 import json
 import subprocess
-import sys
 import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
-sys.path.insert(0, str(HERE.parent))
-sys.path.insert(0, str(HERE))
 
-from load_test import cpu_s, quantile, served, server_pid  # noqa: E402
-from scenario import SCENARIOS, lecture, load_scenario, step_summary  # noqa: E402
+from benchmarks.load_test import cpu_s, quantile, served, server_pid
+from benchmarks.scenario import SCENARIOS, lecture, load_scenario, step_summary
 
-from tests.browser import REPO, dashboard  # noqa: E402
+from tests.browser import REPO, dashboard
 
 
 @contextmanager
@@ -55,7 +52,7 @@ def per_view_cpu(app_dir: Path | None, steps, students: int, *, behind_nginx: bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="example: python benchmarks/view_cost.py --baseline 10751bd --students 10 --nginx")
+                                     epilog="example: python -m benchmarks.view_cost --baseline 10751bd --students 10 --nginx")
     parser.add_argument("--baseline", required=True, help="the commit to compare with (a git revision)")
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--scenario", default=str(SCENARIOS / "lecture.toml"))

@@ -236,7 +236,7 @@ def _read_idx(path: Path) -> np.ndarray:
     return data.reshape(dims)
 
 
-def _main(argv: list[str] | None = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     import argparse
 
     parser = argparse.ArgumentParser(description="Check or download a dataset into the data folder.")
@@ -258,4 +258,4 @@ def _main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    raise SystemExit(_main())
+    raise SystemExit(main())

@@ -49,7 +49,7 @@ PAGE_PARAMS: dict[str, dict[str, str]] = {
     "models": {"dataset": "dataset"},
 }
 # Every page's layout parameters: what a lecture path opens on (drawn first, controls folded) and the projector.
-LAYOUT_PARAMS = {"focus": "the section the path opens on (pages._shared.FOCUS_VIEWS)", "present": "1: projector layout"}
+LAYOUT_PARAMS = {"focus": "the section the path opens on (lab_pages._shared.FOCUS_VIEWS)", "present": "1: projector layout"}
 FOCUS_OF_PAGE = {"attack": ("curves", "comparison"), "classviz": ("morph",), "saliency": ("maps",),
                  "confidence": ("calibration",)}
 for _page, _params in PAGE_PARAMS.items():
@@ -67,7 +67,7 @@ class LecturePath:
     icon: str = ":material/school:"
 
 
-# The Attack page's slider positions over [0, its largest eps] (pages/attack.py's FRAMES): the eps its curves show.
+# The Attack page's slider positions over [0, its largest eps] (lab_pages/attack.py's FRAMES): the eps its curves show.
 PAGE_FRAMES = 41
 SHIPPED_SEED = 0  # the seed the pages open on and the shipped results were computed with
 SHIPPED_IMAGES = 1000  # test images of the shipped results (robust_core.precomputed.N_IMAGES), for a path without n

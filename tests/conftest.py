@@ -49,7 +49,7 @@ def fresh_lecturer_key_guard():
     one process (a test typing a wrong key must not lock a later test's lecturer out)."""
     import sys
 
-    audience = sys.modules.get("pages._audience")
+    audience = sys.modules.get("lab_pages._audience")
     if audience is not None:
         audience.lecturer_key_guard.clear()
     yield

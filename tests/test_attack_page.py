@@ -6,7 +6,7 @@ from tests.test_pages import finish_jobs, run_app, widget
 
 
 def open_attack_page():
-    at = run_app("pages/attack.py")
+    at = run_app("lab_pages/attack.py")
     widget(at.selectbox, "Test images").select(100)
     widget(at.number_input, "Steps").set_value(3).run()
     return at
@@ -82,7 +82,7 @@ def test_comparison_offers_every_stored_network_not_only_the_selected_ones(two_m
 
 def test_attack_label_names_the_norm_once_and_the_caption_cites_the_paper_once(isolated_store, tiny_result):
     ModelStore(isolated_store).save(tiny_result, name="first")
-    at = run_app("pages/attack.py")
+    at = run_app("lab_pages/attack.py")
     attack = widget(at.selectbox, "Attack")
     assert attack.value == "pgd"
     # The options as the selectbox shows them: each norm once, as a symbol.
@@ -117,7 +117,7 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
     square = torch.ceil(iterative / 0.05) * 0.05
     for attack, values in (("fgsm", fgsm), ("pgd", iterative), ("apgd_ce", iterative), ("square", square)):
         cache.put(EvalKey(entry.model_id, attack, tuple(sorted(comparison_params(attack).items())), n, 0), values)
-    at = run_app("pages/attack.py")
+    at = run_app("lab_pages/attack.py")
     assert not at.exception, [e.value for e in at.exception]
     assert any("catastrophic overfitting" in w.value and "flat" in w.value for w in at.warning), [w.value for w in at.warning]
     assert any(MASKING_SECTION in e.label for e in at.expander)
@@ -135,7 +135,7 @@ def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two
     visitor sees the queue position and cancels only their own request."""
     import threading
 
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     first, _ = two_models
     runner = job_runner()
@@ -174,7 +174,7 @@ def AppTest_for(token: str):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = token
     at.run()
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("lab_pages/attack.py").run()
     widget(at.selectbox, "Test images").select(100)
     widget(at.number_input, "Steps").set_value(3).run()
     return at
@@ -186,7 +186,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
     copy, leaving what the other visitors receive untouched."""
     import plotly.io as pio
 
-    from pages._outputs import shared_figure
+    from lab_pages._outputs import shared_figure
     from robust_core.plots import eps_slider_figure, projector_style
 
     fig = eps_slider_figure([0.0, 0.1, 0.2], {"a": [1.0, 0.5, 0.1], "b": [1.0, 0.9, 0.8]})
@@ -202,7 +202,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
 def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_models):
     """Issue 16: the AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
     the model (a second visit reads it, nothing runs), its protocol and every stage stated."""
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     first, _ = two_models
     at = open_attack_page()
@@ -229,14 +229,14 @@ def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_ea
     its Cancel button (one key each: a shared key raised StreamlitDuplicateElementKey while the job waited)."""
     import threading
 
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     first, _ = two_models
     runner = job_runner()
     release = threading.Event()
     runner.submit("test-blocker", lambda ctx: release.wait(60), owner="someone else")  # the job stays queued
     try:
-        at = run_app("pages/attack.py")
+        at = run_app("lab_pages/attack.py")
         widget(at.selectbox, "Test images").select(100)
         widget(at.multiselect, "Models").set_value([first]).run()
         widget(at.selectbox, "Model to compare on").select(first).run()
@@ -266,7 +266,7 @@ def open_lecture_path(**params):
     at = AppTest.from_file(APP, default_timeout=120)
     at.query_params.update(params)
     at.run()
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("lab_pages/attack.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

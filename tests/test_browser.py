@@ -48,7 +48,7 @@ def test_every_page_opens_and_the_train_button_trains(isolated_store, tiny_resul
         page.screenshot(path=str(tmp_path / "trained.png"))
         # The browser keeps its visitor secret in a cookie; the trained model records its public id; a reload (a
         # new session) reads the cookie instead of making a new secret, so the student still owns the model.
-        from pages._audience import VISITOR_COOKIE
+        from lab_pages._audience import VISITOR_COOKIE
         from robust_core.access import visitor_id
 
         secret = {c["name"]: c["value"] for c in page.context.cookies()}[VISITOR_COOKIE]

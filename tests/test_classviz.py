@@ -198,7 +198,7 @@ def test_the_page_defaults_morph_the_first_test_4_into_a_9_on_the_shipped_robust
     monkeypatch.setenv("ROBUST_SHIPPED_MODELS", "1")
     at = AppTest.from_file(str(Path(__file__).resolve().parents[1] / "app.py"), default_timeout=240).run()
     robust = next(e for e in ModelStore(isolated_store).list("mnist") if e.meta["config"]["method"] == "pgd_at")
-    at.switch_page("pages/classviz.py").run()
+    at.switch_page("lab_pages/classviz.py").run()
     [start] = [r for r in at.radio if r.label == "Start from"]
     start.set_value("test").run()
     [index] = [n for n in at.number_input if n.label == "Test image"]

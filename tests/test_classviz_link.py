@@ -90,7 +90,7 @@ def _drawing_link(model_id: str, code: str, target: int = 3) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=180)
     at.query_params.update(models=model_id, start="draw", target=str(target), drawing=code)
     at.run()
-    at.switch_page("pages/classviz.py").run()
+    at.switch_page("lab_pages/classviz.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 

@@ -16,10 +16,10 @@ FIT_BUTTON = "Fit the k-NN and logistic-regression baselines"
 def small_train_mnist(mnist, monkeypatch):
     """The pages see MNIST with 2,000 training images, so the page's own baseline fit takes a second
     (the full split takes about half a minute); validation and test splits are whole."""
-    import pages._shared
+    import lab_pages._shared
 
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:2000], train_y=mnist.train_y[:2000])
-    monkeypatch.setattr(pages._shared, "_dataset", lambda name, root: small)
+    monkeypatch.setattr(lab_pages._shared, "_dataset", lambda name, root: small)
     return small
 
 
@@ -30,7 +30,7 @@ def cnn_entry(isolated_store, tiny_result):
 
 def test_fitting_the_baselines_selects_them_with_readable_names_and_fills_the_table(cnn_entry, small_train_mnist,
                                                                                    isolated_store):
-    at = run_app("pages/confidence.py")
+    at = run_app("lab_pages/confidence.py")
     widget(at.selectbox, "Images").select(500).run()
     assert widget(at.multiselect, "Models").value == [cnn_entry.model_id]
     widget(at.button, FIT_BUTTON).click().run()
@@ -61,7 +61,7 @@ def test_adversarial_mode_attacks_every_model_and_labels_what_each_row_measured(
     knn, knn_entry, _ = store.train_or_load(TrainConfig(arch="knn", train_subset=2000), data=mnist, name="knn")
     logreg, logreg_entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 30}, train_subset=2000),
                                                   data=mnist, name="logreg")
-    at = run_app("pages/confidence.py")
+    at = run_app("lab_pages/confidence.py")
     widget(at.selectbox, "Images").select(500)
     at.session_state["confidence_models_mnist"] = [cnn_entry.model_id, knn_entry.model_id, logreg_entry.model_id]
     at.run()
@@ -100,7 +100,7 @@ def test_adversarial_mode_attacks_every_model_and_labels_what_each_row_measured(
 
 
 def test_adversarial_gallery_shows_the_attacked_images(cnn_entry, small_train_mnist):
-    at = run_app("pages/confidence.py")
+    at = run_app("lab_pages/confidence.py")
     widget(at.selectbox, "Images").select(500).run()
     clean_images = [img.value for img in at.image]
     assert len(clean_images) == 16  # two galleries of eight

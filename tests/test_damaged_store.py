@@ -23,8 +23,8 @@ DAMAGES = {
     "meta truncated": ("d000000000000004", r"meta\.json ends too early \(truncated\)"),
     "weights truncated": ("d000000000000005", r"weights\.safetensors is truncated"),
 }
-PAGES = ["pages/home.py", "pages/train.py", "pages/attack.py", "pages/saliency.py", "pages/classviz.py",
-         "pages/confidence.py", "pages/models.py"]
+PAGES = ["lab_pages/home.py", "lab_pages/train.py", "lab_pages/attack.py", "lab_pages/saliency.py", "lab_pages/classviz.py",
+         "lab_pages/confidence.py", "lab_pages/models.py"]
 
 
 def damage(valid_dir: Path) -> dict[str, Path]:
@@ -250,7 +250,7 @@ def test_lecture_mode_names_damaged_entries_without_paths_and_only_the_lecturer_
     monkeypatch.setenv("ROBUST_LECTURE_MODE", "1")
     monkeypatch.setenv("ROBUST_LECTURER_KEY", "s3cret")
     before = snapshot(store.root)
-    at = open_page("pages/models.py", token="a" * 32)
+    at = open_page("lab_pages/models.py", token="a" * 32)
     [warning] = [w.value for w in at.warning if "set aside" in w.value]
     assert all(folder in warning for folder, _ in DAMAGES.values()) and "lecturer" in warning
     # Listed with their reasons on the Models page, as plain text; no path in either.
@@ -267,7 +267,7 @@ def test_lecture_mode_names_damaged_entries_without_paths_and_only_the_lecturer_
 
 def test_the_models_page_removes_a_damaged_entry_on_request(damaged_store):
     _, valid, folders = damaged_store
-    at = open_page("pages/models.py")
+    at = open_page("lab_pages/models.py")
     folder = DAMAGES["weights truncated"][0]
     [remove] = [b for b in at.button if b.key == f"remove_damaged:mnist/{folder}"]
     remove.click().run()
@@ -290,10 +290,10 @@ def test_the_attack_page_names_a_model_whose_weights_do_not_load_instead_of_fail
     state = {k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}
     weights_path.write_bytes(save_safetensors(state))
     before = snapshot(store.root)
-    at = open_page("pages/attack.py")
+    at = open_page("lab_pages/attack.py")
     errors = [e.value for e in at.error]
     assert any("nan model" in e and entry.model_id in e and "cannot be used" in e for e in errors), errors
-    again = open_page("pages/attack.py")  # set aside from now on: the page says so, and has no network left
+    again = open_page("lab_pages/attack.py")  # set aside from now on: the page says so, and has no network left
     [warning] = [w.value for w in again.warning if "set aside" in w.value]
     assert entry.model_id in warning and "do not load" in warning
     assert any("Train page" in i.value for i in again.info)

@@ -1,15 +1,8 @@
 """The DeepDefense report's side-by-side protocols: which images, which ε and which model each row of the attribution
 reads (benchmarks/deepdefense_report.py computes its tables from cached per-image outcomes; no attack runs here)."""
-import importlib.util
-from pathlib import Path
-
 import pytest
 
-# Loaded from its file (benchmarks/ is no package): a broken import fails these tests instead of skipping them.
-_SPEC = importlib.util.spec_from_file_location(
-    "deepdefense_report", Path(__file__).resolve().parents[1] / "benchmarks" / "deepdefense_report.py")
-report = importlib.util.module_from_spec(_SPEC)
-_SPEC.loader.exec_module(report)
+from benchmarks import deepdefense_report as report  # a broken import fails these tests (no skip)
 
 
 def model(method, robust, clean_ok, aa=None, **kwargs):

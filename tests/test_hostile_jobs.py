@@ -110,7 +110,7 @@ def session(page: str, token: str, *, lecturer: bool = False, query: dict | None
 def busy_server():
     """The server's long lane busy with a job of the lecturer's, so what visitors queue waits; afterwards every job
     is stopped and the pause lifted (the runner is the server's, shared by every test)."""
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     runner = job_runner()
     fn, release = gate()
@@ -157,7 +157,7 @@ def test_the_train_page_refuses_the_giant_mlp_before_the_click_and_after_it(lect
     else:  # single-user, on a 23 GiB machine
         monkeypatch.setattr(robust_core.access, "machine_memory_bytes", lambda: 23 * 2**30)
         expected = "more than half of this server's 23.0 GiB"
-    at = giant_mlp_form(session("pages/train.py", "student-giant"))
+    at = giant_mlp_form(session("lab_pages/train.py", "student-giant"))
     # The sizes and the click in one message (a quick hand, or a forged request): the click is not a training.
     widget(at.button, "Train").click().run()
     assert not at.exception, [e.value for e in at.exception]
@@ -167,12 +167,12 @@ def test_the_train_page_refuses_the_giant_mlp_before_the_click_and_after_it(lect
 
 
 def test_the_queueing_function_refuses_what_the_widgets_would_not_offer(lecture, busy_server):
-    """pages/_shared.submit_job, where every page queues its work, checks the request itself: a page that forgot a
+    """lab_pages/_shared.submit_job, where every page queues its work, checks the request itself: a page that forgot a
     check, or a click the widgets did not stop, still cannot queue it."""
     def script():
         import streamlit as st
 
-        from pages._jobs import submit_job
+        from lab_pages._jobs import submit_job
         from robust_core.access import Work
         from robust_core.training import TrainConfig
 
@@ -195,7 +195,7 @@ def test_the_queueing_function_refuses_what_the_widgets_would_not_offer(lecture,
 def test_one_cookie_in_three_tabs_queues_two_trainings_not_three(lecture, busy_server):
     tabs = []
     for seed in (1, 2, 3):
-        at = session("pages/train.py", "student-tabs")
+        at = session("lab_pages/train.py", "student-tabs")
         widget(at.selectbox, "Training images").select(1000)
         widget(at.number_input, "Epochs").set_value(1)
         widget(at.number_input, "Seed").set_value(seed).run()
@@ -205,7 +205,7 @@ def test_one_cookie_in_three_tabs_queues_two_trainings_not_three(lecture, busy_s
     assert len(visitors_jobs(busy_server, "student-tabs")) == busy_server.visitor_jobs == 2
     assert any("You already have 2 jobs" in w.value for w in tabs[2].warning), [w.value for w in tabs[2].warning]
     # The lecturer, in another browser, still queues.
-    lecturer = session("pages/train.py", "lecturer-browser", lecturer=True)
+    lecturer = session("lab_pages/train.py", "lecturer-browser", lecturer=True)
     widget(lecturer.selectbox, "Training images").select(1000)
     widget(lecturer.number_input, "Seed").set_value(9).run()
     widget(lecturer.button, "Train").click().run()
@@ -320,20 +320,20 @@ def test_the_attack_page_refuses_a_visitor_s_big_computations_at_submit(lecture,
     models = ",".join([lecturers.model_id, *more])
     # 2,000 images of a curve, 500 of AutoAttack standard, chosen and clicked in one message: nothing queued, the
     # buttons disabled and saying why.
-    at = session("pages/attack.py", "student-big", query={"models": models, "n": "100"})
+    at = session("lab_pages/attack.py", "student-big", query={"models": models, "n": "100"})
     widget(at.selectbox, "Test images").select(2000)
     [b for b in at.button if b.label.startswith("Compute (")][0].click().run()
     assert not at.exception and not visitors_jobs(busy_server, "student-big")
     assert [b for b in at.button if b.label.startswith("Compute (")][0].disabled
     assert any("at most 1,000 images" in c.value for c in at.caption)
-    at = session("pages/attack.py", "student-big", query={"models": lecturers.model_id, "n": "100"})
+    at = session("lab_pages/attack.py", "student-big", query={"models": lecturers.model_id, "n": "100"})
     widget(at.selectbox, "Test images").select(500)
     [b for b in at.button if b.label.startswith("Run AutoAttack standard")][0].click().run()
     assert not at.exception and not visitors_jobs(busy_server, "student-big")
     [run] = [b for b in at.button if b.label.startswith("Run AutoAttack standard")]
     assert run.disabled and "AutoAttack on at most 200 images" in run.proto.help
     # Within the caps, three models' curves: two are queued, the third is refused with what to do.
-    at = session("pages/attack.py", "student-big", query={"models": models, "n": "100"})
+    at = session("lab_pages/attack.py", "student-big", query={"models": models, "n": "100"})
     [b for b in at.button if b.label.startswith("Compute (")][0].click().run()
     assert not at.exception, [e.value for e in at.exception]
     assert len(visitors_jobs(busy_server, "student-big")) == 2
@@ -344,15 +344,15 @@ def test_the_attack_page_refuses_a_visitor_s_big_computations_at_submit(lecture,
 def test_confidence_s_adversarial_inputs_are_a_job_of_the_runner_with_the_visitors_cap(lecture, busy_server):
     store, lecturers = lecture
     query = {"models": lecturers.model_id, "inputs": "adversarial", "attack": "pgd", "n": "500"}
-    at = session("pages/confidence.py", "student-conf", query=query)
+    at = session("lab_pages/confidence.py", "student-conf", query=query)
     [job] = visitors_jobs(busy_server, "student-conf")
     assert job.key.startswith("confidence-adversarial:") and job.lane == "long" and job.status == "queued"
     assert any("in the server's queue" in c.value for c in at.caption) and not at.dataframe  # nothing in the session
     # A second visitor asking the same joins the same job.
-    session("pages/confidence.py", "student-conf-2", query=query)
+    session("lab_pages/confidence.py", "student-conf-2", query=query)
     assert job.owners == [visitor_id("student-conf"), visitor_id("student-conf-2")]
     # 2,000 attacked images are beyond a visitor's cap: refused before anything is queued.
-    at = session("pages/confidence.py", "student-conf-3", query={**query, "n": "2000"})
+    at = session("lab_pages/confidence.py", "student-conf-3", query={**query, "n": "2000"})
     assert any("at most 1,000 images" in w.value for w in at.warning) and not visitors_jobs(busy_server, "student-conf-3")
 
 
@@ -361,16 +361,16 @@ def test_the_lecturer_sees_every_job_cancels_a_visitor_s_and_pauses_visitors_tra
     label = "![t](http://127.0.0.1:8699/track.png) **bold**"
     job = busy_server.submit(f"visitor-job-{uuid.uuid4().hex}", lambda ctx: 0, owner=visitor_id("student-room"), label=label,
                              lane="long", limited=True)
-    visitor = session("pages/models.py", "student-room")
+    visitor = session("lab_pages/models.py", "student-room")
     assert not [t for t in visitor.toggle if t.label == "Pause visitors' training"]  # the room is the lecturer's
-    at = session("pages/models.py", "lecturer-browser", lecturer=True)
+    at = session("lab_pages/models.py", "lecturer-browser", lecturer=True)
     texts = [t.value for t in at.text]
     assert label in texts and f"visitor {visitor_id('student-room')[:6]}" in texts  # plain text, as typed
     at.button(key=f"room_cancel_{job.number}").click().run()
     assert job.status == "cancelled" and job.error == "cancelled by the lecturer"
     widget(at.toggle, "Pause visitors' training").set_value(True).run()
     assert busy_server.visitors_paused("long")
-    student = session("pages/train.py", "student-room")
+    student = session("lab_pages/train.py", "student-room")
     widget(student.selectbox, "Training images").select(1000)
     widget(student.number_input, "Epochs").set_value(1).run()
     widget(student.button, "Train").click().run()
@@ -418,7 +418,7 @@ def test_the_photo_pages_take_a_typed_network_name_only_from_whom_they_may(lectu
     at.session_state["imagenet_other"] = "vit_l_16" if lecture_mode else "not_a_network"
     at.run()
     assert widget(at.sidebar.text_input, "torchvision model name").disabled is lecture_mode
-    at.switch_page("pages/saliency.py").run()
+    at.switch_page("lab_pages/saliency.py").run()
     assert not at.exception, [e.value for e in at.exception]
     if lecture_mode:
         assert any("the lecturer's choice" in i.value for i in at.info)

@@ -32,7 +32,6 @@ from .browser import (
     page_errors,
     wait_until_idle,
 )
-from .test_models_page import whole_app  # noqa: F401 (a fixture)
 from .test_pages import APP, widget
 
 IMAGE_NAME = "![t](http://127.0.0.1:8699/track.png)"  # every browser showing it as Markdown would fetch that address
@@ -110,8 +109,8 @@ def hostile_store(isolated_store, tiny_result):
     return store, image, html
 
 
-def test_a_hostile_name_is_plain_text_on_every_page(hostile_store, whole_app):  # noqa: F811
-    from pages._shared import plain
+def test_a_hostile_name_is_plain_text_on_every_page(hostile_store):
+    from lab_pages._shared import plain
     from robust_core.plots import plotly_text
 
     store, image, html = hostile_store
@@ -121,25 +120,25 @@ def test_a_hostile_name_is_plain_text_on_every_page(hostile_store, whole_app):  
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     shown: dict[str, list[str]] = {}
-    for page in ("pages/attack.py", "pages/models.py", "pages/train.py", "pages/confidence.py", "pages/saliency.py",
-                 "pages/classviz.py"):
+    for page in ("lab_pages/attack.py", "lab_pages/models.py", "lab_pages/train.py", "lab_pages/confidence.py", "lab_pages/saliency.py",
+                 "lab_pages/classviz.py"):
         at.switch_page(page)
         at.query_params["models"] = ids
         at.run()
         assert not at.exception, (page, [e.value for e in at.exception])
         shown[page] = assert_plain(at, page)
-        if page == "pages/saliency.py":  # the grid's titles name the models: Plotly text, escaped
+        if page == "lab_pages/saliency.py":  # the grid's titles name the models: Plotly text, escaped
             assert any(plotly_text(HTML_NAME) in spec for spec in figure_specs(at._tree))
     # The names are there, escaped: the Attack page's "not computed yet" warning, the Models page's delete
     # confirmation (the sidebar's newest model is a hostile one), the progress texts of Confidence and Saliency.
-    assert any(plain(IMAGE_NAME) in s and plain(HTML_NAME) in s for s in shown["pages/attack.py"]), shown
-    assert any(plain(HTML_NAME) in s for s in shown["pages/models.py"]), shown
+    assert any(plain(IMAGE_NAME) in s and plain(HTML_NAME) in s for s in shown["lab_pages/attack.py"]), shown
+    assert any(plain(HTML_NAME) in s for s in shown["lab_pages/models.py"]), shown
     assert plain(IMAGE_NAME).startswith("\\!\\[t\\]\\(http\u2060\\:")  # what the browser test shows as text
 
 
 def test_a_job_label_with_a_name_is_plain_in_the_status_line():
     """The job status line, which every visitor waiting on the same job sees."""
-    from pages._jobs import _job_line
+    from lab_pages._jobs import _job_line
     from robust_core.jobs import JobRunner
 
     runner, release = JobRunner(), threading.Event()
@@ -203,13 +202,13 @@ def test_a_look_alike_of_another_model_s_name_is_refused_and_nothing_changes(sto
 
 
 def test_the_train_page_refuses_a_look_alike_name_before_training(isolated_store, tiny_result):
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     store = ModelStore(isolated_store)
     shipped = store.save(tiny_result, name=SHIPPED_NAME)
     before = files(store.root)
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("lab_pages/train.py").run()
     widget(at.selectbox, "Training images").select(1000)
     widget(at.text_input, "Name in the store (optional)").input(LOOK_ALIKE).run()
     assert any(shipped.model_id in e.value and "alike" in e.value for e in at.error), [e.value for e in at.error]
@@ -224,7 +223,7 @@ def test_the_train_page_refuses_a_look_alike_name_before_training(isolated_store
 
 # ---- visitors' models in pickers and defaults -----------------------------------------------------------------------
 def test_a_visitor_s_model_is_marked_in_pickers_and_never_another_visitor_s_default(
-        monkeypatch, isolated_store, tiny_result, whole_app):  # noqa: F811
+        monkeypatch, isolated_store, tiny_result):
     monkeypatch.setenv("ROBUST_LECTURE_MODE", "1")
     store = ModelStore(isolated_store)
     shipped = store.save(tiny_result, name="CNN · standard")
@@ -246,7 +245,7 @@ def test_a_visitor_s_model_is_marked_in_pickers_and_never_another_visitor_s_defa
         assert at.session_state["model_id"] == expected_sidebar, token  # one's own model may be one's default
         labels = {o for o in sidebar.options}
         assert {f"(student) {theirs.name}", f"(student) {theirs_robust.name}", shipped.name, robust.name} == labels
-        at.switch_page("pages/classviz.py").run()
+        at.switch_page("lab_pages/classviz.py").run()
         assert not at.exception, [e.value for e in at.exception]
         assert at.session_state["classviz_models"][0] == expected_sidebar
         if token == "student-b":
@@ -276,7 +275,7 @@ def test_what_the_lecturer_trains_is_the_lecturer_s_not_the_browser_s(monkeypatc
     at.session_state["_lecturer_key_input"] = "s3cret"
     at.run()
     assert at.session_state["_lecturer"]
-    at.switch_page("pages/train.py").run()
+    at.switch_page("lab_pages/train.py").run()
     widget(at.selectbox, "Training images").select(1000)
     widget(at.number_input, "Epochs").set_value(1)
     widget(at.button, "Train").click().run()
@@ -285,13 +284,13 @@ def test_what_the_lecturer_trains_is_the_lecturer_s_not_the_browser_s(monkeypatc
     assert entry.meta["owner"] == LECTURER_OWNER and not trained_by_visitor(entry.meta)
     # The same browser once it left lecturer mode (or after a server restart: the key is not kept) may not rename or
     # delete it.
-    from pages._audience import lecturer_key_guard
+    from lab_pages._audience import lecturer_key_guard
 
     lecturer_key_guard().leave(visitor_id("lecturer-browser"))
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = "lecturer-browser"
     at.run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("lab_pages/models.py").run()
     assert widget(at.text_input, "New name").disabled and widget(at.button, "Rename").disabled
     assert any("Lecture mode" in i.value for i in at.info)
     same_browser = Visitor(visitor_id("lecturer-browser"))

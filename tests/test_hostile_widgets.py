@@ -1,14 +1,11 @@
 """Issue 23: a forged WebSocket message cannot hand a page a choice its widgets never offered."""
 import asyncio
-import sys
-from pathlib import Path
 
 from streamlit.proto.WidgetStates_pb2 import WidgetState
 
 from .browser import dashboard
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-from streamlit_client import ProtocolSession  # noqa: E402
+from benchmarks.streamlit_client import ProtocolSession
 
 
 def test_choice_widgets_return_only_what_they_offered():
@@ -16,7 +13,7 @@ def test_choice_widgets_return_only_what_they_offered():
     from streamlit.elements.widgets.radio import RadioSerde
     from streamlit.elements.widgets.selectbox import SelectboxSerde
 
-    from pages._audience import only_offered_choices
+    from lab_pages._audience import only_offered_choices
 
     only_offered_choices()
     options = [100, 500, 1000]
@@ -70,7 +67,7 @@ def test_forged_values_of_the_wrong_type_or_not_finite_are_the_default():
     from streamlit.elements.widgets.selectbox import SelectboxSerde
     from streamlit.proto.NumberInput_pb2 import NumberInput as NumberInputProto
 
-    from pages._audience import only_offered_choices
+    from lab_pages._audience import only_offered_choices
 
     only_offered_choices()
     mapping = {"a": 0, "b": 1}

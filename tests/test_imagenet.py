@@ -133,7 +133,7 @@ def test_the_page_explains_missing_weights_and_the_cost_of_big_networks(tmp_path
     at.query_params["dataset"] = "imagenet"
     at.session_state["imagenet_model"] = "vgg16"
     at.run()
-    at.switch_page("pages/saliency.py").run()
+    at.switch_page("lab_pages/saliency.py").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any("vgg16 weights are not available" in e.value and "vgg16-397923af.pth" in e.value for e in at.error), \
         [e.value for e in at.error]

@@ -46,7 +46,7 @@ def models_page(token: str) -> AppTest:
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = token
     at.run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("lab_pages/models.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -76,7 +76,7 @@ def test_a_visitor_may_change_their_own_model_and_the_lecturer_every_model(lectu
     assert store.get(own.model_id).name == "my renamed CNN"
     # The lecturer's key unlocks the lecturer's model too; a wrong key does not. (The sidebar is drawn by app.py,
     # which AppTest runs on the first run only: the key is typed before it.)
-    from pages._audience import lecturer_key_guard
+    from lab_pages._audience import lecturer_key_guard
 
     for key, unlocked in (("wrong", False), ("s3cret", True)):
         lecturer_key_guard.clear()  # a second try right after a wrong one waits a second (tested on its own)
@@ -86,14 +86,14 @@ def test_a_visitor_may_change_their_own_model_and_the_lecturer_every_model(lectu
         at.run()
         assert bool(at.session_state["_lecturer"] if "_lecturer" in at.session_state else False) is unlocked
         assert any("Wrong key" in e.value for e in at.sidebar.error) is not unlocked
-        at.switch_page("pages/models.py").run()
+        at.switch_page("lab_pages/models.py").run()
         widget(at.selectbox, "Model").set_value(lecturers.model_id).run()
         assert widget(at.text_input, "New name").disabled is not unlocked
 
 
 def test_visitors_train_small_models_only(lecture):
     at = AppTest.from_file(APP, default_timeout=120).run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("lab_pages/train.py").run()
     assert any("Lecture mode" in w.value for w in at.warning)  # all training images by default
     assert [b for b in at.button if b.label == "Train"][0].disabled
     widget(at.selectbox, "Training images").select(1000).run()
@@ -104,7 +104,7 @@ def test_visitors_train_small_models_only(lecture):
 def test_the_owner_id_is_a_hash_of_the_browser_secret_which_a_first_visit_stores_in_a_cookie(lecture):
     """Models record the public id, not the secret; a first visit embeds the script that keeps the secret in a cookie
     (tests/test_browser.py checks that a reload keeps it)."""
-    from pages._audience import VISITOR_COOKIE
+    from lab_pages._audience import VISITOR_COOKIE
 
     secret = "0123456789abcdef0123456789abcdef"
     assert visitor_id(secret) != secret and len(visitor_id(secret)) == 32 and visitor_id(secret) != visitor_id(secret[::-1])

@@ -15,7 +15,7 @@ def open_models_page(monkeypatch, isolated_store, *, lecture: bool):
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = "a-visitor"
     at.run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("lab_pages/models.py").run()
     assert not at.exception, [e.value for e in at.exception]
     return at
 
@@ -49,13 +49,13 @@ def test_a_visitor_neither_downloads_a_missing_dataset_nor_sees_its_folders(monk
     downloads = []
     real = data_module.load_dataset
     monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: downloads.append(k.get("download")) or real(*a, **k))
-    from pages import _shared
+    from lab_pages import _shared
 
     monkeypatch.setattr(_shared, "load_dataset", data_module.load_dataset)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = "a-visitor"
     at.run()
-    at.switch_page("pages/attack.py").run()
+    at.switch_page("lab_pages/attack.py").run()
     assert not at.exception, [e.value for e in at.exception]
     shown = " ".join(e.value for e in at.error)
     assert "not available on this server" in shown and str(tmp_path) not in shown and "empty-data" not in shown
@@ -68,7 +68,7 @@ def test_the_server_keeps_only_uploads_under_file_ids_it_issued():
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
     from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
-    from pages._audience import accept_only_issued_uploads
+    from lab_pages._audience import accept_only_issued_uploads
 
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
     accept_only_issued_uploads(manager)
@@ -89,7 +89,7 @@ def test_a_visitor_cannot_fill_the_server_s_memory_with_uploads():
     from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
     from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
-    import pages._audience as audience
+    import lab_pages._audience as audience
 
     manager = MemoryUploadedFileManager("/_stcore/upload_file")
     audience.accept_only_issued_uploads(manager, lecture=lambda: True)

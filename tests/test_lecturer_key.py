@@ -130,7 +130,7 @@ def test_a_lecturer_browser_stays_the_lecturer_after_a_reload(monkeypatch):
 def test_only_an_unforwarded_loopback_connection_is_the_server_machine(monkeypatch, ip, headers, expected):
     import types
 
-    import pages._audience as audience
+    import lab_pages._audience as audience
 
     fake = types.SimpleNamespace(context=types.SimpleNamespace(ip_address=ip, headers=headers))
     monkeypatch.setattr(audience, "st", fake)

@@ -54,7 +54,7 @@ def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compu
         at = AppTest.from_file(APP, default_timeout=240)
         at.query_params.update(path.params)
         at.run()
-        at.switch_page(f"pages/{path.page}.py").run()
+        at.switch_page(f"lab_pages/{path.page}.py").run()
         assert not at.exception, (path.name, [e.value for e in at.exception])
         # The path's own figure needs no Compute click (the comparison further down may offer attacks not shipped,
         # except on the masking path, whose comparison is the point).

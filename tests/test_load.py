@@ -7,11 +7,8 @@ pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin
 
 
 def test_five_students_open_a_lecture_path_drag_eps_and_morph_without_error(tmp_path):
-    import sys
-    from pathlib import Path
 
-    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "benchmarks"))
-    from load_test import run
+    from benchmarks.load_test import run
 
     # Four browserless students (the server does for them all it does for a browser) and one Chromium student, who
     # also renders and drags: five at once on the server, one browser's rendering on the test machine's 2 cores.

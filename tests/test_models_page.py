@@ -33,26 +33,6 @@ def two_models(isolated_store, tiny_result):
     return older, newer
 
 
-@pytest.fixture
-def whole_app(monkeypatch):
-    """Every AppTest run goes through app.py, sidebar included, as a browser's does.
-
-    AppTest resets ``PagesManager.uses_pages_directory`` before each run, and with a ``pages/``
-    folder beside app.py the runs after the first execute the page script alone (the sidebar is
-    not redrawn). A real server leaves that old mode for good once app.py has run (see
-    pages._shared.require_shell); this fixture does the same for AppTest.
-    """
-    from streamlit.runtime.pages_manager import PagesManager
-
-    original = PagesManager.__init__
-
-    def init(self, *args, **kwargs):
-        PagesManager.uses_pages_directory = False
-        original(self, *args, **kwargs)
-
-    monkeypatch.setattr(PagesManager, "__init__", init)
-
-
 def _manage(at):
     return widget(at.main.selectbox, "Model")
 
@@ -64,7 +44,7 @@ def _pick(select, model_id):
 
 def test_rename_to_a_taken_name_is_refused_naming_the_other_model(two_models, isolated_store):
     older, newer = two_models
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     _pick(_manage(at), newer.model_id).run()
     widget(at.text_input, "New name").input("  cnn · STANDARD")
     widget(at.button, "Rename").click().run()
@@ -78,7 +58,7 @@ def test_a_rename_keeps_the_managed_model(two_models, isolated_store):
     """Before: renaming changed the picker's labels, so it became a new widget showing the sidebar's
     model (in the report, the shipped CNN · standard), whose confirmation was then ticked."""
     older, newer = two_models
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     assert _manage(at).value == newer.model_id  # the sidebar's model (the newest standard network)
     _pick(_manage(at), older.model_id).run()
     widget(at.text_input, "New name").input("renamed CNN")
@@ -96,7 +76,7 @@ def test_pickers_tell_models_with_equal_names_apart(two_models, isolated_store):
     at = run_app()
     sidebar = widget(at.sidebar.selectbox, "Model")
     assert sorted(sidebar.options) == sorted(f"CNN · standard [{e.model_id[:8]}]" for e in (older, newer))
-    at.switch_page("pages/models.py").run()
+    at.switch_page("lab_pages/models.py").run()
     manage = _manage(at)
     assert len(set(manage.options)) == 2 and all("CNN · standard [" in o for o in manage.options)
     # Picking the older model (sent back to the server as its label) selects the older model.
@@ -107,7 +87,7 @@ def test_pickers_tell_models_with_equal_names_apart(two_models, isolated_store):
 
 def test_delete_confirmation_names_the_model_and_its_id(two_models, isolated_store):
     older, newer = two_models
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     _pick(_manage(at), older.model_id).run()
     label = at.checkbox[0].label
     assert "CNN · standard" in label and older.model_id in label
@@ -123,7 +103,7 @@ def test_the_confirmed_model_stays_selected_when_the_sidebar_model_changes(two_m
     """The reported loss: after the tick, "Manage a model" jumped to the sidebar's model, whose own
     confirmation the user then ticked and deleted. The managed model must not follow the sidebar."""
     older, newer = two_models
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     _pick(_manage(at), older.model_id).run()
     at.checkbox[0].check().run()
     at.session_state["model_id"] = newer.model_id  # what the sidebar does when its model changes
@@ -136,7 +116,7 @@ def test_the_confirmed_model_stays_selected_when_the_sidebar_model_changes(two_m
 
 def test_a_delete_never_removes_a_model_other_than_the_confirmed_one(two_models, isolated_store):
     older, newer = two_models
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     _pick(_manage(at), older.model_id).run()
     at.checkbox[0].check().run()
     # Another model picked after the tick: the confirmation is withdrawn.
@@ -154,14 +134,14 @@ def test_a_delete_never_removes_a_model_other_than_the_confirmed_one(two_models,
     assert any("nothing was deleted" in w.value for w in at.warning), [w.value for w in at.warning]
 
 
-def test_the_sidebar_shows_a_new_name_at_once_and_keeps_its_model(two_models, isolated_store, whole_app):
+def test_the_sidebar_shows_a_new_name_at_once_and_keeps_its_model(two_models, isolated_store):
     """A browser holds a selectbox's choice as the label it shows, and sends it back. After a rename
     the server must send the new label, or the browser keeps the old name and its next request
     (an old label that no option has any more) moves the sidebar to another model."""
     older, newer = two_models
     at = run_app()
     _pick(widget(at.sidebar.selectbox, "Model"), older.model_id).run()
-    at.switch_page("pages/models.py").run()
+    at.switch_page("lab_pages/models.py").run()
     assert widget(at.sidebar.selectbox, "Model").value == older.model_id  # the sidebar is drawn
     assert _manage(at).value == older.model_id  # "Manage a model" starts from the sidebar's model
     widget(at.text_input, "New name").input("renamed CNN")
@@ -178,7 +158,7 @@ def test_the_sidebar_shows_a_new_name_at_once_and_keeps_its_model(two_models, is
     assert older.model_id in at.checkbox[0].label and at.checkbox[0].value
 
 
-def test_a_rename_elsewhere_keeps_the_sidebar_on_its_model(two_models, isolated_store, whole_app):
+def test_a_rename_elsewhere_keeps_the_sidebar_on_its_model(two_models, isolated_store):
     """The label the browser sends back after a rename by another page, tab or the command line is
     the old one (AppTest, like a browser, sends the label it last received)."""
     older, newer = two_models

@@ -23,7 +23,7 @@ def finish_jobs(at: AppTest, timeout_s: float = 240) -> AppTest:
     from the job status fragment, every second)."""
     import time
 
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     runner = job_runner()
     deadline = time.monotonic() + timeout_s
@@ -59,7 +59,7 @@ def test_app_opens_on_the_home_page_with_lecture_paths_and_the_shared_sidebar():
 
 
 def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store):
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     widget(at.selectbox, "Training images").select(1000)
     widget(at.number_input, "Epochs").set_value(1)
     widget(at.text_input, "Name in the store (optional)").input("apptest cnn")
@@ -90,9 +90,9 @@ def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store)
 def test_train_page_stop_withdraws_the_queued_training_and_a_failed_one_says_why(isolated_store, monkeypatch):
     import time
 
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     widget(at.selectbox, "Training images").select(10000)
     widget(at.number_input, "Epochs").set_value(3)
     widget(at.button, "Train").click().run()
@@ -122,7 +122,7 @@ def test_train_page_stop_withdraws_the_queued_training_and_a_failed_one_says_why
 
 def test_train_page_reports_missing_data_instead_of_crashing(monkeypatch, tmp_path):
     monkeypatch.setenv("ROBUST_DATA_DIR", str(tmp_path / "no-data"))
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     widget(at.selectbox, "Training images").select(1000)
     widget(at.button, "Train").click().run()
     assert not at.exception
@@ -130,14 +130,14 @@ def test_train_page_reports_missing_data_instead_of_crashing(monkeypatch, tmp_pa
 
 
 def test_train_page_rejects_bad_mlp_sizes():
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     widget(at.selectbox, "Architecture").select("mlp").run()
     widget(at.text_input, "Hidden layer sizes").input("256, lots").run()
     assert any("whole numbers" in e.value for e in at.error)
 
 
 def test_models_page_with_an_empty_store():
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     assert at.title[0].value == "Models"
     assert any("store is empty" in i.value for i in at.info)
 
@@ -148,7 +148,7 @@ def stored_model(isolated_store, tiny_result):
 
 
 def test_models_page_lists_renames_and_deletes(stored_model, isolated_store, tiny_result):
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     table = at.dataframe[0].value
     assert list(table["Name"]) == ["first"] and table["Parameters"][0] == 225_034
     widget(at.text_input, "New name").input("renamed")
@@ -169,19 +169,19 @@ def test_compare_curves_of_stored_models(stored_model, isolated_store, mnist):
     from robust_core.training import train_model
 
     ModelStore(isolated_store).save(train_model(TrainConfig(train_subset=500, epochs=2, seed=3), data=mnist), name="second")
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     compare = widget(at.multiselect, "Models")
     assert len(compare.value) == 2
     assert len(at.get("plotly_chart")) == 1
 
 
 def test_attack_page_without_networks_points_to_training():
-    at = run_app("pages/attack.py")
+    at = run_app("lab_pages/attack.py")
     assert any("Train page" in i.value for i in at.info)
 
 
 def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(stored_model, isolated_store):
-    at = run_app("pages/attack.py")
+    at = run_app("lab_pages/attack.py")
     widget(at.selectbox, "Test images").select(100)
     widget(at.number_input, "Steps").set_value(5).run()
     compute = [b for b in at.button if b.label.startswith("Compute (")]
@@ -215,7 +215,7 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
     assert figure_by_class["frames"][-1]["data"][-1]["source"] != frames[-1]["data"][-1]["source"]
     # Cached on disk beside the model: a new session does not ask to compute again.
     assert list((isolated_store / "mnist" / stored_model.model_id / "evaluations").glob("*.json"))
-    again = run_app("pages/attack.py")
+    again = run_app("lab_pages/attack.py")
     widget(again.selectbox, "Test images").select(100)
     widget(again.number_input, "Steps").set_value(5).run()
     assert not [b for b in again.button if b.label.startswith("Compute (")]
@@ -223,7 +223,7 @@ def test_attack_page_computes_once_then_the_slider_figure_is_served_from_cache(s
 
 
 def test_train_page_offers_the_method_s_own_arguments():
-    at = run_app("pages/train.py")
+    at = run_app("lab_pages/train.py")
     widget(at.selectbox, "Training method").select("pgd_at").run()
     assert widget(at.number_input, "ε (L∞, pixel scale 0–1)").value == pytest.approx(0.3)
     widget(at.number_input, "Attack steps").set_value(3).run()
@@ -237,7 +237,7 @@ def test_saliency_page_renders_the_grid_and_switches_method_and_model(stored_mod
     from robust_core.store import ModelStore
     from robust_core.training import TrainConfig, train_model
 
-    at = run_app("pages/saliency.py")
+    at = run_app("lab_pages/saliency.py")
     assert not at.exception, [e.value for e in at.exception]
     [grid] = at.get("plotly_chart")
     import json
@@ -255,7 +255,7 @@ def test_saliency_page_renders_the_grid_and_switches_method_and_model(stored_mod
     # An MLP joins: Grad-CAM is not available for it, and the page says so instead of failing.
     mlp = train_model(TrainConfig(arch="mlp", train_subset=500, epochs=1), data=None, device="cpu")
     entry = ModelStore(isolated_store).save(mlp, name="tiny mlp")
-    at = run_app("pages/saliency.py")
+    at = run_app("lab_pages/saliency.py")
     widget(at.multiselect, "Models (columns)").set_value([stored_model.model_id, entry.model_id])
     widget(at.multiselect, "Methods (rows)").set_value(["saliency", "grad_cam"]).run()
     assert not at.exception, [e.value for e in at.exception]
@@ -265,7 +265,7 @@ def test_saliency_page_renders_the_grid_and_switches_method_and_model(stored_mod
 
 def test_saliency_page_upload_mode_without_a_file_gives_a_hint(stored_model):
     """AppTest cannot drive a file uploader: the rejection of non-images is tested in test_digits."""
-    at = run_app("pages/saliency.py")
+    at = run_app("lab_pages/saliency.py")
     widget(at.radio, "Image").set_value("Upload").run()
     assert not at.exception
     assert any("Pick a test image or upload" in i.value for i in at.info)
@@ -279,7 +279,7 @@ def test_saliency_page_explains_a_drawn_digit(stored_model):
     stroke[40:240, 130:150] = [255, 255, 255, 255]  # a "1", as the canvas would return it
     at.session_state["saliency_draw_image"] = stroke
     at.run()
-    at.switch_page("pages/saliency.py").run()
+    at.switch_page("lab_pages/saliency.py").run()
     widget(at.radio, "Image").set_value("Draw").run()
     assert not at.exception, [e.value for e in at.exception]
     assert at.get("plotly_chart") and not any("Draw a digit" in i.value for i in at.info)
@@ -295,7 +295,7 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     stroke[40:240, 130:150] = [255, 255, 255, 255]
     at.session_state["classviz_draw_image"] = stroke  # what the canvas would return
     at.run()
-    at.switch_page("pages/classviz.py").run()
+    at.switch_page("lab_pages/classviz.py").run()
     assert not at.exception, [e.value for e in at.exception]
     widget(at.number_input, "Max steps").set_value(20)
     widget(at.toggle, "All targets: morph the start toward each class at once (first model)").set_value(True)
@@ -316,7 +316,7 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     from robust_core.training import TrainConfig
 
     ModelStore(isolated_store).train_or_load(TrainConfig(arch="knn", train_subset=2000), data=mnist)
-    at = run_app("pages/confidence.py")
+    at = run_app("lab_pages/confidence.py")
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
     assert len(table) == 2 and set(table["Inputs"]) == {"clean"}
@@ -338,7 +338,7 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
 
 def test_confidence_gallery_opens_an_image_on_the_saliency_and_attack_pages(stored_model):
     """The click-through: a gallery button switches page with that image (and the gallery's model) opened."""
-    at = run_app("pages/confidence.py")
+    at = run_app("lab_pages/confidence.py")
     saliency_buttons = [b for b in at.button if b.label == "Saliency"]
     assert len(saliency_buttons) >= 8  # two galleries of up to 8 images
     first = saliency_buttons[0]
@@ -351,7 +351,7 @@ def test_confidence_gallery_opens_an_image_on_the_saliency_and_attack_pages(stor
     assert widget(at.selectbox, "Model").value == stored_model.model_id  # the sidebar follows the gallery
 
     # Back on Confidence, the validation split: Saliency still opens it, Attack is refused (test images only).
-    at.switch_page("pages/confidence.py").run()
+    at.switch_page("lab_pages/confidence.py").run()
     widget(at.selectbox, "Split").select("validation").run()
     attack_buttons = [b for b in at.button if b.label == "Attack"]
     assert attack_buttons and all(b.disabled for b in attack_buttons)
@@ -377,7 +377,7 @@ def test_presentation_switch_enlarges_text_and_lines_of_every_figure(stored_mode
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["presentation"] = True
     at.run()
-    at.switch_page("pages/train.py").run()
+    at.switch_page("lab_pages/train.py").run()
     assert not at.exception, [e.value for e in at.exception]
     spec = json.loads(at.get("plotly_chart")[0].proto.spec)
     assert spec["layout"]["font"]["size"] == 17

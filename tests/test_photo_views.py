@@ -12,13 +12,13 @@ from tests.test_url_state import open_with
 
 
 def _active_jobs():
-    from pages._jobs import job_runner
+    from lab_pages._jobs import job_runner
 
     return [j for j in job_runner().jobs() if j.status in ("queued", "running")]
 
 
 def test_a_saliency_photo_link_restores_its_view_and_runs_nothing_until_asked():
-    at = open_with("pages/saliency.py", dataset="imagenet", net="efficientnet_lite0", photo="coffee",
+    at = open_with("lab_pages/saliency.py", dataset="imagenet", net="efficientnet_lite0", photo="coffee",
                    methods="grad_cam,saliency", explain="chosen", target="6", eps="0", models="ffff", attack="pgd")
     assert at.session_state["photo_saliency_photo"] == "coffee"
     assert widget(at.multiselect, "Methods (rows)").value == ["grad_cam", "saliency"]
@@ -38,7 +38,7 @@ def test_a_saliency_photo_link_restores_its_view_and_runs_nothing_until_asked():
 
 
 def test_an_attack_photo_link_restores_its_view_and_its_button_runs_it():
-    at = open_with("pages/attack.py", dataset="imagenet", photo="chelsea", goal="untargeted", attack="pgd", eps="3")
+    at = open_with("lab_pages/attack.py", dataset="imagenet", photo="chelsea", goal="untargeted", attack="pgd", eps="3")
     assert at.session_state["photo_attack_photo"] == "chelsea"
     assert widget(at.radio, "Goal").value == "untargeted" and widget(at.slider, "ε (L∞, /255)").value == 3
     assert not _active_jobs() and dict(at.query_params)["net"] == "efficientnet_lite0"
@@ -52,7 +52,7 @@ def test_an_attack_photo_link_restores_its_view_and_its_button_runs_it():
     captions = [str(i.proto) for i in at.get("image")]
     assert any("the change, scaled ×" in c for c in captions), captions
     # A reload (a new session on the same address) shows the computed view from the runner's cache.
-    again = open_with("pages/attack.py", **dict(at.query_params))
+    again = open_with("lab_pages/attack.py", **dict(at.query_params))
     assert any("the change, scaled ×" in str(i.proto) for i in again.get("image")) and not _active_jobs()
 
 

@@ -30,8 +30,7 @@ from robust_core import serve
 
 from .browser import REPO, free_port
 
-sys.path.insert(0, str(REPO / "benchmarks"))
-from streamlit_client import ProtocolSession  # noqa: E402
+from benchmarks.streamlit_client import ProtocolSession
 
 NGINX = shutil.which("nginx") or next((p for p in ("/usr/sbin/nginx",) if os.access(p, os.X_OK)), None)
 pytestmark = pytest.mark.skipif(NGINX is None, reason="nginx is not installed (apt-get install nginx)")

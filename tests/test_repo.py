@@ -25,9 +25,20 @@ def test_library_never_imports_streamlit():
     assert offenders == []
 
 
-def test_torch_and_torchvision_are_pinned():
-    requirements = (REPO / "requirements.txt").read_text()
-    assert "torch==2.14.1" in requirements and "torchvision==0.29.1" in requirements
+def test_torch_and_torchvision_are_pinned_where_the_package_lists_what_it_needs():
+    import tomllib
+
+    dependencies = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["dependencies"]
+    assert "torch==2.14.1" in dependencies and "torchvision==0.29.1" in dependencies
+    assert (REPO / "requirements.txt").read_text().splitlines()[-1] == "-e ."  # README's install: this package
+
+
+def test_no_module_outside_the_tests_puts_itself_on_the_import_path():
+    """The lab is a package (pip install -e .): its modules, pages and benchmarks import it, not a path."""
+    offenders = [str(p.relative_to(REPO)) for folder in ("robust_core", "lab_pages", "benchmarks")
+                 for p in (REPO / folder).rglob("*.py") if "sys.path.insert" in p.read_text()]
+    offenders += ["app.py"] if "sys.path.insert" in (REPO / "app.py").read_text() else []
+    assert offenders == []
 
 
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").glob("*.md"))]

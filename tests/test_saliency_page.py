@@ -12,7 +12,7 @@ from tests.test_pages import run_app, widget
 @pytest.fixture
 def saliency_page(isolated_store, tiny_result):
     ModelStore(isolated_store).save(tiny_result, name="first")
-    return run_app("pages/saliency.py")
+    return run_app("lab_pages/saliency.py")
 
 
 def run(at):

@@ -5,7 +5,6 @@ for the same first-time curve at the same moment compute it once: its cache file
 (robust_core.file_locks.compute_once; the README's "Several hosts" recipe)."""
 import asyncio
 import shutil
-import sys
 import time
 from pathlib import Path
 
@@ -16,9 +15,8 @@ from robust_core.store import ModelStore
 from .browser import REPO, browser_page, chromium_available, dashboard, open_page, wait_until_idle
 
 pytestmark = pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium and playwright")
-sys.path.insert(0, str(REPO / "benchmarks"))  # the protocol client (streamlit_client.ProtocolSession)
 
-COPIED = ["app.py", "pages", "robust_core", "assets", ".streamlit"]
+COPIED = ["app.py", "lab_pages", "robust_core", "assets", ".streamlit"]
 
 
 def working_folder(root: Path) -> Path:
@@ -35,7 +33,7 @@ def working_folder(root: Path) -> Path:
 
 async def compute_curves(base: str, model_id: str) -> None:
     """One student on ``base`` opens the Attack page on ``model_id`` (PGD, 100 images) and clicks Compute."""
-    from streamlit_client import ProtocolSession
+    from benchmarks.streamlit_client import ProtocolSession
 
     session = ProtocolSession(base)
     try:

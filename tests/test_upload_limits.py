@@ -106,7 +106,7 @@ def fake_uploads(monkeypatch, uploads: dict[str, FakeUpload]):
 @pytest.mark.usefixtures("stored_model")
 def test_the_saliency_page_refuses_a_hostile_digit_upload_with_a_message(monkeypatch, upload, message):
     fake_uploads(monkeypatch, {"A picture of one digit": upload})
-    at = run_app("pages/saliency.py")
+    at = run_app("lab_pages/saliency.py")
     widget(at.radio, "Image").set_value("Upload").run()
     assert not at.exception, [e.value for e in at.exception]
     assert any(message in e.value for e in at.error), [e.value for e in at.error]
@@ -115,7 +115,7 @@ def test_the_saliency_page_refuses_a_hostile_digit_upload_with_a_message(monkeyp
 
 # ---- caps that match the widgets ------------------------------------------------------------------------------
 def _uploader_calls():
-    for path in sorted((REPO / "pages").glob("*.py")):
+    for path in sorted((REPO / "lab_pages").glob("*.py")):
         for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
             if isinstance(node, ast.Call) and getattr(node.func, "attr", None) == "file_uploader":
                 yield path.name, node
@@ -136,11 +136,11 @@ def test_the_models_page_checks_the_upload_size_on_the_server_and_refuses_a_huge
     entry = store.save(tiny_result, name="first")
     before = sorted(p.relative_to(store.root) for p in store.root.rglob("*"))
     fake_uploads(monkeypatch, {"A .safetensors file": FakeUpload("big.safetensors", None, size=201 * 2**20)})
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     assert any("the limit is 200 MB" in e.value for e in at.error), [e.value for e in at.error]
     huge = FakeUpload("huge.safetensors", _huge_mlp_checkpoint(store, entry))
     fake_uploads(monkeypatch, {"A .safetensors file": huge})
-    at = run_app("pages/models.py")
+    at = run_app("lab_pages/models.py")
     assert any("was not imported" in e.value and "do not fit" in e.value for e in at.error), [e.value for e in at.error]
     assert sorted(p.relative_to(store.root) for p in store.root.rglob("*")) == before
 

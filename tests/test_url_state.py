@@ -20,7 +20,7 @@ def open_with(page: str, **params) -> AppTest:
 
 def test_attack_page_round_trip(two_models):
     first, second = two_models
-    at = open_with("pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100", cmp=second,
+    at = open_with("lab_pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100", cmp=second,
                    cmp_attacks="fgsm,pgd")
     assert widget(at.multiselect, "Models").value == [second, first]
     assert widget(at.selectbox, "Attack").value == "fgsm" and widget(at.selectbox, "Test images").value == 100
@@ -32,14 +32,14 @@ def test_attack_page_round_trip(two_models):
     assert at.query_params["attack"] == "pgd" and at.query_params["models"] == first
     assert at.query_params["n"] == "100" and at.query_params["dataset"] == "mnist"
     # A link naming unknown models or values falls back to the defaults, with no error.
-    bad = open_with("pages/attack.py", models="ffffffffffffffff", attack="nonsense", n="7")
+    bad = open_with("lab_pages/attack.py", models="ffffffffffffffff", attack="nonsense", n="7")
     assert widget(bad.selectbox, "Attack").value == "pgd" and widget(bad.selectbox, "Test images").value == 500
     assert len(widget(bad.multiselect, "Models").value) == 1
 
 
 def test_class_visualization_round_trip(two_models):
     first, second = two_models
-    at = open_with("pages/classviz.py", models=second, start="test", index="4", target="3")
+    at = open_with("lab_pages/classviz.py", models=second, start="test", index="4", target="3")
     assert widget(at.multiselect, "Models (side by side)").value == [second]
     assert widget(at.radio, "Start from").value == "test" and widget(at.number_input, "Test image").value == 4
     assert widget(at.selectbox, "Target class").value == 3
@@ -49,19 +49,19 @@ def test_class_visualization_round_trip(two_models):
 
 def test_saliency_round_trip_and_a_linked_dataset(two_models):
     first, second = two_models
-    at = open_with("pages/saliency.py", models=second, index="12")
+    at = open_with("lab_pages/saliency.py", models=second, index="12")
     assert widget(at.multiselect, "Models (columns)").value == [second]
     assert widget(at.number_input, "Image (0 … 9999)").value == 12
     widget(at.number_input, "Image (0 … 9999)").set_value(13).run()
     assert at.query_params["index"] == "13" and widget(at.number_input, "Image (0 … 9999)").value == 13
     # ?dataset= switches the sidebar's dataset.
-    fashion = open_with("pages/saliency.py", dataset="fashion_mnist")
+    fashion = open_with("lab_pages/saliency.py", dataset="fashion_mnist")
     assert fashion.session_state["dataset"] == "fashion_mnist"
 
 
 def test_confidence_round_trip(two_models):
     first, second = two_models
-    at = open_with("pages/confidence.py", models=f"{second},{first}", split="validation", n="500", inputs="adversarial",
+    at = open_with("lab_pages/confidence.py", models=f"{second},{first}", split="validation", n="500", inputs="adversarial",
                    attack="fgsm", eps="0.2")
     assert widget(at.multiselect, "Models").value == [second, first]
     assert widget(at.selectbox, "Split").value == "validation" and widget(at.selectbox, "Images").value == 500
@@ -70,7 +70,7 @@ def test_confidence_round_trip(two_models):
     widget(at.slider, "ε (L∞)").set_value(0.3).run()
     widget(at.multiselect, "Models").set_value([first]).run()
     assert at.query_params["eps"] == "0.3" and at.query_params["models"] == first and at.query_params["split"] == "validation"
-    bad = open_with("pages/confidence.py", split="train", n="3", eps="9")
+    bad = open_with("lab_pages/confidence.py", split="train", n="3", eps="9")
     assert widget(bad.selectbox, "Split").value == "test" and widget(bad.selectbox, "Images").value == 1000
     assert abs(widget(bad.slider, "ε (L∞)").value - 0.1) < 1e-9
 
@@ -79,18 +79,18 @@ def test_a_second_change_of_a_linked_widget_sticks(two_models):
     """A default taken from the address must not make the widget a new one at each change (it reset every second
     change to the address's value)."""
     first, second = two_models
-    at = open_with("pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100")
+    at = open_with("lab_pages/attack.py", models=f"{second},{first}", attack="fgsm", n="100")
     for choice in ("pgd", "apgd_ce", "fgsm"):
         widget(at.selectbox, "Attack").select(choice).run()
         assert widget(at.selectbox, "Attack").value == choice and at.query_params["attack"] == choice
-    conf = open_with("pages/confidence.py", split="validation", inputs="adversarial", eps="0.2")
+    conf = open_with("lab_pages/confidence.py", split="validation", inputs="adversarial", eps="0.2")
     for split in ("test", "validation", "test"):
         widget(conf.selectbox, "Split").select(split).run()
         assert widget(conf.selectbox, "Split").value == split
     for eps in (0.3, 0.35):
         widget(conf.slider, "ε (L∞)").set_value(eps).run()
         assert abs(widget(conf.slider, "ε (L∞)").value - eps) < 1e-9
-    viz = open_with("pages/classviz.py", models=second, start="test", index="4", target="3")
+    viz = open_with("lab_pages/classviz.py", models=second, start="test", index="4", target="3")
     for target in (5, 7):
         widget(viz.selectbox, "Target class").select(target).run()
         assert widget(viz.selectbox, "Target class").value == target

@@ -7,9 +7,9 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._jobs import job_runner, job_status, submit_job
-from pages._outputs import png_bytes, shared_figure
-from pages._shared import (
+from lab_pages._jobs import job_runner, job_status, submit_job
+from lab_pages._outputs import png_bytes, shared_figure
+from lab_pages._shared import (
     analysis_page,
     comparison_defaults,
     digit_canvas,
@@ -20,8 +20,8 @@ from pages._shared import (
     settings_box,
     show_chart,
 )
-from pages._url import set_url, url_choice, url_choices, url_number
-from pages.photo_views import classviz_view
+from lab_pages._url import set_url, url_choice, url_choices, url_number
+from lab_pages.photo_views import classviz_view
 from robust_core.access import Work
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import MorphComparison, compare_morphs

@@ -8,9 +8,9 @@ import streamlit as st
 import torch
 from plotly.subplots import make_subplots
 
-from pages._audience import current_visitor
-from pages._outputs import screen_figure, shared_output
-from pages._shared import (
+from lab_pages._audience import current_visitor
+from lab_pages._outputs import screen_figure, shared_output
+from lab_pages._shared import (
     SPLIT_LABELS,
     analysis_page,
     comparison_defaults,
@@ -25,8 +25,8 @@ from pages._shared import (
     settings_box,
     show_chart,
 )
-from pages._url import set_url, url_choices, url_int
-from pages.photo_views import saliency_view
+from lab_pages._url import set_url, url_choices, url_int
+from lab_pages.photo_views import saliency_view
 from robust_core.attacks import ATTACKS
 from robust_core.digits import MAX_FILE_BYTES as DIGIT_MAX_FILE_BYTES
 from robust_core.digits import NotADigitImage, mnist_style
@@ -68,7 +68,7 @@ with settings_box("Settings"):
                              format_func=lambda m: METHODS[m].title, wrap=True)
     set_url(dataset=dataset, models=model_ids)
     c1, c2, c3 = st.columns(3)
-    opened = opened_image("pages/saliency.py", dataset)
+    opened = opened_image("lab_pages/saliency.py", dataset)
     sources = ["Test image", "Draw", "Upload"] + (["Opened image"] if opened else [])
     if opened and opened["new"]:
         st.session_state["saliency_source"] = "Opened image"

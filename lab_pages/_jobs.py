@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._audience import current_visitor
-from pages._shared import in_lecture_mode, plain
+from lab_pages._audience import current_visitor
+from lab_pages._shared import in_lecture_mode, plain
 
 
 @st.cache_resource(show_spinner=False)

@@ -4,10 +4,10 @@ import plotly.graph_objects as go
 import streamlit as st
 import torch
 
-from pages._audience import current_visitor
-from pages._jobs import job_or_retry, job_runner, job_status, submit_job
-from pages._outputs import png_bytes, screen_figure, shared_output, shared_table
-from pages._shared import (
+from lab_pages._audience import current_visitor
+from lab_pages._jobs import job_or_retry, job_runner, job_status, submit_job
+from lab_pages._outputs import png_bytes, screen_figure, shared_output, shared_table
+from lab_pages._shared import (
     analysis_page,
     default_candidates,
     load_model,
@@ -19,7 +19,7 @@ from pages._shared import (
     settings_box,
     show_chart,
 )
-from pages._url import set_url, url_choice, url_choices, url_float
+from lab_pages._url import set_url, url_choice, url_choices, url_float
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS
 from robust_core.confidence import (
@@ -369,11 +369,11 @@ def gallery(title: str, indices: list[int], key: str):
         target = dict(dataset=dataset, split=split, index=i, model_id=focus if focus_is_network else None)
         if col.button("Saliency", key=f"{key}_saliency_{i}", icon=":material/visibility:", type="tertiary",
                       help=f"Open {split} image #{i} on the Saliency page: where did the models look?"):
-            open_image("pages/saliency.py", **target)
+            open_image("lab_pages/saliency.py", **target)
         if col.button("Attack", key=f"{key}_attack_{i}", icon=":material/bolt:", type="tertiary", disabled=split != "test",
                       help=f"Open test image #{i} in the Attack page's targeted section" if split == "test"
                       else "The Attack page works on test images: switch the split to test"):
-            open_image("pages/attack.py", **target)
+            open_image("lab_pages/attack.py", **target)
 
 
 wrong_idx = (~right).nonzero().flatten()

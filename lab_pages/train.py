@@ -1,9 +1,9 @@
 """Train page: configure, train with live curves, stop, and compare stored models."""
 import streamlit as st
 
-from pages._audience import current_visitor
-from pages._jobs import job_runner, submit_job, visitor_work_error
-from pages._shared import (
+from lab_pages._audience import current_visitor
+from lab_pages._jobs import job_runner, submit_job, visitor_work_error
+from lab_pages._shared import (
     current_dataset,
     default_candidates,
     format_duration,
@@ -14,7 +14,6 @@ from pages._shared import (
     model_labels,
     photos_not_here,
     plain,
-    require_shell,
     show_chart,
 )
 from robust_core.access import Work, model_owner
@@ -35,7 +34,6 @@ from robust_core.training import (
 # CPU that training wants.
 CHART_REFRESH_S = 1.0
 
-require_shell()
 photos_not_here("Train")
 st.title("Train a model")
 dataset = current_dataset()

@@ -14,8 +14,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._outputs import png_bytes, shared_figure, shared_output
-from pages._shared import get_dataset, get_store, load_model, plain
+from lab_pages._outputs import png_bytes, shared_figure, shared_output
+from lab_pages._shared import get_dataset, get_store, load_model, plain
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (
     EvaluationCache,

@@ -1,4 +1,4 @@
-"""The parts the "ImageNet photos" views share (pages/photo_views.py): the network and its sidebar picker, the photo
+"""The parts the "ImageNet photos" views share (lab_pages/photo_views.py): the network and its sidebar picker, the photo
 and class pickers, the top-5 and perturbation displays, the "run on click" gate (asked_for), and the view's state in
 the address."""
 from __future__ import annotations
@@ -9,10 +9,10 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._audience import current_visitor
-from pages._jobs import job_runner
-from pages._shared import IMAGENET, in_lecture_mode, plain
-from pages._url import drop_params, set_url, url_choice, url_number, url_state
+from lab_pages._audience import current_visitor
+from lab_pages._jobs import job_runner
+from lab_pages._shared import IMAGENET, in_lecture_mode, plain
+from lab_pages._url import drop_params, set_url, url_choice, url_number, url_state
 from robust_core.imagenet.fool import scaled_change
 from robust_core.imagenet.models import (
     IMAGENET_MODELS,

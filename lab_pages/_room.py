@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import streamlit as st
 
-from pages._audience import current_visitor
-from pages._jobs import job_runner
-from pages._shared import in_lecture_mode
+from lab_pages._audience import current_visitor
+from lab_pages._jobs import job_runner
+from lab_pages._shared import in_lecture_mode
 
 PAUSE_KEY = "room_pause_visitors"
 PAUSED_LANE = "long"  # training, baseline fits and first-time attacks: what a room can pile up

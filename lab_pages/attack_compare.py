@@ -1,4 +1,4 @@
-"""The Attack page's comparison of attacks on one model, and AutoAttack at one ε (not a page: pages/attack.py runs
+"""The Attack page's comparison of attacks on one model, and AutoAttack at one ε (not a page: lab_pages/attack.py runs
 them)."""
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 import streamlit as st
 
-from pages._jobs import job_panel, job_runner, job_status, submit_job, visitor_work_error
-from pages._shared import (
+from lab_pages._jobs import job_panel, job_runner, job_status, submit_job, visitor_work_error
+from lab_pages._shared import (
     focus_section,
     folded_controls,
     get_store,
@@ -18,8 +18,8 @@ from pages._shared import (
     settings_box,
     show_chart,
 )
-from pages._url import set_url, url_choice, url_choices
-from pages.attack_results import FRAMES, attack_label, comparison, sanity_of
+from lab_pages._url import set_url, url_choice, url_choices
+from lab_pages.attack_results import FRAMES, attack_label, comparison, sanity_of
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS
 from robust_core.evaluation import (
@@ -50,7 +50,7 @@ def job_key(view, key: EvalKey) -> str:
 
 
 def minimal_eps_request(view, model_id: str, attack: str, params: dict, key: EvalKey, *, label: str) -> dict:
-    """A job request (pages._jobs.job_panel) for one model's per-image minimal eps, cached beside the model when
+    """A job request (lab_pages._jobs.job_panel) for one model's per-image minimal eps, cached beside the model when
     complete."""
     xs, ys = view.data.test_x[:view.n_images], view.data.test_y[:view.n_images]
     store, cache, seed = view.store, view.cache, view.seed

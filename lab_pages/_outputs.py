@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io
 import streamlit as st
 
-from pages._shared import presenting
+from lab_pages._shared import presenting
 
 
 def shared_figure(fig):
@@ -35,7 +35,7 @@ class SharedFigure(go.Figure):
     JSON is written once: ``st.plotly_chart`` serialises that dict with ``plotly.io.to_json`` at every run, ~15 ms
     (orjson) to ~60 ms (json) per student's view of a 3 MB figure."""
 
-    screen_styled = False  # True: already in the current screen's style (pages._outputs.screen_figure)
+    screen_styled = False  # True: already in the current screen's style (lab_pages._outputs.screen_figure)
 
     def __init__(self, frozen: dict):
         super().__init__(frozen, _validate=False)
@@ -126,7 +126,7 @@ def png_bytes(image, *, size: int | None = None) -> bytes:
 
 def screen_figure(fig) -> SharedFigure:
     """``fig`` frozen for sharing, in the style of the current screen (the projector's when presenting): a key of
-    :func:`shared_output` holding it must include :func:`presenting`. :func:`pages._shared.show_chart` shows it as it is."""
+    :func:`shared_output` holding it must include :func:`presenting`. :func:`lab_pages._shared.show_chart` shows it as it is."""
     from robust_core.plots import projector_style
 
     shared = shared_figure(projector_style(fig) if presenting() else fig)

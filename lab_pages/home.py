@@ -1,14 +1,13 @@
 """Home page: what the lab is, and the lecture paths (assets/lectures/*.toml), each opening a page in a prepared state."""
 import streamlit as st
 
-from pages._shared import get_store, require_shell
+from lab_pages._shared import get_store
 from robust_core.lectures import lecture_paths
 
 # The page file each lecture path's "page" names (its URL path in app.py's navigation).
-PAGE_FILES = {"attack": "pages/attack.py", "classviz": "pages/classviz.py", "saliency": "pages/saliency.py",
-              "confidence": "pages/confidence.py", "train": "pages/train.py", "models": "pages/models.py"}
+PAGE_FILES = {"attack": "lab_pages/attack.py", "classviz": "lab_pages/classviz.py", "saliency": "lab_pages/saliency.py",
+              "confidence": "lab_pages/confidence.py", "train": "lab_pages/train.py", "models": "lab_pages/models.py"}
 
-require_shell()
 st.title("Robustness Lab")
 st.markdown(
     "How easily is a classifier fooled, and what does it look at? **Attack** shipped MNIST networks (standard, "

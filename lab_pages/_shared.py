@@ -6,7 +6,7 @@ import re
 
 import streamlit as st
 
-from pages._url import copy_link_button
+from lab_pages._url import copy_link_button
 from robust_core.data import DATASETS, DataNotFoundError, load_dataset, resolve_data_dir
 from robust_core.lectures import FOCUS_OF_PAGE
 from robust_core.shipped import install_shipped
@@ -100,7 +100,7 @@ def get_dataset(name: str):
 
     In lecture mode only the lecturer's visit may download a missing dataset (a visitor's would make the server fetch
     ~170 MB from the internet on a whim), and a visitor's message names no folder of the server."""
-    from pages._audience import current_visitor
+    from lab_pages._audience import current_visitor
 
     visitor_in_lecture = in_lecture_mode() and not current_visitor().lecturer
     try:
@@ -119,7 +119,7 @@ def current_dataset() -> str:
     return st.session_state.get("dataset", "mnist")
 
 
-IMAGENET = "imagenet"  # the sidebar's "ImageNet photos" source (pages/photo_views.py), beside the digit datasets
+IMAGENET = "imagenet"  # the sidebar's "ImageNet photos" source (lab_pages/photo_views.py), beside the digit datasets
 
 
 def photo_source() -> bool:
@@ -161,22 +161,6 @@ def format_duration(seconds: float | None) -> str:
     hours, minutes = divmod(minutes, 60)
     return f"{hours} h {minutes:02d} min"
 
-
-def require_shell() -> None:
-    """Make sure the page runs inside app.py (navigation, sidebar, page config).
-
-    Streamlit starts a server in its old multipage mode when a ``pages/`` folder exists and
-    switches to ``st.navigation`` only once some session has run app.py. The first visitor who
-    lands directly on ``/attack`` would get the page script alone, without the sidebar. app.py
-    marks each of its runs; a page run without that mark clears the old-mode flag and reruns,
-    which then goes through app.py and st.navigation.
-    """
-    if st.session_state.get("_shell_run"):
-        return
-    from streamlit.runtime.pages_manager import PagesManager
-
-    PagesManager.uses_pages_directory = False
-    st.rerun()
 
 
 def digit_canvas(container, *, key: str):
@@ -234,13 +218,12 @@ def title_with_link(title: str) -> None:
 
 
 def analysis_page(title: str, *, networks_only: bool = True, photo_view=None):
-    """The opening every analysis page shares: shell, title, dataset, store, data and its models.
+    """The opening every analysis page shares: title, dataset, store, data and its models.
 
     Returns (dataset, store, data, entries); stops the page with a clear message when the data is
     missing or no model (network, with ``networks_only``) exists for the dataset. With the ImageNet photos source,
     runs ``photo_view()`` instead (or says the page is for digits) and stops.
     """
-    require_shell()
     if photo_source() and photo_view is not None:
         photo_view()
         st.stop()
@@ -279,7 +262,7 @@ def default_candidates(entries) -> list:
     """The models a page may pick for this browser by itself (a default, not the visitor's choice): in lecture mode
     the shipped ones, the lecturer's and this visitor's own, never another visitor's (one student's model must not
     become the room's baseline). All of them, in the order given, otherwise; all of them when none qualifies."""
-    from pages._audience import current_visitor
+    from lab_pages._audience import current_visitor
     from robust_core.access import trained_by_visitor
 
     if not in_lecture_mode():
@@ -325,7 +308,7 @@ SPLIT_LABELS = {"test": "test image", "validation": "validation image"}
 
 
 def open_image(page: str, *, dataset: str, split: str, index: int, model_id: str | None = None) -> None:
-    """Switch to ``page`` ("pages/saliency.py" or "pages/attack.py") with one image of ``split`` opened.
+    """Switch to ``page`` ("lab_pages/saliency.py" or "lab_pages/attack.py") with one image of ``split`` opened.
 
     The Confidence galleries call this from a button. ``model_id`` (a network) becomes the sidebar's
     model, so the page starts from the model whose confidence was being looked at.
@@ -454,6 +437,6 @@ def show_chart(container, fig, **kwargs):
     """``container.plotly_chart(fig, **kwargs)``, in the projector style when the presentation switch is on."""
     from robust_core.plots import projector_style
 
-    if getattr(fig, "screen_styled", False):  # pages._outputs.screen_figure: styled for this screen once, shared
+    if getattr(fig, "screen_styled", False):  # lab_pages._outputs.screen_figure: styled for this screen once, shared
         return container.plotly_chart(fig, **kwargs)
     return container.plotly_chart(projector_style(fig) if presenting() else fig, **kwargs)

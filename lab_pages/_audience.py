@@ -1,10 +1,10 @@
 """Who is using the server and what they may send it: lecture mode, the visitor behind a browser, the lecturer's
-throttled key, uploads and widget values (the work they may queue: pages._jobs)."""
+throttled key, uploads and widget values (the work they may queue: lab_pages._jobs)."""
 from __future__ import annotations
 
 import streamlit as st
 
-from pages._shared import in_lecture_mode
+from lab_pages._shared import in_lecture_mode
 
 _ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as configured, read once per server process
 

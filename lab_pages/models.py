@@ -3,9 +3,9 @@ import re
 
 import streamlit as st
 
-from pages._audience import current_visitor
-from pages._room import room_view
-from pages._shared import (
+from lab_pages._audience import current_visitor
+from lab_pages._room import room_view
+from lab_pages._shared import (
     format_duration,
     format_percent,
     get_store,
@@ -14,7 +14,6 @@ from pages._shared import (
     model_labels,
     photos_not_here,
     plain,
-    require_shell,
     show_chart,
 )
 from robust_core.access import can_modify
@@ -75,7 +74,6 @@ def _remove_damaged(dataset: str, folder: str) -> None:
         st.session_state["models_flash"] = ("success", f"Removed the damaged entry {plain(dataset)} / {plain(folder)}.")
 
 
-require_shell()
 photos_not_here("Models")
 st.title("Models")
 room_view()  # lecture mode, the lecturer only: every job of the room, Cancel, pause visitors' training

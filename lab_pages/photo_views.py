@@ -16,8 +16,8 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._jobs import run_job
-from pages._photo import (
+from lab_pages._jobs import run_job
+from lab_pages._photo import (
     DEFAULT_METHODS,
     DEFAULT_TARGET,
     adapted_steps,
@@ -35,8 +35,8 @@ from pages._photo import (
     top5_text,
     write_url,
 )
-from pages._shared import show_chart, title_with_link
-from pages._url import url_choice, url_choices, url_number
+from lab_pages._shared import show_chart, title_with_link
+from lab_pages._url import url_choice, url_choices, url_number
 from robust_core.imagenet.fool import fool_photo
 from robust_core.imagenet.models import imagenet_class_names, top_k
 from robust_core.imagenet.photos import centre_crop, shipped_photos

@@ -1,7 +1,7 @@
 """Attack page: robust accuracy against eps with an instant slider, a gallery, and attack comparisons.
 
-One function per section; the page runs them in order (pages.attack_compare holds the comparison and AutoAttack).
-Everything derived from cached results is built once per server, in pages.attack_results."""
+One function per section; the page runs them in order (lab_pages.attack_compare holds the comparison and AutoAttack).
+Everything derived from cached results is built once per server, in lab_pages.attack_results."""
 import io
 import json
 import math
@@ -13,9 +13,9 @@ import numpy as np
 import streamlit as st
 import torch
 
-from pages._jobs import job_panel, progress_line
-from pages._outputs import shared_table
-from pages._shared import (
+from lab_pages._jobs import job_panel, progress_line
+from lab_pages._outputs import shared_table
+from lab_pages._shared import (
     analysis_page,
     default_candidates,
     folded_controls,
@@ -30,9 +30,9 @@ from pages._shared import (
     settings_box,
     settings_row,
 )
-from pages._url import url_choice, url_choices
-from pages.attack_compare import autoattack_section, comparison_section, minimal_eps_request
-from pages.attack_results import (
+from lab_pages._url import url_choice, url_choices
+from lab_pages.attack_compare import autoattack_section, comparison_section, minimal_eps_request
+from lab_pages.attack_results import (
     TARGETED_ATTACKS,
     attack_caption,
     attack_label,
@@ -45,7 +45,7 @@ from pages.attack_results import (
     targeted_example,
     targeted_pictures,
 )
-from pages.photo_views import attack_view
+from lab_pages.photo_views import attack_view
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey
 from robust_core.gallery import gallery_frames
@@ -72,7 +72,7 @@ class AttackView:
     params: dict
     n_images: int
     seed: int
-    top: object  # where a lecture path's promised section draws: under the title (pages._shared.focus_section)
+    top: object  # where a lecture path's promised section draws: under the title (lab_pages._shared.focus_section)
     folded: list  # the sections' folded settings, side by side on a first screen
 
     @property
@@ -338,7 +338,7 @@ def targeted_section(view: AttackView) -> None:
 def attack_page() -> None:
     started = time.perf_counter()
     dataset, store, data, networks = analysis_page("Attack", photo_view=attack_view)
-    opened = opened_image("pages/attack.py", dataset)
+    opened = opened_image("lab_pages/attack.py", dataset)
     if opened and opened["split"] == "test":
         if opened["new"]:
             st.session_state["target_index"] = opened["index"]  # the Targeted section below starts from it
@@ -347,7 +347,7 @@ def attack_page() -> None:
                     "finds the smallest ε that makes each model read it as another class.",
                     icon=":material/open_in_new:")
     names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
-    top = st.container()  # a lecture path's promised section draws here, first (pages._shared.focus_section)
+    top = st.container()  # a lecture path's promised section draws here, first (lab_pages._shared.focus_section)
     folded = settings_row(2)  # (on a lecture path or a projector: both settings on one line)
     view = attack_settings((dataset, store, data, networks, names, top, folded))
     if not view.model_ids:

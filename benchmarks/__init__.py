@@ -1,0 +1,1 @@
+"""Long measurements, run as modules from the repository root: ``python -m benchmarks.<name> --help``."""
