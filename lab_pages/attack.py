@@ -49,6 +49,7 @@ from lab_pages.photo_views import attack_view
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey
 from robust_core.gallery import gallery_frames
+from robust_core.gallery_cache import GalleryCache, gallery_digest
 
 SUBSET_SIZES = [100, 200, 500, 1000, 2000, 5000, 10000]
 GALLERY_SIZE = 8
@@ -186,6 +187,9 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
                 key = (m, view.attack, view.params_key, indices, tuple(eps_frames), view.seed, view.n_images,
                        view.dataset)
                 gallery_keys.append(key)
+                if key not in galleries and (stored := GalleryCache(view.store).get(
+                        m, gallery_digest(view.key(m).digest(), indices, eps_frames))) is not None:
+                    keep_gallery(str(view.store.root), key, stored)  # crafted by another replica of this store
                 if key not in galleries:
                     # The curves' own minimal eps when the images are among those computed: no search needed.
                     known = min_eps[m][list(indices)] if max(indices) < view.n_images else None
@@ -246,8 +250,9 @@ def curve_files(view: AttackView, eps_frames, curves, min_eps, blocks, block_nam
                             confidences=np.stack([b["confidences"] for b in blocks]))
         return buffer.getvalue()
 
-    st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)", adversarial_npz,
-                       file_name=f"adversarial_{attack}.npz", icon=":material/download:", on_click="ignore")
+    st.download_button("Download the gallery's adversarial examples (.npz, every ε, one row per model)",
+                       adversarial_npz, file_name=f"adversarial_{attack}.npz", icon=":material/download:",
+                       on_click="ignore")
 
 
 def craft_pending_gallery(view: AttackView, pending: PendingGallery | None) -> None:
@@ -282,15 +287,21 @@ def craft_pending_gallery(view: AttackView, pending: PendingGallery | None) -> N
             with lock:  # another visitor crafting the same gallery: wait for theirs rather than craft it again
                 if key in gallery_store(root):
                     continue
-                model = load_model(m, device=view.data.test_x.device)
-                index = torch.tensor(key[3], dtype=torch.long)
-                xs, ys = view.data.test_x[index], view.data.test_y[index]
-                crafted = gallery_frames(model, xs, ys, attack=view.attack, eps_frames=key[4], seed=view.seed,
-                                         min_eps=known, on_progress=progress, **view.params)
-                keep_gallery(root, key, {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
-                                         "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
-                                         "predictions": crafted["predictions"].cpu().numpy(),
-                                         "confidences": crafted["confidences"].cpu().numpy()})
+
+                def craft(m=m, key=key, known=known, progress=progress) -> dict:
+                    model = load_model(m, device=view.data.test_x.device)
+                    index = torch.tensor(key[3], dtype=torch.long)
+                    xs, ys = view.data.test_x[index], view.data.test_y[index]
+                    crafted = gallery_frames(model, xs, ys, attack=view.attack, eps_frames=key[4], seed=view.seed,
+                                             min_eps=known, on_progress=progress, **view.params)
+                    return {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
+                            "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
+                            "predictions": crafted["predictions"].cpu().numpy(),
+                            "confidences": crafted["confidences"].cpu().numpy()}
+                # On disk beside the model, once for every replica sharing the store: another replica crafting it
+                # meanwhile is waited for, then read.
+                digest = gallery_digest(view.key(m).digest(), key[3], key[4])
+                keep_gallery(root, key, GalleryCache(view.store).get_or_craft(m, digest, craft))
         st.rerun()
 
 
@@ -346,7 +357,8 @@ def attack_page() -> None:
             st.info(f"Test image #{opened['index']} opened from the Confidence page: the **Targeted** section below "
                     "finds the smallest ε that makes each model read it as another class.",
                     icon=":material/open_in_new:")
-    names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures
+    # Plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures.
+    names = model_labels(networks)
     top = st.container()  # a lecture path's promised section draws here, first (lab_pages._shared.focus_section)
     folded = settings_row(2)  # (on a lecture path or a projector: both settings on one line)
     view = attack_settings((dataset, store, data, networks, names, top, folded))
