@@ -47,7 +47,7 @@ from lab_pages.attack_results import (
 )
 from lab_pages.photo_views import attack_view
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
-from robust_core.evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX, EvalKey
+from robust_core.evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, EvalKey
 from robust_core.gallery import gallery_frames
 from robust_core.gallery_cache import GalleryCache, gallery_digest
 
@@ -56,7 +56,7 @@ GALLERY_SIZE = 8
 GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a laptop screen with the slider
 # The default parameters of each attack, as the controls below set them (the library's, which the shipped
 # evaluations and sweeps use too): the comparison view uses the same dictionaries, so every view shares cache entries.
-DEFAULT_PARAMS = PAGE_ATTACK_PARAMS
+DEFAULT_PARAMS = CURVE_ATTACK_PARAMS
 
 
 @dataclass
@@ -111,16 +111,9 @@ def attack_settings(view_parts) -> AttackView:
         if spec.kind != "minimal":
             params["eps_max"] = c1.number_input(f"Largest ε ({NORM_SYMBOLS[spec.norm]})", 0.01,
                                                 {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm],
-                                                PAGE_EPS_MAX[spec.norm], format="%.3f")
-        if attack in ("pgd", "pgd_l2"):
-            params["steps"] = c2.number_input("Steps", 1, 1000, DEFAULT_PARAMS[attack]["steps"])
-            params["restarts"] = c3.number_input("Restarts", 1, 20, DEFAULT_PARAMS[attack]["restarts"])
-        elif attack.startswith("apgd"):
-            params["steps"] = c2.number_input("Steps", 1, 1000, DEFAULT_PARAMS[attack]["steps"])
-        elif attack == "square":
-            params["n_queries"] = c2.number_input("Queries per image", 10, 20000, DEFAULT_PARAMS[attack]["n_queries"])
-        elif attack in ("cw_l2", "ead"):
-            params["steps"] = c2.number_input("Steps per search", 10, 2000, DEFAULT_PARAMS[attack]["steps"])
+                                                CURVE_EPS_MAX[spec.norm], format="%.3f")
+        for column, p in zip((c2, c3), spec.tunable):  # the parameters its spec lets a user set, each in a column
+            params[p.name] = column.number_input(p.label, p.low, p.high, DEFAULT_PARAMS[attack][p.name])
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
         st.caption(attack_caption(attack))
     return AttackView(dataset, store, data, networks, names, eval_cache(str(store.root)), model_ids, attack, params,
@@ -213,8 +206,9 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
                f"to here {elapsed_ms:.0f} ms (longer only the first time a gallery or figure is built).")
     for w in warnings:
         st.warning(w, icon=":material/report:")
-    curve_files(view, eps_frames, curves, min_eps, [galleries[k] for k in shown], [names[k[0]] for k in shown],
-                indices)
+    if rest_shown("attack"):  # (on a lecture path the files wait behind "Show the rest of the page")
+        curve_files(view, eps_frames, curves, min_eps, [galleries[k] for k in shown], [names[k[0]] for k in shown],
+                    indices)
     return PendingGallery(todo, slot)
 
 

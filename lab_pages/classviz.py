@@ -17,6 +17,8 @@ from lab_pages._shared import (
     load_model,
     model_labels,
     plain,
+    rest_of_page,
+    rest_shown,
     settings_box,
     show_chart,
 )
@@ -28,10 +30,10 @@ from robust_core.classviz.compare import MorphComparison, compare_morphs
 from robust_core.classviz.link import DrawingCodeError, decode_drawing, encode_drawing
 from robust_core.plots import morph_figure as plots_morph_figure
 
-RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Seed §3.2: normalised gradient"}
+RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Plain normalised gradient"}
 STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw gradient"}
-START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise", "gaussian": "Gaussian noise",
-                "zeros": "Black image"}
+START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Uniform noise",
+                "gaussian": "Gaussian noise", "zeros": "Black image"}
 
 dataset, store, data, networks = analysis_page("Class visualization", photo_view=classviz_view)
 if data.info.shape != (1, 28, 28):
@@ -68,7 +70,8 @@ with settings_box("Settings"):
     start_kind = c1.radio("Start from", starts, key="classviz_start", format_func=START_LABELS.get)
     model_ids = c2.multiselect("Models (side by side)", list(names), key="classviz_models", format_func=names.get,
                                max_selections=4, wrap=True)
-    target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target", format_func=lambda c: class_names[c])
+    target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target",
+                          format_func=lambda c: class_names[c])
     start_image = None
     index = st.session_state["classviz_index"]
     read_linked_drawing()
@@ -97,12 +100,15 @@ with settings_box("Settings"):
     elif start_kind == "test":
         index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
         start_image = data.test_x[int(index)]
-        st.image(start_image[0].numpy(), width=84, clamp=True, caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
-    recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True, key="classviz_recipe",
-                      help="Smoothed: the gradient is averaged over 16 noisy copies (σ = 0.3) and every pixel moves by the "
-                           "sign of its gradient. Adversarially trained MNIST models ignore dark pixels (their gradient there "
-                           "is ~10⁻⁸ of the strokes'), so the seed's normalised gradient can only reshape existing strokes; "
-                           "the smoothed gradient lets them draw new ones. Seed §3.2: −log p along ∇/‖∇‖, step 0.1.")
+        st.image(start_image[0].numpy(), width=84, clamp=True,
+                 caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
+    recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True,
+                      key="classviz_recipe",
+                      help="Smoothed: the gradient is averaged over 16 noisy copies (σ = 0.3) and every pixel moves by "
+                           "the sign of its gradient. Adversarially trained MNIST models ignore dark pixels (their "
+                           "gradient there is ~10⁻⁸ of the strokes'), so a plain normalised gradient can only reshape "
+                           "existing strokes; the smoothed gradient lets them draw new ones. Plain normalised "
+                           "gradient: −log p along ∇/‖∇‖, step 0.1.")
     defaults = RECIPES[recipe]
     with st.expander("Objective, step and regularisers (the defaults give a good result in one click)"):
         c1, c2, c3, c4 = st.columns(4)
@@ -110,17 +116,20 @@ with settings_box("Settings"):
                             format_func=lambda k: OBJECTIVES[k].split(" (")[0],
                             help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVES.items()), key=f"cv_loss_{recipe}")
         step_norm = c2.selectbox("Step", list(STEP_NORMS), index=list(STEP_NORMS).index(defaults["step_norm"]),
-                                 format_func=STEP_LABELS.get, help="\n\n".join(f"**{STEP_LABELS[k]}**: {v}" for k, v in STEP_NORMS.items()),
+                                 format_func=STEP_LABELS.get,
+                                 help="\n\n".join(f"**{STEP_LABELS[k]}**: {v}" for k, v in STEP_NORMS.items()),
                                  key=f"cv_step_{recipe}")
         lr = c3.number_input("Step size", 0.001, 5.0, float(defaults["lr"]), format="%.3f", key=f"cv_lr_{recipe}",
-                             help="Pixel units per step (0-1 scale) with sign steps; L2 length per step when normalised.")
+                             help="Pixel units per step (0-1 scale) with sign steps; L2 length per step when "
+                                  "normalised.")
         steps = c4.number_input("Max steps", 1, 2000, int(defaults["steps"]), key=f"cv_steps_{recipe}")
         c1, c2, c3, c4 = st.columns(4)
-        noise_sigma = c1.number_input("Gradient smoothing noise σ", 0.0, 1.0, float(defaults["noise_sigma"]), step=0.05,
-                                      key=f"cv_sigma_{recipe}", help="0: plain gradient. >0: the loss is averaged over noisy "
-                                      "copies of the image (the expectation randomised smoothing uses).")
-        noise_samples = c2.number_input("Noisy copies per step", 1, 64, int(defaults["noise_samples"]), key=f"cv_samples_{recipe}",
-                                        disabled=noise_sigma == 0)
+        noise_sigma = c1.number_input("Gradient smoothing noise σ", 0.0, 1.0, float(defaults["noise_sigma"]),
+                                      step=0.05, key=f"cv_sigma_{recipe}",
+                                      help="0: plain gradient. >0: the loss is averaged over noisy copies of the image "
+                                           "(the expectation randomised smoothing uses).")
+        noise_samples = c2.number_input("Noisy copies per step", 1, 64, int(defaults["noise_samples"]),
+                                        key=f"cv_samples_{recipe}", disabled=noise_sigma == 0)
         l2 = c3.number_input("L2 weight", 0.0, 10.0, 0.0, step=0.01)
         tv = c4.number_input("Total variation weight", 0.0, 10.0, 0.0, step=0.01)
         c1, c2, c3, c4 = st.columns(4)
@@ -131,10 +140,11 @@ with settings_box("Settings"):
         c1, c2, c3, c4 = st.columns(4)
         budget_norm = c1.selectbox("Budget around the start", ["none", "linf", "l2"],
                                    format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
-        budget_eps = c2.number_input("Budget ε", 0.01, 28.0, 0.2 if budget_norm != "l2" else 2.0, disabled=budget_norm == "none")
+        budget_eps = c2.number_input("Budget ε", 0.01, 28.0, 0.2 if budget_norm != "l2" else 2.0,
+                                     disabled=budget_norm == "none")
     c1, c2 = st.columns(2)
     all_targets = c1.toggle("All targets: morph the start toward each class at once (first model)")
-    with_knn = c2.toggle("Compare with the seed's k-NN morph (no gradient)")
+    with_knn = c2.toggle("Compare with a gradient-free k-NN morph")
 
 set_url(dataset=dataset, models=model_ids, start=start_kind, index=int(index), target=int(target))
 if drawing_code is not None:
@@ -149,11 +159,12 @@ if not model_ids:
     st.stop()
 budget = None if budget_norm == "none" else (budget_norm, float(budget_eps))
 if budget is not None:
-    st.info("With a budget around the start, the result is a **targeted adversarial example**: the smallest change that "
-            "makes the model read the target class. The Attack page measures such ε over the whole test set.",
+    st.info("With a budget around the start, the result is a **targeted adversarial example**: the smallest change "
+            "that makes the model read the target class. The Attack page measures such ε over the whole test set.",
             icon=":material/bolt:")
-settings = dict(start="image" if start_image is not None else start_kind, image=start_image, steps=int(steps), lr=float(lr),
-                loss=loss, step_norm=step_norm, noise_sigma=float(noise_sigma), noise_samples=int(noise_samples), l2=float(l2), tv=float(tv), jitter_pixels=int(jitter_pixels),
+settings = dict(start="image" if start_image is not None else start_kind, image=start_image, steps=int(steps),
+                lr=float(lr), loss=loss, step_norm=step_norm, noise_sigma=float(noise_sigma),
+                noise_samples=int(noise_samples), l2=float(l2), tv=float(tv), jitter_pixels=int(jitter_pixels),
                 blur_every=int(blur_every), budget=budget, threshold=float(threshold), seed=int(seed))
 run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum().item() if torch.is_tensor(v) else v)
                                                                        for k, v in settings.items()}))
@@ -227,16 +238,20 @@ def show_comparison(comparison: MorphComparison) -> None:
         share = comparison.dark_share[names[m]]
         if np.isfinite(share) and share < 1e-3:
             c3.caption(f"{plain(names[m])} thresholds its input: dark pixels of the start get {100 * share:.1e}% of "
-                       "its gradient, so plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches them.")
+                       "its gradient, so plain ascent cannot draw a new stroke; the smoothed recipe's noise reaches "
+                       "them.")
+        if not rest_shown("classviz"):
+            continue  # a lecture path's room looks at the morph: the files wait behind "Show the rest of the page"
         # Encoded once, in the job, with the result: a rerun only re-sends the bytes.
         files = comparison.downloads[names[m]]
         d1, d2 = c3.columns(2)
         # Callables: the bytes are handed over on a click, not registered again at every run of every session.
-        d1.download_button("Frames (PNG strip)", lambda files=files: files["strip"], file_name=f"morph_{class_names[target]}.png",
-                           mime="image/png", key=f"png_{m}", icon=":material/download:", on_click="ignore",
-                           help="11 frames from start to final")
-        d2.download_button("Frames (GIF)", lambda files=files: files["gif"], file_name=f"morph_{class_names[target]}.gif", mime="image/gif",
-                           key=f"gif_{m}", icon=":material/download:", on_click="ignore")
+        d1.download_button("Frames (PNG strip)", lambda files=files: files["strip"],
+                           file_name=f"morph_{class_names[target]}.png", mime="image/png", key=f"png_{m}",
+                           icon=":material/download:", on_click="ignore", help="11 frames from start to final")
+        d2.download_button("Frames (GIF)", lambda files=files: files["gif"],
+                           file_name=f"morph_{class_names[target]}.gif", mime="image/gif", key=f"gif_{m}",
+                           icon=":material/download:", on_click="ignore")
 
     grid = comparison.grid
     if grid is not None:
@@ -251,7 +266,7 @@ def show_comparison(comparison: MorphComparison) -> None:
 
     knn = comparison.knn
     if knn is not None:
-        st.subheader("The seed's k-NN morph, for comparison")
+        st.subheader("A gradient-free k-NN morph, for comparison")
         c1, c2 = st.columns([1, 3])
         c1.image(knn.final[0].cpu().numpy(), width=112, clamp=True,
                  caption=f"k-NN result, pseudo-p {knn.pseudo_probability[-1]:.2f}")
@@ -262,7 +277,7 @@ def show_comparison(comparison: MorphComparison) -> None:
         first = timings[names[model_ids[0]]]
         st.caption(f"k-NN: {knn.steps_run} steps in {timings['knn']:.1f} s (every step measures distances to all "
                    f"training images) vs the network's gradient ascent in {first:.2f} s: without gradients the "
-                   "direction is a noisy average of neighbours, and the image stays blurred (seed §4.3).")
+                   "direction is a noisy average of neighbours, and the image stays blurred.")
 
 
 @st.fragment(run_every=0.5)
@@ -331,3 +346,5 @@ if state is None or state["key"] != run_key:
     st.caption("Press **Morph** to run gradient ascent with these settings.")
     st.stop()
 show_comparison(state["comparison"])
+if lecture_focus() == "morph":
+    rest_of_page("classviz")  # the downloads of each morph

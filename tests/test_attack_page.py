@@ -94,7 +94,7 @@ def test_attack_label_names_the_norm_once_and_the_caption_cites_the_paper_once(i
 
 
 def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_store, tiny_result):
-    """Issue 13, item 2, on the page: FGSM flat and high while PGD and APGD reach 0% (the FGSM-trained CNN's curves)."""
+    """On the page: FGSM flat and high while PGD and APGD reach 0% (the FGSM-trained CNN's curves)."""
     import torch
 
     from robust_core.evaluation import (
@@ -119,7 +119,8 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
         cache.put(EvalKey(entry.model_id, attack, tuple(sorted(comparison_params(attack).items())), n, 0), values)
     at = run_app("lab_pages/attack.py")
     assert not at.exception, [e.value for e in at.exception]
-    assert any("catastrophic overfitting" in w.value and "flat" in w.value for w in at.warning), [w.value for w in at.warning]
+    warnings = [w.value for w in at.warning]
+    assert any("catastrophic overfitting" in w and "flat" in w for w in warnings), warnings
     assert any(MASKING_SECTION in e.label for e in at.expander)
     # Square is drawn where it was measured (every 0.05, with markers), the others on the 41 frames; the page says so.
     [figure] = [json.loads(c.proto.spec) for c in at.get("plotly_chart") if "attack_comparison" in c.proto.id]
@@ -131,7 +132,7 @@ def test_the_comparison_names_catastrophic_overfitting_and_explains_it(isolated_
 
 
 def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two_models):
-    """Issue 14: heavy work goes through one job runner; identical requests from two visitors run once; each
+    """Heavy work goes through one job runner; identical requests from two visitors run once; each
     visitor sees the queue position and cancels only their own request."""
     import threading
 
@@ -152,7 +153,8 @@ def test_first_time_computations_queue_in_one_runner_shared_by_every_visitor(two
         [job] = [j for j in runner.jobs() if j.key != "test-blocker"]
         from robust_core.access import visitor_id
 
-        assert job.owners == [visitor_id("student-a"), visitor_id("student-b")] and runner.position(job) == 1  # one job for both
+        # One job for both.
+        assert job.owners == [visitor_id("student-a"), visitor_id("student-b")] and runner.position(job) == 1
         a, b = visitors
         assert any("waiting, position 1 in the queue" in p.proto.text for p in a.get("progress"))
         # A withdraws: the job stays queued for B. B withdraws: it is cancelled, nothing computed.
@@ -200,7 +202,7 @@ def test_a_shared_figure_is_serialised_like_the_figure_and_never_changed_by_a_vi
 
 
 def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_models):
-    """Issue 16: the AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
+    """The AutoAttack chain in the Attack page's comparison, through the server's job runner, cached beside
     the model (a second visit reads it, nothing runs), its protocol and every stage stated."""
     from lab_pages._jobs import job_runner
 
@@ -225,8 +227,8 @@ def test_autoattack_runs_in_the_queue_at_one_eps_and_reports_every_stage(two_mod
 
 
 def test_a_job_shown_by_the_curves_and_the_comparison_gets_a_cancel_button_in_each(two_models):
-    """Issue 23: with the page's default PGD, the curves and the comparison wait on the same job; both sections draw
-    its Cancel button (one key each: a shared key raised StreamlitDuplicateElementKey while the job waited)."""
+    """With the page's default PGD, the curves and the comparison wait on the same job; both sections draw
+    its Cancel button (one key each: a shared key would raise StreamlitDuplicateElementKey while the job waits)."""
     import threading
 
     from lab_pages._jobs import job_runner
@@ -282,6 +284,7 @@ def test_a_lecture_path_runs_its_own_section_and_the_rest_only_when_asked(two_mo
     assert not at.exception, [e.value for e in at.exception]
     headers = [h.value for h in at.subheader]
     assert any(h.startswith("Targeted") for h in headers) and any(h.startswith("Compare") for h in headers)
+
     at.run()  # stays shown for this visitor
     assert any(h.value.startswith("Targeted") for h in at.subheader)
     assert not [b for b in at.button if b.label == "Show the rest of the page"]
@@ -310,3 +313,8 @@ def test_the_eps_collapse_path_crafts_its_gallery_before_it_stops(two_models):
     fig = figure(at)
     assert sum(t["type"] == "image" for t in fig["data"]) == 4  # both models' rows of digits
     assert not any(h.value.startswith("Targeted") for h in at.subheader)
+    # The path's room looks at the curves: their files wait behind the rest of the page.
+    assert not at.get("download_button")
+    [rest] = [b for b in at.button if b.label == "Show the rest of the page"]
+    rest.click().run()
+    assert "Download curves (CSV)" in [d.proto.label for d in at.get("download_button")]

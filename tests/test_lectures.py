@@ -30,7 +30,7 @@ def test_a_bad_lecture_file_is_reported_and_the_others_still_load(tmp_path):
 
 
 def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compute(monkeypatch, isolated_store):
-    """Issue 14: the shipped models and their shipped evaluation results make every path's first view instant."""
+    """The shipped models and their shipped evaluation results make every path's first view instant."""
     import json
 
     from streamlit.testing.v1 import AppTest
@@ -47,7 +47,7 @@ def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compu
             raise AssertionError("a lecture path's first view ran a minimal-eps search for a curve")
         return one_image_search(model, x, y, **kwargs)
 
-    monkeypatch.setattr(evaluation, "minimal_eps", no_curve_search)
+    monkeypatch.setattr(evaluation.cache, "minimal_eps", no_curve_search)  # the search behind every cached curve
     monkeypatch.setenv("ROBUST_SHIPPED_MODELS", "1")
     paths, _ = lecture_paths()
     for path in paths:
@@ -58,7 +58,8 @@ def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compu
         assert not at.exception, (path.name, [e.value for e in at.exception])
         # The path's own figure needs no Compute click (the comparison further down may offer attacks not shipped,
         # except on the masking path, whose comparison is the point).
-        assert not [b for b in at.button if b.label.startswith("Compute" if "cmp" in path.params else "Compute (")], path.name
+        assert not [b for b in at.button
+                    if b.label.startswith("Compute" if "cmp" in path.params else "Compute (")], path.name
         if path.page == "attack":
             if "cmp" in path.params:  # the masking path: the comparison and its finding are on screen
                 assert any("catastrophic overfitting" in w.value for w in at.warning), path.name
@@ -73,5 +74,9 @@ def test_every_lecture_path_opens_on_a_fresh_store_with_its_figures_and_no_compu
             [b for b in at.button if b.label == "Morph"][0].click().run()
             finish_jobs(at)
             assert not at.exception and any("looks like a 9" in m.value for m in at.markdown), path.name
+            # The room looks at the morph; its files are one click away.
+            assert not at.get("download_button"), path.name
+            [b for b in at.button if b.label == "Show the rest of the page"][0].click().run()
+            assert "Frames (GIF)" in [d.proto.label for d in at.get("download_button")], path.name
         elif path.page in ("saliency", "confidence"):
             assert at.get("plotly_chart") or at.get("image"), path.name
