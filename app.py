@@ -9,25 +9,19 @@ from lab_pages._audience import (
     only_offered_choices,
     remember_visitor,
 )
-from lab_pages._shared import (
-    IMAGENET,
-    current_dataset,
-    default_candidates,
-    get_store,
-    keep_model_choice,
-    model_labels,
-    photo_source,
-    plain,
-    presentation_sidebar,
-    sidebar_state,
-)
+from lab_pages._analysis import default_candidates, keep_model_choice, model_labels
+from lab_pages._layout import presentation_sidebar, sidebar_state
+from lab_pages._resources import IMAGENET, current_dataset, get_store, photo_source
+from lab_pages._text import plain
 from lab_pages.photo_views import model_sidebar
 from robust_core.data import DATASETS
 from robust_core.device import describe_device, get_device
 from robust_core.store import InvalidCheckpointError
 
-# An emoji, not ":material/shield:": a Material icon as favicon is fetched from fonts.gstatic.com (no internet in a lecture room).
-st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide", initial_sidebar_state=sidebar_state())
+# An emoji, not ":material/shield:": a Material icon as favicon is fetched from fonts.gstatic.com (no internet in a
+# lecture room).
+st.set_page_config(page_title="Robustness Lab", page_icon="🛡️", layout="wide",
+                   initial_sidebar_state=sidebar_state())
 error_details_for_the_audience()
 no_external_ip_lookup()
 only_offered_choices()
@@ -46,14 +40,15 @@ navigation = st.navigation(PAGES)
 
 with st.sidebar:
     st.markdown("### :material/shield: Robustness Lab")
-    names = [*DATASETS, IMAGENET]  # the digit datasets, then real photos on ImageNet networks (seed 004)
+    names = [*DATASETS, IMAGENET]  # the digit datasets, then real photos on ImageNet networks
     # A link's ?dataset= (a lecture path, a shared view) switches the dataset once per new value; the page then
     # writes the dataset in use back into the address, so choosing another one here is not undone.
     linked = st.query_params.get("dataset")
     if linked in names and linked != st.session_state.get("_linked_dataset"):
         st.session_state["_linked_dataset"] = st.session_state["dataset"] = linked
     st.selectbox(
-        "Dataset", names, key="dataset", **({} if "dataset" in st.session_state else {"index": names.index(current_dataset())}),
+        "Dataset", names, key="dataset",
+        **({} if "dataset" in st.session_state else {"index": names.index(current_dataset())}),
         format_func=lambda n: DATASETS[n].title if n in DATASETS else "ImageNet photos",
         help="Every page works on this dataset. CIFAR-10 is downloaded by torchvision on first use. ImageNet photos: "
              "real photos on pretrained ImageNet networks (Saliency, Attack, Class Visualization).",
@@ -78,7 +73,8 @@ with st.sidebar:
             standard = [e.model_id for e in candidates if e.meta["config"]["method"] == "standard"
                         and e.meta["config"]["arch"] not in ("logreg", "knn")]
             st.session_state["model_id"] = (standard or [e.model_id for e in candidates])[0]
-        st.selectbox("Model", ids, key="model_id", format_func=labels.get, help="The model the analysis pages start from.")
+        st.selectbox("Model", ids, key="model_id", format_func=labels.get,
+                     help="The model the analysis pages start from.")
     else:
         st.caption("No trained model for this dataset yet: train one on the Train page.")
     presentation_sidebar()

@@ -57,7 +57,7 @@ def plain_pgd_accuracy(model, x, y, eps, steps=40, batch_size=64, seed=0):
 def grid_then_bisect_minimal_eps(model, x, y, eps_max=0.4, grid_points=13, bisection_steps=4, steps=40):
     """The project's first minimal-eps search, kept here as the baseline: a 13-point grid scan from small
     eps upwards, then 4 bisections inside the bracket, examples sharing a bracket in one call."""
-    from robust_core.attacks._common import predict
+    from robust_core.tensors import predict
 
     pgd = ATTACKS["pgd"]
     result = torch.full((len(x),), float("inf"))
@@ -86,12 +86,12 @@ def grid_then_bisect_minimal_eps(model, x, y, eps_max=0.4, grid_points=13, bisec
     return result
 
 
-def grouped_bisection_minimal_eps(model, x, y, *, attack: str, eps_max: float, bisection_steps: int = 7, seed: int = 0,
-                                  **attack_kwargs):
-    """minimal_eps' search as it was until 2026-11-23, kept as the baseline: one attack at eps_max, then 7 bisection
-    rounds with one attack call per bracket (examples sharing a bracket share a call; late rounds have up to 2^s
-    brackets of a few images, each paying a whole attack: Square's 1,000 queries). Same attacks, same verdicts."""
-    from robust_core.attacks._common import predict
+def grouped_bisection_minimal_eps(model, x, y, *, attack: str, eps_max: float, bisection_steps: int = 7,
+                                  seed: int = 0, **attack_kwargs):
+    """The baseline for minimal_eps' search, a grouped bisection: one attack at eps_max, then 7 bisection rounds
+    with one attack call per bracket (examples sharing a bracket share a call; late rounds have up to 2^s brackets
+    of a few images, each paying a whole attack: Square's 1,000 queries). Same attacks, same verdicts."""
+    from robust_core.tensors import predict
     from robust_core.device import channels_last_copy
 
     spec = ATTACKS[attack]
@@ -114,8 +114,8 @@ def grouped_bisection_minimal_eps(model, x, y, *, attack: str, eps_max: float, b
 
 @contextlib.contextmanager
 def one_pass_square():
-    """Square as it was until 2026-11-23: each query one forward pass of every image still attacked (the same
-    examples as today's passes of attack_batch_size, slower on a CPU)."""
+    """The baseline for Square: each query one forward pass of every image still attacked (the same examples as
+    the passes of attack_batch_size, slower on a CPU)."""
     module = sys.modules["robust_core.attacks.square"]  # the package's name "square" is the function
     saved = module.attack_batch_size
     module.attack_batch_size = lambda x: max(len(x), 1)
@@ -127,10 +127,10 @@ def one_pass_square():
 
 def page_comparison(n: int) -> int:
     """The Attack page's comparison (FGSM, PGD-40, APGD-CE, Square 1,000 queries; minimal eps up to 0.4) on the
-    shipped FGSM-AT CNN: minimal_eps with the comparison's parameters today (one call per bisection round; Square on
-    its coarse 0.05 grid, its queries in passes of attack_batch_size) against the code issue 16 measured (the grouped
-    7-step search, Square querying every image still attacked in one pass). Each attack's accuracy is compared at the
-    eps where today's search measures it (the 41 frames; Square's 9 grid points)."""
+    shipped FGSM-AT CNN: minimal_eps with the comparison's parameters (one call per bisection round; Square on its
+    coarse 0.05 grid, its queries in passes of attack_batch_size) against the baseline (the grouped 7-step search,
+    Square querying every image still attacked in one pass). Each attack's accuracy is compared at the eps where the
+    comparison's search measures it (the 41 frames; Square's 9 grid points)."""
     import tempfile
 
     from robust_core.evaluation import comparison_params, measured_eps_grid
@@ -144,8 +144,8 @@ def page_comparison(n: int) -> int:
     x, y = data.test_x[:n], data.test_y[:n]
     frames = np.linspace(0, 0.4, 41).round(6).tolist()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, shipped FGSM-AT CNN, {n} test images")
-    print("\n| attack | issue 16's code: grouped 7-step search, Square in one pass (before) | the comparison's search (now) | speed-up | compared at | "
-          "largest accuracy gap | the same, now with seed 1 vs seed 0 |")
+    print("\n| attack | baseline: grouped 7-step search, Square in one pass (before) | the comparison's search (now) "
+          "| speed-up | compared at | largest accuracy gap | the same, now with seed 1 vs seed 0 |")
     print("|---|---|---|---|---|---|---|")
     total_old = total_new = 0.0
 
@@ -159,7 +159,7 @@ def page_comparison(n: int) -> int:
         if attack == "fgsm":  # FGSM's search is a grid of one gradient, unchanged, and has no randomness
             old, t_old, other_seed = new, t_new, new
         else:
-            before = {k: v for k, v in params.items() if k != "bisection_steps"}  # the old search: always 7 steps
+            before = {k: v for k, v in params.items() if k != "bisection_steps"}  # the baseline: always 7 steps
             with one_pass_square() if attack == "square" else contextlib.nullcontext():
                 old, t_old = timed(lambda: grouped_bisection_minimal_eps(model, x, y, attack=attack, **before))
             # The search's own reproducibility: the same code with another seed (a "within 1 point" target is only
@@ -168,7 +168,8 @@ def page_comparison(n: int) -> int:
         total_old, total_new = total_old + t_old, total_new + t_new
         where = "41 frames" if len(grid) == len(frames) else f"{len(grid)} ε (every {grid[1]:g})"
         print(f"| {ATTACKS[attack].label} | {t_old:.1f} s | {t_new:.1f} s | {t_old / t_new:.2f}× | {where} | "
-              f"{100 * largest_gap(new, old, grid):.1f} points | {100 * largest_gap(new, other_seed, grid):.1f} points |",
+              f"{100 * largest_gap(new, old, grid):.1f} points | "
+              f"{100 * largest_gap(new, other_seed, grid):.1f} points |",
               flush=True)
     print(f"| **all** | {total_old:.1f} s | {total_new:.1f} s | **{total_old / total_new:.2f}×** | | | |")
     return 0
@@ -189,7 +190,8 @@ def reference_comparison(n: int, repeats: int) -> int:
         config = shipped.meta["config"]
         if entry is not None and config["dataset"] == "mnist" and config["method"] in ("pgd_at", "standard") \
                 and config.get("arch", "cnn") == "cnn":
-            models.setdefault({"pgd_at": "PGD-AT", "standard": "standard"}[config["method"]], store.load(entry.model_id))
+            models.setdefault({"pgd_at": "PGD-AT", "standard": "standard"}[config["method"]],
+                              store.load(entry.model_id))
     data = load_dataset("mnist")
     x, y = data.test_x[:n], data.test_y[:n]
     print(f"torch {torch.__version__}, torchattacks {torchattacks.__version__}, {torch.get_num_threads()} thread(s), "
@@ -210,11 +212,17 @@ def reference_comparison(n: int, repeats: int) -> int:
     for label, model in sorted(models.items(), reverse=True):
         for attack, eps in cases:
             if attack == "PGD-40":
-                ours_fn = lambda: robust_accuracy(model, x, y, attack="pgd", eps_grid=[eps], steps=40)[0]  # noqa: E731
-                make = lambda m: torchattacks.PGD(m, eps=eps, alpha=2.5 * eps / 40, steps=40, random_start=True)  # noqa: E731
+                def ours_fn():
+                    return robust_accuracy(model, x, y, attack="pgd", eps_grid=[eps], steps=40)[0]
+
+                def make(m):
+                    return torchattacks.PGD(m, eps=eps, alpha=2.5 * eps / 40, steps=40, random_start=True)
             else:
-                ours_fn = lambda: robust_accuracy(model, x, y, attack="apgd_ce", eps_grid=[eps], steps=100)[0]  # noqa: E731
-                make = lambda m: torchattacks.APGD(m, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)  # noqa: E731
+                def ours_fn():
+                    return robust_accuracy(model, x, y, attack="apgd_ce", eps_grid=[eps], steps=100)[0]
+
+                def make(m):
+                    return torchattacks.APGD(m, norm="Linf", eps=eps, steps=100, n_restarts=1, loss="ce", seed=0)
             times: dict = {}
             accuracy: dict = {}
             for _ in range(repeats):  # interleaved: a noisy neighbour slows every contender alike
@@ -226,8 +234,10 @@ def reference_comparison(n: int, repeats: int) -> int:
             best_batch = min((b for b in times if b != "ours"), key=lambda b: min(times[b]))
             ours_t, their_t = min(times["ours"]), min(times[best_batch])
             print(f"| {label} | {attack} | {eps} | {ours_t:.1f} s | {100 * accuracy['ours']:.1f}% | {their_t:.1f} s "
-                  f"(batch {best_batch}) | {100 * accuracy[best_batch]:.1f}% | **{their_t / ours_t:.2f}×** |", flush=True)
-            print("    torchattacks per batch: " + ", ".join(f"{b}: {min(times[b]):.1f} s" for b in (64, 128, 250, 500)),
+                  f"(batch {best_batch}) | {100 * accuracy[best_batch]:.1f}% | **{their_t / ours_t:.2f}×** |",
+                  flush=True)
+            print("    torchattacks per batch: "
+                  + ", ".join(f"{b}: {min(times[b]):.1f} s" for b in (64, 128, 250, 500)),
                   flush=True)
     return 0
 
@@ -245,7 +255,8 @@ def main(argv=None) -> int:
     parser.add_argument("--robust-model", default=None,
                         help="store id of an adversarially trained model for the PGD comparison "
                              "(default: the shipped PGD-AT CNN, installed into the store if absent)")
-    parser.add_argument("--reference", action="store_true", help="ours vs torchattacks (needs benchmarks/requirements-reference.txt)")
+    parser.add_argument("--reference", action="store_true",
+                        help="ours vs torchattacks (needs benchmarks/requirements-reference.txt)")
     parser.add_argument("--comparison", action="store_true", help="the Attack page's comparison, before vs now")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (the reference comparison used 1)")
     parser.add_argument("--repeats", type=int, default=2)
@@ -275,7 +286,8 @@ def main(argv=None) -> int:
         adv, seconds = timed(lambda: torch.cat([spec(model, x[i : i + 500], y[i : i + 500], **kwargs)
                                                 for i in range(0, len(x), 500)]))
         acc = float((model(adv).argmax(1) == y).float().mean())
-        print(f"  {label:12s} {len(x) / seconds:9.0f} img/s  ({seconds:6.1f} s, accuracy after attack {100 * acc:.1f}%)")
+        print(f"  {label:12s} {len(x) / seconds:9.0f} img/s  "
+              f"({seconds:6.1f} s, accuracy after attack {100 * acc:.1f}%)")
 
     robust = None
     if args.robust_model:
@@ -284,7 +296,8 @@ def main(argv=None) -> int:
         from robust_core.shipped import install_shipped
 
         for shipped, entry, _ in install_shipped(store, force=True):
-            if entry is not None and shipped.meta["config"]["method"] == "pgd_at" and shipped.meta["config"]["dataset"] == "mnist":
+            if (entry is not None and shipped.meta["config"]["method"] == "pgd_at"
+                    and shipped.meta["config"]["dataset"] == "mnist"):
                 robust = store.load(entry.model_id)
                 print(f"robust model: {entry.name} [{entry.model_id}]")
 
@@ -295,8 +308,8 @@ def main(argv=None) -> int:
         for eps in (0.1, 0.3):
             ours, t_ours = timed(lambda: robust_accuracy(m, x, y, attack="pgd", eps_grid=[eps], steps=40)[0])
             plain, t_plain = timed(lambda: plain_pgd_accuracy(m, x, y, eps))
-            print(f"  {label} eps={eps}: ours {100 * ours:.1f}% in {t_ours:.1f} s, plain {100 * plain:.1f}% in {t_plain:.1f} s "
-                  f"-> {t_plain / t_ours:.2f}x faster")
+            print(f"  {label} eps={eps}: ours {100 * ours:.1f}% in {t_ours:.1f} s, "
+                  f"plain {100 * plain:.1f}% in {t_plain:.1f} s -> {t_plain / t_ours:.2f}x faster")
 
     print("\nper-image minimal eps, PGD-40, eps_max 0.4:")
     for label, m in (("standard", model), ("PGD-AT", robust)):
@@ -304,9 +317,11 @@ def main(argv=None) -> int:
             continue
         new, t_new = timed(lambda: minimal_eps(m, x, y, attack="pgd", eps_max=0.4, steps=40))
         old, t_old = timed(lambda: grid_then_bisect_minimal_eps(m, x, y))
-        gap = max(abs(float(accuracy_at(new, [e])[0]) - float(accuracy_at(old, [e])[0])) for e in np.linspace(0, 0.4, 41))
-        print(f"  {label}: bisection from eps_max (7 steps) {t_new:.1f} s vs 13-point grid + 4 bisections {t_old:.1f} s "
-              f"-> {t_old / t_new:.2f}x faster; largest accuracy difference over 41 eps {100 * gap:.1f} points")
+        gap = max(abs(float(accuracy_at(new, [e])[0]) - float(accuracy_at(old, [e])[0]))
+                  for e in np.linspace(0, 0.4, 41))
+        print(f"  {label}: bisection from eps_max (7 steps) {t_new:.1f} s vs 13-point grid + 4 bisections "
+              f"{t_old:.1f} s -> {t_old / t_new:.2f}x faster; largest accuracy difference over 41 eps "
+              f"{100 * gap:.1f} points")
         if label == "standard":
             min_eps = new
 
@@ -328,8 +343,9 @@ def main(argv=None) -> int:
     # What st.plotly_chart does with a cached figure on every rerun: to_dict, then JSON without validation.
     specs, t_send = timed(lambda: [pio.to_json(figures[0].to_dict(), validate=False) for _ in range(5)])
     print(f"  accuracy lookup over 41 eps: {1000 * t_lookup / reps:.2f} ms")
-    print(f"  slider figure with a real 8-digit PGD gallery: built in {1000 * t_fig / 5:.0f} ms (once per model/attack/gallery), "
-          f"re-sent from the cache in {1000 * t_send / 5:.0f} ms per rerun; {len(specs[0]) / 1e6:.2f} MB of JSON")
+    print(f"  slider figure with a real 8-digit PGD gallery: built in {1000 * t_fig / 5:.0f} ms "
+          f"(once per model/attack/gallery), re-sent from the cache in {1000 * t_send / 5:.0f} ms per rerun; "
+          f"{len(specs[0]) / 1e6:.2f} MB of JSON")
     return 0
 
 

@@ -2,7 +2,7 @@
 
     python -m benchmarks.autoattack_reference [--model standard pgd_at] [--start 0] [--n 1000] [--eps 0.3 ...]
         [--chunk 200] [--fab-n 200] [--out benchmarks/out/aa_reference]
-    # issue 24, the FGSM-AT CNN at both ε on 1,000 images from index 5000, without the FAB-L2 part:
+    # e.g. the FGSM-AT CNN at both ε on 1,000 images from index 5000, without the FAB-L2 part:
     OMP_NUM_THREADS=1 python -m benchmarks.autoattack_reference --model fgsm_at --start 5000 --n 1000 --eps 0.3 0.1 \
         --fab-n 0
 
@@ -23,7 +23,7 @@ Resumable: AutoAttack runs in chunks of ``--chunk`` images (the reference, then 
 per-image results for a chunk are saved as JSON under ``--out``, ours under a hash of our attacks' source (a change
 to them recomputes ours only), and a rerun with the same settings reuses them. Times of the two sides may then come
 from different sittings of a shared machine. Both attacks draw their random starts per call, so a chunk size is part
-of the protocol (the issue's 200-image slices: ``--chunk 200``).
+of the protocol (docs/evaluation.md's tables use the default, ``--chunk 200``).
 """
 from __future__ import annotations
 
@@ -37,12 +37,13 @@ from pathlib import Path
 import torch
 
 from robust_core.attacks import fab, flat_norm
-from robust_core.attacks._common import predict
 from robust_core.attacks.autoattack import VERSIONS, run_autoattack
 from robust_core.data import load_dataset
+from robust_core.file_locks import atomic_write_text
 from robust_core.minimal_norm import best_minimal_perturbation
 from robust_core.shipped import install_shipped
 from robust_core.store import ModelStore
+from robust_core.tensors import predict
 
 STAGES = [name for name, _ in VERSIONS["standard"]]  # ours; the reference's are the same four, in the same order
 REFERENCE_STAGES = ["apgd-ce", "apgd-t", "fab-t", "square"]
@@ -183,9 +184,7 @@ def main(argv=None) -> int:
         if path.exists():
             return json.loads(path.read_text())
         result = compute()
-        tmp = path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(result))
-        tmp.replace(path)
+        atomic_write_text(path, json.dumps(result))
         return result
 
     models = shipped_cnns(args.model)

@@ -1,9 +1,9 @@
-"""Class visualisation speed: ten targets x 200 steps in one batch vs the seed's one-image loop.
+"""Class visualisation speed: ten targets x 200 steps in one batch vs a plain one-image loop.
 
     python -m benchmarks.classviz_speed
 
 Model: the shipped standard CNN. Ours: ``visualize(model, range(10), steps=200, threshold=None)``
-(one forward + one backward per step for all ten images). The seed's loop (§3.2), written here:
+(one forward + one backward per step for all ten images). The plain loop, written here:
 one image and one target at a time, loss -log(p + 1e-10), normalised gradient, clipping, 200 steps,
 ten times. Both in the same run; the ratio is what to compare.
 """
@@ -34,7 +34,8 @@ def seed_loop(model, target: int, steps: int = 200, lr: float = 0.1) -> torch.Te
 def main() -> int:
     store = ModelStore(tempfile.mkdtemp())
     entry = next(e for s, e, _ in install_shipped(store)
-                 if e is not None and s.meta["config"]["method"] == "standard" and s.meta["config"]["dataset"] == "mnist")
+                 if e is not None and s.meta["config"]["method"] == "standard"
+                 and s.meta["config"]["dataset"] == "mnist")
     model = store.load(entry.model_id)
     visualize(model, list(range(10)), steps=5, threshold=None)  # warm-up
     t0 = time.perf_counter()
@@ -46,7 +47,8 @@ def main() -> int:
     with torch.no_grad():
         p_theirs = model(theirs).softmax(1).diag()
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, model {entry.name}")
-    print(f"ten targets x 200 steps: batched {t_ours:.2f} s, seed's one-image loop {t_seed:.2f} s -> {t_seed / t_ours:.1f}x")
+    print(f"ten targets x 200 steps: batched {t_ours:.2f} s, plain one-image loop {t_seed:.2f} s "
+          f"-> {t_seed / t_ours:.1f}x")
     print(f"mean final target probability: batched {float(ours.final_probabilities.diag().mean()):.3f}, "
           f"loop {float(p_theirs.mean()):.3f}")
     return 0

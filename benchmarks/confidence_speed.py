@@ -4,7 +4,7 @@
 
 Fits the two baselines on the training split (55,000 images; fitting is timed too), then times the
 predictions for the 10,000 test images of each model (the page caches them afterwards), and prints
-accuracy, ECE and the seed's quantiles of m(x). Then the Confidence page itself (Streamlit's AppTest,
+accuracy, ECE and the page's quantiles of m(x). Then the Confidence page itself (Streamlit's AppTest,
 in this process): its first render with the CNN, the k-NN and the logistic regression on the default
 1,000 test images, nothing cached yet, and a second render that reads the caches.
 """
@@ -27,7 +27,8 @@ def main() -> int:
     store = ModelStore(tempfile.mkdtemp())
     data = load_dataset("mnist")
     cnn_id = next(e.model_id for s, e, _ in install_shipped(store)
-                  if e is not None and s.meta["config"]["method"] == "standard" and s.meta["config"]["dataset"] == "mnist")
+                  if e is not None and s.meta["config"]["method"] == "standard"
+                  and s.meta["config"]["dataset"] == "mnist")
     models = {"CNN": store.load(cnn_id)}
     for arch in ("knn", "logreg"):
         t0 = time.perf_counter()

@@ -1,6 +1,6 @@
 """Reproduction report: does Gradient-Feature Alignment (DeepDefense) make our models robust?
 
-    python -m benchmarks.deepdefense_report [--n 500] [--minimal-n 200] [--store DIR] [--ray] [--out reports/deepdefense.md]
+    python -m benchmarks.deepdefense_report [--n 500] [--minimal-n 200] [--store DIR] [--ray] [--out FILE]
 
 Every shipped model (assets/models), plus two models trained here the paper's way (GFA deep and a
 standard network, both with the MSE loss on softmax outputs and inputs centred as in [-1, 1]), on the
@@ -21,9 +21,8 @@ Every phase runs through the sweep: AutoAttack and the paper-protocol trainings 
 minimal-L2 tables as function jobs (``robust_core.sweep.function_job``), one per model, so ``--ray`` spreads all of
 them. Results are cached (the sweep's caches in the store; the rest in benchmarks/out/deepdefense/<model>-<n>-*.json,
 the transfer attack's points in <source>-<n>-transfer-pgd40.pt), so an interrupted run resumes and the report can be
-regenerated without re-running an attack. The report
-states the command, the date and the machine, then answers the paper's claims with the numbers measured
-here, whatever they are.
+regenerated without re-running an attack. The report (``--out``, by default reports/deepdefense.md) states the
+command, the date and the machine, then answers the paper's claims with the numbers measured here, whatever they are.
 """
 from __future__ import annotations
 
@@ -36,12 +35,10 @@ import time
 from datetime import datetime, timezone
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import torch
 
 from robust_core.attacks import ATTACKS
-from robust_core.attacks._common import predict
+from robust_core.tensors import predict
 from robust_core.data import load_dataset
 from robust_core.device import channels_last_copy, describe_device, get_device
 from robust_core.evaluation import MASKING_EXPLANATION, MASKING_SECTION
@@ -59,6 +56,8 @@ from robust_core.sweep import (
     run_sweep,
 )
 
+REPO = Path(__file__).resolve().parents[1]
+
 # Fixed-ε attacks: MNIST's 0.15 is there for the paper's protocol (the paper's ε = 0.3 on [-1, 1] inputs).
 EPS = {"mnist": [0.05, 0.1, 0.15, 0.2, 0.3], "fashion_mnist": [0.05, 0.1, 0.2]}
 AA_EPS = {"mnist": [0.1, 0.2, 0.3], "fashion_mnist": [0.05, 0.1]}
@@ -66,15 +65,16 @@ ATTACK_COLUMNS = ["FGSM", "PGD-40", "APGD-CE", "APGD-CE+T", "Square", "Transfer"
 CACHE = REPO / "benchmarks" / "out" / "deepdefense"
 PRIORITY = ["standard", "gfa", "pgd_at", "fgsm_at", "trades", "gnr"]
 
-# The paper's training set-up where ours differs (its abstract and the seed: MSE loss, inputs in [-1, 1]):
+# The paper's training set-up where ours differs (as the paper describes it: MSE loss, inputs in [-1, 1]):
 # GFA deep, and for reference the same network without the GFA term (lam = 0: no double backpropagation,
 # the task loss alone), both otherwise trained exactly like the shipped GFA deep CNN.
 PAPER_TRAINING = TrainGrid(
     methods=["gfa"], lam=[1.0, 0.0],
     base={"dataset": "mnist", "arch": "cnn", "epochs": 5, "batch_size": 128, "lr": 0.002},
     method_kwargs={"layers": "deep", "warmup_epochs": 1, "loss": "mse", "input_centre": "pm1"})
-PAPER_NAMES = {1.0: "CNN · GFA deep, MSE, [-1,1]", 0.0: "CNN · standard, MSE"}  # no GFA term: the centre plays no part
-# The paper's headline gains of GFA over adversarial training on CIFAR-10 (seed 000; the paper's own tables are
+# Without the GFA term the input centre plays no part: that model is simply "standard".
+PAPER_NAMES = {1.0: "CNN · GFA deep, MSE, [-1,1]", 0.0: "CNN · standard, MSE"}
+# The paper's headline gains of GFA over adversarial training on CIFAR-10, as it reports them (its own tables are
 # not available to us), in points of robust accuracy.
 PAPER_GAIN = {"FGSM": 24.7, "APGD-CE": 15.2}
 
@@ -101,7 +101,8 @@ def evaluate_model(model, x, y, *, eps_grid, source=None, transfer_cache=None, c
     """
     model.eval()
     clean_ok = predict(model, x) == y
-    result = {"clean": float(clean_ok.float().mean()), "clean_ok": bits(clean_ok), "eps": {}, "robust": {}, "seconds": {}}
+    result = {"clean": float(clean_ok.float().mean()), "clean_ok": bits(clean_ok), "eps": {}, "robust": {},
+              "seconds": {}}
     if cache_file is not None and cache_file.is_file():
         result = json.loads(cache_file.read_text())
     for eps in eps_grid:
@@ -236,7 +237,8 @@ def headline_tables(ids, rows, dataset, n) -> list[str]:
     base = rows[standard]["minimal"]["best_of"]["median"] if standard and rows[standard].get("minimal") else None
     for m in ids:
         r = rows[m]
-        clean = next((p["clean_accuracy"] for p in r["aa"].values() if p is not None), r["fixed"]["clean"] if r.get("fixed") else None)
+        clean = next((p["clean_accuracy"] for p in r["aa"].values() if p is not None),
+                     r["fixed"]["clean"] if r.get("fixed") else None)
         size = r["minimal"]["best_of"]["median"] if r.get("minimal") else None
         ratio = f"{size / base:.2f}×" if size and base else "—"
         lines.append(f"| {r['meta']['name']} | {describe(r['meta'])} | {fmt(clean)} | "
@@ -245,16 +247,19 @@ def headline_tables(ids, rows, dataset, n) -> list[str]:
     protocol = next((p["protocol"] for m in ids for p in rows[m]["aa"].values() if p is not None), None)
     if protocol:  # one protocol for every column: its ε is the column's
         protocol = re.sub(r"ε = [0-9.e-]+", "ε of the column", protocol)
-    lines += ["", f"Robust accuracy in % on the first {n} test images. Protocol, as run: {protocol or '(not run yet)'}; "
+    lines += ["", f"Robust accuracy in % on the first {n} test images. "
+              f"Protocol, as run: {protocol or '(not run yet)'}; "
               "each later attack runs only on the points still robust. Best-of L2: see the next section."]
     return lines + [""]
 
 
 def minimal_table(ids, rows, minimal_n) -> list[str]:
-    lines = [f"Median L2 (pixels in [0, 1]) of the smallest adversarial perturbation found per image, over the correctly "
-             f"classified among the first {minimal_n} test images; each attack's own median and success beside it. "
-             "A failed image counts as infinitely far for the success rate and is left out of that attack's median.", "",
-             "| model | images | best-of median [q25, q75] | best-of success | FAB-L2 | DeepFool | C&W |", "|---|---|---|---|---|---|---|"]
+    lines = ["Median L2 (pixels in [0, 1]) of the smallest adversarial perturbation found per image, over the "
+             f"correctly classified among the first {minimal_n} test images; each attack's own median and success "
+             "beside it. A failed image counts as infinitely far for the success rate and is left out of that "
+             "attack's median.", "",
+             "| model | images | best-of median [q25, q75] | best-of success | FAB-L2 | DeepFool | C&W |",
+             "|---|---|---|---|---|---|---|"]
     for m in ids:
         s = rows[m].get("minimal")
         if s is None:
@@ -268,7 +273,8 @@ def minimal_table(ids, rows, minimal_n) -> list[str]:
                 return "—"
             med = "—" if st["median"] is None else f"{st['median']:.3f}"
             return f"{med} ({100 * st['success']:.0f}%, best for {st['best_for']})"
-        med = "—" if b["median"] is None else f"{b['median']:.3f} [{b.get('q25', float('nan')):.3f}, {b.get('q75', float('nan')):.3f}]"
+        med = ("—" if b["median"] is None
+               else f"{b['median']:.3f} [{b.get('q25', float('nan')):.3f}, {b.get('q75', float('nan')):.3f}]")
         lines.append(f"| {rows[m]['meta']['name']} | {s['attacked']} | {med} | {100 * b['success']:.1f}% | "
                      f"{one('fab_l2')} | {one('deepfool')} | {one('cw_l2')} |")
     return lines + [""]
@@ -305,11 +311,11 @@ def paper_protocol(ids, rows, dataset) -> tuple[list[str], dict]:
     common = common_subset(ids, rows)
     if common is None:
         return ["Not run yet."], {}
-    lines = [f"Only the **{int(common.sum())}** of the first {len(common)} test images that all {len(ids)} models of this "
-             "dataset classify correctly; each attack on its own (no worst case); ε as the paper states it, for inputs in "
-             "[-1, 1], which is **half** that ε on our [0, 1] pixels (ε_paper = 0.3 is our 0.15). Robust accuracy in % of "
-             "that subset. The paper's own tables and ε are not available to us (its abstract and the seed give the gains "
-             "quoted below, on CIFAR-10), so the MNIST ε grid stands in for its ε.", ""]
+    lines = [f"Only the **{int(common.sum())}** of the first {len(common)} test images that all {len(ids)} models of "
+             "this dataset classify correctly; each attack on its own (no worst case); ε as the paper states it, for "
+             "inputs in [-1, 1], which is **half** that ε on our [0, 1] pixels (ε_paper = 0.3 is our 0.15). Robust "
+             "accuracy in % of that subset. The paper's own tables and ε are not available to us (the gains quoted "
+             "below are the ones it reports, on CIFAR-10), so the MNIST ε grid stands in for its ε.", ""]
     paper_eps = [e for e in (0.1, 0.2, 0.3) if e / 2 in EPS[dataset]]
     header = "| model | " + " | ".join(f"{a} ε_paper = {e}" for e in paper_eps for a in PAPER_ATTACKS) + " |"
     lines += [header, "|---" * (1 + len(paper_eps) * len(PAPER_ATTACKS)) + "|"]
@@ -338,11 +344,12 @@ def paper_protocol(ids, rows, dataset) -> tuple[list[str], dict]:
     ]
     if gfa_paper is not None:
         steps.append(("+ GFA trained the paper's way (MSE loss, inputs centred as in [-1, 1])", gfa_paper, paper_eps))
-    lines += ["**How much of GFA's gain over adversarial training each protocol difference accounts for.** Each row adds one "
-              "of the paper's choices to the rows above it, in this order, and gives GFA deep's robust accuracy minus the "
-              "adversarially trained model's, in points; in brackets, the change from the row above, which is that "
-              f"choice's share. The paper's own gains (CIFAR-10): +{PAPER_GAIN['FGSM']} under FGSM, +{PAPER_GAIN['APGD-CE']} "
-              "under APGD. The shares depend on the order: each is measured with the choices above it already made.", ""]
+    lines += ["**How much of GFA's gain over adversarial training each protocol difference accounts for.** Each row "
+              "adds one of the paper's choices to the rows above it, in this order, and gives GFA deep's robust "
+              "accuracy minus the adversarially trained model's, in points; in brackets, the change from the row "
+              "above, which is that choice's share. The paper's own gains (CIFAR-10): "
+              f"+{PAPER_GAIN['FGSM']} under FGSM, +{PAPER_GAIN['APGD-CE']} under APGD. The shares depend on the "
+              "order: each is measured with the choices above it already made.", ""]
     for at in comparators:
         for attack in ("FGSM", "APGD-CE"):
             lines += [f"*GFA deep − {rows[at]['meta']['name']}, {attack}*", "",
@@ -371,8 +378,9 @@ def attribution_findings(attribution, rows) -> list[str]:
         first, last = seq[0][1], seq[-1][1]
         shares = [(label, seq[i][1] - seq[i - 1][1]) for i, (label, _) in enumerate(seq) if i > 0]
         label, share = max(shares, key=lambda s: abs(s[1]))
-        out.append(f"- GFA deep − {rows[at]['meta']['name']}, {attack}, nominal ε = {e}: {pts(first)} points under our "
-                   f"protocol, {pts(last)} under the paper's (paper: +{PAPER_GAIN[attack]}). The largest single share, "
+        out.append(f"- GFA deep − {rows[at]['meta']['name']}, {attack}, nominal ε = {e}: {pts(first)} points under "
+                   f"our protocol, {pts(last)} under the paper's (paper: +{PAPER_GAIN[attack]}). "
+                   "The largest single share, "
                    f"{pts(share)}, comes from \"{label.lstrip('+ ')}\".")
     return out
 
@@ -385,7 +393,8 @@ def findings(ids, rows, dataset) -> list[str]:
         return out + ["No standard model for this dataset: no comparison.", ""]
     s = rows[standard]
     base = s["minimal"]["best_of"]["median"] if s.get("minimal") else None
-    for g in [m for m in ids if rows[m]["meta"]["config"]["method"] == "gfa" and rows[m]["meta"]["config"]["method_kwargs"]["lam"] > 0]:
+    for g in [m for m in ids if rows[m]["meta"]["config"]["method"] == "gfa"
+              and rows[m]["meta"]["config"]["method_kwargs"]["lam"] > 0]:
         r, name = rows[g], rows[g]["meta"]["name"]
         parts = []
         for e in AA_EPS[dataset]:
@@ -400,8 +409,8 @@ def findings(ids, rows, dataset) -> list[str]:
             out.append(f"- **{name} under AutoAttack standard**: " + "; ".join(parts) + ".")
         if r.get("minimal") and base and r["minimal"]["best_of"]["median"]:
             ratio = r["minimal"]["best_of"]["median"] / base
-            out.append(f"- {name}: best-of minimal L2 median {r['minimal']['best_of']['median']:.3f}, **{ratio:.2f}×** the "
-                       f"standard model's {base:.3f} (the paper: perturbations 20–30× larger).")
+            out.append(f"- {name}: best-of minimal L2 median {r['minimal']['best_of']['median']:.3f}, "
+                       f"**{ratio:.2f}×** the standard model's {base:.3f} (the paper: perturbations 20–30× larger).")
     for m in ids:
         r = rows[m]
         if r.get("minimal") and r["minimal"]["best_of"]["success"] < 0.99:
@@ -432,17 +441,19 @@ def findings(ids, rows, dataset) -> list[str]:
             worst = aa_accuracy(r, e)
             worst = acc["Worst"] if worst is None else min(worst, acc["Worst"])
             if acc["FGSM"] >= 0.5 and acc["FGSM"] - worst > 0.3:
-                out.append(f"- {name} at ε = {e}: {100 * acc['FGSM']:.1f}% under FGSM alone, {100 * worst:.1f}% under the "
-                           f"strongest evaluation: FGSM overstates its robustness by {100 * (acc['FGSM'] - worst):.1f} points.")
+                out.append(f"- {name} at ε = {e}: {100 * acc['FGSM']:.1f}% under FGSM alone, {100 * worst:.1f}% "
+                           "under the strongest evaluation: FGSM overstates its robustness by "
+                           f"{100 * (acc['FGSM'] - worst):.1f} points.")
     if not masked and any(rows[m].get("fixed") for m in ids):
-        out.append("- **Square and transfer break nothing that gradient attacks do not**: for every model and ε, neither "
-                   "leaves more than 2 points below the best white-box gradient attack (PGD-40, APGD-CE+T).")
+        out.append("- **Square and transfer break nothing that gradient attacks do not**: for every model and ε, "
+                   "neither leaves more than 2 points below the best white-box gradient attack (PGD-40, APGD-CE+T).")
     for m in ids:
         for e in AA_EPS[dataset]:
             aa, fixed = aa_accuracy(rows[m], e), fixed_accuracy(rows[m], e, "Worst")
             if aa is not None and fixed is not None and fixed - aa > 0.01:
-                out.append(f"- {rows[m]['meta']['name']} at ε = {e}: AutoAttack leaves {fmt(aa)}%, {pts(fixed - aa)[1:]} "
-                           f"points below the worst case of the six attacks of the tables below ({fmt(fixed)}%).")
+                out.append(f"- {rows[m]['meta']['name']} at ε = {e}: AutoAttack leaves {fmt(aa)}%, "
+                           f"{pts(fixed - aa)[1:]} points below the worst case of the six attacks of the tables below "
+                           f"({fmt(fixed)}%).")
     return out + [""]
 
 
@@ -462,7 +473,8 @@ def write_report(rows: dict, args, out: Path) -> str:
         ids = [m for m in rows if rows[m]["meta"]["config"]["dataset"] == dataset]
         if not ids:
             continue
-        lines += [f"## {'MNIST' if dataset == 'mnist' else 'Fashion-MNIST'}", "", "### Headline: AutoAttack standard", ""]
+        lines += [f"## {'MNIST' if dataset == 'mnist' else 'Fashion-MNIST'}", "",
+                  "### Headline: AutoAttack standard", ""]
         lines += headline_tables(ids, rows, dataset, args.n)
         lines += ["### Size: best-of minimal L2 perturbation", ""] + minimal_table(ids, rows, args.minimal_n)
         lines += findings(ids, rows, dataset)
@@ -473,10 +485,10 @@ def write_report(rows: dict, args, out: Path) -> str:
             if found:
                 lines += ["What this attribution says:", ""] + found + [""]
         lines += ["### Each attack on its own, at fixed ε", "",
-                  "FGSM; PGD-40 (L∞, random start, step 2.5ε/40); APGD-CE (100 steps); APGD-CE+T = APGD-CE, then APGD-T "
-                  "(100 steps, 3 target classes) on what APGD-CE left; Square (1,000 queries, no gradient); Transfer = "
-                  "PGD-40 crafted on the dataset's standard model (all 40 steps), replayed; Worst = an image counts as "
-                  "robust only if it survives all six. Robust accuracy in %.", ""]
+                  "FGSM; PGD-40 (L∞, random start, step 2.5ε/40); APGD-CE (100 steps); APGD-CE+T = APGD-CE, then "
+                  "APGD-T (100 steps, 3 target classes) on what APGD-CE left; Square (1,000 queries, no gradient); "
+                  "Transfer = PGD-40 crafted on the dataset's standard model (all 40 steps), replayed; Worst = an "
+                  "image counts as robust only if it survives all six. Robust accuracy in %.", ""]
         lines += fixed_tables(ids, rows, dataset)
     # The explanation the Attack page's masking warning points to (one text: robust_core.evaluation).
     lines += [f"## {MASKING_SECTION}", "", MASKING_EXPLANATION, ""]
@@ -507,7 +519,8 @@ def main(argv=None) -> int:
     parser.add_argument("--ray", action="store_true", help="run the sweep's jobs on Ray ($RAY_ADDRESS or local)")
     parser.add_argument("--report-only", action="store_true", help="compute nothing: write what the caches hold")
     parser.add_argument("--phases", default="autoattack,fixed,minimal",
-                        help="what to compute, a comma list of autoattack, fixed, minimal (the rest is read from the caches)")
+                        help="what to compute, a comma list of autoattack, fixed, minimal (the rest is read from the "
+                             "caches)")
     parser.add_argument("--out", default=str(REPO / "reports" / "deepdefense.md"))
     args = parser.parse_args(argv)
     phases = set() if args.report_only else {p.strip() for p in args.phases.split(",") if p.strip()}
@@ -530,7 +543,8 @@ def main(argv=None) -> int:
                       store=store, backend=backend)
         for m in ids:
             for e in AA_EPS[dataset]:
-                rows[m]["aa"][e] = read_autoattack(store, Job("autoattack", m, dataset, "autoattack_standard", (), args.n, 0, e))
+                rows[m]["aa"][e] = read_autoattack(store, Job("autoattack", m, dataset, "autoattack_standard", (),
+                                                              args.n, 0, e))
     # The models the paper's claims are about first, so that an interrupted run has answered the main questions.
     order = sorted(entries, key=lambda e: PRIORITY.index(e.meta["config"]["method"])
                    if e.meta["config"]["method"] in PRIORITY else len(PRIORITY))
@@ -545,7 +559,8 @@ def main(argv=None) -> int:
                           else CACHE / f"{m}-{args.minimal_n}-minimal-l2.json")
             cached = json.loads(cache_file.read_text()) if cache_file.is_file() else None
             # A fixed-ε file missing some ε is resumed (evaluate_model reads it again); anything else is final.
-            complete = cached is not None and (phase == "minimal" or cached["eps"].keys() >= {str(e) for e in EPS[dataset]})
+            complete = cached is not None and (phase == "minimal"
+                                               or cached["eps"].keys() >= {str(e) for e in EPS[dataset]})
             if complete or phase not in phases:
                 rows[m][phase] = cached
                 continue

@@ -1,16 +1,15 @@
-"""Speed on a real photo with EfficientNet-Lite0 on CPU (issue 15), each beside the seed's plain loop, same run.
+"""Speed on a real photo with EfficientNet-Lite0 on CPU, each task beside a plain reference loop, same run.
 
     python -m benchmarks.imagenet_speed            # prints a table, writes benchmarks/out/imagenet_speed.json
 
 Three tasks, on Chelsea the cat (scikit-image's photo, shorter side 256 px), EfficientNet-Lite0 (offline weights):
 - **targeted PGD-40 fooling** ("make the cat a stingray", L∞ ε = 2/255): ours is ``robust_core.attacks.pgd``
-  (40 steps, targeted, projected); the seed's loop is the plain one-image gradient ascent on the target's score
-  with normalised steps (seed 004 Part 2), the same 40 forward/backward passes;
+  (40 steps, targeted, projected); the plain loop is one-image gradient ascent on the target's score with
+  normalised steps, the same 40 forward/backward passes;
 - **256-step class visualisation** (tarantula, from noise): ours is ``visualize`` with ``RECIPES["photo"]`` (FFT
-  parametrisation, jitter, scale, rotation, TV); the seed's loop is plain pixel ascent on the score with L2 decay,
-  jitter and a blur every 10 steps (seed 004 Part 3), 256 steps;
-- **every saliency method** the model supports (the page's photo settings): beside the seed's one vanilla-gradient
-  map (seed 004 Part 1).
+  parametrisation, jitter, scale, rotation, TV); the plain loop is pixel ascent on the score with L2 decay, jitter
+  and a blur every 10 steps (cs231n's class visualisation), 256 steps;
+- **every saliency method** the model supports (the page's photo settings): beside one plain vanilla-gradient map.
 Targets (2 CPU cores): fooling < 5 s, 256 steps < 60 s, all saliency methods < 10 s. Times are the best of
 ``--repeats`` runs (a shared machine is noisy; the best run is the one least disturbed), ratios from the same run.
 """
@@ -42,7 +41,7 @@ def best_of(repeats: int, fn):
 
 
 def seed_fooling(model, x, target: int, steps: int, lr: float = 1.0):
-    """The seed's loop: gradient ascent on the target's score, step lr * g / ||g||, no projection."""
+    """The plain loop: gradient ascent on the target's score, step lr * g / ||g||, no projection."""
     x = x.clone()
     for _ in range(steps):
         x.requires_grad_(True)
@@ -53,7 +52,7 @@ def seed_fooling(model, x, target: int, steps: int, lr: float = 1.0):
 
 
 def seed_visualization(model, target: int, steps: int, lr: float = 25.0, l2: float = 1e-3, jitter: int = 16):
-    """The seed's loop (cs231n's class visualisation): score - l2 ||x||², random jitter, a blur every 10 steps."""
+    """The plain loop (cs231n's class visualisation): score - l2 ||x||², random jitter, a blur every 10 steps."""
     generator = torch.Generator().manual_seed(0)
     x = torch.rand(1, 3, 224, 224, generator=generator)
     for step in range(steps):
@@ -61,11 +60,12 @@ def seed_visualization(model, target: int, steps: int, lr: float = 25.0, l2: flo
         shifted = torch.roll(x, shifts=(dx, dy), dims=(2, 3)).requires_grad_(True)
         objective = model(shifted)[0, target] - l2 * shifted.pow(2).sum()
         (grad,) = torch.autograd.grad(objective, shifted)
-        x = torch.roll((shifted + lr * grad / grad.norm().clamp_min(1e-12)).detach(), shifts=(-dx, -dy), dims=(2, 3)).clamp(0, 1)
+        x = torch.roll((shifted + lr * grad / grad.norm().clamp_min(1e-12)).detach(), shifts=(-dx, -dy),
+                       dims=(2, 3)).clamp(0, 1)
         if step % 10 == 9:
             kernel = torch.tensor([1.0, 2.0, 1.0]) / 4
-            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3),
-                         groups=3)
+            x = F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"),
+                         (kernel[:, None] * kernel[None, :]).expand(3, 1, 3, 3), groups=3)
     return x
 
 
@@ -99,8 +99,8 @@ def main(argv: list[str] | None = None) -> int:
 
     recipe = {**RECIPES["photo"], "steps": 256}
     t_seed, _ = best_of(1, lambda: seed_visualization(model, TARANTULA, 256))
-    t_ours, result = best_of(1, lambda: visualize(model, TARANTULA, start="uniform", shape=(3, 224, 224), threshold=None,
-                                                  **recipe))
+    t_ours, result = best_of(1, lambda: visualize(model, TARANTULA, start="uniform", shape=(3, 224, 224),
+                                                  threshold=None, **recipe))
     rows.append({"task": "class visualization, 256 steps", "ours_s": t_ours, "seed_loop_s": t_seed,
                  "note": f"p(tarantula) = {float(result.final_probabilities[0, TARANTULA]):.3f}"})
 
@@ -112,7 +112,7 @@ def main(argv: list[str] | None = None) -> int:
                  "note": f"{len(methods)} methods ({', '.join(METHODS[m].title.split(' (')[0] for m in methods)})"})
 
     print(f"EfficientNet-Lite0, {torch.get_num_threads()} threads, photo {tuple(x.shape)}")
-    print("| task | ours | target | seed's plain loop | ours / seed | note |")
+    print("| task | ours | target | plain loop | ours / plain | note |")
     print("|---|---|---|---|---|---|")
     for r in rows:
         r["target_s"] = TARGETS_S[r["task"]]

@@ -27,7 +27,7 @@ Each student:
      verdicts are shown.
 Reported per N: page-ready p50 / p95, switch p50, morph p50 / p95, errors (exceptions shown or timeouts), the
 server's resident memory before and after (RSS), its CPU time and the CPU time of everything else on the machine
-(browsers). Targets on 2 cores (issue 14): 30 students, p50 < 2 s, p95 < 5 s, no errors, memory growth < 100 MB.
+(browsers). Targets on 2 cores: 30 students, p50 < 2 s, p95 < 5 s, no errors, memory growth < 100 MB.
 """
 from __future__ import annotations
 
@@ -117,7 +117,8 @@ async def wait_ready(page, *, selector: str, timeout_s: float = PAGE_TIMEOUT_S) 
 
 async def drag_eps(page, fraction: float) -> str:
     """Drag the ε slider to ``fraction`` of its rail; the figure's title afterwards. Retried when the figure is
-    redrawn under the mouse (another visitor's gallery, shared by the server, arriving): the user would just drag again."""
+    redrawn under the mouse (another visitor's gallery, shared by the server, arriving): the user would just drag
+    again."""
     from playwright.async_api import Error
 
     for attempt in range(3):
@@ -159,7 +160,7 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         await card.click()
         try:
             await wait_ready(page, selector=".js-plotly-plot .slider-rail-rect", timeout_s=PAGE_TIMEOUT_S / 2)
-        except Exception:  # noqa: BLE001 - the click changed nothing visible: a student clicks again, and we count it
+        except Exception:  # the click changed nothing visible: a student clicks again, and we count it
             seen = " ".join((await page.locator('[data-testid="stMain"]').inner_text(timeout=5000)).split())[:200]
             record["lost_clicks"] = record.get("lost_clicks", 0) + 1
             record["notes"] = f"first click on the card lost at {page.url}; page showed: {seen}"
@@ -184,12 +185,13 @@ async def student(browser, base: str, paths: dict, index: int, results: list) ->
         shown = await page.locator('[data-testid="stException"]').count()
         if shown:
             record["errors"].append(f"{shown} exception(s) on the page")
-    except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
+    except Exception as exc:  # every failure is a finding of the load test
         try:  # what the student saw: says whether the page hung, showed an error or waited on something
             seen = " ".join((await page.locator('[data-testid="stMain"]').inner_text(timeout=5000)).split())[:300]
-        except Exception:  # noqa: BLE001
+        except Exception:
             seen = "(page unreadable)"
-        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}; page shows: {seen}")
+        record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}; "
+                                f"page shows: {seen}")
         if SHOTS:
             await page.screenshot(path=str(Path(SHOTS) / f"student-{index}.png"))
     finally:
@@ -221,11 +223,12 @@ async def protocol_student(base: str, paths: dict, index: int, results: list) ->
         await session.open(morph.page, morph.params, timeout_s=PAGE_TIMEOUT_S)
         t0 = time.monotonic()
         await session.click("Morph", timeout_s=PAGE_TIMEOUT_S)
-        await session.wait_for(lambda els: any("Read by the others" in t for t in session.texts()), timeout_s=PAGE_TIMEOUT_S)
+        await session.wait_for(lambda els: any("Read by the others" in t for t in session.texts()),
+                               timeout_s=PAGE_TIMEOUT_S)
         record["morph_s"] = time.monotonic() - t0
         if session.exceptions():
             record["errors"].append(f"exception(s) on the page: {session.exceptions()[:2]}")
-    except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
+    except Exception as exc:  # every failure is a finding of the load test
         record["errors"].append(f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
     finally:
         results.append(record)
@@ -268,9 +271,11 @@ def summarise(results: list[dict]) -> dict:
     morphs = [r["morph_s"] for r in results if "morph_s" in r]
     return {"home_ready_p50_s": quantile(home, 0.5), "home_ready_p95_s": quantile(home, 0.95),
             "page_ready_p50_s": quantile(ready, 0.5), "page_ready_p95_s": quantile(ready, 0.95),
-            "switch_p50_s": quantile(switch, 0.5), "morph_p50_s": quantile(morphs, 0.5), "morph_p95_s": quantile(morphs, 0.95),
+            "switch_p50_s": quantile(switch, 0.5), "morph_p50_s": quantile(morphs, 0.5),
+            "morph_p95_s": quantile(morphs, 0.95),
             "errors": [e for r in results for e in r["errors"]],
-            "lost_clicks": sum(r.get("lost_clicks", 0) for r in results), "notes": [r["notes"] for r in results if "notes" in r]}
+            "lost_clicks": sum(r.get("lost_clicks", 0) for r in results),
+            "notes": [r["notes"] for r in results if "notes" in r]}
 
 
 def run(counts: list[int], store_dir: str | None = None, *, clients: str = "browser", probes: int = 0) -> list[dict]:
@@ -361,8 +366,8 @@ def print_scenario_table(summaries: list[dict]) -> None:
         for step in s["steps"]:
             p, b = step["protocol"], step.get("browser")
             probe = (f"{b['p50_s']:.2f} s | {b['p95_s']:.2f} s | {len(b['errors'])}" if b else "– | – | –")
-            print(f"| {s['students']} | {step['view']} | {p['p50_s']:.2f} s | {p['p95_s']:.2f} s | {len(p['errors'])} | "
-                  f"{probe} | {step['server_cpu_per_view_s']:.3f} s |")
+            print(f"| {s['students']} | {step['view']} | {p['p50_s']:.2f} s | {p['p95_s']:.2f} s | "
+                  f"{len(p['errors'])} | {probe} | {step['server_cpu_per_view_s']:.3f} s |")
         print(f"| {s['students']} | server RSS | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | | | | | | |")
 
 
@@ -371,7 +376,8 @@ def main() -> None:
     parser.add_argument("--students", type=int, nargs="+", default=[1, 10, 30, 60])
     parser.add_argument("--clients", choices=["browser", "protocol"], default="browser",
                         help="Chromium contexts (render on this machine) or protocol clients (the server's work only)")
-    parser.add_argument("--probes", type=int, default=0, help="with --clients protocol: this many Chromium students too")
+    parser.add_argument("--probes", type=int, default=0,
+                        help="with --clients protocol: this many Chromium students too")
     parser.add_argument("--scenario", help="a lecture as data (benchmarks/scenarios/lecture.toml): protocol students "
                         "walk its steps, one burst per step (with --probes Chromium students beside them)")
     parser.add_argument("--replicas", type=int, default=0, help="with --scenario: that many Streamlit replicas behind "
@@ -390,16 +396,18 @@ def main() -> None:
     summaries = run(args.students, clients=args.clients, probes=args.probes)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(summaries, indent=2))
-    print("| students | clients | home ready p50 | p95 | lecture path ready p50 | p95 | switch model p50 | morph p50 | p95 | "
-          "errors | server RSS before → after | server CPU | other CPU |")
+    print("| students | clients | home ready p50 | p95 | lecture path ready p50 | p95 | switch model p50 | morph p50 "
+          "| p95 | errors | server RSS before → after | server CPU | other CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
-        rows = [(s["clients"], s)] + ([(f"{s['probes']['browsers']} Chromium probe(s)", s["probes"])] if "probes" in s else [])
+        rows = [(s["clients"], s)] + ([(f"{s['probes']['browsers']} Chromium probe(s)", s["probes"])]
+                                      if "probes" in s else [])
         for kind, r in rows:
             print(f"| {s['students']} | {kind} | {r['home_ready_p50_s']:.2f} s | {r['home_ready_p95_s']:.2f} s | "
                   f"{r['page_ready_p50_s']:.2f} s | {r['page_ready_p95_s']:.2f} s | "
-                  f"{r['switch_p50_s']:.2f} s | {r['morph_p50_s']:.2f} s | {r['morph_p95_s']:.2f} s | {len(r['errors'])} | "
-                  f"{s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | {s['server_cpu_s']:.0f} s | {s['other_cpu_s']:.0f} s |")
+                  f"{r['switch_p50_s']:.2f} s | {r['morph_p50_s']:.2f} s | {r['morph_p95_s']:.2f} s | "
+                  f"{len(r['errors'])} | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB | "
+                  f"{s['server_cpu_s']:.0f} s | {s['other_cpu_s']:.0f} s |")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""Morphs a room can wait for (issue 24, part 4): the Class Visualization page's job, old and new, in one run.
+"""Morphs a room can wait for: the Class Visualization page's job, old and new, in one run.
 
     ROBUST_DATA_DIR=../shared/data python -m benchmarks.morph_speed [--repeats 3] [--page] [--baseline c9dad47]
 
@@ -40,8 +40,6 @@ import time
 import tomllib
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-
 import torch
 
 from robust_core.classviz import RECIPES
@@ -52,6 +50,8 @@ from robust_core.data import load_dataset
 from robust_core.jobs import JobRunner
 from robust_core.shipped import install_shipped
 from robust_core.store import ModelStore
+
+REPO = Path(__file__).resolve().parents[1]
 
 # The page's defaults (lab_pages/classviz.py's settings with the smoothed recipe and untouched options).
 PAGE_SETTINGS = dict(RECIPES["smoothed"], l2=0.0, tv=0.0, jitter_pixels=0, blur_every=0, budget=None, threshold=0.99,
@@ -179,7 +179,10 @@ async def page_client(base: str, opens: dict[str, dict], repeats: int) -> dict[s
                 n = len(params["models"].split(","))
                 t0 = time.monotonic()
                 await session.click("Morph", timeout_s=120)
-                verdicts = lambda: sum("Read by the others" in t for t in session.texts())  # noqa: E731
+
+                def verdicts():
+                    return sum("Read by the others" in t for t in session.texts())
+
                 await session.wait_for(lambda els: verdicts() >= 1, timeout_s=120)
                 first = time.monotonic() - t0
                 await session.wait_for(lambda els: verdicts() >= n and any(

@@ -98,7 +98,7 @@ async def protocol_step(session, base: str, step: Step, *, first: bool, timeout_
         if session.exceptions():
             return {"error": f"exception(s) on the page: {session.exceptions()[:2]}"}
         return {"s": time.monotonic() - t0}
-    except Exception as exc:  # noqa: BLE001 - every failure is a finding of the load test
+    except Exception as exc:  # every failure is a finding of the load test
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}"}
 
 
@@ -121,7 +121,7 @@ async def browser_step(page, base: str, step: Step, *, timeout_s: float) -> dict
                 await target.wait_for(state="visible", timeout=timeout_s * 1000)
         shown = await page.locator('[data-testid="stException"]').count()
         return {"error": f"{shown} exception(s) on the page"} if shown else {"s": time.monotonic() - t0}
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         return {"error": f"{type(exc).__name__}: {str(exc).splitlines()[0][:200]} at {page.url}"}
 
 

@@ -147,7 +147,8 @@ class ProtocolSession:
         await asyncio.wait_for(self.finished.wait(), timeout_s)
 
     async def wait_for(self, predicate, *, timeout_s: float) -> None:
-        """Until ``predicate(elements)`` holds after a finished run (fragments and reruns the server starts included)."""
+        """Until ``predicate(elements)`` holds after a finished run (fragments and reruns the server starts
+        included)."""
         deadline = time.monotonic() + timeout_s
         while not (self.finished.is_set() and predicate(self.elements)):
             if time.monotonic() > deadline:

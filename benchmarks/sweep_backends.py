@@ -67,7 +67,8 @@ def main(argv=None) -> int:
         per_job = ", ".join(f"{r['model_id'][:8]} ε={r['eps']:g} {r['seconds']:.0f} s" for r in result.runs)
         # Ray's per-job seconds run from submission (every job is submitted at once), so they include the wait.
         what = "each job's seconds from its submission" if backend == "ray" else "each job's seconds"
-        print(f"{backend}: {timings[backend]:.1f} s wall, {result.computed} jobs computed ({what}: {per_job})", flush=True)
+        print(f"{backend}: {timings[backend]:.1f} s wall, {result.computed} jobs computed ({what}: {per_job})",
+              flush=True)
     same = tables["local"] == tables["ray"]
     print("\n| model | " + " | ".join(f"ε = {e:g}" for e in eps) + " |")
     print("|---" * (len(eps) + 1) + "|")

@@ -95,8 +95,8 @@ def main(argv=None) -> int:
     parser.add_argument("--json", default=None, help="write the results here")
     args = parser.parse_args(argv)
     root = resolve_data_dir()
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, {platform.processor() or platform.machine()}, "
-          f"{os.cpu_count()} cores; data from {root}", flush=True)
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"{platform.processor() or platform.machine()}, {os.cpu_count()} cores; data from {root}", flush=True)
     print(f"default recipe (in-memory tensors, {TrainConfig().to_dict()}):", flush=True)
     ours = recipe_run(args.seed)
     print("reference (DataLoader + transforms, batch 64, Adam 1e-3):", flush=True)
@@ -104,13 +104,16 @@ def main(argv=None) -> int:
     speed_ratio = ours["images_per_s"] / ref["images_per_s"]
     ref_time = ref["time_to_target_s"] if ref["time_to_target_s"] is not None else ref["train_time_s"]
     time_ratio = ref_time / ours["time_to_target_s"] if ours["time_to_target_s"] else float("nan")
-    bound = "" if ref["time_to_target_s"] is not None else f" (reference never reached {TARGET:.1%} in {REFERENCE_MAX_EPOCHS} epochs: a lower bound)"
+    bound = ("" if ref["time_to_target_s"] is not None
+             else f" (reference never reached {TARGET:.1%} in {REFERENCE_MAX_EPOCHS} epochs: a lower bound)")
     print()
     print(f"{'':28s}{'recipe':>12s}{'reference':>12s}{'ratio':>9s}")
     print(f"{'images / second':28s}{ours['images_per_s']:12.0f}{ref['images_per_s']:12.0f}{speed_ratio:8.2f}x")
     print(f"{'epochs to 99.0% test':28s}{str(ours['epochs_to_target']):>12s}{str(ref['epochs_to_target']):>12s}")
-    print(f"{'time to 99.0% test (s)':28s}{ours['time_to_target_s'] or float('nan'):12.1f}{ref_time:12.1f}{time_ratio:8.2f}x{bound}")
-    print(f"{'test accuracy per epoch':28s}  recipe {ours['test_acc_per_epoch']}  reference {ref['test_acc_per_epoch']}")
+    print(f"{'time to 99.0% test (s)':28s}{ours['time_to_target_s'] or float('nan'):12.1f}{ref_time:12.1f}"
+          f"{time_ratio:8.2f}x{bound}")
+    print(f"{'test accuracy per epoch':28s}  recipe {ours['test_acc_per_epoch']}  "
+          f"reference {ref['test_acc_per_epoch']}")
     if args.json:
         Path(args.json).write_text(json.dumps({"recipe": ours, "reference": ref, "images_per_s_ratio": speed_ratio,
                                                "time_to_target_ratio": time_ratio, "torch": torch.__version__,

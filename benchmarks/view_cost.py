@@ -19,12 +19,12 @@ import tempfile
 from contextlib import contextmanager
 from pathlib import Path
 
-HERE = Path(__file__).resolve().parent
-
 from benchmarks.load_test import cpu_s, quantile, served, server_pid
 from benchmarks.scenario import SCENARIOS, lecture, load_scenario, step_summary
 
 from tests.browser import REPO, dashboard
+
+HERE = Path(__file__).resolve().parent
 
 
 @contextmanager
@@ -52,7 +52,8 @@ def per_view_cpu(app_dir: Path | None, steps, students: int, *, behind_nginx: bo
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
-                                     epilog="example: python -m benchmarks.view_cost --baseline 10751bd --students 10 --nginx")
+                                     epilog="example: python -m benchmarks.view_cost --baseline 10751bd "
+                                            "--students 10 --nginx")
     parser.add_argument("--baseline", required=True, help="the commit to compare with (a git revision)")
     parser.add_argument("--students", type=int, default=10)
     parser.add_argument("--scenario", default=str(SCENARIOS / "lecture.toml"))

@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from lab_pages._shared import in_lecture_mode
 
 _ERROR_DETAILS = st.get_option("client.showErrorDetails")  # as configured, read once per server process
+
+
+def in_lecture_mode() -> bool:
+    from robust_core.access import lecture_mode
+
+    return lecture_mode()
 
 
 def error_details_for_the_audience() -> None:
@@ -193,7 +198,8 @@ def remember_visitor() -> None:
     embed = getattr(st, "iframe", None) or __import__("streamlit.components.v1", fromlist=["html"]).html
     # Secure once served over HTTPS (a lecture room's reverse proxy): the browser then never sends the token in clear,
     # not even in the plain-HTTP request that the proxy answers with a redirect.
-    embed(f"""<script>window.parent.document.cookie = "{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict"
+    cookie = f"{VISITOR_COOKIE}={secret}; path=/; max-age=2592000; SameSite=Strict"
+    embed(f"""<script>window.parent.document.cookie = "{cookie}"
           + (window.parent.location.protocol === "https:" ? "; Secure" : "");
           </script>""", height=1)
 

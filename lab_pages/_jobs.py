@@ -5,7 +5,8 @@ from __future__ import annotations
 import streamlit as st
 
 from lab_pages._audience import current_visitor
-from lab_pages._shared import in_lecture_mode, plain
+from lab_pages._audience import in_lecture_mode
+from lab_pages._text import plain
 
 
 @st.cache_resource(show_spinner=False)

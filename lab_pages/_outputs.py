@@ -17,7 +17,7 @@ import plotly.graph_objects as go
 import plotly.io
 import streamlit as st
 
-from lab_pages._shared import presenting
+from lab_pages._layout import presenting
 
 
 def shared_figure(fig):
@@ -52,8 +52,10 @@ _plotly_to_json = plotly.io.to_json
 
 
 def _to_json_once(fig, *args, **kwargs):
-    """``plotly.io.to_json``, answered from a shared figure's own JSON when given its frozen dict (as Streamlit does)."""
-    shared = _SHARED_BY_DICT.get(id(fig)) if isinstance(fig, dict) and not args and set(kwargs) <= {"validate"} else None
+    """``plotly.io.to_json``, answered from a shared figure's own JSON when given its frozen dict (as Streamlit
+    does)."""
+    shared = (_SHARED_BY_DICT.get(id(fig)) if isinstance(fig, dict) and not args and set(kwargs) <= {"validate"}
+              else None)
     if shared is None or shared._frozen is not fig:
         return _plotly_to_json(fig, *args, **kwargs)
     if shared._json is None:
@@ -126,7 +128,8 @@ def png_bytes(image, *, size: int | None = None) -> bytes:
 
 def screen_figure(fig) -> SharedFigure:
     """``fig`` frozen for sharing, in the style of the current screen (the projector's when presenting): a key of
-    :func:`shared_output` holding it must include :func:`presenting`. :func:`lab_pages._shared.show_chart` shows it as it is."""
+    :func:`shared_output` holding it must include :func:`presenting`. :func:`lab_pages._layout.show_chart` shows it
+    as it is."""
     from robust_core.plots import projector_style
 
     shared = shared_figure(projector_style(fig) if presenting() else fig)

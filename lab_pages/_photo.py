@@ -11,7 +11,9 @@ import torch
 
 from lab_pages._audience import current_visitor
 from lab_pages._jobs import job_runner
-from lab_pages._shared import IMAGENET, in_lecture_mode, plain
+from lab_pages._audience import in_lecture_mode
+from lab_pages._resources import IMAGENET
+from lab_pages._text import plain
 from lab_pages._url import drop_params, set_url, url_choice, url_number, url_state
 from robust_core.imagenet.fool import scaled_change
 from robust_core.imagenet.models import (
@@ -34,7 +36,7 @@ from robust_core.imagenet.photos import (
 
 MODEL_KEY = "imagenet_model"
 MAX_WEIGHTS_BYTES = MAX_WEIGHTS_FILE_BYTES  # VGG16's weights are 528 MB; .streamlit/config.toml's maxUploadSize fits it
-DEFAULT_TARGET = 6  # "stingray": the seed's "make the cat a stingray"
+DEFAULT_TARGET = 6  # "stingray": the cat photo's default target ("make the cat a stingray")
 DEFAULT_NETWORK = "efficientnet_lite0"
 # The digit page's default rows: the four a lecture compares first, about a second on EfficientNet-Lite0.
 DEFAULT_METHODS = ("saliency", "integrated_gradients", "smoothgrad", "grad_cam")
@@ -47,7 +49,7 @@ def _network(name: str, weights_path: str | None):
 
 
 def model_sidebar() -> None:
-    """The sidebar's network picker for photos: the offline EfficientNet-Lite0, the seed's torchvision networks (any
+    """The sidebar's network picker for photos: the offline EfficientNet-Lite0, the listed torchvision networks (any
     other by name), and a weights file of one's own (the lecturer's only, in lecture mode)."""
     choices = list(IMAGENET_MODELS) + ["other"]
     url_choice(MODEL_KEY, "net", choices, DEFAULT_NETWORK)
@@ -55,24 +57,29 @@ def model_sidebar() -> None:
     # refuses it to a lecture's visitor.
     url_state("imagenet_other", "other", _linked_other_name, lambda v: True)
     name = st.selectbox("Network", choices, key=MODEL_KEY,
-                        format_func=lambda n: IMAGENET_MODELS[n].title if n in IMAGENET_MODELS else "Another torchvision model…",
-                        help="EfficientNet-Lite0 works offline (its weights come with the lab). The others are downloaded "
-                             "once by torchvision into the torch cache.")
+                        format_func=lambda n: (IMAGENET_MODELS[n].title if n in IMAGENET_MODELS
+                                               else "Another torchvision model…"),
+                        help="EfficientNet-Lite0 works offline (its weights come with the lab). The others are "
+                             "downloaded once by torchvision into the torch cache.")
     if name == "other":
         own = not in_lecture_mode() or current_visitor().lecturer
-        st.text_input("torchvision model name", key="imagenet_other", placeholder="e.g. mobilenet_v3_small", disabled=not own,
+        st.text_input("torchvision model name", key="imagenet_other", placeholder="e.g. mobilenet_v3_small",
+                      disabled=not own,
                       help=None if own else "Lecture mode: another network is the lecturer's choice (it may mean a "
                                             "download of gigabytes); pick one of the list.")
     with st.expander("Your own weights file"):
         allowed = not in_lecture_mode() or current_visitor().lecturer
-        upload = st.file_uploader("Weights (.safetensors or .pth)", type=["safetensors", "pth", "pt"], key="imagenet_weights",
-                                  max_upload_size=MAX_WEIGHTS_BYTES // 2**20,  # the browser refuses more, before sending
+        upload = st.file_uploader("Weights (.safetensors or .pth)", type=["safetensors", "pth", "pt"],
+                                  key="imagenet_weights",
+                                  # the browser refuses more, before sending
+                                  max_upload_size=MAX_WEIGHTS_BYTES // 2**20,
                                   disabled=not allowed,
                                   help="For the architecture chosen above. A .pth file is read with weights_only=True: "
-                                       "a file that would run code is refused." + ("" if allowed else
-                                                                                  " Lecture mode: the lecturer's only."))
+                                       "a file that would run code is refused."
+                                       + ("" if allowed else " Lecture mode: the lecturer's only."))
         if upload is not None and upload.size > MAX_WEIGHTS_BYTES:
-            st.error(f"{plain(upload.name)} is {upload.size / 2**20:.0f} MB; the limit is {MAX_WEIGHTS_BYTES / 2**20:.0f} MB.")
+            st.error(f"{plain(upload.name)} is {upload.size / 2**20:.0f} MB; the limit is "
+                     f"{MAX_WEIGHTS_BYTES / 2**20:.0f} MB.")
         elif upload is not None:
             st.caption(f"Using {plain(upload.name)}.")
 
@@ -109,7 +116,8 @@ def network():
             st.stop()
         name = (st.session_state.get("imagenet_other") or "").strip()
         if not name:
-            st.info("Type a torchvision model name in the sidebar (for example `mobilenet_v3_small`).", icon=":material/info:")
+            st.info("Type a torchvision model name in the sidebar (for example `mobilenet_v3_small`).",
+                    icon=":material/info:")
             st.stop()
         if name not in IMAGENET_MODELS and not is_torchvision_name(name):  # a registry lookup: nothing built yet
             st.error("This is not the name of a torchvision classification model (for example `mobilenet_v3_small` or "
@@ -169,7 +177,8 @@ def photo_picker(container, *, key: str) -> tuple[torch.Tensor | None, str, list
         return shipped_photo(name), info.title, list(info.classes)
     upload = c2.file_uploader("JPEG, PNG or WebP", type=["jpg", "jpeg", "png", "webp"], key=f"{key}_upload",
                               max_upload_size=MAX_UPLOAD_BYTES // 2**20,
-                              help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The photo is resized so its shorter side is 256 px.")
+                              help=f"At most {MAX_UPLOAD_BYTES // 2**20} MB. The photo is resized so its shorter side "
+                                   "is 256 px.")
     if upload is None:
         return None, "", []
     if upload.size > MAX_UPLOAD_BYTES:
@@ -221,7 +230,8 @@ def adapted_steps(model, requested: int, *, what: str = "") -> int:
     """:func:`suggested_steps` for this model, saying so on the page when it chose fewer than ``requested``."""
     steps = suggested_steps(model, requested)
     if steps < requested:
-        st.caption(f"{model.title} costs {model.gflops / IMAGENET_MODELS['efficientnet_lite0'].gflops:.0f}× EfficientNet-Lite0 "
+        cost = model.gflops / IMAGENET_MODELS["efficientnet_lite0"].gflops
+        st.caption(f"{model.title} costs {cost:.0f}× EfficientNet-Lite0 "
                    f"per step on CPU: {what}{steps} steps instead of {requested}.")
     return steps
 

@@ -6,7 +6,7 @@ import streamlit as st
 
 from lab_pages._audience import current_visitor
 from lab_pages._jobs import job_runner
-from lab_pages._shared import in_lecture_mode
+from lab_pages._audience import in_lecture_mode
 
 PAUSE_KEY = "room_pause_visitors"
 PAUSED_LANE = "long"  # training, baseline fits and first-time attacks: what a room can pile up
@@ -67,6 +67,6 @@ def room_view() -> None:
     with st.expander("The room: every job of the server", expanded=True, icon=":material/groups:"):
         st.session_state[PAUSE_KEY] = runner.visitors_paused(PAUSED_LANE)  # the server's state, whoever changed it
         st.toggle("Pause visitors' training", key=PAUSE_KEY, on_change=_set_pause,
-                  help="Visitors' new training, baseline fits and first-time attack computations are refused while it is "
-                       "on (yours are not); what is queued goes on unless you cancel it below.")
+                  help="Visitors' new training, baseline fits and first-time attack computations are refused while it "
+                       "is on (yours are not); what is queued goes on unless you cancel it below.")
         _room_jobs()

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-SHELL_PARAMS = ("present", "focus")  # the page shell's parameters (lab_pages/_shared.py), on every page's link
+SHELL_PARAMS = ("present", "focus")  # the page shell's parameters (lab_pages/_layout.py), on every page's link
 
 
 # ---- state in the URL: any view is a link (lecture paths, "copy link to this view") ------------------------------

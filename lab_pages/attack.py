@@ -15,21 +15,18 @@ import torch
 
 from lab_pages._jobs import job_panel, progress_line
 from lab_pages._outputs import shared_table
-from lab_pages._shared import (
-    analysis_page,
-    default_candidates,
+from lab_pages._analysis import analysis_page, default_candidates, model_labels, opened_image
+from lab_pages._layout import (
     folded_controls,
     lecture_focus,
-    load_model,
-    model_labels,
-    opened_image,
-    plain,
     presenting,
     rest_of_page,
     rest_shown,
     settings_box,
     settings_row,
 )
+from lab_pages._resources import load_model
+from lab_pages._text import plain
 from lab_pages._url import url_choice, url_choices
 from lab_pages.attack_compare import autoattack_section, comparison_section, minimal_eps_request
 from lab_pages.attack_results import (
@@ -73,7 +70,7 @@ class AttackView:
     params: dict
     n_images: int
     seed: int
-    top: object  # where a lecture path's promised section draws: under the title (lab_pages._shared.focus_section)
+    top: object  # where a lecture path's promised section draws: under the title (lab_pages._layout.focus_section)
     folded: list  # the sections' folded settings, side by side on a first screen
 
     @property
@@ -353,7 +350,7 @@ def attack_page() -> None:
                     icon=":material/open_in_new:")
     # Plain text for the pickers; plain(...) where Markdown renders, plotly_text in figures.
     names = model_labels(networks)
-    top = st.container()  # a lecture path's promised section draws here, first (lab_pages._shared.focus_section)
+    top = st.container()  # a lecture path's promised section draws here, first (lab_pages._layout.focus_section)
     folded = settings_row(2)  # (on a lecture path or a projector: both settings on one line)
     view = attack_settings((dataset, store, data, networks, names, top, folded))
     if not view.model_ids:

@@ -8,41 +8,44 @@ import numpy as np
 import streamlit as st
 
 from lab_pages._jobs import job_panel, job_runner, job_status, submit_job, visitor_work_error
-from lab_pages._shared import (
+from lab_pages._layout import (
     focus_section,
     folded_controls,
-    get_store,
     lecture_focus,
-    plain,
     presenting,
     settings_box,
     show_chart,
 )
+from lab_pages._resources import get_store
+from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices
 from lab_pages.attack_results import FRAMES, attack_label, comparison, sanity_of
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS
+from robust_core.device import get_device
 from robust_core.evaluation import (
     COMPARISON_SEARCH,
+    CURVE_EPS_MAX,
     MASKING_EXPLANATION,
     MASKING_SECTION,
-    PAGE_EPS_MAX,
+    AutoAttackKey,
     EvalKey,
     accuracy_at,
     attack_comparison_notes,
     attack_comparison_warnings,
+    cached_autoattack,
     cached_minimal_eps,
     cached_transfer_eps,
     comparison_params,
+    is_transfer,
     measured_eps_grid,
+    read_autoattack,
     single_step_masking,
     training_method_of,
+    transfer_key,
 )
-from robust_core.sweep import Job as SweepJob
-from robust_core.sweep import execute_job as execute_sweep_job
-from robust_core.sweep import read_autoattack
 
-TRANSFER_PARAMS = {"eps_max": PAGE_EPS_MAX["linf"], "steps": 40}
+TRANSFER_PARAMS = {"eps_max": CURVE_EPS_MAX["linf"], "steps": 40}
 
 
 def job_key(view, key: EvalKey) -> str:
@@ -118,20 +121,20 @@ def comparison_section(view) -> Compared:
             step = measured_eps_grid(params[coarse[0]], [])[1]
             controls.caption(
                 f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
-                f"attacks to {PAGE_EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays "
+                f"attacks to {CURVE_EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays "
                 "robust its whole query budget: the coarse grid makes it about 3× faster, and masked gradients still "
                 "show. Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
         keys = {a: EvalKey(model_id, a, tuple(sorted(p.items())), view.n_images, view.seed) for a, p in params.items()}
         titles = {a: ATTACKS[a].label for a in attacks}
         if source is not None:
-            transfer = f"transfer:{source}:pgd"
+            transfer = transfer_key(source, "pgd")
             keys[transfer] = EvalKey(model_id, transfer, tuple(sorted(TRANSFER_PARAMS.items())), view.n_images,
                                      view.seed)
             titles[transfer] = f"Transfer PGD from {names[source]}"
         missing = [a for a in keys if view.cache.get(keys[a]) is None]
         if missing:
             requests = [transfer_request(view, source, model_id, keys[a], label=f"{names[model_id]} · {titles[a]}")
-                        if a.startswith("transfer:") else
+                        if is_transfer(a) else
                         minimal_eps_request(view, model_id, a, params[a], keys[a],
                                             label=f"{names[model_id]} · {titles[a]}")
                         for a in missing]
@@ -151,12 +154,12 @@ def comparison_figure(view, model_id: str, ready: dict, keys: dict, titles: dict
     """The computed attacks' curves, the masking warnings (above the figure on the masking path: they are its point)
     and what single-step masking means."""
     focus = lecture_focus()
-    frames = np.linspace(0, PAGE_EPS_MAX["linf"], FRAMES).round(6).tolist()
-    is_transfer = tuple(a.startswith("transfer:") for a in ready)
-    grids = tuple(tuple(frames if t else measured_eps_grid(params[a], frames)) for a, t in zip(ready, is_transfer))
+    frames = np.linspace(0, CURVE_EPS_MAX["linf"], FRAMES).round(6).tolist()
+    transfer = tuple(is_transfer(a) for a in ready)
+    grids = tuple(tuple(frames if t else measured_eps_grid(params[a], frames)) for a, t in zip(ready, transfer))
     height = (270 if presenting() else 300) if focus == "comparison" else 380
     grid, curves, fig = comparison(tuple(keys[a].digest() for a in ready), tuple(titles[a] for a in ready),
-                                   is_transfer, grids, tuple(ready.values()), height)
+                                   transfer, grids, tuple(ready.values()), height)
     by_attack = dict(zip(ready, curves))
     warning_slot = st.container() if focus == "comparison" else None
     show_chart(st, fig, key="attack_comparison")
@@ -182,10 +185,9 @@ def autoattack_section(view, compared: Compared) -> None:
                           key="attack_aa_version")
     eps = a2.number_input("ε (L∞)", 0.001, 0.5, 0.3 if view.dataset == "mnist" else 0.1, step=0.01, format="%.3f",
                           key="attack_aa_eps")
-    job = SweepJob("autoattack", model_id=model_id, dataset=view.dataset, attack=attack, n=view.n_images,
-                   seed=view.seed, eps=float(eps))
+    aa_key = AutoAttackKey(model_id, attack, float(eps), view.n_images, view.seed)
     key = f"autoattack:{view.store.root}:{model_id}:{attack}:{float(eps)}:{view.n_images}:{view.seed}"
-    result = read_autoattack(view.store, job)
+    result = read_autoattack(view.store, aa_key)
     if result is None:
         work = Work("autoattack", images=view.n_images, attack=attack)
         state = job_runner().get(key)
@@ -198,9 +200,12 @@ def autoattack_section(view, compared: Compared) -> None:
                        help=refusal or "On a CPU, the standard version takes about a second per robust image (a few "
                             "minutes for 200 images of an adversarially trained CNN); it runs in the server's queue "
                             "and is cached."):
-            def run(ctx, job=job, root=str(view.store.root)):
+            xs, ys, store = view.data.test_x[:view.n_images], view.data.test_y[:view.n_images], view.store
+
+            def run(ctx, aa_key=aa_key):
                 # Progress after each stage; a cancelled job stops at the next one and caches nothing.
-                return execute_sweep_job(job, root, on_progress=ctx.progress)
+                return cached_autoattack(store, aa_key, xs.to(get_device()), ys.to(get_device()),
+                                         on_progress=ctx.progress)
             if submit_job(key, run, work=work,
                           label=f"{names[model_id]} · {attack_label(attack)} · ε {eps:g} · {view.n_images} images"):
                 st.rerun()

@@ -5,9 +5,7 @@ wrapped anew at each of a room's runs, and Streamlit keys a wrapper by the funct
 re-tokenises each time (a few percent of the server's CPU per view on the ε-collapse path)."""
 from __future__ import annotations
 
-import inspect
 import math
-import re
 from collections import OrderedDict
 
 import numpy as np
@@ -15,7 +13,8 @@ import streamlit as st
 import torch
 
 from lab_pages._outputs import png_bytes, shared_figure, shared_output
-from lab_pages._shared import get_dataset, get_store, load_model, plain
+from lab_pages._resources import get_dataset, get_store, load_model
+from lab_pages._text import plain
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
 from robust_core.evaluation import (
     EvaluationCache,
@@ -39,16 +38,8 @@ def attack_label(attack: str) -> str:
 
 
 def attack_caption(attack: str) -> str:
-    """The attack's full name, its paper once, and what it does (from its docstring, citation removed)."""
-    spec = ATTACKS[attack]
-    paragraphs = [" ".join(p.split()) for p in inspect.cleandoc(spec.fn.__doc__ or "").split("\n\n")]
-    # The docstring's first paragraph cites the paper too ("PGD (Madry et al., ICLR 2018). Norms: ..."): drop both.
-    first = re.sub(r"\s*\([^()]*\b(19|20)\d\d\b[^()]*\)", "", paragraphs[0]) if paragraphs else ""
-    first = re.sub(r"\s*Norms?: [^.]*\.?\s*$", "", first).strip().rstrip(".")
-    details = next((p for p in paragraphs[1:] if not p.startswith(("Args", "Example"))), "")
-    if len(first) > 60 or not details:  # a first paragraph that already describes the attack
-        first, details = attack_label(attack), first + "."
-    return f"**{first}** ({spec.paper}). {details.replace('``', '`')}"
+    """The attack's full name, its paper once, and what it does (Markdown: its spec's caption)."""
+    return ATTACKS[attack].caption
 
 
 @st.cache_resource(show_spinner=False)

@@ -9,19 +9,11 @@ import torch
 
 from lab_pages._jobs import job_runner, job_status, submit_job
 from lab_pages._outputs import png_bytes, shared_figure
-from lab_pages._shared import (
-    analysis_page,
-    comparison_defaults,
-    digit_canvas,
-    lecture_focus,
-    load_model,
-    model_labels,
-    plain,
-    rest_of_page,
-    rest_shown,
-    settings_box,
-    show_chart,
-)
+from lab_pages._analysis import analysis_page, comparison_defaults, model_labels
+from lab_pages._canvas import digit_canvas
+from lab_pages._layout import lecture_focus, rest_of_page, rest_shown, settings_box, show_chart
+from lab_pages._resources import load_model
+from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
 from lab_pages.photo_views import classviz_view
 from robust_core.access import Work

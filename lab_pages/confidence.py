@@ -7,18 +7,10 @@ import torch
 from lab_pages._audience import current_visitor
 from lab_pages._jobs import job_or_retry, job_runner, job_status, submit_job
 from lab_pages._outputs import png_bytes, screen_figure, shared_output, shared_table
-from lab_pages._shared import (
-    analysis_page,
-    default_candidates,
-    load_model,
-    model_labels,
-    open_image,
-    plain,
-    png_config,
-    presenting,
-    settings_box,
-    show_chart,
-)
+from lab_pages._analysis import analysis_page, default_candidates, model_labels, open_image
+from lab_pages._layout import png_config, presenting, settings_box, show_chart
+from lab_pages._resources import load_model
+from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_float
 from robust_core.access import Work
 from robust_core.attacks import ATTACKS
@@ -60,7 +52,7 @@ missing = [a for a in BASELINES if baselines[a] is None]
 runner = job_runner()
 if missing:
     c1, c2 = st.columns([3, 2])
-    c1.caption("The seed compares the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
+    c1.caption("Compare the CNN with k-NN (k = 3) and logistic regression on raw pixels.")
     label = " and ".join({"knn": "k-NN", "logreg": "logistic-regression"}[a] for a in missing)
     configs = {arch: TrainConfig(dataset=dataset, arch=arch) for arch in missing}
     if c2.button(f"Fit the {label} baseline{'s' if len(missing) > 1 else ''}", icon=":material/add:",
@@ -69,7 +61,8 @@ if missing:
         # store's default (dataset · arch · method · id) reads like an id in the pickers.
         # The configurations are the page's own (no visitor's setting in them): bounded work, held to the job quotas.
         submitted = [submit_job(f"train:{store.root}:{config.config_hash()}",
-                                store.training_job(config, data=data, name=f"{architecture(arch).title} · {data.info.title}"),
+                                store.training_job(config, data=data,
+                                                   name=f"{architecture(arch).title} · {data.info.title}"),
                                 label=f"Fitting the {architecture(arch).title}", lane="long")
                      for arch, config in configs.items()]
         st.session_state["confidence_fits"] = [j.key for j in submitted if j is not None]  # a refusal said why
@@ -101,8 +94,9 @@ with settings_box("Settings"):
     split = c1.selectbox("Split", splits, key="confidence_split")
     n = c2.selectbox("Images", SIZES, key="confidence_n")
     inputs = c3.radio("Inputs", kinds, key="confidence_inputs", horizontal=True,
-                      help="Adversarial: every model with an input gradient (networks, logistic regression) is attacked "
-                           "white-box; the k-NN has none and is scored on images crafted on a model you choose (transfer).")
+                      help="Adversarial: every model with an input gradient (networks, logistic regression) is "
+                           "attacked white-box; the k-NN has none and is scored on images crafted on a model you "
+                           "choose (transfer).")
     attack = c4.selectbox("Attack", list(ATTACK_PARAMS), key="confidence_attack",
                           format_func=lambda a: ATTACKS[a].label, disabled=inputs == "clean",
                           help="PGD: 20 steps, every step on every image (it maximises the loss instead of stopping "
@@ -176,7 +170,8 @@ def adversarial_inputs_of(origins: list[str]) -> dict[str, torch.Tensor]:
             # A new request, or joining another visitor's: the attack goes on for this one if that one withdraws.
 
             def run(ctx, model_id=o, xs=x, ys=y, attack=attack, eps=eps):
-                return adversarial_inputs(store.load(model_id), xs, ys, attack=attack, eps=eps, on_progress=ctx.progress)
+                return adversarial_inputs(store.load(model_id), xs, ys, attack=attack, eps=eps,
+                                          on_progress=ctx.progress)
             job = submit_job(key, run, label=f"Confidence · {attack_text} on {names[o]} · {n} images", work=work)
             if job is None:  # refused: submit_job said why
                 st.stop()
@@ -250,25 +245,28 @@ def build_report() -> dict:
         conf, correct = confidence(proba), (proba.argmax(1) == y).float()
         bins = reliability(conf, correct)
         keep = [i for i, c in enumerate(bins.count) if c]
-        rel.add_trace(go.Scatter(x=[bins.confidence[i] for i in keep], y=[bins.accuracy[i] for i in keep], mode="lines+markers",
-                                 name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)]),
+        rel.add_trace(go.Scatter(x=[bins.confidence[i] for i in keep], y=[bins.accuracy[i] for i in keep],
+                                 mode="lines+markers", name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)]),
                                  text=[f"{bins.count[i]} images" for i in keep]))
         coverage, accuracy = risk_coverage(conf, correct)
         step = max(1, len(coverage) // 300)
-        risk.add_trace(go.Scatter(x=coverage[::step] + [coverage[-1]], y=accuracy[::step] + [accuracy[-1]], mode="lines",
-                                  name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)])))
-    rel.update_layout(template="plotly_white", height=360, title="Reliability diagram", xaxis_title="mean confidence in bin",
-                      yaxis_title="accuracy in bin", margin=dict(t=40), xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
+        risk.add_trace(go.Scatter(x=coverage[::step] + [coverage[-1]], y=accuracy[::step] + [accuracy[-1]],
+                                  mode="lines", name=trace_name(m), line=dict(color=PALETTE[j % len(PALETTE)])))
+    rel.update_layout(template="plotly_white", height=360, title="Reliability diagram",
+                      xaxis_title="mean confidence in bin", yaxis_title="accuracy in bin", margin=dict(t=40),
+                      xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
     risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
                        xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
                        yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
     return {"results": results, "rows": rows, "q_rows": q_rows, "histogram": screen_figure(fig),
             "reliability": screen_figure(rel), "risk": screen_figure(risk),
-            "quantiles_csv": pd.DataFrame(q_rows).to_csv(index=False), "calibration_csv": pd.DataFrame(rows).to_csv(index=False)}
+            "quantiles_csv": pd.DataFrame(q_rows).to_csv(index=False),
+            "calibration_csv": pd.DataFrame(rows).to_csv(index=False)}
 
 
-report_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), split, n, attack, float(eps), attack_text,
-                   tuple(crafted_on(m) for m in model_ids), tuple(inputs_label(m) for m in model_ids), presenting())
+report_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), split, n, attack, float(eps),
+                   attack_text, tuple(crafted_on(m) for m in model_ids), tuple(inputs_label(m) for m in model_ids),
+                   presenting())
 report = shared_output("confidence_report", report_settings, build_report)
 results, rows, q_rows = report["results"], report["rows"], report["q_rows"]
 
@@ -289,12 +287,13 @@ def table(records: list[dict], columns: list[str], percent: tuple[str, ...] = ()
 st.subheader("Accuracy and calibration")
 if attacked:
     st.caption(f"Adversarial inputs, {attack_text}. **White-box**: the model attacked through its own gradients "
-               "(networks, logistic regression)." + (f" **Transfer**: the k-NN has no gradient, so it is scored on the "
-                                                     f"images crafted on {plain(names[source])}; an upper bound on its accuracy "
-                                                     "under attack." if source else ""))
+               "(networks, logistic regression)."
+               + (" **Transfer**: the k-NN has no gradient, so it is scored on the "
+                  f"images crafted on {plain(names[source])}; an upper bound on its accuracy under attack."
+                  if source else ""))
 table(rows, ["Model", "Inputs", "Accuracy", "ECE", "MCE", "NLL", "Brier"], percent=("Accuracy",))
 st.caption("ECE/MCE: expected/maximum gap between confidence and accuracy over 15 confidence bins. "
-           "Seed §1.3 reports about 99.0 / 96.9 / 92.6 % for CNN / k-NN / logistic regression on clean test images.")
+           "On MNIST's clean test images, the CNN / k-NN / logistic regression reach about 99.0 / 96.9 / 92.6 %.")
 st.markdown("**Temperature scaling**")
 table(rows, ["Model", "Inputs", "Temperature (val)", "ECE after T", "NLL after T"])
 st.caption("Temperature scaling (Guo et al. 2017) divides the logits by a temperature T fitted on the 5,000 validation "
@@ -322,10 +321,10 @@ def build_split_figure():
     """The correct-vs-misclassified histogram of the focused model: once for every session."""
     split_fig = go.Figure([go.Histogram(x=conf[right].numpy(), name=f"correct ({int(right.sum())})", opacity=0.6,
                                         histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02)),
-                           go.Histogram(x=conf[~right].numpy(), name=f"misclassified ({int((~right).sum())})", opacity=0.6,
-                                        histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
-    split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10), xaxis_title="m(x)",
-                            yaxis_title="% of the group")
+                           go.Histogram(x=conf[~right].numpy(), name=f"misclassified ({int((~right).sum())})",
+                                        opacity=0.6, histnorm="percent", xbins=dict(start=0, end=1.0001, size=0.02))])
+    split_fig.update_layout(barmode="overlay", template="plotly_white", height=300, margin=dict(t=10),
+                            xaxis_title="m(x)", yaxis_title="% of the group")
     return screen_figure(split_fig)
 
 
@@ -335,8 +334,8 @@ show_chart(st, split_fig, key="split", config=png_config("confidence_correct_vs_
 origin = crafted_on(focus)
 shown_x = x if origin is None else adversarial[origin]
 if origin is not None:
-    st.caption(f"Inputs of {plain(names[focus])}: {attack_text}, {plain(inputs_label(focus))}. The gallery shows these attacked images; "
-               "**Saliency** and **Attack** open their clean originals.")
+    st.caption(f"Inputs of {plain(names[focus])}: {attack_text}, {plain(inputs_label(focus))}. "
+               "The gallery shows these attacked images; **Saliency** and **Attack** open their clean originals.")
 focus_is_network = arch_of[focus] not in BASELINES
 class_names = data.info.class_names
 
@@ -370,7 +369,8 @@ def gallery(title: str, indices: list[int], key: str):
         if col.button("Saliency", key=f"{key}_saliency_{i}", icon=":material/visibility:", type="tertiary",
                       help=f"Open {split} image #{i} on the Saliency page: where did the models look?"):
             open_image("lab_pages/saliency.py", **target)
-        if col.button("Attack", key=f"{key}_attack_{i}", icon=":material/bolt:", type="tertiary", disabled=split != "test",
+        if col.button("Attack", key=f"{key}_attack_{i}", icon=":material/bolt:", type="tertiary",
+                      disabled=split != "test",
                       help=f"Open test image #{i} in the Attack page's targeted section" if split == "test"
                       else "The Attack page works on test images: switch the split to test"):
             open_image("lab_pages/attack.py", **target)

@@ -1,7 +1,8 @@
-"""Home page: what the lab is, and the lecture paths (assets/lectures/*.toml), each opening a page in a prepared state."""
+"""Home page: what the lab is, and the lecture paths (assets/lectures/*.toml), each opening a page in a prepared
+state."""
 import streamlit as st
 
-from lab_pages._shared import get_store
+from lab_pages._resources import get_store
 from robust_core.lectures import lecture_paths
 
 # The page file each lecture path's "page" names (its URL path in app.py's navigation).
@@ -25,7 +26,7 @@ with st.container(key="lecture_cards"):
     columns = st.columns(3)
     for i, path in enumerate(paths):
         with columns[i % 3].container(border=True, height="stretch", key=f"lecture_card_{i}"):
-            # The title is the link: a separate "Open" beside it had a quarter of a card, and was cut to "Ope".
+            # The title is the link: a separate "Open" beside it would get a quarter of a card, and be cut to "Ope".
             st.page_link(PAGE_FILES[path.page], label=path.title, icon=path.icon, query_params=path.params)
             st.caption(path.summary)
             wanted = [m for m in path.params.get("models", "").split(",") if m]

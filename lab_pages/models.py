@@ -5,17 +5,11 @@ import streamlit as st
 
 from lab_pages._audience import current_visitor
 from lab_pages._room import room_view
-from lab_pages._shared import (
-    format_duration,
-    format_percent,
-    get_store,
-    in_lecture_mode,
-    keep_model_choice,
-    model_labels,
-    photos_not_here,
-    plain,
-    show_chart,
-)
+from lab_pages._analysis import keep_model_choice, model_labels
+from lab_pages._audience import in_lecture_mode
+from lab_pages._layout import photos_not_here, show_chart
+from lab_pages._resources import get_store
+from lab_pages._text import format_duration, format_percent, plain
 from robust_core.access import can_modify
 from robust_core.checkpoints import (
     MAX_CHECKPOINT_BYTES,
@@ -50,11 +44,13 @@ def _delete(model_id: str, name: str) -> None:
     try:
         # Checked again here, not only by the disabled button: the rule must hold whatever the browser sends.
         if not can_modify(get_store(report=False).get(model_id).meta, current_visitor(), lecture=in_lecture_mode())[0]:
-            st.session_state["models_flash"] = ("error", "Lecture mode: this model cannot be deleted from this browser.")
+            st.session_state["models_flash"] = ("error",
+                                                "Lecture mode: this model cannot be deleted from this browser.")
             return
         get_store(report=False).delete(model_id)
     except KeyError:
-        st.session_state["models_flash"] = ("warning", f"Model `{model_id}` is no longer in the store; nothing was deleted.")
+        st.session_state["models_flash"] = ("warning",
+                                            f"Model `{model_id}` is no longer in the store; nothing was deleted.")
     except StoreError as exc:  # damaged since the page was drawn
         st.session_state["models_flash"] = ("warning", f"{plain(exc)} Nothing was deleted.")
     else:
@@ -87,11 +83,13 @@ if flash:
 
 entries = store.list()
 if not entries:
-    st.info("The store is empty: train a model on the Train page, or upload a checkpoint below.", icon=":material/inventory_2:")
+    st.info("The store is empty: train a model on the Train page, or upload a checkpoint below.",
+            icon=":material/inventory_2:")
 else:
     rows = [{
         "Name": e.name,
-        "Dataset": DATASETS[e.meta["config"]["dataset"]].title if e.meta["config"]["dataset"] in DATASETS else e.meta["config"]["dataset"],
+        "Dataset": (DATASETS[e.meta["config"]["dataset"]].title if e.meta["config"]["dataset"] in DATASETS
+                    else e.meta["config"]["dataset"]),
         "Architecture": e.meta["config"]["arch"],
         "Method": e.meta["config"]["method"],
         "Clean test accuracy": e.meta.get("metrics", {}).get("test_acc"),
@@ -107,8 +105,9 @@ else:
             "Clean test accuracy": st.column_config.ProgressColumn(format="percent", min_value=0.0, max_value=1.0),
             "Parameters": st.column_config.NumberColumn(format="localized"),
             "Input alignment": st.column_config.NumberColumn(
-                format="%.2f", help="Mean |cos| between the loss gradient and the (centred) input on 2,000 test images: "
-                                    "what Gradient-Feature Alignment raises. 0 = tangential, 1 = radial."),
+                format="%.2f",
+                help="Mean |cos| between the loss gradient and the (centred) input on 2,000 test images: "
+                     "what Gradient-Feature Alignment raises. 0 = tangential, 1 = radial."),
         },
     )
 
@@ -154,8 +153,9 @@ else:
         st.markdown("**Download**")
         st.caption("One .safetensors file with the weights and all metadata; upload it into any Robustness Lab.")
         filename = re.sub(r"[^A-Za-z0-9._-]+", "_", entry.name).strip("_") or chosen
-        st.download_button("Download checkpoint", data=lambda: store.export_bytes(chosen), file_name=f"{filename}.safetensors",
-                           mime="application/octet-stream", icon=":material/download:", on_click="ignore")
+        st.download_button("Download checkpoint", data=lambda: store.export_bytes(chosen),
+                           file_name=f"{filename}.safetensors", mime="application/octet-stream",
+                           icon=":material/download:", on_click="ignore")
     with col_delete.container(border=True):
         st.markdown("**Delete**")
         # The tick confirms the model shown beside it, by id: another selection withdraws it, and the
@@ -195,7 +195,8 @@ st.subheader("Upload a checkpoint")
 uploads_allowed = not in_lecture_mode() or current_visitor().lecturer
 if not uploads_allowed:
     st.caption(":material/lock: Lecture mode: uploads are the lecturer's.")
-upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"], disabled=not uploads_allowed,
+upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"],
+                          disabled=not uploads_allowed,
                           max_upload_size=MAX_UPLOAD_MB,  # the browser refuses more, before sending
                           help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.")
 if upload is not None and uploads_allowed:

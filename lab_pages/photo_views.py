@@ -1,4 +1,4 @@
-"""The "ImageNet photos" source (seed 004): the Saliency, Attack and Class Visualization pages on real photos.
+"""The "ImageNet photos" source: the Saliency, Attack and Class Visualization pages on real photos.
 
 Each page calls its view here when the sidebar's source is ImageNet photos; the computations are the library's
 (robust_core.saliency.attribute, robust_core.attacks, robust_core.imagenet.fool, robust_core.classviz), the same
@@ -35,16 +35,20 @@ from lab_pages._photo import (
     top5_text,
     write_url,
 )
-from lab_pages._shared import show_chart, title_with_link
+from lab_pages._layout import show_chart, title_with_link
 from lab_pages._url import url_choice, url_choices, url_number
 from robust_core.imagenet.fool import fool_photo
 from robust_core.imagenet.models import imagenet_class_names, top_k
 from robust_core.imagenet.photos import centre_crop, shipped_photos
 
+# The untargeted attacks a photo view offers, each with its fewest steps: APGD halves its step size at checkpoints
+# (a fifth of the run and later), which need a few tens of steps to mean anything.
+PHOTO_ATTACKS = {"pgd": 1, "apgd_ce": 20}
+
 __all__ = ["attack_view", "classviz_view", "model_sidebar", "saliency_view"]
 
 
-# ---- Saliency ----------------------------------------------------------------------------------------------------
+# ---- Saliency --------------------------------------------------------------------------------------------------------
 def saliency_view() -> None:
     from robust_core.attacks import get_attack
     from robust_core.saliency import (
@@ -116,17 +120,18 @@ def saliency_view() -> None:
     for col, variant in zip(cols, columns):
         image, top = result["variants"][variant]
         col.markdown(f"**{variant}** · top 5: " + top5_text(top, right=right, mark=target))
-    st.caption(f"Maps of **{names[target]}** on {model.title}" + (f"; attacked copy: PGD-20, ε = {eps255}/255." if eps255 else "."))
+    st.caption(f"Maps of **{names[target]}** on {model.title}"
+               + (f"; attacked copy: PGD-20, ε = {eps255}/255." if eps255 else "."))
     cells = [[heatmap(result["maps"][(v, m)], signed=False)[0] for v in columns] for m in methods]
     images = [to_image(result["variants"][v][0]) for v in columns]
-    png = grid_png(cells, row_labels=[METHODS[m].title.split(" (")[0] for m in methods], col_labels=columns, images=images,
-                   scale=1)
+    png = grid_png(cells, row_labels=[METHODS[m].title.split(" (")[0] for m in methods], col_labels=columns,
+                   images=images, scale=1)
     st.image(png, caption="|attribution| over the photo (99th percentile = brightest)")
     st.download_button("Download the grid (PNG)", png, file_name="saliency_photo.png", mime="image/png",
                        icon=":material/download:", on_click="ignore")
 
 
-# ---- Attack --------------------------------------------------------------------------------------------------------
+# ---- Attack ----------------------------------------------------------------------------------------------------------
 def _attack_controls(names):
     """The attack's settings, keyed and bound to the address; returns (x, photo name, right classes, settings)."""
     from robust_core.attacks import get_attack
@@ -142,8 +147,8 @@ def _attack_controls(names):
         eps_max255 = c3.slider("Largest ε searched (/255)", 1, 32, key="photo_attack_epsmax")
         settings = {"goal": mode, "target": target, "epsmax": eps_max255}
     else:
-        url_choice("photo_attack_attack", "attack", ["pgd", "apgd_ce"], "pgd")
-        attack = c2.radio("Attack", ["pgd", "apgd_ce"], horizontal=True, key="photo_attack_attack",
+        url_choice("photo_attack_attack", "attack", list(PHOTO_ATTACKS), "pgd")
+        attack = c2.radio("Attack", list(PHOTO_ATTACKS), horizontal=True, key="photo_attack_attack",
                           format_func=lambda a: get_attack(a).title)
         url_number("photo_attack_eps", "eps", 1, 16, 2)
         eps255 = c3.slider("ε (L∞, /255)", 1, 16, key="photo_attack_eps")
@@ -182,7 +187,7 @@ def attack_view() -> None:
         what = f"run {get_attack(attack).title} at ε = {eps255}/255"
 
         def run(ctx):
-            kwargs = {"steps": steps} if attack == "pgd" else {"steps": max(steps, 20)}
+            kwargs = {"steps": max(steps, PHOTO_ATTACKS[attack])}
             return {"eps": eps255 / 255, "x_adv": get_attack(attack)(model, x, y, eps=eps255 / 255, **kwargs)}
 
     button = "Fool it" if mode == "targeted" else "Attack"
@@ -247,8 +252,8 @@ def _every_shipped_photo(model, steps) -> None:
     from robust_core.evaluation import minimal_eps
 
     st.subheader("Every shipped photo")
-    st.caption("Robust accuracy over four photos would mean little: per photo, the smallest untargeted PGD ε that changes "
-               "the top-1 class.")
+    st.caption("Robust accuracy over four photos would mean little: per photo, the smallest untargeted PGD ε that "
+               "changes the top-1 class.")
     if st.button("Measure the four shipped photos", icon=":material/bolt:"):
         st.session_state["photo_attack_all"] = True
     if st.session_state.get("photo_attack_all"):
@@ -260,17 +265,19 @@ def _every_shipped_photo(model, steps) -> None:
             for i, (name, info) in enumerate(photos.items()):
                 px = shipped_photo(name)
                 top = top_k(model, px)[0]
-                eps = float(minimal_eps(model, px, torch.tensor([top[0][0]]), attack="pgd", eps_max=16 / 255, steps=steps,
+                eps = float(minimal_eps(model, px, torch.tensor([top[0][0]]), attack="pgd", eps_max=16 / 255,
+                                        steps=steps,
                                         on_progress=lambda f, i=i: ctx.progress((i + f) / len(photos), info.title))[0])
                 rows.append({"Photo": info.title, "Top-1": f"{top[0][1]} ({100 * top[0][2]:.0f}%)",
-                             "Right class in top 5": any(c in info.classes for c, _, _ in top) if info.classes else None,
+                             "Right class in top 5": (any(c in info.classes for c, _, _ in top) if info.classes
+                                                      else None),
                              "Smallest PGD ε (/255)": round(255 * eps, 2) if np.isfinite(eps) else None})
             return rows
 
         st.dataframe(run_job(key_all, run_all, label="The four shipped photos").result, hide_index=True)
 
 
-# ---- Class visualization ----------------------------------------------------------------------------------------------
+# ---- Class visualization ---------------------------------------------------------------------------------------------
 def classviz_view() -> None:
     from robust_core.classviz import RECIPES, visualize
     from robust_core.classviz.export import gif, strip_png
@@ -295,10 +302,13 @@ def classviz_view() -> None:
         with st.expander("Regularisers (Lucent-style; the defaults make 224×224 colour images readable)"):
             r1, r2, r3, r4 = st.columns(4)
             recipe["parametrisation"] = r1.selectbox("Parametrisation", ["fft", "pixel"],
-                                                     format_func={"fft": "FFT, decorrelated colours", "pixel": "pixels"}.get)
+                                                     format_func={"fft": "FFT, decorrelated colours",
+                                                                  "pixel": "pixels"}.get)
             recipe["jitter_pixels"] = r2.number_input("Jitter (px)", 0, 32, int(recipe["jitter_pixels"]))
-            recipe["scale_jitter"] = r3.number_input("Random scale (±)", 0.0, 0.5, float(recipe["scale_jitter"]), step=0.01)
-            recipe["rotate_degrees"] = r4.number_input("Random rotation (±°)", 0.0, 45.0, float(recipe["rotate_degrees"]))
+            recipe["scale_jitter"] = r3.number_input("Random scale (±)", 0.0, 0.5, float(recipe["scale_jitter"]),
+                                                     step=0.01)
+            recipe["rotate_degrees"] = r4.number_input("Random rotation (±°)", 0.0, 45.0,
+                                                       float(recipe["rotate_degrees"]))
             r1, r2, r3, r4 = st.columns(4)
             recipe["tv"] = r1.number_input("Total variation", 0.0, 10.0, float(recipe["tv"]), step=0.01)
             recipe["l2"] = r2.number_input("L2", 0.0, 10.0, 0.0, step=0.01)
@@ -313,7 +323,8 @@ def classviz_view() -> None:
     steps = adapted_steps(model, int(requested))
     recipe["steps"] = steps
     canvas = centre_crop(x) if x is not None else None  # the 224×224 the network sees
-    key = f"photo-classviz:{model.name}:{model.source}:{digest(canvas if canvas is not None else 0, target, sorted(recipe.items()), seed)}"
+    key = (f"photo-classviz:{model.name}:{model.source}:"
+           f"{digest(canvas if canvas is not None else 0, target, sorted(recipe.items()), seed)}")
     if not asked_for(key, view="photo_classviz", button="Visualize", icon=":material/auto_fix_high:",
                      what=f"ascend toward **{names[target]}** from {start} ({steps} steps)"):
         st.stop()
@@ -330,16 +341,19 @@ def classviz_view() -> None:
     job = run_job(key, run, label=f"Class visualization of {names[target]}")
     result = job.result
     probabilities = result.probabilities[:, 0].cpu().numpy()
-    shown = list(dict.fromkeys([target, *np.argsort(-probabilities[-1])[:4].tolist(), *np.argsort(-probabilities[0])[:2].tolist()]))
-    fig = morph_figure(result.frames[:, 0].permute(0, 2, 3, 1).cpu().numpy(), probabilities[:, shown], result.recorded_steps,
-                       target=0, class_names=[names[c] for c in shown], title=f"→ {names[target]}")
+    shown = list(dict.fromkeys([target, *np.argsort(-probabilities[-1])[:4].tolist(),
+                                *np.argsort(-probabilities[0])[:2].tolist()]))
+    fig = morph_figure(result.frames[:, 0].permute(0, 2, 3, 1).cpu().numpy(), probabilities[:, shown],
+                       result.recorded_steps, target=0, class_names=[names[c] for c in shown],
+                       title=f"→ {names[target]}")
     fig.update_layout(height=420)
     show_chart(st, fig, key="photo_morph", config={"displayModeBar": False})
     final_p = float(result.final_probabilities[0, target])
-    st.markdown(f"p(**{names[target]}**) = {100 * final_p:.1f}% after {int(result.steps_run[0])} steps on {model.title}. "
+    st.markdown(f"p(**{names[target]}**) = {100 * final_p:.1f}% after {int(result.steps_run[0])} steps on "
+                f"{model.title}. "
                 "Top 5 of the final image: " + top5_text(top_k(model, result.final.cpu())[0], mark=target))
     d1, d2 = st.columns(2)
-    d1.download_button("Frames (PNG strip)", strip_png(result), file_name=f"visualization_{target}.png", mime="image/png",
-                       icon=":material/download:", on_click="ignore")
+    d1.download_button("Frames (PNG strip)", strip_png(result), file_name=f"visualization_{target}.png",
+                       mime="image/png", icon=":material/download:", on_click="ignore")
     d2.download_button("Frames (GIF)", gif(result), file_name=f"visualization_{target}.gif", mime="image/gif",
                        icon=":material/download:", on_click="ignore")

@@ -10,25 +10,17 @@ from plotly.subplots import make_subplots
 
 from lab_pages._audience import current_visitor
 from lab_pages._outputs import screen_figure, shared_output
-from lab_pages._shared import (
-    SPLIT_LABELS,
-    analysis_page,
-    comparison_defaults,
-    digit_canvas,
-    folded_controls,
-    in_lecture_mode,
-    load_model,
-    model_labels,
-    opened_image,
-    plain,
-    presenting,
-    settings_box,
-    show_chart,
-)
+from lab_pages._analysis import SPLIT_LABELS, analysis_page, comparison_defaults, model_labels, opened_image
+from lab_pages._audience import in_lecture_mode
+from lab_pages._canvas import digit_canvas
+from lab_pages._layout import folded_controls, presenting, settings_box, show_chart
+from lab_pages._resources import load_model
+from lab_pages._text import plain
 from lab_pages._url import set_url, url_choices, url_int
 from lab_pages.photo_views import saliency_view
 from robust_core.attacks import ATTACKS
 from robust_core.digits import MAX_FILE_BYTES as DIGIT_MAX_FILE_BYTES
+from robust_core.evaluation import CURVE_ATTACK_PARAMS
 from robust_core.digits import NotADigitImage, mnist_style
 from robust_core.models import predict_proba
 from robust_core.plots import plotly_text
@@ -87,7 +79,8 @@ with settings_box("Settings"):
     elif source == "Test image":
         pick_class = c2.selectbox("Class", ["any"] + list(range(len(class_names))),
                                   format_func=lambda c: "any class" if c == "any" else class_names[c])
-        pool = torch.arange(len(data.test_y)) if pick_class == "any" else (data.test_y == pick_class).nonzero().flatten()
+        pool = (torch.arange(len(data.test_y)) if pick_class == "any"
+                else (data.test_y == pick_class).nonzero().flatten())
         linked = st.query_params.get("index")
         if pick_class == "any" and linked != st.session_state.get("_linked_saliency_index"):
             # A link's ?index= opens that test image, once per new value (the page then keeps it in the address).
@@ -111,7 +104,8 @@ with settings_box("Settings"):
     else:
         upload = c2.file_uploader("A picture of one digit", type=DIGIT_FILE_TYPES,
                                   max_upload_size=DIGIT_MAX_FILE_BYTES // 2**20,  # the browser refuses more first
-                                  help=f"PNG, JPEG, WebP, BMP, GIF or TIFF; at most {DIGIT_MAX_FILE_BYTES // 2**20} MB.")
+                                  help="PNG, JPEG, WebP, BMP, GIF or TIFF; at most "
+                                       f"{DIGIT_MAX_FILE_BYTES // 2**20} MB.")
         c3.caption("Converted the way MNIST was made: grey levels, cropped, scaled to fit 20×20, centred by "
                    "centre of mass in 28×28; a dark digit on light paper is inverted.")
         # Checked here too, not only by the widget: the server holds whatever a client sends.
@@ -134,7 +128,8 @@ with settings_box("Settings"):
     colour_map = c3.selectbox("Colour map", COLOUR_MAPS)
     display = c4.radio("Display", ["overlay", "side by side"], horizontal=True)
     c1, c2, c3, c4 = st.columns(4)
-    signed = c1.toggle("Signed", value=False, help="Red/blue for positive/negative evidence (methods whose sign means something)")
+    signed = c1.toggle("Signed", value=False,
+                       help="Red/blue for positive/negative evidence (methods whose sign means something)")
     with_adversarial = c2.toggle("Also on an adversarial image", value=True)
     attack = c3.selectbox("Attack", ["pgd", "fgsm", "apgd_ce"], format_func=lambda a: ATTACKS[a].label,
                           disabled=not with_adversarial)
@@ -157,12 +152,13 @@ def attacked_image(model_id: str, image: np.ndarray, label: int | None, attack: 
     model = load_model(model_id)
     x = torch.from_numpy(image)
     y_attack = torch.tensor([label]) if label is not None else predict_proba(model, x).argmax(1)
-    return ATTACKS[attack](model, x, y_attack, eps=eps, seed=0, **({"steps": 40} if attack == "pgd" else {})).numpy()
+    # The curves' parameters (PGD-40): the attacked image is one the Attack page's curves count as broken or not.
+    return ATTACKS[attack](model, x, y_attack, eps=eps, seed=0, **CURVE_ATTACK_PARAMS.get(attack, {})).numpy()
 
 
 @st.cache_data(show_spinner=False, max_entries=512)
-def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, chosen: int, method: str, attack: str | None,
-             eps: float, dataset: str):
+def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, chosen: int, method: str,
+             attack: str | None, eps: float, dataset: str):
     """(input, attribution, probabilities, target) for one model, method and (clean or attacked) image."""
     model = load_model(model_id)
     x = torch.from_numpy(image)
@@ -209,7 +205,8 @@ def build_grid() -> dict:
             if r == 0:
                 img, _, proba, target, _ = results[(v, m, methods[0])]
                 # Three short lines: with 3 models x (clean, adversarial) one long line overlaps its neighbours.
-                titles.append(f"{plotly_text(names[m])}<br>{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
+                titles.append(f"{plotly_text(names[m])}<br>"
+                              f"{v}: {class_names[int(proba.argmax())]} {100 * proba.max():.0f}%"
                               f"<br>explains {class_names[target]}")
             else:
                 titles.append("")
@@ -226,12 +223,14 @@ def build_grid() -> dict:
                        ticktext=["≤ −p99 against", "0", "≥ p99 for"], y=0.25 if both else 0.5),
     }
     scales_shown = set()
-    fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01, vertical_spacing=0.03,
-                        row_titles=(["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods])
+    row_titles = (["input"] if extra_image_row else []) + [METHODS[m].title.split(" (")[0] for m in methods]
+    fig = make_subplots(rows=rows, cols=len(columns), subplot_titles=titles, horizontal_spacing=0.01,
+                        vertical_spacing=0.03, row_titles=row_titles)
     for c, (v, m) in enumerate(columns):
         image = results[(v, m, methods[0])][0]
         if extra_image_row:
-            fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
+            fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
+                                     hoverinfo="skip"),
                           row=1, col=c + 1)
         for r, meth in enumerate(methods):
             row = r + 1 + (1 if extra_image_row else 0)
@@ -242,7 +241,8 @@ def build_grid() -> dict:
             use_signed = signed and METHODS[meth].signed
             hm = heatmap(torch.from_numpy(attr)[None], signed=use_signed)[0]
             if display == "overlay":
-                fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False, hoverinfo="skip"),
+                fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
+                                         hoverinfo="skip"),
                               row=row, col=c + 1)
             scale = "signed" if use_signed else "absolute"
             fig.add_trace(go.Heatmap(z=hm[::-1], colorscale="RdBu_r" if use_signed else colour_map,
@@ -255,17 +255,20 @@ def build_grid() -> dict:
     fig.update_xaxes(visible=False)
     fig.update_yaxes(visible=False)
     for i in range(1, rows * len(columns) + 1):
-        fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1, col=(i - 1) % len(columns) + 1)
-    # px a row: on a lecture path or a projector the grid fits under the title and the folded settings of a 720 px screen.
+        fig.update_yaxes(scaleanchor=f"x{i if i > 1 else ''}", row=(i - 1) // len(columns) + 1,
+                         col=(i - 1) % len(columns) + 1)
+    # px a row: on a lecture path or a projector the grid fits under the title and the folded settings of a 720 px
+    # screen.
     cell = max(90, (500 - 105) // rows) if folded_controls() else 150
-    fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10), template="plotly_white",
-                      font=dict(size=11))
+    fig.update_layout(height=105 + rows * cell, width=None, margin=dict(l=10, r=110, t=85, b=10),
+                      template="plotly_white", font=dict(size=11))
     if not signed:
         shown = "Heatmaps: |attribution|"
     elif signed_rows and absolute_rows:
         shown = ("Heatmaps: signed attribution for " + ", ".join(METHODS[m].title for m in methods if METHODS[m].signed)
                  + " (red: evidence for the explained class, blue: against); |attribution| for "
-                 + ", ".join(METHODS[m].title for m in methods if not METHODS[m].signed) + " (their sign means nothing)")
+                 + ", ".join(METHODS[m].title for m in methods if not METHODS[m].signed)
+                 + " (their sign means nothing)")
     elif signed_rows:
         shown = "Heatmaps: signed attribution (red: evidence for the explained class, blue: against)"
     else:
@@ -275,7 +278,8 @@ def build_grid() -> dict:
                                    for v, m in columns for meth in methods if results[(v, m, meth)][1] is not None},
                         **{f"{v}__{names[m]}__input": results[(v, m, methods[0])][0] for v, m in columns})
     png = grid_png([[None if results[(v, m, meth)][1] is None else
-                     heatmap(torch.from_numpy(results[(v, m, meth)][1])[None], signed=signed and METHODS[meth].signed)[0]
+                     heatmap(torch.from_numpy(results[(v, m, meth)][1])[None],
+                             signed=signed and METHODS[meth].signed)[0]
                      for v, m in columns] for meth in methods],
                    row_labels=[METHODS[m].title for m in methods], col_labels=[f"{names[m]} ({v})" for v, m in columns],
                    images=[results[(v, m, methods[0])][0] for v, m in columns] if display == "overlay" else None,
@@ -284,9 +288,10 @@ def build_grid() -> dict:
             "seconds": time.perf_counter() - started, "shown": shown, "npz": buffer.getvalue(), "png": png}
 
 
-grid_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), tuple(methods), image_x.numpy().tobytes(),
-                 true_label, target_mode, int(chosen_class), attack if with_adversarial else None, float(eps),
-                 colour_map, display, signed, presenting(), folded_controls())
+grid_settings = (dataset, tuple(model_ids), tuple(names[m] for m in model_ids), tuple(methods),
+                 image_x.numpy().tobytes(), true_label, target_mode, int(chosen_class),
+                 attack if with_adversarial else None, float(eps), colour_map, display, signed, presenting(),
+                 folded_controls())
 grid = shared_output("saliency_grid", grid_settings, build_grid, max_entries=64)
 results = grid["results"]
 show_chart(st, grid["figure"], key="saliency_grid", config={"displayModeBar": False})
@@ -301,9 +306,10 @@ d2.download_button("Download the figure (PNG)", lambda: grid["png"], file_name="
                    icon=":material/download:", on_click="ignore")
 
 with st.expander("Sanity checks: model randomisation (a pass/fail verdict per method) and deletion/insertion"):
-    st.caption("Model randomisation (Adebayo et al. 2018): re-initialise the layers from the output down and measure how "
-               "much each map still resembles the trained model's (Spearman rank correlation of |map|, over the pixels "
-               "the network can see). A method whose map barely changes explains the image, not the model: it passes "
+    st.caption("Model randomisation (Adebayo et al. 2018): re-initialise the layers from the output down and "
+               "measure how much each map still resembles the trained model's (Spearman rank correlation of |map|, "
+               "over the pixels the network can see). A method whose map barely changes explains the image, not the "
+               "model: it passes "
                f"when the correlation falls below {RANDOMISATION_THRESHOLD:g} once every layer is random. "
                "Deletion/insertion: the target's probability as the most-attributed pixels are removed (should fall "
                "fast) or added to a black image (should rise fast).")
@@ -311,8 +317,8 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
     check_model = k1.selectbox("Model", model_ids, format_func=names.get, key="check_model")
     # 8 by default: one image gives a noisy verdict (Grad-CAM's correlation ranges from -0.6 to 0.9 image to image).
     n_check = k2.number_input("Images", 1, 200, 8, help="1: the current image; more: the first N test images, "
-                              "each explaining its predicted class, curves and correlations averaged (one image gives a "
-                              "noisy verdict)")
+                              "each explaining its predicted class, curves and correlations averaged (one image "
+                              "gives a noisy verdict)")
     if st.button("Run the checks", icon=":material/science:"):
         model = load_model(check_model)
         if n_check == 1:
@@ -329,12 +335,15 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
             colour, title = METHOD_COLOURS[meth], METHODS[meth].title
             progress.progress(i / len(usable), text=f"{title}: randomising the layers…")
             cascades[meth] = steps = randomisation_check(model, x, target, meth)
-            fig_r.add_trace(go.Scatter(x=["trained"] + [f"…{s.layer}" for s in steps], y=[1.0] + [s.correlation for s in steps],
+            fig_r.add_trace(go.Scatter(x=["trained"] + [f"…{s.layer}" for s in steps],
+                                       y=[1.0] + [s.correlation for s in steps],
                                        mode="lines+markers", name=title, line=dict(color=colour)))
             curves = deletion_insertion(model, x, target, attribute(model, x, target, meth), steps=20)
-            # Same colour for a method's two curves; the dash tells deletion from insertion (legend: one entry per method).
+            # Same colour for a method's two curves; the dash tells deletion from insertion (legend: one entry per
+            # method).
             fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["deletion"], name=title, legendgroup=meth,
-                                       line=dict(color=colour), hovertemplate=f"{title} · deletion: %{{y:.2f}}<extra></extra>"))
+                                       line=dict(color=colour),
+                                       hovertemplate=f"{title} · deletion: %{{y:.2f}}<extra></extra>"))
             fig_d.add_trace(go.Scatter(x=curves["fraction"], y=curves["insertion"], name=title, legendgroup=meth,
                                        showlegend=False, line=dict(color=colour, dash="dash"),
                                        hovertemplate=f"{title} · insertion: %{{y:.2f}}<extra></extra>"))
@@ -345,7 +354,8 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
         progress.empty()
         verdicts = randomisation_verdict(cascades)
         # Material icons, not emoji: a browser without an emoji font shows emoji as empty boxes.
-        icons = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]", None: ":gray[:material/remove_circle:]"}
+        icons = {True: ":green[:material/check_circle:]", False: ":red[:material/cancel:]",
+                 None: ":gray[:material/remove_circle:]"}
         words = {True: "passes", False: "fails", None: "gives no verdict"}
         for meth, row in zip(usable, aucs):
             row["Randomisation check"] = words[verdicts[meth].passes]
@@ -362,11 +372,14 @@ with st.expander("Sanity checks: model randomisation (a pass/fail verdict per me
         fig_r.add_hline(y=RANDOMISATION_THRESHOLD, line=dict(color="#999", dash="dot"),
                         annotation_text=f"passes below {RANDOMISATION_THRESHOLD:g}", annotation_position="bottom left")
         fig_r.update_layout(template="plotly_white", height=340,
-                            yaxis=dict(title="rank correlation of |map|<br>with the trained model's", range=[-0.2, 1.05]),
+                            yaxis=dict(title="rank correlation of |map|<br>with the trained model's",
+                                       range=[-0.2, 1.05]),
                             xaxis_title="layers re-initialised (cumulative, from the output)", margin=dict(t=20))
-        # (Legends at the right: Plotly widens the margin for them; one under the plot wrapped and was cut off.)
-        fig_d.update_layout(template="plotly_white", height=380, yaxis=dict(title="target probability", range=[0, 1.02]),
-                            xaxis=dict(title="share of pixels removed (deletion) / inserted (insertion)", tickformat=".0%"),
+        # Legends at the right: Plotly widens the margin for them, while one under the plot wraps and is cut off.
+        fig_d.update_layout(template="plotly_white", height=380,
+                            yaxis=dict(title="target probability", range=[0, 1.02]),
+                            xaxis=dict(title="share of pixels removed (deletion) / inserted (insertion)",
+                                       tickformat=".0%"),
                             margin=dict(t=20))
         show_chart(st, fig_r, key="randomisation")
         show_chart(st, fig_d, key="deletion")

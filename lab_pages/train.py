@@ -3,19 +3,11 @@ import streamlit as st
 
 from lab_pages._audience import current_visitor
 from lab_pages._jobs import job_runner, submit_job, visitor_work_error
-from lab_pages._shared import (
-    current_dataset,
-    default_candidates,
-    format_duration,
-    format_percent,
-    get_dataset,
-    get_store,
-    in_lecture_mode,
-    model_labels,
-    photos_not_here,
-    plain,
-    show_chart,
-)
+from lab_pages._analysis import default_candidates, model_labels
+from lab_pages._audience import in_lecture_mode
+from lab_pages._layout import photos_not_here, show_chart
+from lab_pages._resources import current_dataset, get_dataset, get_store
+from lab_pages._text import format_duration, format_percent, plain
 from robust_core.access import Work, model_owner
 from robust_core.data import DATASETS
 from robust_core.models import ACTIVATIONS, ARCHITECTURES
@@ -45,10 +37,12 @@ with st.container(border=True):
     arch = col_arch.selectbox("Architecture", list(ARCHITECTURES), format_func=lambda a: ARCHITECTURES[a].title)
     col_arch.caption(ARCHITECTURES[arch].description)
     is_network = ARCHITECTURES[arch].kind == "torch"
-    method = col_method.selectbox("Training method", list(TRAINING_METHODS), format_func=lambda m: METHOD_TITLES.get(m, m),
-                                  disabled=not is_network)
-    optimizer = col_opt.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer), disabled=not is_network,
-                                  format_func={"adam": "Adam", "sgd": "SGD", "sgd_momentum": "SGD + Nesterov momentum"}.get)
+    method = col_method.selectbox("Training method", list(TRAINING_METHODS),
+                                  format_func=lambda m: METHOD_TITLES.get(m, m), disabled=not is_network)
+    optimizer = col_opt.selectbox("Optimizer", OPTIMIZERS, index=OPTIMIZERS.index(defaults.optimizer),
+                                  disabled=not is_network,
+                                  format_func={"adam": "Adam", "sgd": "SGD",
+                                               "sgd_momentum": "SGD + Nesterov momentum"}.get)
 
     arch_kwargs: dict = {}
     if arch == "mlp":
@@ -58,7 +52,8 @@ with st.container(border=True):
         hidden_text = hidden_text[:1000]  # (max_chars is the browser's; a forged message is cut here)
         activation = c2.selectbox("Activation", list(ACTIVATIONS))
         try:
-            arch_kwargs = {"hidden": [int(v) for v in hidden_text.replace(" ", "").split(",") if v], "activation": activation}
+            arch_kwargs = {"hidden": [int(v) for v in hidden_text.replace(" ", "").split(",") if v],
+                           "activation": activation}
             if not arch_kwargs["hidden"] or min(arch_kwargs["hidden"]) < 1 or max(arch_kwargs["hidden"]) > 8192:
                 raise ValueError
         except ValueError:
@@ -73,40 +68,48 @@ with st.container(border=True):
     method_kwargs: dict = {}
     if is_network and method != "standard":
         spec = METHODS[method]
-        st.caption(f"**{spec.title}** ({spec.paper}). " + (spec.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "))
+        st.caption(f"**{spec.title}** ({spec.paper}). "
+                   + (spec.fn.__doc__ or "").strip().split("\n\n")[0].replace("\n", " "))
         defaults_m = spec.defaults
         cols = st.columns(4)
         slot = iter(cols * 3)
         if "eps" in defaults_m:
             # The usual budgets: 0.3 on MNIST, 0.1 on Fashion-MNIST, 8/255 on CIFAR-10.
-            usual_eps = {"mnist": 0.3, "fashion_mnist": 0.1, "cifar10": round(8 / 255, 4)}.get(dataset, defaults_m["eps"])
+            usual_eps = {"mnist": 0.3, "fashion_mnist": 0.1,
+                         "cifar10": round(8 / 255, 4)}.get(dataset, defaults_m["eps"])
             method_kwargs["eps"] = next(slot).number_input("ε (L∞, pixel scale 0–1)", 0.0, 1.0, usual_eps, step=0.01,
                                                             format="%.3f", help="0.3 on MNIST, 0.1 on Fashion-MNIST")
             method_kwargs["eps_ramp"] = next(slot).number_input(
                 "ε ramp (share of training)", 0.0, 1.0, defaults_m["eps_ramp"], step=0.05,
-                help="ε grows linearly from 0 over this share of the training steps; lets a small network learn first.")
+                help="ε grows linearly from 0 over this share of the training steps; lets a small network learn "
+                     "first.")
         if "steps" in defaults_m:
             method_kwargs["steps"] = next(slot).number_input("Attack steps", 1, 100, defaults_m["steps"])
         if "clean_weight" in defaults_m:
-            method_kwargs["clean_weight"] = next(slot).number_input("Clean-loss weight", 0.0, 1.0, defaults_m["clean_weight"], step=0.1)
+            method_kwargs["clean_weight"] = next(slot).number_input("Clean-loss weight", 0.0, 1.0,
+                                                                    defaults_m["clean_weight"], step=0.1)
         if "beta" in defaults_m:
-            method_kwargs["beta"] = next(slot).number_input("β (robustness weight)", 0.0, 100.0, defaults_m["beta"], step=0.5)
+            method_kwargs["beta"] = next(slot).number_input("β (robustness weight)", 0.0, 100.0, defaults_m["beta"],
+                                                             step=0.5)
         if "alpha" in defaults_m:
             method_kwargs["alpha"] = next(slot).number_input("Step (× ε)", 0.1, 4.0, defaults_m["alpha"], step=0.05)
         if "noise" in defaults_m:
             method_kwargs["noise"] = next(slot).number_input("Noise (× ε)", 0.0, 8.0, defaults_m["noise"], step=0.5)
         if "lam" in defaults_m:
-            method_kwargs["lam"] = next(slot).number_input("λ (regulariser weight)", 0.0, 1e4, defaults_m["lam"], step=0.5,
-                                                            format="%.3f")
+            method_kwargs["lam"] = next(slot).number_input("λ (regulariser weight)", 0.0, 1e4, defaults_m["lam"],
+                                                            step=0.5, format="%.3f")
         if "layers" in defaults_m:
             method_kwargs["layers"] = next(slot).selectbox("Aligned layers", ["deep", "first"],
-                                                           help="first: the input only (FIRST); deep: the input and every hidden block (DEEP)")
+                                                           help="first: the input only (FIRST); deep: the input and "
+                                                                "every hidden block (DEEP)")
             method_kwargs["loss"] = next(slot).selectbox("Task loss", ["ce", "mse"],
-                                                         format_func={"ce": "cross-entropy", "mse": "MSE on one-hot"}.get)
+                                                         format_func={"ce": "cross-entropy",
+                                                                      "mse": "MSE on one-hot"}.get)
             method_kwargs["input_centre"] = next(slot).selectbox(
                 "Input centre", ["model", "pm1"], format_func={"model": "dataset mean (model's normalisation)",
                                                                "pm1": "0.5 (inputs rescaled to [-1, 1])"}.get)
-            method_kwargs["warmup_epochs"] = next(slot).number_input("Warm-up epochs (λ = 0)", 0, 100, defaults_m["warmup_epochs"])
+            method_kwargs["warmup_epochs"] = next(slot).number_input("Warm-up epochs (λ = 0)", 0, 100,
+                                                                     defaults_m["warmup_epochs"])
 
     c1, c2, c3, c4 = st.columns(4)
     epochs = c1.number_input("Epochs", 1, 200, defaults.epochs, disabled=not is_network)
@@ -129,8 +132,8 @@ fields = dict(
     dropout=float(dropout), seed=int(seed), train_subset=None if subset_choice == "all" else int(subset_choice),
 )
 if not is_network:  # gradient-descent settings mean nothing to a fitted baseline: keep them out of its hash
-    fields.update({k: getattr(defaults, k) for k in ("method", "method_kwargs", "optimizer", "lr", "weight_decay", "schedule",
-                                                      "epochs", "batch_size", "dropout")})
+    fields.update({k: getattr(defaults, k) for k in ("method", "method_kwargs", "optimizer", "lr", "weight_decay",
+                                                      "schedule", "epochs", "batch_size", "dropout")})
 try:
     config = TrainConfig(**fields)
 except ValueError as exc:
@@ -163,7 +166,8 @@ mine = runner.get(st.session_state["train_job"]) if st.session_state.get("train_
 busy = mine is not None and mine.status in ("queued", "running") and visitor.owner in mine.owners
 train_clicked = st.button("Load" if already else "Train", type="primary", icon=":material/play_arrow:",
                           disabled=limits_error is not None or name_error is not None or busy,
-                          help="Your training is in the queue or running: stop it first to start another." if busy else None)
+                          help=("Your training is in the queue or running: stop it first to start another."
+                                if busy else None))
 
 if train_clicked and name_error is None:  # checked again here: a click can be forged past a disabled button
     data = get_dataset(dataset)
@@ -182,7 +186,8 @@ if train_clicked and name_error is None:  # checked again here: a click can be f
         # training records their own name and owner: the model is saved with those of one still waiting for it.
         request = {"name": name or None, "extra_meta": {"owner": model_owner(visitor, lecture=in_lecture_mode())}}
         mine = submit_job(f"train:{store.root}:{model_id}", store.training_job(config, data=data, **request),
-                          label=f"Training {ARCHITECTURES[arch].title}", lane="long", work=Work("training", config=config))
+                          label=f"Training {ARCHITECTURES[arch].title}", lane="long",
+                          work=Work("training", config=config))
         if mine is None:  # refused: submit_job said why
             st.stop()
         record_training_request(mine, visitor.owner, **request)
@@ -199,8 +204,9 @@ def _progress_text(job) -> str:
             "Waiting for the server: the training in progress ends first."
     if not last:
         return "Starting…"
-    return (f"Epoch {last['epoch']}/{last['epochs']} · batch {last['batch']}/{last['batches']} · loss {last['loss']:.4f} · "
-            f"acc {format_percent(last['acc'])} · elapsed {format_duration(last['elapsed_s'])} · ETA {format_duration(last['eta_s'])}")
+    return (f"Epoch {last['epoch']}/{last['epochs']} · batch {last['batch']}/{last['batches']} · "
+            f"loss {last['loss']:.4f} · acc {format_percent(last['acc'])} · "
+            f"elapsed {format_duration(last['elapsed_s'])} · ETA {format_duration(last['eta_s'])}")
 
 
 @st.fragment(run_every=CHART_REFRESH_S)
@@ -234,13 +240,15 @@ elif mine is not None and (not st.session_state.get("train_job_shown") or mine.k
         if first_view:
             st.session_state["select_model_id"] = entry.model_id  # the sidebar selects it on its next run
         st.success(f"Trained **{plain(entry.name)}** in {format_duration(entry.meta['wall_time_s'])}: test accuracy "
-                   f"**{format_percent(entry.meta['metrics']['test_acc'])}**, saved to the store as `{entry.model_id}`.",
+                   f"**{format_percent(entry.meta['metrics']['test_acc'])}**, saved to the store as "
+                   f"`{entry.model_id}`.",
                    icon=":material/check_circle:")
         if entry.meta.get("history", {}).get("epoch"):
             show_chart(st, training_curves_figure({entry.name: entry.meta["history"]}), key="final_curves")
     elif mine.status == "cancelled" or visitor.owner not in mine.owners:
         last = mine.details.get("last")
-        where = f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last else " before it started"
+        where = (f" at epoch {last['epoch']}/{last['epochs']}, batch {last['batch']}/{last['batches']}" if last
+                 else " before it started")
         st.warning(f"Training stopped{where}. Nothing was saved.", icon=":material/stop:")
     else:  # failed: a NaN loss, bad settings, out of memory... The store is unchanged.
         st.error(f"Training failed: {plain(mine.error)}. Nothing was saved.", icon=":material/error:")

@@ -35,10 +35,10 @@ STUDENT_LIMITS = {
     # 10,000 images) is 5.7e12, Madry's CNN's 3.0e13.
     "max_training_flops": 2e13,
     # Hidden layers of an MLP: each costs a fixed overhead per batch that FLOPs do not count (20,000 one-unit layers
-    # took 2.5 s a batch); the seed's MLPs have two.
+    # took 2.5 s a batch); the Train page's default MLP has two.
     "max_hidden_layers": 16,
     # Test images of one per-image minimal-eps curve (the Attack page) and of the Confidence page's attacked inputs;
-    # their attack strength stays at most the page's defaults (robust_core.evaluation.PAGE_ATTACK_PARAMS).
+    # their attack strength stays at most the page's defaults (robust_core.evaluation.CURVE_ATTACK_PARAMS).
     "max_attack_images": 1000,
     # AutoAttack costs about a second per robust image on CPU (standard); the fast version about a third of that.
     "max_autoattack_images": {"autoattack_standard": 200, "autoattack_fast": 500},
@@ -125,7 +125,8 @@ def training_limits_error(*, epochs: int, train_subset: int | None, lecture: boo
         problems.append(f"at most {STUDENT_LIMITS['max_train_subset']:,} training images")
     if not problems:
         return None
-    return "Lecture mode: visitors train small models (" + " and ".join(problems) + ") so the server stays fast for the room."
+    return ("Lecture mode: visitors train small models (" + " and ".join(problems)
+            + ") so the server stays fast for the room.")
 
 
 @dataclass(frozen=True)
@@ -176,9 +177,9 @@ def work_error(work: Work, *, lecture: bool, lecturer: bool, memory_bytes: int |
         return (f"Lecture mode: visitors attack at most {STUDENT_LIMITS['max_attack_images']:,} images at a time "
                 f"({work.images:,} asked), so the server stays fast for the room.")
     if work.kind == "minimal_eps":
-        from .evaluation import PAGE_ATTACK_PARAMS
+        from .evaluation import CURVE_ATTACK_PARAMS
 
-        defaults = PAGE_ATTACK_PARAMS.get(str(work.attack).split(":")[0], {})
+        defaults = CURVE_ATTACK_PARAMS.get(str(work.attack).split(":")[0], {})
         stronger = [f"{k} {work.params[k]} (at most {v})" for k, v in defaults.items()
                     if isinstance(v, (int, float)) and k in work.params and work.params[k] > v]
         if stronger:
@@ -192,8 +193,8 @@ def work_error(work: Work, *, lecture: bool, lecturer: bool, memory_bytes: int |
         caps = STUDENT_LIMITS["max_autoattack_images"]
         cap = caps.get(work.attack, min(caps.values()))
         if work.images > cap:
-            return (f"Lecture mode: visitors run AutoAttack on at most {cap:,} images ({work.images:,} asked): it takes "
-                    "about a second per robust image, and the room waits behind it.")
+            return (f"Lecture mode: visitors run AutoAttack on at most {cap:,} images ({work.images:,} asked): it "
+                    "takes about a second per robust image, and the room waits behind it.")
     return None
 
 
@@ -223,8 +224,8 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
     if limits:
         return limits
     if parameters is not None and parameters > STUDENT_LIMITS["max_parameters"]:
-        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_parameters']:,} parameters; this "
-                f"one has {parameters:,}. Choose fewer or narrower layers.")
+        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_parameters']:,} parameters; "
+                f"this one has {parameters:,}. Choose fewer or narrower layers.")
     if needed > STUDENT_LIMITS["max_training_bytes"]:
         return (f"Lecture mode: this training would need about {_gib(needed)} of memory; visitors have "
                 f"{_gib(STUDENT_LIMITS['max_training_bytes'])}. Choose a smaller network or batch.")
@@ -235,8 +236,8 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
                 "network.")
     hidden = (config.arch_kwargs or {}).get("hidden") or ()
     if len(hidden) > STUDENT_LIMITS["max_hidden_layers"]:
-        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_hidden_layers']} hidden layers; "
-                f"this one has {len(hidden):,}.")
+        return (f"Lecture mode: visitors train networks of at most {STUDENT_LIMITS['max_hidden_layers']} hidden "
+                f"layers; this one has {len(hidden):,}.")
     return None
 
 

@@ -55,7 +55,8 @@ def read_checkpoint(payload: bytes, *, max_bytes: int = MAX_CHECKPOINT_BYTES
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
     if meta.get("id") != config.config_hash():
-        raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or corrupted metadata).")
+        raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or "
+                                     "corrupted metadata).")
     check_declared_size(config, header)
     try:
         state = load_safetensors_bytes(payload)

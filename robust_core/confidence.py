@@ -1,5 +1,4 @@
-"""Confidence: m(x) = max class probability, its distribution, calibration and selective prediction
-(seed 002 §1.3 and §2).
+"""Confidence: m(x) = max class probability, its distribution, calibration and selective prediction.
 
 For networks m(x) is the max softmax; for the k-NN the share of the k votes (so it only takes the
 values j/k); for logistic regression its max probability: :func:`scores` serves all three, with the
@@ -17,6 +16,8 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .tensors import eval_mode
 
 SEED_QUANTILES = (0.05, 0.10, 0.25, 0.50, 0.75)
 
@@ -86,7 +87,8 @@ def brier(proba: torch.Tensor, y: torch.Tensor) -> float:
 def calibration_metrics(proba: torch.Tensor, y: torch.Tensor, n_bins: int = 15) -> dict[str, float]:
     correct = (proba.argmax(1) == y).float()
     bins = reliability(confidence(proba), correct, n_bins)
-    return {"accuracy": float(correct.mean()), "ece": bins.ece, "mce": bins.mce, "nll": nll(proba, y), "brier": brier(proba, y)}
+    return {"accuracy": float(correct.mean()), "ece": bins.ece, "mce": bins.mce, "nll": nll(proba, y),
+            "brier": brier(proba, y)}
 
 
 def fit_temperature(logits: torch.Tensor, y: torch.Tensor, *, max_iter: int = 200) -> float:
@@ -141,13 +143,9 @@ def scores(model, x: torch.Tensor, *, batch_size: int = 1000) -> tuple[torch.Ten
     net = differentiable(model)
     if net is None:
         return predict_proba(model, x).cpu(), None
-    was_training = net.training
-    net.eval()
-    try:
+    with eval_mode(net):
         device = next(net.parameters()).device
         logits = torch.cat([net(x[i : i + batch_size].to(device)).cpu() for i in range(0, len(x), batch_size)])
-    finally:
-        net.train(was_training)
     return logits.softmax(1), logits
 
 
@@ -180,4 +178,5 @@ def adversarial_inputs(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, 
 
 
 __all__ = ["ATTACK_PARAMS", "SEED_QUANTILES", "ReliabilityBins", "adversarial_inputs", "brier", "calibration_metrics",
-           "confidence", "differentiable", "fit_temperature", "nll", "quantiles", "reliability", "risk_coverage", "scores"]
+           "confidence", "differentiable", "fit_temperature", "nll", "quantiles", "reliability", "risk_coverage",
+           "scores"]

@@ -163,7 +163,8 @@ def _to_tensors(images: np.ndarray | torch.Tensor, labels) -> tuple[torch.Tensor
     elif images.ndim == 4 and images.shape[-1] in (1, 3):  # (N, H, W, C) as CIFAR stores it
         images = images.permute(0, 3, 1, 2)
     x = images.contiguous().float().div_(255.0)
-    y = labels.long().clone() if isinstance(labels, torch.Tensor) else torch.as_tensor(np.array(labels), dtype=torch.int64)
+    y = (labels.long().clone() if isinstance(labels, torch.Tensor)
+         else torch.as_tensor(np.array(labels), dtype=torch.int64))
     return x, y
 
 
@@ -171,8 +172,8 @@ def _expected_files(info: DatasetInfo, root: Path) -> str:
     """Where torchvision looks for the dataset's files under ``root``, in words (each format has its own)."""
     if info.torchvision_class == "CIFAR10":
         # torchvision's CIFAR10 reads the unpacked python batches of cifar-10-python.tar.gz.
-        return (f"the unpacked CIFAR-10 python version (cifar-10-python.tar.gz: data_batch_1 … data_batch_5, test_batch, "
-                f"batches.meta) in {root / 'cifar-10-batches-py'}")
+        return ("the unpacked CIFAR-10 python version (cifar-10-python.tar.gz: data_batch_1 … data_batch_5, "
+                f"test_batch, batches.meta) in {root / 'cifar-10-batches-py'}")
     return (f"the four IDX files (train-images-idx3-ubyte, train-labels-idx1-ubyte, t10k-images-idx3-ubyte, "
             f"t10k-labels-idx1-ubyte, gzip-compressed or not) in {root / info.torchvision_class / 'raw'}")
 
@@ -193,8 +194,10 @@ def _read_raw(info: DatasetInfo, root: Path, download: bool):
             tried.append(f"{folder} (Debian package dataset-fashion-mnist)")
             if (folder / "train-images-idx3-ubyte.gz").exists():
                 return (
-                    _to_tensors(_read_idx(folder / "train-images-idx3-ubyte.gz"), _read_idx(folder / "train-labels-idx1-ubyte.gz")),
-                    _to_tensors(_read_idx(folder / "t10k-images-idx3-ubyte.gz"), _read_idx(folder / "t10k-labels-idx1-ubyte.gz")),
+                    _to_tensors(_read_idx(folder / "train-images-idx3-ubyte.gz"),
+                                _read_idx(folder / "train-labels-idx1-ubyte.gz")),
+                    _to_tensors(_read_idx(folder / "t10k-images-idx3-ubyte.gz"),
+                                _read_idx(folder / "t10k-labels-idx1-ubyte.gz")),
                     str(folder),
                 )
 

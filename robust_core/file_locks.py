@@ -42,16 +42,21 @@ class LockTimeout(TimeoutError):
     """A lock was not obtained within the time asked for; the message says which and how long."""
 
 
-def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
+def atomic_write_bytes(path: str | os.PathLike, data: bytes, *, check: Callable[[Path], None] | None = None) -> None:
     """Write ``data`` to ``path`` whole or not at all: a temporary file in the same folder (a unique name, so threads
-    and processes writing the same path never share one), flushed to disk, then renamed over ``path``."""
+    and processes writing the same path never share one), flushed to disk, then renamed over ``path``.
+
+    ``check(temporary_path)``, if given, runs on the complete temporary file (a hidden name with ``path``'s suffix, for
+    readers that pick a format by it) before it replaces ``path``: what it raises leaves ``path`` as it was."""
     path = Path(path)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix if check else "", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()
             os.fsync(f.fileno())
+        if check is not None:
+            check(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -59,7 +64,8 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> None:
 
 
 def atomic_write_text(path: str | os.PathLike, text: str) -> None:
-    atomic_write_bytes(path, text.encode())
+    """:func:`atomic_write_bytes` of ``text`` in UTF-8."""
+    atomic_write_bytes(path, text.encode("utf-8"))
 
 
 def write_synced(path: str | os.PathLike, data: bytes) -> None:

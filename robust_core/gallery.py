@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 import torch
 
 from .attacks import flat_norm, get_attack
-from .attacks._common import ce_loss, eval_mode, input_gradient, predict
+from .tensors import ce_loss, eval_mode, input_gradient, predict
 
 
 def gallery_frames(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_frames: Sequence[float], seed: int = 0,
@@ -64,14 +64,14 @@ def gallery_frames(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_
 
     with eval_mode(model):
         clean_wrong = predict(model, x) != y
-        if spec.name == "fgsm":
+        if spec.single_step and spec.norm == "linf":  # one signed gradient: the same direction at every eps
             _, grad = input_gradient(ce_loss(model, y), x)
             adversarial = (x[None] + frames[:, None, None, None, None] * grad.sign()[None]).clamp(0, 1)
             adversarial[:, clean_wrong] = x[clean_wrong]
             report(0.9)
         else:
-            delta, radius = _minimal_examples(model, spec, x, y, clean_wrong, eps_max, eps_frames, seed, kwargs, min_eps,
-                                              report, minimal_eps)
+            delta, radius = _minimal_examples(model, spec, x, y, clean_wrong, eps_max, eps_frames, seed, kwargs,
+                                              min_eps, report, minimal_eps)
             scale = torch.where(radius > 0, (frames[:, None] / radius.clamp_min(1e-12)[None]).clamp(max=1.0),
                                 torch.zeros((), device=x.device))
             adversarial = x[None] + scale[:, :, None, None, None] * delta[None]
@@ -84,8 +84,8 @@ def gallery_frames(model, x: torch.Tensor, y: torch.Tensor, *, attack: str, eps_
     broken_from = torch.where(misread_on.any(0), frames[misread_on.int().argmax(0)],
                               torch.full((len(x),), float("inf"), device=x.device))
     report(1.0)
-    return {"adversarial": adversarial.detach(), "predictions": predictions.detach(), "confidences": confidences.detach(),
-            "min_eps": broken_from.detach()}
+    return {"adversarial": adversarial.detach(), "predictions": predictions.detach(),
+            "confidences": confidences.detach(), "min_eps": broken_from.detach()}
 
 
 def _minimal_examples(model, spec, x, y, clean_wrong, eps_max, eps_frames, seed, kwargs, min_eps, report, minimal_eps):

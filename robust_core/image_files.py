@@ -108,7 +108,8 @@ def too_many_pixels_text(size: tuple[int, int] | None, max_pixels: int) -> str:
     limit = f"the limit is {max_pixels / 1e6:.3g} megapixels"
     what = (f"The image is {size[0]:,} x {size[1]:,} pixels ({size[0] * size[1] / 1e6:.1f} megapixels); "
             if size is not None else "The image declares far too many pixels; ")
-    return what + limit + ". Resize it (the networks look at far fewer: 28 x 28 pixels for a digit, 224 x 224 for a photo) and upload it again."
+    return (what + limit + ". Resize it (the networks look at far fewer: 28 x 28 pixels for a digit, 224 x 224 for a "
+            "photo) and upload it again.")
 
 
 def size_text(n_bytes: int) -> str:

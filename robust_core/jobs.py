@@ -57,7 +57,8 @@ VISITORS_QUEUED_PER_LANE = 10
 
 
 class JobCancelled(Exception):
-    """Raised inside a job's function (by :meth:`JobContext.progress` / :meth:`JobContext.check`) once nobody wants it."""
+    """Raised inside a job's function (by :meth:`JobContext.progress` / :meth:`JobContext.check`) once nobody wants
+    it."""
 
 
 class QuotaExceeded(RuntimeError):
@@ -315,7 +316,8 @@ class JobRunner:
     def _start_workers(self, lane: str) -> None:
         threads = self._threads[lane] = [t for t in self._threads[lane] if t.is_alive()]
         while len(threads) < self.lanes[lane]:
-            thread = threading.Thread(target=self._work, args=(lane,), name=f"robust-lab-{lane}-{len(threads)}", daemon=True)
+            thread = threading.Thread(target=self._work, args=(lane,), name=f"robust-lab-{lane}-{len(threads)}",
+                                      daemon=True)
             threads.append(thread)
             thread.start()
 
@@ -335,7 +337,7 @@ class JobRunner:
                 with self._lock:
                     self._finish(job, CANCELLED,
                                  error=f"cancelled by {job.cancelled_by}" if job.cancelled_by else str(exc))
-            except BaseException as exc:  # noqa: BLE001 - a failing job must never take its worker down
+            except BaseException as exc:  # a failing job must never take its worker down
                 with self._lock:
                     self._finish(job, FAILED, error=f"{type(exc).__name__}: {exc}", tb=traceback.format_exc())
             else:

@@ -41,15 +41,17 @@ PAGE_PARAMS: dict[str, dict[str, str]] = {
     "attack": {"dataset": "dataset", "models": "comma-separated model ids", "attack": "attack name (pgd, fgsm, ...)",
                "n": "number of test images", "cmp": "model id of the attack comparison",
                "cmp_attacks": "comma-separated attacks of the comparison"},
-    "classviz": {"dataset": "dataset", "models": "comma-separated model ids", "start": "draw | test | uniform | gaussian | zeros",
-                 "index": "test image index", "target": "target class"},
+    "classviz": {"dataset": "dataset", "models": "comma-separated model ids",
+                 "start": "draw | test | uniform | gaussian | zeros", "index": "test image index",
+                 "target": "target class"},
     "saliency": {"dataset": "dataset", "models": "comma-separated model ids", "index": "test image index"},
     "confidence": {"dataset": "dataset", "models": "comma-separated model ids", "inputs": "clean | adversarial"},
     "train": {"dataset": "dataset"},
     "models": {"dataset": "dataset"},
 }
 # Every page's layout parameters: what a lecture path opens on (drawn first, controls folded) and the projector.
-LAYOUT_PARAMS = {"focus": "the section the path opens on (lab_pages._shared.FOCUS_VIEWS)", "present": "1: projector layout"}
+LAYOUT_PARAMS = {"focus": "the section the path opens on (lab_pages._layout.FOCUS_VIEWS)",
+                 "present": "1: projector layout"}
 FOCUS_OF_PAGE = {"attack": ("curves", "comparison"), "classviz": ("morph",), "saliency": ("maps",),
                  "confidence": ("calibration",)}
 for _page, _params in PAGE_PARAMS.items():
@@ -224,7 +226,8 @@ def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
         raise ValueError("[params] must be a table")
     unknown = sorted(set(params) - set(PAGE_PARAMS[page]))
     if unknown:
-        raise ValueError(f"the {page} page has no parameter {', '.join(unknown)} (it reads {', '.join(PAGE_PARAMS[page])})")
+        raise ValueError(f"the {page} page has no parameter {', '.join(unknown)} "
+                         f"(it reads {', '.join(PAGE_PARAMS[page])})")
     if "focus" in params and params["focus"] not in FOCUS_OF_PAGE.get(page, ()):
         raise ValueError(f"the {page} page opens on none of focus = {params['focus']!r} "
                          f"(it can: {', '.join(FOCUS_OF_PAGE.get(page, ())) or 'nothing'})")
@@ -241,4 +244,5 @@ def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
                        icon=str(data.get("icon", ":material/school:")))
 
 
-__all__ = ["FOCUS_OF_PAGE", "LECTURES_DIR", "LAYOUT_PARAMS", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER", "ShippedResults", "lecture_paths"]
+__all__ = ["FOCUS_OF_PAGE", "LECTURES_DIR", "LAYOUT_PARAMS", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER",
+           "ShippedResults", "lecture_paths"]

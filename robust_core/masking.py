@@ -1,7 +1,9 @@
 """Gradient masking read from an attack comparison: the catastrophic-overfitting signature and its warnings.
 
 The Attack page's comparison, sweeps' warnings and reports/deepdefense.md read these (through
-``robust_core.evaluation``, which re-exports them). Curves are accuracies (shares) per attack on one eps grid.
+``robust_core.evaluation``, which re-exports them). Curves are accuracies (shares) on one eps grid, keyed by the
+attack's name; any other key is a transfer curve (examples crafted on another model,
+:func:`robust_core.evaluation.transfer_key`).
 """
 from __future__ import annotations
 
@@ -42,7 +44,21 @@ def training_method_of(meta: dict | None) -> str | None:
 def _iterative_attacks(accuracy_by_attack: dict[str, list[float]]) -> list[str]:
     # Everything that is not one step: iterative white-box (PGD, APGD), score-based (Square) and transfer attacks.
     return [a for a in accuracy_by_attack
-            if a in ATTACKS and a != "fgsm" and get_attack(a).kind in ("gradient", "score") or a.startswith("transfer")]
+            if a not in ATTACKS or not ATTACKS[a].single_step and ATTACKS[a].kind in ("gradient", "score")]
+
+
+def _single_step_attacks(accuracy_by_attack: dict[str, list[float]]) -> list[str]:
+    return [a for a in accuracy_by_attack if a in ATTACKS and ATTACKS[a].single_step]
+
+
+def _weaker_kind(attack: str) -> str | None:
+    """How a curve that should not beat a white-box iterative attack is named in a warning (None: it may)."""
+    if attack not in ATTACKS:
+        return "transfer attack (crafted on another model)"
+    spec = ATTACKS[attack]
+    if spec.kind == "score":
+        return f"black-box {spec.short_title} attack"
+    return f"single-step {spec.short_title}" if spec.single_step else None
 
 
 def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Sequence[float], *,
@@ -63,7 +79,7 @@ def single_step_masking(accuracy_by_attack: dict[str, list[float]], eps_grid: Se
     iterative = _iterative_attacks(accuracy_by_attack)
     eps = [float(e) for e in eps_grid]
     found = []
-    for single in [a for a in accuracy_by_attack if a == "fgsm"]:
+    for single in _single_step_attacks(accuracy_by_attack):
         if not iterative:
             break
         single_acc = [float(v) for v in accuracy_by_attack[single]]
@@ -126,18 +142,17 @@ def attack_comparison_warnings(accuracy_by_attack: dict[str, list[float]], eps_g
     None (unknown, an external model) says it resists the single-step attack. A single-step attack that is only weaker
     is no warning: see :func:`attack_comparison_notes`."""
     warnings = [_masking_warning(m, training_method) for m in single_step_masking(accuracy_by_attack, eps_grid)]
-    white_box = [a for a in accuracy_by_attack if a in ATTACKS and get_attack(a).kind == "gradient" and a != "fgsm"]
-    for weak in [a for a in accuracy_by_attack if a in ("square", "fgsm") or a.startswith("transfer")]:
+    white_box = [a for a in accuracy_by_attack
+                 if a in ATTACKS and ATTACKS[a].kind == "gradient" and not ATTACKS[a].single_step]
+    for weak in [a for a in accuracy_by_attack if _weaker_kind(a) is not None]:
         for strong in white_box:
             gaps = [(e, w, s) for e, w, s in zip(eps_grid, accuracy_by_attack[weak], accuracy_by_attack[strong])
                     if w < s - 0.02]
             if gaps:
                 e, w, s = max(gaps, key=lambda g: g[2] - g[1])
-                kind = {"square": "black-box Square attack", "fgsm": "single-step FGSM"}.get(
-                    weak, "transfer attack (crafted on another model)")
-                warnings.append(f"The {kind} beats {get_attack(strong).title} at ε = {e:g} ({100 * w:.1f}% vs "
-                                f"{100 * s:.1f}% accuracy): the gradient attack is misled, the model masks its "
-                                "gradients. Trust the lower number.")
+                warnings.append(f"The {_weaker_kind(weak)} beats {get_attack(strong).title} at ε = {e:g} "
+                                f"({100 * w:.1f}% vs {100 * s:.1f}% accuracy): the gradient attack is misled, the "
+                                "model masks its gradients. Trust the lower number.")
     return warnings
 
 
@@ -151,7 +166,7 @@ def attack_comparison_notes(accuracy_by_attack: dict[str, list[float]], eps_grid
     masked = {m["attack"] for m in single_step_masking(accuracy_by_attack, eps_grid)}
     eps = [float(e) for e in eps_grid]
     notes = []
-    for single in [a for a in accuracy_by_attack if a == "fgsm" and a not in masked]:
+    for single in [a for a in _single_step_attacks(accuracy_by_attack) if a not in masked]:
         if not iterative:
             break
         acc = [float(v) for v in accuracy_by_attack[single]]

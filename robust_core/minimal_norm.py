@@ -23,8 +23,8 @@ from dataclasses import dataclass, field
 
 import torch
 
-from .attacks import ATTACKS, flat_norm
-from .attacks._common import NORMS, eval_mode, predict
+from .attacks import ATTACKS, NORMS, fab, flat_norm
+from .tensors import eval_mode, predict
 
 BATCH_SIZE = 500
 
@@ -38,7 +38,7 @@ def minimal_attacks(norm: str) -> list[str]:
     if norm not in NORMS:
         raise ValueError(f"norm must be one of {', '.join(NORMS)}, not {norm!r}")
     names = [name for name, spec in ATTACKS.items() if spec.kind == "minimal" and spec.norm == norm]
-    return sorted(names, key=lambda name: not name.startswith("fab"))
+    return sorted(names, key=lambda name: ATTACKS[name].fn is not fab)
 
 
 @dataclass
@@ -139,15 +139,18 @@ def best_minimal_perturbation(model, x: torch.Tensor, y: torch.Tensor, *, norm: 
     for name, kw in kwargs.items():
         for reserved in ("eps", "targeted", "target", "seed"):
             if reserved in kw:
-                raise ValueError(f"attack_kwargs[{name!r}] may not set {reserved!r}: best-of is untargeted and unbudgeted")
+                raise ValueError(f"attack_kwargs[{name!r}] may not set {reserved!r}: best-of is untargeted and "
+                                 "unbudgeted")
 
     x, y = x.detach(), y.detach()
     n = len(x)
     inf = torch.tensor(math.inf, device=x.device)
     with eval_mode(model):
-        clean_correct = predict(model, x, batch_size) == y if n else torch.zeros(0, dtype=torch.bool, device=x.device)
+        clean_correct = (predict(model, x, batch_size) == y if n
+                         else torch.zeros(0, dtype=torch.bool, device=x.device))
         todo = clean_correct.nonzero().flatten()
-        best = torch.where(clean_correct, inf, torch.zeros((), device=x.device)) if n else torch.zeros(0, device=x.device)
+        best = (torch.where(clean_correct, inf, torch.zeros((), device=x.device)) if n
+                else torch.zeros(0, device=x.device))
         best_adv = x.clone()
         found_by = ["" if ok else "clean" for ok in clean_correct.tolist()]
         per_attack: dict[str, torch.Tensor] = {}
@@ -189,7 +192,8 @@ def _format(summary: dict) -> list[str]:
     lines = [f"  {'attack':10s} {'success':>7s}  {'median':>7s}  {'seconds':>7s}  best for"]
     for name, s in summary["attacks"].items():
         lines.append(f"  {name:10s} {cell(s)}  {s['seconds']:7.1f}  {s['best_for']:5d}")
-    lines.append(f"  {'best-of':10s} {cell(summary['best_of'])}  {sum(s['seconds'] for s in summary['attacks'].values()):7.1f}")
+    seconds = sum(s["seconds"] for s in summary["attacks"].values())
+    lines.append(f"  {'best-of':10s} {cell(summary['best_of'])}  {seconds:7.1f}")
     return lines
 
 
@@ -217,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         for name in names:
             spec = ATTACKS.get(name)
             if spec is None or spec.kind != "minimal" or spec.norm != args.norm:
-                raise ValueError(f"{name!r} is not a minimum-norm {args.norm} attack; choose from {minimal_attacks(args.norm)}")
+                raise ValueError(f"{name!r} is not a minimum-norm {args.norm} attack; "
+                                 f"choose from {minimal_attacks(args.norm)}")
         store = ModelStore(args.store)
         ids = [store.resolve(m) for m in args.model]
         datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
@@ -234,10 +239,12 @@ def main(argv: list[str] | None = None) -> int:
         entry = store.get(model_id)
         model = store.load(model_id, device=device)
         if not isinstance(model, torch.nn.Module):
-            print(f"error: {entry.name} ({model_id}) is not a network: minimum-norm attacks need gradients", file=sys.stderr)
+            print(f"error: {entry.name} ({model_id}) is not a network: minimum-norm attacks need gradients",
+                  file=sys.stderr)
             return 2
         if args.correct_only:
-            pred = torch.cat([predict(model, data.test_x[i : i + 1000].to(device)).cpu() for i in range(0, len(data.test_x), 1000)])
+            pred = torch.cat([predict(model, data.test_x[i : i + 1000].to(device)).cpu()
+                              for i in range(0, len(data.test_x), 1000)])
             index = (pred == data.test_y).nonzero().flatten()[: args.n]
         else:
             index = torch.arange(min(args.n, len(data.test_x)))
@@ -246,10 +253,12 @@ def main(argv: list[str] | None = None) -> int:
         print(f"{entry.name} ({model_id}): {args.norm.upper()}, {what} test images, seed {args.seed}", flush=True)
         result = best_minimal_perturbation(model, x, y, norm=args.norm, attacks=names, seed=args.seed)
         summary = result.summary()
-        print(f"  {summary['attacked']} attacked ({summary['n'] - summary['attacked']} misclassified without attack: 0)")
+        print(f"  {summary['attacked']} attacked "
+              f"({summary['n'] - summary['attacked']} misclassified without attack: 0)")
         print("\n".join(_format(summary)), flush=True)
         results["models"][model_id] = {"name": entry.name, "images": index.tolist(), **summary,
-                                       "best_of_norms": [v if math.isfinite(v) else "inf" for v in result.norms.tolist()],
+                                       "best_of_norms": [v if math.isfinite(v) else "inf"
+                                                         for v in result.norms.tolist()],
                                        "found_by": result.found_by}
     if args.json:
         with open(args.json, "w") as f:

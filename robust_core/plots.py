@@ -45,7 +45,8 @@ def training_curves_figure(histories: Mapping[str, Mapping], *, height: int = 36
             fig.add_trace(go.Scatter(x=h["epoch"], y=h["val_loss"], mode="lines+markers", name=label, legendgroup=label,
                                      line=dict(color=val_colour, width=2.5), marker=marker), row=1, col=1)
             fig.add_trace(go.Scatter(x=h["epoch"], y=h["val_acc"], mode="lines+markers", name=label, legendgroup=label,
-                                     line=dict(color=val_colour, width=2.5), marker=marker, showlegend=False), row=1, col=2)
+                                     line=dict(color=val_colour, width=2.5), marker=marker, showlegend=False),
+                          row=1, col=2)
     fig.update_xaxes(title_text="epoch", rangemode="tozero")
     fig.update_yaxes(rangemode="tozero", row=1, col=1)
     fig.update_yaxes(tickformat=".1%", row=1, col=2)
@@ -190,7 +191,8 @@ def eps_slider_figure(
         "template": "plotly_white", "height": height or default_height, "margin": {"l": 10, "r": 10, "t": 60, "b": 10},
         "title": {"text": f"ε = {eps_frames[0]:.3f}   ·   {acc_text(0)}", "font": {"size": size["title"]}},
         "font": {"size": size["axis"]},
-        "legend": {"orientation": "h", "y": 1.02, "x": curve_x[1] if blocks else 1, "xanchor": "right", "yanchor": "bottom"},
+        "legend": {"orientation": "h", "y": 1.02, "x": curve_x[1] if blocks else 1, "xanchor": "right",
+                   "yanchor": "bottom"},
         "xaxis": {"title": {"text": eps_label}, "anchor": "y", "domain": curve_x},
         "yaxis": {"title": {"text": "accuracy under attack"}, "tickformat": ".0%", "range": [0, 1.02], "anchor": "x",
                   "domain": [0.0, 1.0]},
@@ -216,7 +218,8 @@ def eps_slider_figure(
         def notes(i, block=block, k=k, h=h, w=w, cell=cell, axis=adv_axis):
             out = []
             for c in range(k):
-                pred, conf, true = int(block["predictions"][i][c]), float(block["confidences"][i][c]), int(block["labels"][c])
+                pred, conf = int(block["predictions"][i][c]), float(block["confidences"][i][c])
+                true = int(block["labels"][c])
                 colour = "#2ca02c" if pred == true else "#d62728"
                 # Data coordinates of the image axes: each label sits under its own digit whatever the width.
                 out.append({"text": f"<b>{names[pred]}</b> {100 * conf:.0f}%", "x": (c * cell + w / 2) * GALLERY_SCALE,
@@ -229,7 +232,8 @@ def eps_slider_figure(
         first_adv, first_delta = strips(0)
         for axis, uri in ((adv_axis, first_adv), (delta_axis, first_delta)):
             dynamic.append(len(traces))
-            traces.append({"type": "image", "source": uri, "hoverinfo": "skip", "xaxis": f"x{axis}", "yaxis": f"y{axis}"})
+            traces.append({"type": "image", "source": uri, "hoverinfo": "skip", "xaxis": f"x{axis}",
+                           "yaxis": f"y{axis}"})
         strip_w, strip_h = (k * cell - GALLERY_GAP) * GALLERY_SCALE, h * GALLERY_SCALE
         model_colour = colour_of.get(block.get("model"), "#333")
         for r, (axis, title) in enumerate((
@@ -247,12 +251,13 @@ def eps_slider_figure(
             # Fixed ranges and square pixels: every strip gets the same size, top row first (as images are).
             layout[f"xaxis{axis}"] = {"visible": False, "anchor": f"y{axis}", "domain": [0.40, 1.0],
                                       "range": [-0.5, strip_w - 0.5]}
+            # "constraintoward": under its title when the band is taller than the strip.
             layout[f"yaxis{axis}"] = {"visible": False, "anchor": f"x{axis}", "domain": domain,
                                       "range": [strip_h - 0.5, -0.5], "scaleanchor": f"x{axis}", "constrain": "domain",
-                                      "constraintoward": "top"}  # under its title when the band is taller than the strip
-            row_titles.append({"text": title, "x": 0.40, "xanchor": "left", "y": domain[1], "xref": "paper", "yref": "paper",
-                               "yanchor": "bottom", "showarrow": False, "font": {"size": size["row"] - r,
-                                                                                  "color": "#333" if r == 0 else "#666"}})
+                                      "constraintoward": "top"}
+            row_titles.append({"text": title, "x": 0.40, "xanchor": "left", "y": domain[1], "xref": "paper",
+                               "yref": "paper", "yanchor": "bottom", "showarrow": False,
+                               "font": {"size": size["row"] - r, "color": "#333" if r == 0 else "#666"}})
 
     def all_annotations(i):
         return row_titles + [note for notes in label_notes for note in notes(i)]
@@ -263,7 +268,8 @@ def eps_slider_figure(
     frames = []
     for i, eps in enumerate(eps_frames):
         data = [{"type": "scatter", "x": [eps], "y": [acc[i]]} for acc in curves.values()]
-        frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}", "font": {"size": size["title"]}}}
+        frame_layout: dict = {"title": {"text": f"ε = {eps:.3f}   ·   {acc_text(i)}",
+                                        "font": {"size": size["title"]}}}
         if blocks:
             for strips in strip_uris:
                 adv_uri, delta_uri = strips(i)
@@ -271,9 +277,11 @@ def eps_slider_figure(
             frame_layout["annotations"] = all_annotations(i)
         frames.append({"name": f"{i}", "data": data, "traces": dynamic, "layout": frame_layout})
     steps = [{"method": "animate", "label": f"{eps:.3f}",
-              "args": [[f"{i}"], {"mode": "immediate", "frame": {"duration": 0, "redraw": True}, "transition": {"duration": 0}}]}
+              "args": [[f"{i}"], {"mode": "immediate", "frame": {"duration": 0, "redraw": True},
+                                  "transition": {"duration": 0}}]}
              for i, eps in enumerate(eps_frames)]
-    layout["sliders"] = [{"active": 0, "steps": steps, "currentvalue": {"prefix": "ε = ", "font": {"size": size["title"]}},
+    layout["sliders"] = [{"active": 0, "steps": steps,
+                          "currentvalue": {"prefix": "ε = ", "font": {"size": size["title"]}},
                           "pad": {"t": 50}, "x": 0.0, "len": 1.0}]
     return go.Figure({"data": traces, "layout": layout, "frames": frames}, _validate=False)
 
@@ -286,8 +294,8 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     worth drawing of 1,000: then ``class_names`` names those columns); steps: the step of each frame. At most
     ``max_frames`` evenly spaced frames are kept. They travel as **one** PNG strip, and each slider position only
     moves the image axis's window to its cell (and the marker on the target's curve). Why: an image trace whose
-    ``source`` changes is re-decoded asynchronously and drawn blank until then, so playing 80 ms frames
-    showed an empty pane; a window that moves over an image already decoded is never blank.
+    ``source`` changes is re-decoded asynchronously and drawn blank until then, so playing 80 ms frames would
+    show an empty pane; a window that moves over an image already decoded is never blank.
     """
     import base64
     import io
@@ -315,28 +323,30 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
     strip = image_strip(frames[keep], scale=scale)
     buffer = io.BytesIO()
     strip.save(buffer, format="PNG", compress_level=1)
-    fig.add_layout_image(source="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(), xref="x", yref="y",
-                         x=-0.5, y=-0.5, sizex=strip.width / scale, sizey=height, sizing="stretch", xanchor="left",
-                         yanchor="top", layer="above")
+    fig.add_layout_image(source="data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode(),
+                         xref="x", yref="y", x=-0.5, y=-0.5, sizex=strip.width / scale, sizey=height,
+                         sizing="stretch", xanchor="left", yanchor="top", layer="above")
     fig.add_trace(go.Scatter(x=[0], y=[0], mode="markers", marker=dict(opacity=0), hoverinfo="skip", showlegend=False),
                   row=1, col=1)  # keeps the image's axes drawn
     for c in range(probabilities.shape[1]):
         fig.add_trace(go.Scatter(x=steps, y=probabilities[:, c].tolist(), mode="lines", name=str(class_names[c]),
-                                 line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])), row=1, col=2)
+                                 line=dict(width=4 if c == target else 1.5, color=PALETTE[c % len(PALETTE)])),
+                      row=1, col=2)
     # It opens on the result (the last frame); the slider goes back, ▶ plays from the start.
     last = len(keep) - 1
-    fig.add_trace(go.Scatter(x=[steps[keep[last]]], y=[float(probabilities[keep[last], target])], mode="markers", showlegend=False,
-                             marker=dict(size=12, color="black")), row=1, col=2)
+    fig.add_trace(go.Scatter(x=[steps[keep[last]]], y=[float(probabilities[keep[last], target])], mode="markers",
+                             showlegend=False, marker=dict(size=12, color="black")), row=1, col=2)
     marker_trace = len(fig.data) - 1
     fig.frames = [go.Frame(name=str(i), data=[go.Scatter(x=[steps[i]], y=[float(probabilities[i, target])])],
                            traces=[marker_trace], layout={"xaxis": {"range": window(k)}}) for k, i in enumerate(keep)]
     still = dict(mode="immediate", frame=dict(duration=0, redraw=False), transition=dict(duration=0))
     fig.update_layout(
-        sliders=[dict(steps=[dict(method="animate", label=str(steps[i]), args=[[str(i)], still]) for i in keep], active=last,
-                      currentvalue=dict(prefix="step "), pad=dict(t=40), x=0.1, len=0.9)],
+        sliders=[dict(steps=[dict(method="animate", label=str(steps[i]), args=[[str(i)], still]) for i in keep],
+                      active=last, currentvalue=dict(prefix="step "), pad=dict(t=40), x=0.1, len=0.9)],
         updatemenus=[dict(type="buttons", showactive=False, x=0, y=-0.28, xanchor="left", yanchor="top",
                           buttons=[dict(label="▶ play", method="animate",
-                                        args=[[str(i) for i in keep], dict(still, frame=dict(duration=frame_ms, redraw=False))])])],
+                                        args=[[str(i) for i in keep],
+                                              dict(still, frame=dict(duration=frame_ms, redraw=False))])])],
         height=380, template="plotly_white", margin=dict(l=10, r=10, t=40, b=10),
         yaxis2=dict(range=[0, 1.02], tickformat=".0%"), xaxis2=dict(title="step"))
     # Square pixels by shrinking the image's domain, not by widening its window (which would show the next frame).

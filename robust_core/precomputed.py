@@ -24,24 +24,26 @@ from pathlib import Path
 
 import torch
 
-from .evaluation import PAGE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps, comparison_params
+from .evaluation import CURVE_EPS_MAX, EvalKey, EvaluationCache, cached_minimal_eps, comparison_params
+from .file_locks import atomic_write_text
 from .store import InvalidCheckpointError
 
 PRECOMPUTED_DIR = Path(__file__).resolve().parents[1] / "assets" / "evaluations"
 COMMAND = "python -m robust_core.precomputed build"
 N_IMAGES = 1000  # the first 1,000 test images: what the lecture paths open on
 SEED = 0
-EPS_MAX = PAGE_EPS_MAX["linf"]  # the Attack page's default largest L-inf eps
-# The Attack page's parameters for each attack (with eps_max; the comparison's, which for PGD and FGSM are also the
-# curves'): the keys must be equal, or the page would not find the results.
-PAGE_PARAMS = {a: comparison_params(a) for a in ("pgd", "fgsm", "apgd_ce", "square")}
+EPS_MAX = CURVE_EPS_MAX["linf"]  # the curves' default largest L-inf eps
+# The shipped results' parameters for each attack: the attack comparison's (with eps_max), which for PGD and FGSM are
+# also the curves'. The keys must be the ones the Attack page computes, or it would not find the results.
+SHIPPED_PARAMS = {a: comparison_params(a) for a in ("pgd", "fgsm", "apgd_ce", "square")}
 # Every shipped MNIST network gets PGD-40 and FGSM; the single-step-trained one also gets the attack comparison
 # that the gradient-masking lecture path shows (FGSM vs PGD, APGD-CE and Square).
 PLAN = {"all": ("pgd", "fgsm"), "fgsm_at": ("apgd_ce", "square")}
 
 
 def weights_digest(model) -> str:
-    """SHA-256 of a network's parameters and buffers (names and bytes, in name order): the same weights, the same digest."""
+    """SHA-256 of a network's parameters and buffers (names and bytes, in name order): the same weights, the same
+    digest."""
     h = hashlib.sha256()
     for name, tensor in sorted(model.state_dict().items()):
         h.update(name.encode())
@@ -57,7 +59,8 @@ class Precomputed:
     @property
     def key(self) -> EvalKey:
         p = self.payload
-        return EvalKey(p["model_id"], p["attack"], tuple(sorted(p["params"].items())), int(p["n_examples"]), int(p["seed"]))
+        return EvalKey(p["model_id"], p["attack"], tuple(sorted(p["params"].items())), int(p["n_examples"]),
+                       int(p["seed"]))
 
     def values(self) -> torch.Tensor:
         return torch.tensor([float(v) for v in self.payload["min_eps"]], dtype=torch.float32)
@@ -134,13 +137,14 @@ def build(store, *, directory=None, n_images: int = N_IMAGES, models: list[str] 
     data = load_dataset("mnist")
     x, y = data.test_x[:n_images], data.test_y[:n_images]
     cache = EvaluationCache(store)
-    networks = [e for e in store.list("mnist") if e.model_id in shipped and e.meta["config"]["arch"] not in ("knn", "logreg")
+    networks = [e for e in store.list("mnist")
+                if e.model_id in shipped and e.meta["config"]["arch"] not in ("knn", "logreg")
                 and (models is None or e.model_id in models)]
     for entry in networks:
         digest = weights_digest(store.load(entry.model_id))
         attacks = PLAN["all"] + (PLAN["fgsm_at"] if entry.meta["config"]["method"] == "fgsm_at" else ())
         for attack in attacks:
-            params = PAGE_PARAMS[attack]
+            params = SHIPPED_PARAMS[attack]
             key = EvalKey(entry.model_id, attack, tuple(sorted(params.items())), n_images, SEED)
             path = directory / f"{key.digest()}.json"
             if path.is_file() and json.loads(path.read_text()).get("weights_sha256") == digest:
@@ -150,9 +154,7 @@ def build(store, *, directory=None, n_images: int = N_IMAGES, models: list[str] 
             payload = {"model_id": key.model_id, "model_name": entry.name, "attack": attack, "params": params,
                        "n_examples": n_images, "seed": SEED, "weights_sha256": digest, "command": COMMAND,
                        "min_eps": [v if math.isfinite(v) else "inf" for v in values.tolist()]}
-            tmp = path.with_suffix(".tmp")
-            tmp.write_text(json.dumps(payload))
-            os.replace(tmp, path)
+            atomic_write_text(path, json.dumps(payload))
             on_result(f"written    {entry.name}: {attack} ({path.name})")
 
 

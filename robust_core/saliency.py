@@ -1,4 +1,4 @@
-"""Saliency maps through Captum, behind one contract (seed 004, Part 1).
+"""Saliency maps through Captum, behind one contract.
 
     attribute(model, x, target, method, **kw) -> tensor shaped like x
 
@@ -20,6 +20,8 @@ from typing import NamedTuple
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from .tensors import eval_mode
 
 
 @dataclass(frozen=True)
@@ -59,7 +61,8 @@ def conv_layers(model) -> dict[str, nn.Module]:
 def available_methods(model) -> dict[str, str]:
     """{method: "" if usable on this model, else the reason it is not}."""
     has_conv = bool(conv_layers(model))
-    return {name: "" if (has_conv or not m.needs_conv) else f"{m.title} needs a convolutional layer; this model has none"
+    return {name: ("" if (has_conv or not m.needs_conv)
+                   else f"{m.title} needs a convolutional layer; this model has none")
             for name, m in METHODS.items()}
 
 
@@ -117,41 +120,40 @@ def attribute(model, x: torch.Tensor, target, method: str = "saliency", *, basel
         raise ValueError(reason)
     t = _targets(target, x)
     x = x.detach()
-    was_training = model.training
-    model.eval()
     try:
-        if method == "saliency":
-            out = captum_attr.Saliency(model).attribute(x, target=t, abs=True)
-        elif method == "input_x_gradient":
-            out = captum_attr.InputXGradient(model).attribute(x, target=t)
-        elif method == "integrated_gradients":
-            out = captum_attr.IntegratedGradients(model).attribute(
-                x, baselines=make_baseline(x, baseline, seed=seed), target=t, n_steps=n_steps, internal_batch_size=256)
-        elif method in ("smoothgrad", "smoothgrad_sq"):
-            torch.manual_seed(seed)  # Captum draws its noise from the global generator
-            out = captum_attr.NoiseTunnel(captum_attr.Saliency(model)).attribute(
-                x, target=t, nt_type=method, nt_samples=nt_samples, stdevs=stdevs, nt_samples_batch_size=nt_samples)
-        elif method == "guided_backprop":
-            out = captum_attr.GuidedBackprop(model).attribute(x, target=t)
-        elif method == "deconvolution":
-            out = captum_attr.Deconvolution(model).attribute(x, target=t)
-        elif method == "deeplift":
-            out = captum_attr.DeepLift(model).attribute(x, target=t, baselines=torch.zeros_like(x))
-        elif method == "occlusion":
-            c = x.shape[1]
-            out = captum_attr.Occlusion(model).attribute(x, target=t, sliding_window_shapes=(c, window, window),
-                                                         strides=(c, stride, stride), baselines=0.0)
-        else:
-            convs = conv_layers(model)
-            block = convs[layer] if layer is not None else list(convs.values())[-1]
-            if method == "grad_cam":
-                cam = captum_attr.LayerGradCam(model, block).attribute(x, target=t, relu_attributions=True)
-                out = captum_attr.LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
-                out = out.expand_as(x)
+        with eval_mode(model):
+            if method == "saliency":
+                out = captum_attr.Saliency(model).attribute(x, target=t, abs=True)
+            elif method == "input_x_gradient":
+                out = captum_attr.InputXGradient(model).attribute(x, target=t)
+            elif method == "integrated_gradients":
+                out = captum_attr.IntegratedGradients(model).attribute(
+                    x, baselines=make_baseline(x, baseline, seed=seed), target=t, n_steps=n_steps,
+                    internal_batch_size=256)
+            elif method in ("smoothgrad", "smoothgrad_sq"):
+                torch.manual_seed(seed)  # Captum draws its noise from the global generator
+                out = captum_attr.NoiseTunnel(captum_attr.Saliency(model)).attribute(
+                    x, target=t, nt_type=method, nt_samples=nt_samples, stdevs=stdevs, nt_samples_batch_size=nt_samples)
+            elif method == "guided_backprop":
+                out = captum_attr.GuidedBackprop(model).attribute(x, target=t)
+            elif method == "deconvolution":
+                out = captum_attr.Deconvolution(model).attribute(x, target=t)
+            elif method == "deeplift":
+                out = captum_attr.DeepLift(model).attribute(x, target=t, baselines=torch.zeros_like(x))
+            elif method == "occlusion":
+                c = x.shape[1]
+                out = captum_attr.Occlusion(model).attribute(x, target=t, sliding_window_shapes=(c, window, window),
+                                                             strides=(c, stride, stride), baselines=0.0)
             else:
-                out = captum_attr.GuidedGradCam(model, block).attribute(x, target=t)
+                convs = conv_layers(model)
+                block = convs[layer] if layer is not None else list(convs.values())[-1]
+                if method == "grad_cam":
+                    cam = captum_attr.LayerGradCam(model, block).attribute(x, target=t, relu_attributions=True)
+                    out = captum_attr.LayerAttribution.interpolate(cam, x.shape[-2:], interpolate_mode="bilinear")
+                    out = out.expand_as(x)
+                else:
+                    out = captum_attr.GuidedGradCam(model, block).attribute(x, target=t)
     finally:
-        model.train(was_training)
         model.zero_grad(set_to_none=True)  # Captum's hooks may leave gradients on the weights
     return out.detach().to(x.dtype)
 
@@ -221,12 +223,8 @@ def visible_pixels(model, x: torch.Tensor, *, seed: int = 0, samples: int = 4) -
             module.reset_parameters()
     seen = torch.zeros(x.shape[-2:], dtype=torch.bool, device=x.device)
     for net in (model, fresh):
-        was_training = net.training
-        net.eval()
-        try:
+        with eval_mode(net):
             grad, = torch.autograd.grad(net(noise).sum(), noise)
-        finally:
-            net.train(was_training)
         seen |= grad.detach().abs().sum((0, 1)) > 0
     return seen
 
@@ -335,11 +333,11 @@ def randomisation_verdict(cascades: dict[str, list], *, threshold: float = RANDO
         if passes:
             reason = f"{measured} (< {threshold:g}): the map depends on the learned weights"
         else:
-            reason = (f"{measured} (≥ {threshold:g}): a random network draws much the same map, so it shows the input, "
-                      "not the model")
+            reason = (f"{measured} (≥ {threshold:g}): a random network draws much the same map, so it shows the "
+                      "input, not the model")
             if signed is not None:
-                reason += (f"; signed maps {signed:.2f}: only the sign follows the weights" if abs(signed) < threshold / 2
-                           else f"; signed maps {signed:.2f}")
+                reason += (f"; signed maps {signed:.2f}: only the sign follows the weights"
+                           if abs(signed) < threshold / 2 else f"; signed maps {signed:.2f}")
         verdicts[method] = RandomisationVerdict(method, passes, correlation, signed, threshold, reason)
     return verdicts
 
@@ -357,24 +355,19 @@ def deletion_insertion(model, x: torch.Tensor, target, attributions: torch.Tenso
     order = attributions.detach().abs().sum(1).flatten(1).argsort(1, descending=True)  # (N, H*W)
     fractions = [i / steps for i in range(steps + 1)]
     deletion, insertion = [], []
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            for f in fractions:
-                k = int(round(f * h * w))
-                mask = torch.zeros(n, h * w, device=x.device)
-                if k:
-                    mask.scatter_(1, order[:, :k], 1.0)
-                mask = mask.view(n, 1, h, w)
-                deleted = x * (1 - mask) + fill * mask
-                inserted = x * mask + fill * (1 - mask)
-                p_del = model(deleted).softmax(1).gather(1, t[:, None]).mean()
-                p_ins = model(inserted).softmax(1).gather(1, t[:, None]).mean()
-                deletion.append(float(p_del))
-                insertion.append(float(p_ins))
-    finally:
-        model.train(was_training)
+    with eval_mode(model), torch.no_grad():
+        for f in fractions:
+            k = int(round(f * h * w))
+            mask = torch.zeros(n, h * w, device=x.device)
+            if k:
+                mask.scatter_(1, order[:, :k], 1.0)
+            mask = mask.view(n, 1, h, w)
+            deleted = x * (1 - mask) + fill * mask
+            inserted = x * mask + fill * (1 - mask)
+            p_del = model(deleted).softmax(1).gather(1, t[:, None]).mean()
+            p_ins = model(inserted).softmax(1).gather(1, t[:, None]).mean()
+            deletion.append(float(p_del))
+            insertion.append(float(p_ins))
 
     def auc(ys):
         return sum((ys[i] + ys[i + 1]) / 2 for i in range(len(ys) - 1)) / (len(ys) - 1)
@@ -383,9 +376,10 @@ def deletion_insertion(model, x: torch.Tensor, target, attributions: torch.Tenso
             "deletion_auc": auc(deletion), "insertion_auc": auc(insertion)}
 
 
-__all__ = ["BASELINES", "METHODS", "RANDOMISATION_THRESHOLD", "RandomisationStep", "RandomisationVerdict", "SaliencyMethod",
-           "attribute", "colour_lut", "grid_png", "available_methods", "conv_layers", "deletion_insertion", "heatmap",
-           "make_baseline", "randomisation_check", "randomisation_verdict", "rank_correlation", "visible_pixels"]
+__all__ = ["BASELINES", "METHODS", "RANDOMISATION_THRESHOLD", "RandomisationStep", "RandomisationVerdict",
+           "SaliencyMethod", "attribute", "colour_lut", "grid_png", "available_methods", "conv_layers",
+           "deletion_insertion", "heatmap", "make_baseline", "randomisation_check", "randomisation_verdict",
+           "rank_correlation", "visible_pixels"]
 
 
 def colour_lut(name: str = "Viridis"):

@@ -13,7 +13,8 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from .store import InvalidCheckpointError, ModelStore, StoredModel, _atomic_write_text
+from .file_locks import atomic_write_text
+from .store import InvalidCheckpointError, ModelStore, StoredModel
 
 SHIPPED_DIR = Path(__file__).resolve().parents[1] / "assets" / "models"
 # Ids installed once are remembered, so a shipped model the user deleted stays deleted.
@@ -81,14 +82,15 @@ def install_shipped(store: ModelStore, directory: str | os.PathLike | None = Non
         report.append((shipped, entry, "installed"))
     if report:
         store.root.mkdir(parents=True, exist_ok=True)
-        _atomic_write_text(store.root / INSTALLED_RECORD, json.dumps(sorted(done)))
+        atomic_write_text(store.root / INSTALLED_RECORD, json.dumps(sorted(done)))
     return report
 
 
 def main(argv: list[str] | None = None) -> int:
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m robust_core.shipped", description="Install the shipped models into the store.")
+    p = argparse.ArgumentParser(prog="python -m robust_core.shipped",
+                                description="Install the shipped models into the store.")
     p.add_argument("--store", default=None, help="store folder (default: $ROBUST_STORE_DIR or the user cache)")
     p.add_argument("--force", action="store_true", help="reinstall shipped models you deleted")
     args = p.parse_args(argv)

@@ -90,7 +90,8 @@ def main(argv: list[str] | None = None) -> int:
         if bar is None:
             bar = tqdm(total=event.epochs * event.batches_per_epoch, unit="batch", file=sys.stderr)
         bar.n = (event.epoch - 1) * event.batches_per_epoch + event.batch
-        postfix = {"epoch": f"{event.epoch}/{event.epochs}", "loss": f"{event.train_loss:.4f}", "acc": f"{event.train_acc:.4f}"}
+        postfix = {"epoch": f"{event.epoch}/{event.epochs}", "loss": f"{event.train_loss:.4f}",
+                   "acc": f"{event.train_acc:.4f}"}
         if event.val_acc is not None:
             postfix["val_acc"] = f"{event.val_acc:.4f}"
         bar.set_postfix(postfix, refresh=True)

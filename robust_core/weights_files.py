@@ -118,9 +118,10 @@ def safetensors_header(source: bytes | str | os.PathLike, *, max_bytes: int) -> 
         raise WeightsFileError(f"it is {size} bytes long, too short for a safetensors file")
     header_bytes = int.from_bytes(read(0, 8), "little")
     if header_bytes > min(size - 8, MAX_SAFETENSORS_HEADER_BYTES):
-        raise (TruncatedWeightsFile if header_bytes <= MAX_SAFETENSORS_HEADER_BYTES else WeightsFileError)(f"its header claims {header_bytes:,} bytes, more than the file or the "
-                               f"{_size_text(MAX_SAFETENSORS_HEADER_BYTES)} a header may have: it is not a safetensors "
-                               "file, or it is damaged")
+        error = TruncatedWeightsFile if header_bytes <= MAX_SAFETENSORS_HEADER_BYTES else WeightsFileError
+        raise error(f"its header claims {header_bytes:,} bytes, more than the file or the "
+                    f"{_size_text(MAX_SAFETENSORS_HEADER_BYTES)} a header may have: it is not a safetensors "
+                    "file, or it is damaged")
     try:
         header = json.loads(read(8, header_bytes).decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as exc:
@@ -146,8 +147,9 @@ def safetensors_header(source: bytes | str | os.PathLike, *, max_bytes: int) -> 
         position = end
     data_size = size - 8 - header_bytes
     if position != data_size:
-        raise (TruncatedWeightsFile if position > data_size else WeightsFileError)(f"its tensors declare {position:,} bytes of data but the file holds {data_size:,}: "
-                               "the file is truncated or damaged")
+        error = TruncatedWeightsFile if position > data_size else WeightsFileError
+        raise error(f"its tensors declare {position:,} bytes of data but the file holds {data_size:,}: "
+                    "the file is truncated or damaged")
     return SafetensorsHeader(tensors, metadata)
 
 

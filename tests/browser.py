@@ -22,7 +22,8 @@ CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run", "--disable-quic"]
 # Page name in the URL for each page of app.py.
-PAGE_PATHS = {"Home": "", "Train": "train", "Attack": "attack", "Saliency": "saliency", "Class Visualization": "classviz", "Confidence": "confidence", "Models": "models"}
+PAGE_PATHS = {"Home": "", "Train": "train", "Attack": "attack", "Saliency": "saliency",
+              "Class Visualization": "classviz", "Confidence": "confidence", "Models": "models"}
 
 
 def chromium_available() -> bool:
@@ -116,7 +117,8 @@ def wait_until_idle(page, timeout_s: float = 60) -> None:
     deadline = time.monotonic() + timeout_s
     quiet_since = None
     while time.monotonic() < deadline:
-        running = page.locator('[data-testid="stStatusWidget"]').count() > 0 or page.locator('[data-testid="stSpinner"]').count() > 0
+        running = (page.locator('[data-testid="stStatusWidget"]').count() > 0
+                   or page.locator('[data-testid="stSpinner"]').count() > 0)
         if running:
             quiet_since = None
         elif quiet_since is None:

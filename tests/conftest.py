@@ -98,5 +98,6 @@ def two_models(isolated_store, tiny_result, mnist):
 
     store = ModelStore(isolated_store)
     first = store.save(tiny_result, name="first")
-    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist), name="second")
+    second = store.save(train_model(TrainConfig(train_subset=500, epochs=1, batch_size=64, seed=3), data=mnist),
+                        name="second")
     return first.model_id, second.model_id

@@ -406,3 +406,30 @@ def test_every_attack_label_names_its_norm_once():
     for spec in ATTACKS.values():
         assert spec.label.count(NORM_SYMBOLS[spec.norm]) == 1 and "L-inf" not in spec.label and "LINF" not in spec.label
     assert ATTACKS["pgd"].label == "PGD · L∞" and ATTACKS["pgd_l2"].label == "PGD · L2"
+
+
+def test_every_spec_says_what_it_costs_what_a_user_may_tune_and_what_it_does():
+    """What code needs to know about an attack is on its spec, never read from its name or its docstring."""
+    from robust_core.attacks import stage_cost
+    from robust_core.attacks.autoattack import VERSIONS
+    from robust_core.evaluation import CURVE_ATTACK_PARAMS
+
+    for name, spec in ATTACKS.items():
+        assert spec.summary and spec.caption.count(spec.paper) == 1 and "``" not in spec.caption, name
+        for tunable in spec.tunable:  # a keyword of the attack, whose curves' default lies in its range
+            assert tunable.name in spec.resolve(), (name, tunable.name)
+            assert tunable.low <= CURVE_ATTACK_PARAMS[name][tunable.name] <= tunable.high, (name, tunable.name)
+        cost = spec.cost()
+        assert 1 <= cost.forwards <= cost.work, name
+    # A larger budget costs more; restarts and targets multiply the runs; FGSM's grid costs one pass per point.
+    for name, budget in [("pgd", "steps"), ("apgd_ce", "steps"), ("square", "n_queries"), ("cw_l2", "steps"),
+                         ("ead", "steps"), ("deepfool", "steps"), ("fab", "n_iter")]:
+        assert ATTACKS[name].cost({budget: 20}).forwards > ATTACKS[name].cost({budget: 10}).forwards, name
+    assert ATTACKS["pgd"].cost({"restarts": 2}).gradients == 2 * ATTACKS["pgd"].cost().gradients
+    assert ATTACKS["apgd_t"].cost({"n_target_classes": 3}).gradients == 3 * ATTACKS["apgd_ce"].cost().gradients
+    assert ATTACKS["fgsm"].cost(grid_points=50).forwards == 51 and ATTACKS["square"].cost().gradients == 0
+    # AutoAttack costs what its stages cost, FAB-T as many FAB runs as it has targets.
+    for version in ("standard", "fast"):
+        chain = ATTACKS[f"autoattack_{version}"].cost()
+        assert chain.work == sum(stage_cost(stage, params).work for stage, params in VERSIONS[version])
+    assert stage_cost("fab_t", {"n_iter": 10, "n_target_classes": 3}).gradients == 30

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from robust_core.attacks import get_attack
-from robust_core.attacks._common import predict
+from robust_core.tensors import predict
 from robust_core.attacks.autoattack import VERSIONS, run_autoattack
 from robust_core.attacks.gradient import _checkpoints, _halve_at_checkpoint
 from robust_core.attacks.square import _p_schedule

@@ -90,7 +90,7 @@ def test_the_eps_slider_moves_curve_title_and_gallery_in_the_browser(isolated_st
 
 
 def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_result, tmp_path):
-    """Issue 13, item 10 and issue 23: neither the browser nor the server reaches for the internet (usage statistics,
+    """Neither the browser nor the server reaches for the internet (usage statistics,
     the headless start's external-IP lookup), started as a user starts it (the address from .streamlit/config.toml)."""
     from urllib.parse import urlparse
 
@@ -119,8 +119,9 @@ def test_the_dashboard_calls_nothing_outside_this_machine(isolated_store, tiny_r
     assert server_outside == set(), server_outside
 
 
-def test_class_visualization_canvas_toolbar_clears_the_radio_and_play_never_blanks_the_image(isolated_store, tiny_result):
-    """Issue 13, items 3 and 10: while ▶ play runs, the morph's image is on screen at every sample; the canvas's
+def test_class_visualization_canvas_toolbar_clears_the_radio_and_play_never_blanks_the_image(
+        isolated_store, tiny_result):
+    """While ▶ play runs, the morph's image is on screen at every sample; the canvas's
     hover toolbar sits in its own room, not over the "Start from" options."""
     ModelStore(isolated_store).save(tiny_result, name="morph model")
     with dashboard() as url, browser_page(1280, 720) as page:
@@ -139,7 +140,8 @@ def test_class_visualization_canvas_toolbar_clears_the_radio_and_play_never_blan
         assert page_errors(page) == []
         page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
         page.wait_for_function("() => { const im = document.querySelector('.js-plotly-plot image');"
-                               " return im && (im.getAttribute('href') || im.getAttribute('xlink:href') || '').length > 100 }")
+                               " return im && (im.getAttribute('href') || im.getAttribute('xlink:href') || '')"
+                               ".length > 100 }")
         page.locator(".updatemenu-button").first.click()
         samples = []
         for _ in range(25):

@@ -15,7 +15,7 @@ def test_target_probability_rises_within_ten_steps(small_cnn, loss):
 
 
 def test_the_naive_objective_stalls_on_a_saturated_start(small_cnn, mnist):
-    """Seed §3.1: from a confidently classified 7, -p_3 has a vanishing gradient and barely moves."""
+    """From a confidently classified 7, -p_3 has a vanishing gradient (the softmax saturates) and barely moves."""
     seven = mnist.test_x[0]
     with torch.no_grad():
         assert small_cnn(seven[None]).softmax(1)[0, 7] > 0.99
@@ -66,7 +66,8 @@ def test_knn_morph_raises_the_pseudo_probability_on_a_toy_set():
 def test_recorded_probabilities_are_those_of_the_recorded_frames(small_cnn, jitter_pixels):
     """The loop reuses the gradient's forward pass for the probabilities (no jitter): they must still
     be the probabilities of the frame they are stored with, and the threshold must act on them."""
-    r = visualize(small_cnn, [2, 6], start="uniform", steps=12, lr=0.3, jitter_pixels=jitter_pixels, threshold=None, seed=3)
+    r = visualize(small_cnn, [2, 6], start="uniform", steps=12, lr=0.3, jitter_pixels=jitter_pixels, threshold=None,
+                  seed=3)
     with torch.no_grad():
         fresh = torch.stack([small_cnn(f).softmax(1) for f in r.frames])
     assert r.frames.shape[0] == r.probabilities.shape[0] == 13 and r.recorded_steps == list(range(13))
@@ -107,7 +108,7 @@ def test_exports_have_the_promised_frames(small_cnn):
         strip_png(r, image=3)
 
 
-# ---- the lecture moment: a robust model morphs a 4 into a 9 that others read as a 9 (issue 13, item 1) ----
+# ---- the lecture moment: a robust model morphs a 4 into a 9 that others read as a 9 ----
 def drawn_four():
     """A 4 drawn the way the page's canvas returns it: white 20-px strokes on a 280 x 280 black RGBA canvas."""
     import numpy as np
@@ -130,7 +131,8 @@ def shipped_mnist(tmp_path_factory):
 
     store = ModelStore(tmp_path_factory.mktemp("shipped-store"))
     install_shipped(store)
-    by_method = {e.meta["config"]["method"]: e.model_id for e in store.list("mnist") if e.meta["config"]["arch"] == "cnn"}
+    by_method = {e.meta["config"]["method"]: e.model_id for e in store.list("mnist")
+                 if e.meta["config"]["arch"] == "cnn"}
     return {m: store.load(by_method[m]) for m in ("standard", "pgd_at")}
 
 
@@ -148,8 +150,9 @@ def test_the_robust_model_morphs_a_4_into_a_9_that_the_others_read_as_9(shipped_
     four = mnist.test_x[int((mnist.test_y == 4).nonzero()[0])] if start == "first test 4" else drawn_four()
     robust, standard = shipped_mnist["pgd_at"], shipped_mnist["standard"]
     with torch.no_grad():
-        assert robust(four[None]).argmax() == 4 and standard(four[None]).argmax() == 4 and knn_reading(mnist, four[None]) == 4
-    # Why the seed's recipe fails: the robust model thresholds its input, its dark pixels get no gradient.
+        assert (robust(four[None]).argmax() == 4 and standard(four[None]).argmax() == 4
+                and knn_reading(mnist, four[None]) == 4)
+    # Why the plain "seed" recipe fails: the robust model thresholds its input, its dark pixels get no gradient.
     assert dark_gradient_share(robust, four, 9) < 1e-4 < 0.1 < dark_gradient_share(standard, four, 9)
     seed = visualize(robust, 9, start="image", image=four, threshold=0.99, **RECIPES["seed"])
     assert seed.final_probabilities[0, 9] < 0.5
@@ -158,7 +161,7 @@ def test_the_robust_model_morphs_a_4_into_a_9_that_the_others_read_as_9(shipped_
     with torch.no_grad():
         assert standard(morph.final).argmax() == 9  # a model it was not optimised against reads a 9
     assert knn_reading(mnist, morph.final) == 9  # and so does the k-NN baseline: it looks like a 9
-    # The standard model's morph with the seed's recipe fools only itself.
+    # The standard model's morph with the plain "seed" recipe fools only itself.
     fooled = visualize(standard, 9, start="image", image=four, threshold=0.99, **RECIPES["seed"])
     assert fooled.final_probabilities[0, 9] >= 0.9
     with torch.no_grad():
@@ -172,7 +175,8 @@ def test_noise_smoothing_and_sign_steps(small_cnn):
     g = torch.Generator().manual_seed(0)
     x = torch.rand(3, 1, 28, 28)
     noisy = gaussian_noise(x, 0.3, 5, g)
-    assert noisy.shape == (15, 1, 28, 28) and abs(float((noisy[5:10] - x[1]).mean())) < 0.03  # copies of one image adjacent
+    # The copies of one image are adjacent.
+    assert noisy.shape == (15, 1, 28, 28) and abs(float((noisy[5:10] - x[1]).mean())) < 0.03
     assert abs(float((noisy[:5] - x[0]).std()) - 0.3) < 0.03
     # Sign steps move every pixel by exactly lr per step (until clipping).
     r = visualize(small_cnn, 3, start="image", image=torch.full((1, 28, 28), 0.5), steps=1, lr=0.01, step_norm="linf",
@@ -180,15 +184,15 @@ def test_noise_smoothing_and_sign_steps(small_cnn):
     moved = (r.final - 0.5).abs()
     assert torch.allclose(moved[moved > 0], torch.tensor(0.01), atol=1e-6) and (moved > 0).float().mean() > 0.5
     # Noise draws are seeded: two runs agree, another seed differs.
-    a, b, c = (visualize(small_cnn, 3, start="zeros", steps=5, lr=0.01, step_norm="linf", noise_sigma=0.3, noise_samples=4,
-                         threshold=None, seed=s) for s in (1, 1, 2))
+    a, b, c = (visualize(small_cnn, 3, start="zeros", steps=5, lr=0.01, step_norm="linf", noise_sigma=0.3,
+                         noise_samples=4, threshold=None, seed=s) for s in (1, 1, 2))
     assert torch.equal(a.final, b.final) and not torch.equal(a.final, c.final)
     with pytest.raises(ValueError, match="step_norm"):
         visualize(small_cnn, 3, step_norm="l3")
 
 
 def test_the_page_defaults_morph_the_first_test_4_into_a_9_on_the_shipped_robust_model(monkeypatch, isolated_store):
-    """Issue 13, item 1, on the page: its defaults, one click, the shipped PGD-AT CNN; the k-NN baseline reads a 9."""
+    """On the page: its defaults, one click, the shipped PGD-AT CNN; the k-NN baseline reads a 9."""
     from pathlib import Path
 
     from streamlit.testing.v1 import AppTest
@@ -215,14 +219,16 @@ def test_the_page_defaults_morph_the_first_test_4_into_a_9_on_the_shipped_robust
 
 
 def test_the_morph_figure_plays_by_moving_a_window_over_one_strip():
-    """Issue 13, item 3: frames never swap the image's source (re-decoded, drawn blank while playing)."""
+    """Frames never swap the image's source (it would be re-decoded, and drawn blank while playing)."""
     import numpy as np
 
     from robust_core.plots import GALLERY_GAP, morph_figure
 
     frames = np.random.default_rng(0).random((60, 28, 28))
-    fig = morph_figure(frames, np.full((60, 10), 0.1), list(range(60)), target=9, class_names=list("0123456789"), title="t")
-    assert len(fig.layout.images) == 1 and all(t.type != "image" for t in fig.data) and not any(f.layout.images for f in fig.frames)
+    fig = morph_figure(frames, np.full((60, 10), 0.1), list(range(60)), target=9, class_names=list("0123456789"),
+                       title="t")
+    assert (len(fig.layout.images) == 1 and all(t.type != "image" for t in fig.data)
+            and not any(f.layout.images for f in fig.frames))
     assert len(fig.frames) == 41
     starts = [f.layout.xaxis.range[0] for f in fig.frames]
     assert starts == [k * (28 + GALLERY_GAP) - 0.5 for k in range(41)]

@@ -1,4 +1,4 @@
-"""Class visualisation on colour images of any size (seed 004 Part 3): FFT parametrisation, scale and rotation
+"""Class visualisation on colour images of any size: FFT parametrisation, scale and rotation
 transforms, colour exports. A random-weight SqueezeNet 1.1 (offline) on small images keeps it fast."""
 import io
 
@@ -127,7 +127,8 @@ def test_scale_and_rotation_keep_the_shape_and_are_the_identity_at_zero():
 @pytest.mark.parametrize("parametrisation", ["pixel", "fft"])
 def test_a_seed_gives_the_same_morph(net, parametrisation):
     settings = dict(start="uniform", shape=SHAPE, steps=3, lr=0.5 if parametrisation == "pixel" else 5.0, loss="logit",
-                    parametrisation=parametrisation, jitter_pixels=4, scale_jitter=0.1, rotate_degrees=10, threshold=None)
+                    parametrisation=parametrisation, jitter_pixels=4, scale_jitter=0.1, rotate_degrees=10,
+                    threshold=None)
     a, b, c = (visualize(net, 7, seed=s, **settings) for s in (1, 1, 2))
     assert torch.equal(a.frames, b.frames) and torch.equal(a.probabilities, b.probabilities)
     assert not torch.equal(a.final, c.final)
@@ -137,7 +138,8 @@ def test_a_seed_gives_the_same_morph(net, parametrisation):
 def test_a_few_steps_raise_the_target_logit(net, parametrisation):
     target = 11
     if parametrisation == "fft":  # the photo recipe, shortened
-        r = visualize(net, target, start="gaussian", shape=SHAPE, seed=0, threshold=None, **{**RECIPES["photo"], "steps": 8})
+        r = visualize(net, target, start="gaussian", shape=SHAPE, seed=0, threshold=None,
+                      **{**RECIPES["photo"], "steps": 8})
     else:
         r = visualize(net, target, start="gaussian", shape=SHAPE, steps=8, lr=5.0, loss="logit", jitter_pixels=4,
                       scale_jitter=0.05, rotate_degrees=5, threshold=None, seed=0)
@@ -154,11 +156,13 @@ def test_colour_exports_decode_as_rgb(net):
     from robust_core.classviz.export import finals_png, gif, strip_png
     from robust_core.plots import GALLERY_GAP
 
-    r = visualize(net, [4, 9], start="image", image=photo_like(), steps=4, lr=5.0, parametrisation="fft", threshold=None)
+    r = visualize(net, [4, 9], start="image", image=photo_like(), steps=4, lr=5.0, parametrisation="fft",
+                  threshold=None)
     strip = Image.open(io.BytesIO(strip_png(r, image=1, frames=3, scale=2)))
     assert strip.mode == "RGB" and strip.size == (2 * (3 * 64 + 2 * GALLERY_GAP), 128)
     pixels = torch.from_numpy(np.array(strip)).float()[::2, ::2] / 255
-    assert torch.allclose(pixels[:, -64:], r.final[1].permute(1, 2, 0), atol=1 / 255 + 1e-6)  # the last cell is the final image
+    # The last cell is the final image.
+    assert torch.allclose(pixels[:, -64:], r.final[1].permute(1, 2, 0), atol=1 / 255 + 1e-6)
     assert torch.allclose(pixels[:, :64], r.frames[0, 1].permute(1, 2, 0), atol=1 / 255 + 1e-6)  # the first, the start
     finals = Image.open(io.BytesIO(finals_png(r)))
     assert finals.mode == "RGB" and finals.size == (2 * 64 + GALLERY_GAP, 64)  # photos are not enlarged by default

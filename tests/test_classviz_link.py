@@ -1,4 +1,4 @@
-"""Issue 24, parts 4-5: the morph publishes each model as soon as it is ready (the same results as separate runs),
+"""The morph publishes each model as soon as it is ready (the same results as separate runs),
 and a drawn digit travels in the page's link."""
 import base64
 import zlib

@@ -26,7 +26,8 @@ def test_classviz_command_writes_a_morph_and_refuses_bad_input(tmp_path, capsys)
     assert main(["--train-subset", "300", "--epochs", "1", "--quiet"]) == 0
     model_id = ModelStore().list()[0].model_id
     out = tmp_path / "morph.png"
-    assert classviz(["--model", model_id[:6], "--target", "3", "--start", "test:0", "--steps", "20", "--out", str(out)]) == 0
+    assert classviz(["--model", model_id[:6], "--target", "3", "--start", "test:0", "--steps", "20",
+                     "--out", str(out)]) == 0
     assert "target 3: p =" in capsys.readouterr().out
     assert Image.open(out).size[1] == 4 * 28
     # The seed recipe on request, one option overriding it: a different morph from the same start.
@@ -41,5 +42,6 @@ def test_classviz_command_writes_a_morph_and_refuses_bad_input(tmp_path, capsys)
     assert classviz(["--model", model_id, "--target", "12", "--out", str(out)]) == 2
     assert "--target must be" in capsys.readouterr().err
     (tmp_path / "notes.txt").write_text("not a picture")
-    assert classviz(["--model", model_id, "--target", "3", "--start", str(tmp_path / "notes.txt"), "--out", str(out)]) == 2
+    assert classviz(["--model", model_id, "--target", "3", "--start", str(tmp_path / "notes.txt"),
+                     "--out", str(out)]) == 2
     assert "not an image" in capsys.readouterr().err

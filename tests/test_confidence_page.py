@@ -16,10 +16,10 @@ FIT_BUTTON = "Fit the k-NN and logistic-regression baselines"
 def small_train_mnist(mnist, monkeypatch):
     """The pages see MNIST with 2,000 training images, so the page's own baseline fit takes a second
     (the full split takes about half a minute); validation and test splits are whole."""
-    import lab_pages._shared
+    import lab_pages._resources
 
     small = dataclasses.replace(mnist, train_x=mnist.train_x[:2000], train_y=mnist.train_y[:2000])
-    monkeypatch.setattr(lab_pages._shared, "_dataset", lambda name, root: small)
+    monkeypatch.setattr(lab_pages._resources, "_dataset", lambda name, root: small)
     return small
 
 
@@ -55,11 +55,12 @@ def test_fitting_the_baselines_selects_them_with_readable_names_and_fills_the_ta
     assert at.dataframe[0].proto.placeholder == "—"
 
 
-def test_adversarial_mode_attacks_every_model_and_labels_what_each_row_measured(cnn_entry, small_train_mnist, isolated_store,
-                                                                                mnist):
+def test_adversarial_mode_attacks_every_model_and_labels_what_each_row_measured(cnn_entry, small_train_mnist,
+                                                                                isolated_store, mnist):
     store = ModelStore(isolated_store)
     knn, knn_entry, _ = store.train_or_load(TrainConfig(arch="knn", train_subset=2000), data=mnist, name="knn")
-    logreg, logreg_entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 30}, train_subset=2000),
+    logreg, logreg_entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 30},
+                                                              train_subset=2000),
                                                   data=mnist, name="logreg")
     at = run_app("lab_pages/confidence.py")
     widget(at.selectbox, "Images").select(500)
@@ -76,7 +77,8 @@ def test_adversarial_mode_attacks_every_model_and_labels_what_each_row_measured(
     assert attacked.loc["knn", "Inputs"] == "transfer from first"
     assert attacked.loc["first", "Inputs"] == "white-box" and attacked.loc["logreg", "Inputs"] == "white-box"
     assert set(attacked["Attack"]) == {"FGSM ε=0.10"}
-    assert json.loads(at.dataframe[0].proto.columns)["Inputs"]["label"] == "Inputs (FGSM ε=0.10)"  # the header says it too
+    # The header says it too.
+    assert json.loads(at.dataframe[0].proto.columns)["Inputs"]["label"] == "Inputs (FGSM ε=0.10)"
     assert widget(at.selectbox, "k-NN attacked with images crafted on").value == cnn_entry.model_id
     # And the numbers are those of these inputs.
     x, y = mnist.test_x[:500], mnist.test_y[:500]

@@ -123,7 +123,7 @@ def _child_evaluate(root: str, model_id: str, go: str, counter: str, out: str) -
         time.sleep(1.0)
         return search(*args, **kwargs)
 
-    evaluation.minimal_eps = counted
+    evaluation.cache.minimal_eps = counted  # the search cached_minimal_eps runs
     store = ModelStore(root)
     generator = torch.Generator().manual_seed(0)
     x, y = torch.rand(16, 1, 28, 28, generator=generator), torch.randint(0, 10, (16,), generator=generator)

@@ -12,7 +12,7 @@ from safetensors.torch import save as save_safetensors
 from streamlit.testing.v1 import AppTest
 
 from robust_core.store import InvalidCheckpointError, ModelStore, StoreError
-from robust_core.store_checks import meta_problem
+from robust_core.store.checks import meta_problem
 from tests.test_pages import APP, widget
 
 # Each way an entry was found damaged, as (its folder, the reason the store must give).
@@ -23,8 +23,8 @@ DAMAGES = {
     "meta truncated": ("d000000000000004", r"meta\.json ends too early \(truncated\)"),
     "weights truncated": ("d000000000000005", r"weights\.safetensors is truncated"),
 }
-PAGES = ["lab_pages/home.py", "lab_pages/train.py", "lab_pages/attack.py", "lab_pages/saliency.py", "lab_pages/classviz.py",
-         "lab_pages/confidence.py", "lab_pages/models.py"]
+PAGES = ["lab_pages/home.py", "lab_pages/train.py", "lab_pages/attack.py", "lab_pages/saliency.py",
+         "lab_pages/classviz.py", "lab_pages/confidence.py", "lab_pages/models.py"]
 
 
 def damage(valid_dir: Path) -> dict[str, Path]:
@@ -98,7 +98,7 @@ def test_a_damaged_entry_is_not_in_the_store_and_says_why_when_asked_for(damaged
 
 def test_a_damaged_entry_is_never_written_over_and_its_configuration_not_trained_again(store, tiny_result, monkeypatch,
                                                                                          tmp_path):
-    from robust_core import store as store_mod
+    from robust_core.store import training as store_training
 
     other = ModelStore(tmp_path / "other")
     export = other.export_bytes(other.save(tiny_result).model_id)
@@ -110,7 +110,7 @@ def test_a_damaged_entry_is_never_written_over_and_its_configuration_not_trained
     def must_not_train(*args, **kwargs):
         raise AssertionError("trained although the save would be refused")
 
-    monkeypatch.setattr(store_mod, "train_model", must_not_train)
+    monkeypatch.setattr(store_training, "train_model", must_not_train)
     with pytest.raises(InvalidCheckpointError, match="damaged entry for this configuration.*Models page"):
         store.train_or_load(tiny_result.config)
     from types import SimpleNamespace

@@ -99,12 +99,12 @@ def test_unknown_dataset_is_a_value_error():
 
 
 def test_data_command_line_reports_sizes(capsys):
-    assert data_mod._main(["--dataset", "mnist"]) == 0
+    assert data_mod.main(["--dataset", "mnist"]) == 0
     assert "train 55000, validation 5000, test 10000" in capsys.readouterr().out
 
 
 def test_missing_cifar10_names_its_own_files_not_mnist_s(tmp_path):
-    """Issue 13, item 10: the CIFAR-10 error said to supply "four IDX files", which is MNIST's format."""
+    """The CIFAR-10 error names CIFAR-10's own files, not "four IDX files" (MNIST's format)."""
     with pytest.raises(DataNotFoundError) as info:
         load_dataset("cifar10", tmp_path, download=False)
     message = str(info.value)

@@ -182,7 +182,8 @@ def test_each_shipped_command_rebuilds_its_exact_configuration_and_still_trains(
         assert config.config_hash() == s.model_id, s.file.name
     # Re-train an adversarial-training recipe (PGD-AT, 10 inner steps) for a few batches from its metadata.
     pgd = next(s for s in shipped_models() if _kind(s.meta)[2] == "pgd_at")
-    config = TrainConfig.from_dict(pgd.meta["config"]).replace(train_subset=4 * pgd.meta["config"]["batch_size"], epochs=1)
+    config = TrainConfig.from_dict(pgd.meta["config"]).replace(train_subset=4 * pgd.meta["config"]["batch_size"],
+                                                               epochs=1)
     from robust_core.data import load_dataset
 
     result = train_model(config, data=load_dataset(config.dataset, download=False), device="cpu")

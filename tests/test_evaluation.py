@@ -42,7 +42,7 @@ def test_cache_survives_a_new_process_and_ignores_corrupt_files(store, tiny_resu
     def must_not_run(*args, **kwargs):
         raise AssertionError("computed twice")
 
-    monkeypatch.setattr(evaluation, "minimal_eps", must_not_run)
+    monkeypatch.setattr(evaluation.cache, "minimal_eps", must_not_run)
     fresh = EvaluationCache(ModelStore(store.root))
     again = cached_minimal_eps(ModelStore(store.root), fresh, entry.model_id, x, y, attack="fgsm", eps_max=0.3)
     assert torch.equal(values, again)
@@ -98,7 +98,7 @@ def test_transfer_eps_from_a_model_to_itself_matches_white_box_and_warns_when_it
     direct = robust_accuracy(small_cnn, x, y, attack="fgsm", eps_grid=grid)
     # Crafted on the model itself, "transfer" is white-box FGSM, best of the grid up to each eps.
     lookup = accuracy_at(self_transfer, grid).tolist()
-    assert all(l <= d + 1e-6 for l, d in zip(lookup, direct))
+    assert all(looked <= d + 1e-6 for looked, d in zip(lookup, direct))
     assert attack_comparison_warnings({"pgd": [0.9, 0.8], "transfer:abc:pgd": [0.9, 0.2]}, [0.1, 0.3])
     assert not attack_comparison_warnings({"pgd": [0.5, 0.1], "transfer:abc:pgd": [0.9, 0.6]}, [0.1, 0.3])
 
@@ -118,7 +118,8 @@ def test_catastrophic_overfitting_is_flagged_when_fgsm_stays_flat_far_above_iter
                for w in warnings), warnings
     # A real defence: FGSM a few points above PGD, both falling with eps. No masking signature.
     robust = {"fgsm": [0.99, 0.98, 0.97, 0.95, 0.93, 0.91, 0.9], "pgd": [0.99, 0.98, 0.96, 0.94, 0.92, 0.9, 0.88]}
-    assert single_step_masking(robust, eps) == [] and not any("catastrophic" in w for w in attack_comparison_warnings(robust, eps))
+    assert single_step_masking(robust, eps) == []
+    assert not any("catastrophic" in w for w in attack_comparison_warnings(robust, eps))
     # FGSM weaker by more than 20 points but falling steadily: a weaker attack, not the signature.
     falling = {"fgsm": [0.99, 0.9, 0.75, 0.6, 0.45, 0.35, 0.3], "pgd": [0.99, 0.8, 0.4, 0.1, 0.0, 0.0, 0.0]}
     assert single_step_masking(falling, eps) == []
@@ -166,3 +167,23 @@ def test_the_comparisons_coarse_square_search_measures_exactly_on_its_grid(small
     found = minimal_eps(small_cnn, x, y, attack="square", **{**params, "n_queries": 50}, seed=0)
     finite = found[torch.isfinite(found)]
     assert len(finite) and all(min(abs(v - g) for g in grid) < 1e-6 for v in finite.tolist())
+
+
+def test_autoattack_at_eps_zero_is_the_clean_accuracy_cached_where_the_sweep_reads_it(store, tiny_result, mnist):
+    """ε = 0 runs no stage: robust accuracy is the clean one. The page's key and the sweep's job name one entry."""
+    from robust_core.evaluation import AutoAttackKey, cached_autoattack, read_autoattack
+    from robust_core.sweep import Job
+
+    entry = store.save(tiny_result)
+    x, y = mnist.test_x[:30], mnist.test_y[:30]
+    key = AutoAttackKey(entry.model_id, "autoattack_fast", 0.0, 30, 0)
+    assert read_autoattack(store, key) is None
+    result = cached_autoattack(store, key, x, y)
+    with torch.no_grad():
+        correct = (store.load(entry.model_id)(x).argmax(1) == y).tolist()
+    assert result["stages"] == [] and result["robust"] == [int(c) for c in correct]
+    assert result["robust_accuracy"] == result["clean_accuracy"] == sum(correct) / 30
+    job = Job("autoattack", entry.model_id, "mnist", "autoattack_fast", (), 30, 0, 0.0)
+    assert read_autoattack(store, job) == read_autoattack(store, key) == result
+    with pytest.raises(ValueError, match="30 images"):
+        cached_autoattack(store, key, x[:10], y[:10])  # a key's n is the number of images it was computed on

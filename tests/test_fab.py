@@ -73,9 +73,11 @@ def test_box_constrained_projection_is_the_smallest_step_onto_the_hyperplane(nor
         ref = reference_distance(w[i].numpy(), float(b[i]), lower[i].numpy(), upper[i].numpy(), norm)
         if ref is None:
             unreachable += 1
-            # The box point nearest the hyperplane: every coordinate as far as the box allows toward it, none where w is 0.
+            # The box point nearest the hyperplane: every coordinate as far as the box allows toward it, none where w
+            # is 0.
             toward = torch.sign(b[i]) * w[i]
-            corner = torch.where(toward > 0, upper[i], torch.where(toward < 0, lower[i], torch.zeros(d, dtype=torch.float64)))
+            corner = torch.where(toward > 0, upper[i],
+                                 torch.where(toward < 0, lower[i], torch.zeros(d, dtype=torch.float64)))
             assert torch.allclose(delta[i], corner, atol=1e-12), i
         else:
             assert float(w[i] @ delta[i]) == pytest.approx(float(b[i]), abs=1e-9), i
@@ -258,7 +260,8 @@ def test_restarts_are_seeded_and_never_worse(small_cnn, mnist):
 def test_fab_is_registered_in_three_norms():
     for name, norm, label in [("fab", "linf", "FAB · L∞"), ("fab_l2", "l2", "FAB · L2"), ("fab_l1", "l1", "FAB · L1")]:
         spec = ATTACKS[name]
-        assert (spec.fn, spec.norm, spec.kind, spec.targeted, spec.defaults) == (fab, norm, "minimal", True, {"norm": norm})
+        assert (spec.fn, spec.norm, spec.kind, spec.targeted, spec.defaults) == (fab, norm, "minimal", True,
+                                                                                 {"norm": norm})
         assert spec.label == label and spec.paper == "Croce & Hein, ICML 2020"
 
 
@@ -286,7 +289,8 @@ def test_fab_t_counts_any_misclassification_as_autoattack_does(norm):
     assert loose_left[strict_hit].all()
     moved = flat_norm(loose - x, norm) > 0
     assert (loose_left | ~moved).all()
-    # Paths differ (a point pulled back at another class's boundary), so per image it is not always smaller; overall it is.
+    # Paths differ (a point pulled back at another class's boundary), so per image it is not always smaller; overall
+    # it is.
     assert flat_norm(loose - x, norm)[strict_hit].median() <= 1.02 * flat_norm(strict - x, norm)[strict_hit].median()
     with pytest.raises(ValueError, match="targeted"):
         fab(model, x, y, norm=norm, any_misclassification=True)

@@ -1,4 +1,4 @@
-"""Issue 24: every lecture path opens on what its card promises, inside the first 720 px of a 1280x720 projector, in
+"""Every lecture path opens on what its card promises, inside the first 720 px of a 1280x720 projector, in
 the normal and the projector layout, and no visible text runs out of its box."""
 import tomllib
 from urllib.parse import urlencode
@@ -21,7 +21,8 @@ PROMISES = {
 # Visible text boxes whose content must fit their width (labels, captions, paragraphs, metric values).
 OVERFLOW_JS = """() => [...document.querySelectorAll(
     '[data-testid="stMain"] [data-testid="stWidgetLabel"] p, [data-testid="stMain"] [data-testid="stCaptionContainer"],'
-    + '[data-testid="stMain"] [data-testid="stMarkdownContainer"] p, [data-testid="stMain"] [data-testid="stMetricValue"],'
+    + '[data-testid="stMain"] [data-testid="stMarkdownContainer"] p,'
+    + ' [data-testid="stMain"] [data-testid="stMetricValue"],'
     + '[data-testid="stMain"] [data-testid="stMetricLabel"] p')]
   .filter(e => { const r = e.getBoundingClientRect(); return r.width > 0 && r.bottom > 0 && r.top < 720; })
   .filter(e => e.scrollWidth > e.clientWidth + 1)
@@ -63,6 +64,7 @@ def test_every_lecture_path_opens_on_its_promise_on_the_first_screen(tmp_path):
                 page.screenshot(path=str(tmp_path / f"{name}_{mode}.png"))
                 for selector, text in PROMISES[path["params"]["focus"]]:
                     found = box(page, selector, text)
+                    assert found is not None, (name, mode, selector, text)
                     bottom = found["y"] + found["height"]
                     # A figure or a table may be taller than what is left (the saliency grid grows with its rows):
                     # then its first two thirds must show; a short one must show whole.

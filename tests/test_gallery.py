@@ -29,7 +29,8 @@ def progress_trace(model, x, y, **kwargs):
     counted = Counting(model)
     trace = []
     start = time.perf_counter()
-    values = minimal_eps(counted, x, y, on_progress=lambda f: trace.append((counted.images, time.perf_counter() - start, f)),
+    values = minimal_eps(counted, x, y,
+                         on_progress=lambda f: trace.append((counted.images, time.perf_counter() - start, f)),
                          **kwargs)
     return values, trace, counted.images, time.perf_counter() - start
 
@@ -37,9 +38,10 @@ def progress_trace(model, x, y, **kwargs):
 def test_minimal_eps_progress_follows_the_work_and_the_clock_and_never_runs_ahead(small_cnn, mnist):
     # PGD on a standard model up to eps = 1: at eps_max and the first brackets every image breaks within
     # a step, so those calls are cheap; from eps ~ 0.1 down, most images survive their calls and run every
-    # step. Counting bisection rounds said 3/7 done when a fifth of the work was, and the ETA ran short.
+    # step. Counting bisection rounds would say 3/7 done when a fifth of the work is, and the ETA would run short.
     x, y = mnist.test_x[:48], mnist.test_y[:48]
-    values, trace, total, seconds = progress_trace(small_cnn, x, y, attack="pgd", eps_max=1.0, steps=20, bisection_steps=6)
+    values, trace, total, seconds = progress_trace(small_cnn, x, y, attack="pgd", eps_max=1.0, steps=20,
+                                                   bisection_steps=6)
     assert (values > 0.1).float().mean() > 0.5  # most images survive the calls below 0.1: the costly part
     fractions = np.array([f for _, _, f in trace])
     assert (np.diff(fractions) >= 0).all(), "progress went backwards"
@@ -66,7 +68,8 @@ def test_minimal_eps_reports_progress_for_every_kind_of_attack(small_cnn, mnist)
     was_training = small_cnn.training
     small_cnn.train()
     try:
-        minimal_eps(small_cnn, x[:4], y[:4], attack="pgd", eps_max=0.3, steps=3, bisection_steps=2, on_progress=lambda f: None)
+        minimal_eps(small_cnn, x[:4], y[:4], attack="pgd", eps_max=0.3, steps=3, bisection_steps=2,
+                    on_progress=lambda f: None)
         assert small_cnn.training  # the counting wrapper gives the model back in the mode it came in
     finally:
         small_cnn.train(was_training)

@@ -1,4 +1,4 @@
-"""Issue 23, section 1: one visitor of a lecture room cannot exhaust the server through the normal UI.
+"""One visitor of a lecture room cannot exhaust the server through the normal UI.
 
 Each test replays one way of trying (a giant network, a flooded queue, three tabs, one click of hours, an attack in
 the visitor's own session, any torchvision name) and asserts the refusal where the work is queued, not only in the
@@ -72,9 +72,11 @@ def test_the_giant_mlp_is_refused_from_its_configuration_before_anything_is_buil
     assert "at most 5,000,000 parameters" in visitor and "2,624,077,834" in visitor
     # Everybody, single-user included, is held to half the machine's memory (a 23 GiB machine here).
     for lecture, lecturer in ((False, False), (True, True)):
-        refused = work_error(Work("training", config=config), lecture=lecture, lecturer=lecturer, memory_bytes=23 * 2**30)
+        refused = work_error(Work("training", config=config), lecture=lecture, lecturer=lecturer,
+                             memory_bytes=23 * 2**30)
         assert "more than half of this server's 23.0 GiB" in refused
-        assert work_error(Work("training", config=config), lecture=lecture, lecturer=lecturer, memory_bytes=2**40) is None
+        assert work_error(Work("training", config=config), lecture=lecture, lecturer=lecturer,
+                          memory_bytes=2**40) is None
     # What a visitor may still train: the seed CNN and Madry's CNN within the epochs and images.
     for arch in ("cnn", "cnn_madry"):
         small = TrainConfig(arch=arch, train_subset=10000, epochs=3)
@@ -167,7 +169,7 @@ def test_the_train_page_refuses_the_giant_mlp_before_the_click_and_after_it(lect
 
 
 def test_the_queueing_function_refuses_what_the_widgets_would_not_offer(lecture, busy_server):
-    """lab_pages/_shared.submit_job, where every page queues its work, checks the request itself: a page that forgot a
+    """lab_pages/_jobs.submit_job, where every page queues its work, checks the request itself: a page that forgot a
     check, or a click the widgets did not stop, still cannot queue it."""
     def script():
         import streamlit as st
@@ -269,7 +271,8 @@ def test_the_lecturer_cancels_any_job_and_pauses_visitors_training():
         while running.status != "running":
             time.sleep(0.01)
         assert not runner.cancel(running, "lecturer")  # a plain cancel is per requester
-        assert runner.cancel_all(queued) and queued.status == "cancelled" and queued.error == "cancelled by the lecturer"
+        assert (runner.cancel_all(queued) and queued.status == "cancelled"
+                and queued.error == "cancelled by the lecturer")
         assert runner.cancel_all(running) and running.wait(5)
         assert running.status == "cancelled" and running.error == "cancelled by the lecturer"
         assert not runner.cancel_all(running)  # finished already
@@ -289,16 +292,19 @@ def test_the_lecturer_cancels_any_job_and_pauses_visitors_training():
 # ---- one click, hours: image caps at submit, not only in the widget -------------------------------------------------
 def test_attack_work_is_capped_for_visitors_only():
     for kind in ("minimal_eps", "adversarial_inputs"):
-        assert "at most 1,000 images" in work_error(Work(kind, images=10000, attack="pgd"), lecture=True, lecturer=False)
+        assert "at most 1,000 images" in work_error(Work(kind, images=10000, attack="pgd"), lecture=True,
+                                                    lecturer=False)
         assert work_error(Work(kind, images=10000, attack="pgd"), lecture=True, lecturer=True) is None
         assert work_error(Work(kind, images=10000, attack="pgd"), lecture=False, lecturer=False) is None
     default_strength = Work("minimal_eps", images=500, attack="pgd", params={"steps": 40})
     assert work_error(default_strength, lecture=True, lecturer=False) is None
-    assert "steps 1000 (at most 40)" in work_error(Work("minimal_eps", images=500, attack="pgd", params={"steps": 1000}),
+    assert "steps 1000 (at most 40)" in work_error(Work("minimal_eps", images=500, attack="pgd",
+                                                        params={"steps": 1000}),
                                                    lecture=True, lecturer=False)
-    assert "at most 200 images" in work_error(Work("autoattack", images=500, attack="autoattack_standard"), lecture=True,
-                                              lecturer=False)
-    assert work_error(Work("autoattack", images=200, attack="autoattack_standard"), lecture=True, lecturer=False) is None
+    assert "at most 200 images" in work_error(Work("autoattack", images=500, attack="autoattack_standard"),
+                                              lecture=True, lecturer=False)
+    assert work_error(Work("autoattack", images=200, attack="autoattack_standard"), lecture=True,
+                      lecturer=False) is None
 
 
 def test_a_visitor_s_morph_is_capped_at_the_page_s_heaviest_default():
@@ -353,14 +359,15 @@ def test_confidence_s_adversarial_inputs_are_a_job_of_the_runner_with_the_visito
     assert job.owners == [visitor_id("student-conf"), visitor_id("student-conf-2")]
     # 2,000 attacked images are beyond a visitor's cap: refused before anything is queued.
     at = session("lab_pages/confidence.py", "student-conf-3", query={**query, "n": "2000"})
-    assert any("at most 1,000 images" in w.value for w in at.warning) and not visitors_jobs(busy_server, "student-conf-3")
+    assert (any("at most 1,000 images" in w.value for w in at.warning)
+            and not visitors_jobs(busy_server, "student-conf-3"))
 
 
 # ---- the lecturer's view of the room ----------------------------------------------------------------------------
 def test_the_lecturer_sees_every_job_cancels_a_visitor_s_and_pauses_visitors_training(lecture, busy_server):
     label = "![t](http://127.0.0.1:8699/track.png) **bold**"
-    job = busy_server.submit(f"visitor-job-{uuid.uuid4().hex}", lambda ctx: 0, owner=visitor_id("student-room"), label=label,
-                             lane="long", limited=True)
+    job = busy_server.submit(f"visitor-job-{uuid.uuid4().hex}", lambda ctx: 0, owner=visitor_id("student-room"),
+                             label=label, lane="long", limited=True)
     visitor = session("lab_pages/models.py", "student-room")
     assert not [t for t in visitor.toggle if t.label == "Pause visitors' training"]  # the room is the lecturer's
     at = session("lab_pages/models.py", "lecturer-browser", lecturer=True)

@@ -1,4 +1,4 @@
-"""What one visitor shows the others (issue 23, section 2): a model's name is plain text on every page, never
+"""What one visitor shows the others: a model's name is plain text on every page, never
 Markdown or HTML; it cannot pass for another model's (Unicode look-alikes); a visitor's model is marked as a
 student's and is never another visitor's default; the lecturer's models stay the lecturer's, and a shared training
 that its first requester cancelled is saved as the remaining requester's."""
@@ -110,7 +110,7 @@ def hostile_store(isolated_store, tiny_result):
 
 
 def test_a_hostile_name_is_plain_text_on_every_page(hostile_store):
-    from lab_pages._shared import plain
+    from lab_pages._text import plain
     from robust_core.plots import plotly_text
 
     store, image, html = hostile_store
@@ -120,8 +120,8 @@ def test_a_hostile_name_is_plain_text_on_every_page(hostile_store):
     at.run()
     assert not at.exception, [e.value for e in at.exception]
     shown: dict[str, list[str]] = {}
-    for page in ("lab_pages/attack.py", "lab_pages/models.py", "lab_pages/train.py", "lab_pages/confidence.py", "lab_pages/saliency.py",
-                 "lab_pages/classviz.py"):
+    for page in ("lab_pages/attack.py", "lab_pages/models.py", "lab_pages/train.py", "lab_pages/confidence.py",
+                 "lab_pages/saliency.py", "lab_pages/classviz.py"):
         at.switch_page(page)
         at.query_params["models"] = ids
         at.run()
@@ -333,7 +333,7 @@ def test_blank_looking_padding_does_not_make_a_new_name():
 def test_a_huge_forged_name_is_refused_before_it_is_cleaned(monkeypatch, isolated_store):
     """A curious student's finding: an 8 MB name cost 1.6 s of Unicode cleaning at every rerun before its length
     was checked."""
-    import robust_core.store as store_module
+    import robust_core.store.model_store as store_module
 
     def no_cleaning(name):
         raise AssertionError("cleaned a name longer than any the store keeps")

@@ -1,4 +1,4 @@
-"""Issue 23: a forged WebSocket message cannot hand a page a choice its widgets never offered."""
+"""A forged WebSocket message cannot hand a page a choice its widgets never offered."""
 import asyncio
 
 from streamlit.proto.WidgetStates_pb2 import WidgetState
@@ -42,7 +42,8 @@ def test_a_forged_message_gets_the_default_not_its_own_value(tmp_path):
 
             await page.wait_for(offers_images, timeout_s=240)  # (a first visit's run may rerun before the page)
             assert not page.exceptions()
-            [images] = [e.selectbox for kind, e in page.elements if kind == "selectbox" and e.selectbox.label == "Test images"]
+            [images] = [e.selectbox for kind, e in page.elements
+                        if kind == "selectbox" and e.selectbox.label == "Test images"]
             [models] = [e.multiselect for kind, e in page.elements if kind == "multiselect"][:1]
             forged = [WidgetState(id=images.id, string_value="1000000")]
             forged.append(WidgetState(id=models.id))

@@ -1,4 +1,4 @@
-"""ImageNet networks on photos (issue 15): the wrapper's preprocessing, the offline EfficientNet-Lite0 mapping, the
+"""ImageNet networks on photos: the wrapper's preprocessing, the offline EfficientNet-Lite0 mapping, the
 tools on random-weight torchvision networks, weights files, and the page's message when weights are missing."""
 import pickle
 
@@ -79,8 +79,8 @@ def test_random_weight_torchvision_networks_go_through_saliency_a_targeted_pgd_s
         assert attribute(model, photo, 6, method, **kwargs).shape == photo.shape, method
     y = top_k(model, photo)[0][0][0]
     target = (y + 1) % 1000
-    x_adv = get_attack("pgd")(model, photo, torch.tensor([y]), eps=4 / 255, targeted=True, target=torch.tensor([target]),
-                                 steps=1)
+    x_adv = get_attack("pgd")(model, photo, torch.tensor([y]), eps=4 / 255, targeted=True,
+                              target=torch.tensor([target]), steps=1)
     assert x_adv.shape == photo.shape and float((x_adv - photo).abs().max()) <= 4 / 255 + 1e-6
     assert 0 <= float(x_adv.min()) and float(x_adv.max()) <= 1
     recipe = {**RECIPES["photo"], "steps": 1}
@@ -171,7 +171,8 @@ def test_an_uploaded_weights_file_is_kept_once_by_content_and_a_bad_one_never_jo
     data = save({k: v.contiguous() for k, v in model.backbone.state_dict().items()})
     folder = tmp_path / "imagenet_weights"
     first = save_weights_file(data, file_name="Mine.SafeTensors", folder=folder)
-    assert save_weights_file(data, file_name="again.safetensors", folder=folder) == first and first.suffix == ".safetensors"
+    assert (save_weights_file(data, file_name="again.safetensors", folder=folder) == first
+            and first.suffix == ".safetensors")
     x = torch.rand(1, 3, 224, 224)
     assert torch.allclose(load_imagenet_model("squeezenet1_1", weights=first, device="cpu")(x), model(x), atol=1e-5)
     with pytest.raises(ValueError, match="evil.pth is not a readable weights file"):

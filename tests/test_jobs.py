@@ -78,7 +78,8 @@ def test_a_failing_job_reports_its_error_and_the_others_still_run():
     bad = runner.submit("bad", diverges, owner="a")
     good = [runner.submit(f"ok{i}", lambda ctx, i=i: i * i, owner="b") for i in range(5)]
     assert bad.wait(5) and all(j.wait(5) for j in good)
-    assert bad.status == FAILED and bad.error == "FloatingPointError: loss is NaN at batch 3" and "diverges" in bad.traceback
+    assert (bad.status == FAILED and bad.error == "FloatingPointError: loss is NaN at batch 3"
+            and "diverges" in bad.traceback)
     assert [j.result for j in good] == [0, 1, 4, 9, 16]
     # The key can be submitted again after a failure (a fresh job, not the failed one).
     retry = runner.submit("bad", lambda ctx: "second try", owner="a")
@@ -139,7 +140,8 @@ def test_a_training_job_shares_live_curves_and_a_cancelled_or_diverging_one_leav
     store = ModelStore(isolated_store)
     runner = JobRunner(workers={"long": 1, "short": 1})
     config = TrainConfig(train_subset=500, epochs=1, batch_size=50, seed=4)
-    done = runner.submit("train:a", store.training_job(config, name="queued one", data=mnist, extra_meta={"owner": "s1"}),
+    done = runner.submit("train:a",
+                         store.training_job(config, name="queued one", data=mnist, extra_meta={"owner": "s1"}),
                          owner="s1", lane="long")
     assert done.wait(60) and done.status == DONE, done.error
     assert done.result.name == "queued one" and done.result.meta["owner"] == "s1"
@@ -160,7 +162,9 @@ def test_a_training_job_shares_live_curves_and_a_cancelled_or_diverging_one_leav
         return BatchLoss(logits.sum() * float("nan"), logits)
 
     monkeypatch.setitem(TRAINING_METHODS, "nan_for_test", nan_loss)
-    diverging = runner.submit("train:c", store.training_job(TrainConfig(method="nan_for_test", train_subset=100, epochs=1),
-                                                            data=mnist), owner="s3", lane="long")
+    diverging = runner.submit("train:c",
+                              store.training_job(TrainConfig(method="nan_for_test", train_subset=100, epochs=1),
+                                                 data=mnist),
+                              owner="s3", lane="long")
     assert diverging.wait(60) and diverging.status == FAILED and "FloatingPointError" in diverging.error
     assert [e.name for e in store.list()] == ["queued one"]

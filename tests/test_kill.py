@@ -19,7 +19,6 @@ REPO = Path(__file__).resolve().parents[1]
 CHILD = textwrap.dedent("""
     import os, sys, time
     import torch
-    from robust_core import store as store_module
     from robust_core.data import load_dataset
     from robust_core.store import ModelStore
     from robust_core.training import TrainConfig
@@ -43,8 +42,9 @@ CHILD = textwrap.dedent("""
             if ".tmp-" in str(src):
                 hang("save")
             return real_rename(src, dst)
-        store_module.os.rename = rename
-    store.train_or_load(TrainConfig(train_subset=1000, epochs=1, batch_size=100, seed=2), data=data, on_progress=on_progress)
+        os.rename = rename  # the store's save renames its temporary folder into place with os.rename
+    store.train_or_load(TrainConfig(train_subset=1000, epochs=1, batch_size=100, seed=2), data=data,
+                        on_progress=on_progress)
     print("FINISHED", flush=True)
 """)
 
@@ -78,5 +78,6 @@ def test_a_killed_server_leaves_only_complete_models(moment, isolated_store, tmp
     from robust_core.data import load_dataset
     from robust_core.training import TrainConfig
 
-    store.train_or_load(TrainConfig(train_subset=1000, epochs=1, batch_size=100, seed=2), data=load_dataset("mnist", download=False))
+    store.train_or_load(TrainConfig(train_subset=1000, epochs=1, batch_size=100, seed=2),
+                        data=load_dataset("mnist", download=False))
     assert sorted(e.meta["config"]["seed"] for e in store.list()) == [1, 2]

@@ -1,4 +1,4 @@
-"""Lecture cards say what the page they open shows (issue 24, part 3).
+"""Lecture cards say what the page they open shows.
 
 The Attack paths' numbers are placeholders filled from the shipped results the page opens on (robust_core.lectures),
 so a rebuilt result changes the card with it; these tests check that every number on a card is one, that the words

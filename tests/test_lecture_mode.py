@@ -16,7 +16,8 @@ from tests.test_pages import APP, widget
 
 
 def test_the_rules():
-    assert lecture_mode(argv=[], environ={"ROBUST_LECTURE_MODE": "1"}) and lecture_mode(argv=["app.py", "--lecture"], environ={})
+    assert lecture_mode(argv=[], environ={"ROBUST_LECTURE_MODE": "1"})
+    assert lecture_mode(argv=["app.py", "--lecture"], environ={})
     assert not lecture_mode(argv=[], environ={}) and not lecture_mode(argv=[], environ={"ROBUST_LECTURE_MODE": "0"})
     assert is_lecturer_key("s3cret", environ={"ROBUST_LECTURER_KEY": "s3cret"})
     assert not is_lecturer_key("guess", environ={"ROBUST_LECTURER_KEY": "s3cret"})
@@ -107,7 +108,8 @@ def test_the_owner_id_is_a_hash_of_the_browser_secret_which_a_first_visit_stores
     from lab_pages._audience import VISITOR_COOKIE
 
     secret = "0123456789abcdef0123456789abcdef"
-    assert visitor_id(secret) != secret and len(visitor_id(secret)) == 32 and visitor_id(secret) != visitor_id(secret[::-1])
+    assert (visitor_id(secret) != secret and len(visitor_id(secret)) == 32
+            and visitor_id(secret) != visitor_id(secret[::-1]))
     at = AppTest.from_file(APP, default_timeout=120).run()
     made = at.session_state["_owner_token"]
     scripts = [str(e.proto) for e in at.sidebar.get("iframe")]

@@ -1,4 +1,4 @@
-"""Issue 23, section 5: what the lecture server shows a visitor of itself (no paths, no tracebacks), and where it
+"""What the lecture server shows a visitor of itself (no paths, no tracebacks), and where it
 listens by default."""
 import tomllib
 
@@ -48,10 +48,11 @@ def test_a_visitor_neither_downloads_a_missing_dataset_nor_sees_its_folders(monk
     monkeypatch.delenv("ROBUST_OFFLINE")  # as a real, online server
     downloads = []
     real = data_module.load_dataset
-    monkeypatch.setattr(data_module, "load_dataset", lambda *a, **k: downloads.append(k.get("download")) or real(*a, **k))
-    from lab_pages import _shared
+    monkeypatch.setattr(data_module, "load_dataset",
+                        lambda *a, **k: downloads.append(k.get("download")) or real(*a, **k))
+    from lab_pages import _resources
 
-    monkeypatch.setattr(_shared, "load_dataset", data_module.load_dataset)
+    monkeypatch.setattr(_resources, "load_dataset", data_module.load_dataset)
     at = AppTest.from_file(APP, default_timeout=120)
     at.session_state["_owner_token"] = "a-visitor"
     at.run()
@@ -79,7 +80,8 @@ def test_the_server_keeps_only_uploads_under_file_ids_it_issued():
     for session, file_id in (("session-a", "made-up-0"), ("session-b", issued.file_id), ("session-a", issued.file_id)):
         with pytest.raises(PermissionError):  # made up, another session's, or used already
             manager.add_file(session, UploadedFileRec(file_id, "x", "application/octet-stream", b"x" * 1000))
-    assert manager.get_files("session-a", ["made-up-0"]) == [] and manager.get_files("session-b", [issued.file_id]) == []
+    assert manager.get_files("session-a", ["made-up-0"]) == []
+    assert manager.get_files("session-b", [issued.file_id]) == []
 
 
 def test_a_visitor_cannot_fill_the_server_s_memory_with_uploads():

@@ -1,4 +1,4 @@
-"""Issue 23: the lecturer key cannot be guessed by trying, from one browser or from many forged ones."""
+"""The lecturer key cannot be guessed by trying, from one browser or from many forged ones."""
 import pytest
 from streamlit.testing.v1 import AppTest
 

@@ -122,7 +122,8 @@ def test_candidates_are_verified_not_trusted(monkeypatch):
 
 def test_images_no_attack_breaks_get_inf():
     model, x, y, _, _ = five_class_linear(n=6)
-    result = best_minimal_perturbation(model, x, y, norm="l2", attacks=["deepfool"], attack_kwargs={"deepfool": {"steps": 0}})
+    result = best_minimal_perturbation(model, x, y, norm="l2", attacks=["deepfool"],
+                                       attack_kwargs={"deepfool": {"steps": 0}})
     assert torch.isinf(result.norms).all() and result.found_by == [""] * 6
     assert torch.equal(result.x_adv, x)
     summary = result.summary()
@@ -132,7 +133,8 @@ def test_images_no_attack_breaks_get_inf():
 def test_bad_requests_are_refused_clearly():
     model, x, y, _, _ = five_class_linear(n=4)
     for kwargs, message in [({"norm": "l0"}, "norm"), ({"attacks": ["pgd"]}, "not a minimum-norm l2"),
-                            ({"attacks": ["fab_l1"]}, "not a minimum-norm l2"), ({"attacks": ["nope"]}, "unknown attack"),
+                            ({"attacks": ["fab_l1"]}, "not a minimum-norm l2"),
+                            ({"attacks": ["nope"]}, "unknown attack"),
                             ({"attacks": []}, "at least one"), ({"attacks": ["deepfool", "deepfool"]}, "twice"),
                             ({"attack_kwargs": {"cw_l2": {}}, "attacks": ["deepfool"]}, "not run"),
                             ({"attack_kwargs": {"deepfool": {"eps": 1.0}}}, "eps"), ({"batch_size": 0}, "batch_size")]:
@@ -152,11 +154,11 @@ class FlatTrap(nn.Module):
 
 
 def test_deepfool_steps_from_the_clipped_point():
-    """Regression (issue 16): DeepFool summed the unclipped steps and clipped x + sum. Here the first step's
-    sum is (-50, -50); every later step (+0.25 per pixel) first had to unwind that excess, so the image stayed
-    at (0, 0) for about 200 steps and DeepFool gave up at its 50 (measured: still unbroken at 150, broken at
-    250). The same pile-up left 25% of the PGD-AT MNIST CNN's images unbroken; stepping from the clipped point,
-    4.5%. Now the second step crosses."""
+    """DeepFool must step from the clipped point, not sum the unclipped steps and clip x + sum. Here the first
+    step's sum would be (-50, -50); every later step (+0.25 per pixel) would first have to unwind that excess, so
+    the image would stay at (0, 0) for about 200 steps and DeepFool would give up at its 50. On the PGD-AT MNIST
+    CNN that pile-up leaves 25% of the images unbroken, against 4.5% stepping from the clipped point. Stepping from
+    the clipped point, the second step crosses."""
     model = FlatTrap()
     x = torch.tensor([[[[0.0, 1.0]]]])
     y = torch.tensor([0])
@@ -166,13 +168,15 @@ def test_deepfool_steps_from_the_clipped_point():
     assert torch.allclose(x_adv.flatten(), torch.full((2,), 1.02 * (0.5 / 2 + 1e-4 / math.sqrt(2))), atol=1e-5)
     # The best-of verifies and keeps it.
     result = best_minimal_perturbation(model, x, y, norm="l2", attacks=["deepfool"])
-    assert result.found_by == ["deepfool"] and math.isclose(float(result.norms[0]), float(flat_norm(x_adv - x, "l2")[0]))
+    assert result.found_by == ["deepfool"]
+    assert math.isclose(float(result.norms[0]), float(flat_norm(x_adv - x, "l2")[0]))
 
 
 def test_the_command_prints_each_attack_and_the_best_of(two_models, tmp_path, capsys):
     first, _ = two_models
     out = tmp_path / "l2.json"
-    args = ["--model", first[:8], "--norm", "l2", "--n", "6", "--attack", "deepfool", "--attack", "fab_l2", "--json", str(out)]
+    args = ["--model", first[:8], "--norm", "l2", "--n", "6", "--attack", "deepfool", "--attack", "fab_l2",
+            "--json", str(out)]
     assert main(args) == 0
     text = capsys.readouterr().out
     assert "first 6 test images" in text and "deepfool" in text and "fab_l2" in text and "best-of" in text

@@ -11,7 +11,7 @@ from robust_core.models import (
 
 
 def test_seed_cnn_has_exactly_the_seed_parameter_count():
-    # seed 002 §1.1.3: 320 + 18,496 + 204,928 + 1,290
+    # conv 32@3x3 + conv 64@3x3 + dense 128 + dense 10: 320 + 18,496 + 204,928 + 1,290
     assert parameter_count(build_model("cnn", "mnist")) == 225_034
 
 

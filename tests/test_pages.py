@@ -67,7 +67,8 @@ def test_train_page_trains_a_tiny_model_end_to_end_then_loads_it(isolated_store)
     assert not at.exception, [e.value for e in at.exception]
     # The training runs in the server's job runner: the page shows its progress, then (a browser reruns it from the
     # progress fragment) the outcome. Train is disabled meanwhile: one training per visitor at a time.
-    assert any(p.proto.text.startswith(("Starting", "Epoch", "Waiting")) for p in at.get("progress")) or ModelStore(isolated_store).list()
+    assert (any(p.proto.text.startswith(("Starting", "Epoch", "Waiting")) for p in at.get("progress"))
+            or ModelStore(isolated_store).list())
     finish_jobs(at)
     assert not at.error, [e.value for e in at.error]
     assert any("Trained **apptest cnn**" in s.value for s in at.success), [s.value for s in at.success]
@@ -168,7 +169,8 @@ def test_models_page_lists_renames_and_deletes(stored_model, isolated_store, tin
 def test_compare_curves_of_stored_models(stored_model, isolated_store, mnist):
     from robust_core.training import train_model
 
-    ModelStore(isolated_store).save(train_model(TrainConfig(train_subset=500, epochs=2, seed=3), data=mnist), name="second")
+    ModelStore(isolated_store).save(train_model(TrainConfig(train_subset=500, epochs=2, seed=3), data=mnist),
+                                    name="second")
     at = run_app("lab_pages/train.py")
     compare = widget(at.multiselect, "Models")
     assert len(compare.value) == 2
@@ -299,7 +301,7 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     assert not at.exception, [e.value for e in at.exception]
     widget(at.number_input, "Max steps").set_value(20)
     widget(at.toggle, "All targets: morph the start toward each class at once (first model)").set_value(True)
-    widget(at.toggle, "Compare with the seed's k-NN morph (no gradient)").set_value(True).run()
+    widget(at.toggle, "Compare with a gradient-free k-NN morph").set_value(True).run()
     [b for b in at.button if b.label == "Morph"][0].click().run()
     finish_jobs(at)  # the morph runs in the server's job runner (short lane); a browser reruns from its status fragment
     charts = at.get("plotly_chart")
@@ -312,7 +314,8 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     assert {"Frames (PNG strip)", "Frames (GIF)", "Download the ten final images (PNG)"} <= set(downloads)
 
 
-def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_and_model(stored_model, isolated_store, mnist):
+def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_and_model(stored_model, isolated_store,
+                                                                                        mnist):
     from robust_core.training import TrainConfig
 
     ModelStore(isolated_store).train_or_load(TrainConfig(arch="knn", train_subset=2000), data=mnist)
@@ -327,7 +330,8 @@ def test_confidence_page_compares_a_network_and_a_baseline_and_switches_split_an
     widget(at.radio, "Inputs").set_value("adversarial").run()
     assert not at.exception, [e.value for e in at.exception]
     table = at.dataframe[0].value
-    assert set(table["Inputs"]) == {"white-box", "transfer from first"}, table.to_dict()  # the k-NN gets transferred images
+    # The k-NN gets transferred images.
+    assert set(table["Inputs"]) == {"white-box", "transfer from first"}, table.to_dict()
     # Switch the models to the k-NN alone (through the widget's state: AppTest cannot pick formatted options).
     knn_id = next(e.model_id for e in ModelStore(isolated_store).list() if e.meta["config"]["arch"] == "knn")
     at.session_state["confidence_models_mnist"] = [knn_id]

@@ -1,4 +1,4 @@
-"""The ImageNet-photo views (issue 24): their state lives in the address (a reload lands on the same photo view),
+"""The ImageNet-photo views: their state lives in the address (a reload lands on the same photo view),
 opening one costs a forward pass (the heavy part waits for its button), the targeted fool reads as its target,
 the change is shown at a contrast a room can see, and the saliency grid's labels draw with no missing glyph."""
 import time

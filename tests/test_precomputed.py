@@ -5,7 +5,7 @@ import torch
 
 from robust_core.evaluation import EvalKey, EvaluationCache
 from robust_core.precomputed import (
-    PAGE_PARAMS,
+    SHIPPED_PARAMS,
     build,
     install_precomputed,
     precomputed_results,
@@ -25,7 +25,7 @@ def test_build_writes_results_the_attack_page_finds_and_install_checks_weights_a
     items, errors = precomputed_results(out)
     assert errors == [] and {i.payload["attack"] for i in items} == {"pgd", "fgsm"}
     # The page's key for PGD-40 on 8 images: exactly what was written.
-    key = EvalKey(standard.model_id, "pgd", tuple(sorted(PAGE_PARAMS["pgd"].items())), 8, 0)
+    key = EvalKey(standard.model_id, "pgd", tuple(sorted(SHIPPED_PARAMS["pgd"].items())), 8, 0)
     assert (out / f"{key.digest()}.json").is_file()
     # A second build computes nothing again.
     again = []
@@ -48,7 +48,8 @@ def test_build_writes_results_the_attack_page_finds_and_install_checks_weights_a
     tampered = json.loads((out / f"{key.digest()}.json").read_text())
     tampered["weights_sha256"] = "0" * 64
     (out / f"{key.digest()}.json").write_text(json.dumps(tampered))
-    (out / "0123456789abcdef.json").write_text(json.dumps({**written, "attack": "fgsm", "params": PAGE_PARAMS["fgsm"]}))
+    forged = {**written, "attack": "fgsm", "params": SHIPPED_PARAMS["fgsm"]}
+    (out / "0123456789abcdef.json").write_text(json.dumps(forged))
     (out / "broken.json").write_text("{not json")
     absent = {**written, "model_id": "ffffffffffffffff"}
     (out / f"{EvalKey('ffffffffffffffff', 'pgd', key.params, 8, 0).digest()}.json").write_text(json.dumps(absent))

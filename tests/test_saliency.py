@@ -145,10 +145,12 @@ def test_rank_correlation_is_spearman_with_average_ranks_for_ties():
     assert float(rank_correlation(a, b)) == pytest.approx(0.875)
     # Many ties (small integers), as in maps that are 0 wherever an MNIST pixel is black: scipy's Spearman.
     g = torch.Generator().manual_seed(0)
-    a, b = torch.randint(-3, 4, (3, 1, 28, 28), generator=g).float(), torch.randint(-3, 4, (3, 1, 28, 28), generator=g).float()
+    a = torch.randint(-3, 4, (3, 1, 28, 28), generator=g).float()
+    b = torch.randint(-3, 4, (3, 1, 28, 28), generator=g).float()
     b[:, :, :20] = a[:, :, :20]
     for absolute in (True, False):
-        expected = [spearmanr((a[i].abs() if absolute else a[i]).flatten(), (b[i].abs() if absolute else b[i]).flatten())[0]
+        expected = [spearmanr((a[i].abs() if absolute else a[i]).flatten(),
+                              (b[i].abs() if absolute else b[i]).flatten())[0]
                     for i in range(3)]
         assert rank_correlation(a, b, absolute=absolute).tolist() == pytest.approx(expected, abs=1e-5)
     # A flat map has no ranking: undefined, not an invented number.
@@ -187,7 +189,7 @@ def test_verdict_gradient_passes_and_input_times_weight_fails_on_a_linear_model(
 
 
 def test_verdict_on_a_trained_cnn_passes_the_gradient_and_fails_integrated_gradients(small_cnn, mnist):
-    """The issue's observation (IG keeps ~0.99 after every layer is randomised) on a trained CNN, read
+    """Integrated gradients keeping a ~0.99 correlation after every layer is randomised, on a trained CNN, read
     as Adebayo et al. read it: vanilla gradient passes, IG from a black baseline fails."""
     x, y = mnist.test_x[:6], mnist.test_y[:6]
     verdicts = randomisation_verdict({m: randomisation_check(small_cnn, x, y, m, n_steps=8)

@@ -6,6 +6,7 @@ import torch
 from safetensors.torch import save as save_safetensors
 
 from robust_core import store as store_mod
+from robust_core.store import training as store_training
 from robust_core.store import InvalidCheckpointError, ModelStore, StoreError
 from robust_core.training import TrainConfig
 
@@ -38,7 +39,7 @@ def test_a_configuration_in_the_store_is_never_trained_again(store, mnist, monke
     def must_not_train(*args, **kwargs):
         raise AssertionError("trained twice")
 
-    monkeypatch.setattr(store_mod, "train_model", must_not_train)
+    monkeypatch.setattr(store_training, "train_model", must_not_train)
     again, entry2, cached2 = ModelStore(store.root).train_or_load(config)
     assert cached2 and entry2.model_id == entry.model_id
     assert state_equal(again.state_dict(), model.state_dict())
@@ -55,7 +56,7 @@ def test_a_crash_mid_save_leaves_the_store_as_it_was(store, tiny_result, mnist, 
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(store_mod.os, "rename", crash)
+    monkeypatch.setattr(os, "rename", crash)
     with pytest.raises(OSError, match="disk full"):
         store.save(other)
     assert sorted(p.name for p in (store.root / "mnist").iterdir()) == before  # no partial folder, no temp left
@@ -68,7 +69,7 @@ def test_a_crash_mid_rename_keeps_the_old_metadata(store, tiny_result, monkeypat
     def crash(*args, **kwargs):
         raise OSError("power cut")
 
-    monkeypatch.setattr(store_mod.os, "replace", crash)
+    monkeypatch.setattr(os, "replace", crash)
     with pytest.raises(OSError):
         store.rename(entry.model_id, "renamed")
     assert store.get(entry.model_id).name == "original"
@@ -110,13 +111,17 @@ def _bad_payloads(store, entry):
     state = {k: v.clone() for k, v in tiny_state(store, entry).items()}
     wrong_shape = dict(state, **{"blocks.head.weight": torch.zeros(10, 64)})
     nan_weights = dict(state, **{"blocks.head.bias": torch.full((10,), float("nan"))})
-    with_meta = lambda s, m: save_safetensors(s, metadata={store_mod.EXPORT_META_KEY: json.dumps(m)})  # noqa: E731
+
+    def with_meta(s, m):
+        return save_safetensors(s, metadata={store_mod.EXPORT_META_KEY: json.dumps(m)})
+
     return {
         "empty": (b"", "empty"),
         "random bytes": (os.urandom(4096), "not a safetensors file"),
         "truncated": (good[: len(good) // 2], "not a safetensors file"),
         "foreign safetensors": (save_safetensors(state), "no Robustness Lab metadata"),
-        "metadata not JSON": (save_safetensors(state, metadata={store_mod.EXPORT_META_KEY: "{oops"}), "metadata is invalid"),
+        "metadata not JSON": (save_safetensors(state, metadata={store_mod.EXPORT_META_KEY: "{oops"}),
+                              "metadata is invalid"),
         "edited config": (with_meta(state, {**meta, "config": {**meta["config"], "seed": 99}}), "does not match"),
         "wrong shapes": (with_meta(wrong_shape, meta), "do not fit"),
         "NaN weights": (with_meta(nan_weights, meta), "NaN"),
@@ -153,7 +158,8 @@ def test_unreadable_entries_are_skipped_and_bad_weights_raise_clearly(store, tin
 
 
 def test_baselines_are_stored_without_pickle(store, mnist):
-    model, entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 20}, train_subset=500), data=mnist)
+    model, entry, _ = store.train_or_load(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 20}, train_subset=500),
+                                          data=mnist)
     reloaded = ModelStore(store.root).load(entry.model_id)
     x = mnist.test_x[:20]
     assert torch.allclose(reloaded.predict_proba(x), model.predict_proba(x), atol=1e-6)
@@ -221,18 +227,20 @@ def test_display_names_add_the_id_only_where_names_collide(store, tiny_result):
     assert display_names(store.list()) == {a.model_id: "CNN · standard", b.model_id: "other"}
     # Ids that share their first 8 digits get longer prefixes: labels stay distinct.
     twins = [StoredModel(i, store.root, {"name": "x"}) for i in ("0123456789abcdef", "0123456789abcdee")]
-    assert display_names(twins) == {"0123456789abcdef": "x [0123456789abcdef]", "0123456789abcdee": "x [0123456789abcdee]"}
+    assert display_names(twins) == {"0123456789abcdef": "x [0123456789abcdef]",
+                                    "0123456789abcdee": "x [0123456789abcdee]"}
     assert display_names([]) == {}
 
 
 def test_default_names_are_readable(store, tiny_result):
-    """Issue 13, item 7: a baseline fitted without a name was called "mnist · knn · standard · 845080"."""
+    """A baseline fitted without a name gets a readable one, not "mnist · knn · standard · 845080"."""
     from robust_core.store import default_name
     from robust_core.training import TrainConfig
 
     knn = TrainConfig(arch="knn", train_subset=2000)
     assert default_name(knn, knn.config_hash()) == "k-NN (k=3) · MNIST"
-    assert default_name(TrainConfig(arch="logreg", dataset="fashion_mnist"), "x" * 16) == "Logistic regression · Fashion-MNIST"
+    assert (default_name(TrainConfig(arch="logreg", dataset="fashion_mnist"), "x" * 16)
+            == "Logistic regression · Fashion-MNIST")
     entry = store.save(tiny_result)
     assert entry.name == f"Seed CNN · Standard (cross-entropy) · {entry.model_id[:6]}"
 

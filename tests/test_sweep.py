@@ -162,7 +162,8 @@ def test_the_table_and_the_figures(two_models, tmp_path, capsys):
     first, second = two_models
     out = tmp_path / "out"
     assert main(["--models", first[:8], "--models", second, "--attacks", "fgsm,deepfool,pgd", "--eps", "0,0.1,0.3,1",
-                 "--n", "30", "--seed", "2", "--attack-params", '{"pgd": {"steps": 3}}', "--threads", "1", "--quiet", "--out", str(out)]) == 0
+                 "--n", "30", "--seed", "2", "--attack-params", '{"pgd": {"steps": 3}}', "--threads", "1", "--quiet",
+                 "--out", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "FGSM · L∞, first 30 test images" in printed and "written to" in printed
     with open(out / "results.csv") as f:
@@ -170,14 +171,16 @@ def test_the_table_and_the_figures(two_models, tmp_path, capsys):
     assert list(rows[0]) == ["model_id", "model", "dataset", "attack", "norm", "eps", "robust_accuracy", "n", "seed",
                              "params", "protocol"]
     assert len(rows) == 2 * 3 * 4
-    assert [(r["model"], r["attack"], float(r["eps"])) for r in rows[:4]] == [("first", "fgsm", e) for e in (0, 0.1, 0.3, 1)]
+    first_rows = [(r["model"], r["attack"], float(r["eps"])) for r in rows[:4]]
+    assert first_rows == [("first", "fgsm", e) for e in (0, 0.1, 0.3, 1)]
     assert {r["n"] for r in rows} == {"30"} and {r["seed"] for r in rows} == {"2"}
     assert {r["model_id"] for r in rows} == {first, second} and {r["dataset"] for r in rows} == {"mnist"}
     for model in ("first", "second"):
         for attack in ("fgsm", "deepfool", "pgd"):
             accs = [float(r["robust_accuracy"]) for r in rows if r["model"] == model and r["attack"] == attack]
             assert accs == sorted(accs, reverse=True) and 0.2 < accs[0] <= 1  # eps = 0: the clean accuracy
-    # FGSM's parameters are the Attack page's (its cache entries are shared): the largest ε the page uses, or the grid's.
+    # FGSM's parameters are the Attack page's (its cache entries are shared): the largest ε the page uses, or the
+    # grid's.
     assert json.loads(rows[0]["params"]) == {"eps_max": 1.0}
     report = json.loads((out / "results.json").read_text())
     assert report["kind"] == "evaluate" and report["grid"]["n"] == 30 and report["grid"]["eps"] == [0, 0.1, 0.3, 1]
@@ -224,7 +227,8 @@ def test_a_training_grid_trains_once_then_skips_and_can_evaluate(tmp_path, capsy
     assert all(float(r["test_acc"]) > 0.2 and r["n_train"] == "200" and r["epochs"] == "1" for r in rows)
     assert (tmp_path / "a" / "training_curves.html").is_file()
     entry = ModelStore().get(rows[0]["model_id"])
-    assert entry.meta["command"].startswith("python -m robust_core.train ") and "--train-subset 200" in entry.meta["command"]
+    assert entry.meta["command"].startswith("python -m robust_core.train ")
+    assert "--train-subset 200" in entry.meta["command"]
     # The same configurations again, now evaluated too: nothing is retrained.
     assert main([*args, "--attacks", "fgsm", "--eval-eps", "0.1", "--n", "20", "--out", str(tmp_path / "b")]) == 0
     assert summary(capsys.readouterr().out) == (6, 3, 3)
@@ -274,14 +278,14 @@ def test_clear_errors(two_models, tmp_path, capsys, monkeypatch):
 def test_an_autoattack_job_reports_each_stage_and_a_cancellation_caches_nothing(two_models, store):
     """The Attack page runs AutoAttack through execute_job in the server's queue: progress after each stage, and a
     cancelled job (the runner raises from the progress callback) stops there and leaves no cached result."""
-    from robust_core.sweep import Job, execute_job, read_autoattack
+    from robust_core.sweep import AutoAttackJob, execute_job, read_autoattack
 
     first, _ = two_models
-    job = Job("autoattack", model_id=first, dataset="mnist", attack="autoattack_fast", n=12, seed=0, eps=0.1)
+    job = AutoAttackJob(model_id=first, attack="autoattack_fast", eps=0.1, n=12, seed=0, dataset="mnist")
     reports = []
     result = execute_job(job, str(store.root), threads=1, on_progress=lambda f, m: reports.append((f, m)))
     # Progress follows the stages' work, not their count: APGD-T tries 3 targets, so APGD-CE is a quarter of the chain.
-    assert [f for f, _ in reports] == [0.25, 1.0] and reports[0][1].startswith("APGD-CE done")
+    assert [f for f, _ in reports] == [pytest.approx(0.25, abs=0.01), 1.0] and reports[0][1].startswith("APGD-CE done")
     assert read_autoattack(store, job) == result
 
     class Cancelled(Exception):
@@ -290,7 +294,31 @@ def test_an_autoattack_job_reports_each_stage_and_a_cancellation_caches_nothing(
     def cancel(fraction, message):
         raise Cancelled
 
-    other = Job("autoattack", model_id=first, dataset="mnist", attack="autoattack_fast", n=12, seed=0, eps=0.2)
+    other = AutoAttackJob(model_id=first, attack="autoattack_fast", eps=0.2, n=12, seed=0, dataset="mnist")
     with pytest.raises(Cancelled):
         execute_job(other, str(store.root), threads=1, on_progress=cancel)
     assert read_autoattack(store, other) is None
+
+
+def test_each_job_kind_is_a_class_of_its_own_fields_that_travels_to_a_worker():
+    """A job holds what its kind needs and nothing else; ``Job(kind, ...)`` builds the same job from the kind's name."""
+    import pickle
+
+    from robust_core.sweep import AutoAttackJob, CallJob, Job, MinimalEpsJob, TrainJob
+    from robust_core.training import TrainConfig
+
+    config = TrainConfig(method="fgsm_at", seed=3).to_dict()
+    jobs = [MinimalEpsJob("abc123456", "mnist", "pgd", (("steps", 40),), 100, 0),
+            AutoAttackJob("abc123456", "autoattack_fast", 0.3, 100, 0, "mnist"), TrainJob(config),
+            CallJob("benchmarks.deepdefense_report:fixed_job", {"model_id": "abc"}, "fixed ε")]
+    built = [Job("minimal_eps", "abc123456", "mnist", "pgd", (("steps", 40),), 100, 0),
+             Job("autoattack", "abc123456", "mnist", "autoattack_fast", (), 100, 0, 0.3), Job("train", config=config),
+             Job("call", config={"fn": "benchmarks.deepdefense_report:fixed_job", "kwargs": {"model_id": "abc"}},
+                 name="fixed ε")]
+    assert built == jobs and [pickle.loads(pickle.dumps(j)) for j in jobs] == jobs
+    assert [j.kind for j in jobs] == ["minimal_eps", "autoattack", "train", "call"]
+    assert [j.label for j in jobs] == ["abc12345 pgd", "abc12345 autoattack_fast ε=0.3", "train fgsm_at seed 3",
+                                       "fixed ε"]
+    assert (jobs[2].dataset, jobs[2].seed) == ("mnist", 3) and not hasattr(jobs[0], "config")
+    with pytest.raises(SweepError, match="unknown job kind"):
+        Job("evaluate")

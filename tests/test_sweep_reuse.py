@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from robust_core.evaluation import PAGE_ATTACK_PARAMS, minimal_eps
+from robust_core.evaluation import CURVE_ATTACK_PARAMS, minimal_eps
 from robust_core.precomputed import precomputed_results
 from robust_core.store import ModelStore
 from robust_core.sweep import EvalGrid, main, prefix_stable, run_sweep, write_outputs
@@ -26,7 +26,7 @@ def no_search(monkeypatch):
     """Any minimal-ε search fails the test: what the sweep returns must come from the caches."""
     def refuse(*args, **kwargs):
         raise SearchRan("a minimal-ε search ran")
-    monkeypatch.setattr("robust_core.evaluation.minimal_eps", refuse)
+    monkeypatch.setattr("robust_core.evaluation.cache.minimal_eps", refuse)  # the search behind every cached result
 
 
 @pytest.fixture
@@ -40,7 +40,7 @@ def shipped_store(store):
 def shipped_values(model_id: str, attack: str) -> list[float]:
     items, _ = precomputed_results()
     [item] = [i for i in items if i.key.model_id == model_id and i.key.attack == attack
-              and dict(i.key.params) == {"eps_max": 0.4, **PAGE_ATTACK_PARAMS[attack]}]
+              and dict(i.key.params) == {"eps_max": 0.4, **CURVE_ATTACK_PARAMS[attack]}]
     return [float(v) for v in item.payload["min_eps"]]
 
 

@@ -35,7 +35,8 @@ def test_same_seed_same_model_other_seed_other_model(mnist):
 
 def test_progress_events_cover_batches_and_epochs(mnist):
     events = []
-    train_model(TrainConfig(train_subset=1280, epochs=2, batch_size=64), data=mnist, device="cpu", on_progress=events.append)
+    train_model(TrainConfig(train_subset=1280, epochs=2, batch_size=64), data=mnist, device="cpu",
+                on_progress=events.append)
     epochs = [e for e in events if e.kind == "epoch"]
     assert [e.epoch for e in epochs] == [1, 2]
     assert all(0 <= e.val_acc <= 1 and e.val_loss > 0 for e in epochs)
@@ -70,13 +71,15 @@ def test_a_diverging_loss_stops_with_a_clear_error(mnist, monkeypatch):
 @pytest.mark.parametrize("optimizer, schedule", [("sgd", "step"), ("sgd_momentum", "cosine"), ("adam", "constant")])
 def test_every_optimizer_and_schedule_lowers_the_loss(mnist, optimizer, schedule):
     lr = 0.05 if optimizer.startswith("sgd") else 1e-3
-    result = train_model(TrainConfig(optimizer=optimizer, schedule=schedule, lr=lr, train_subset=1000, epochs=2, batch_size=50),
+    result = train_model(TrainConfig(optimizer=optimizer, schedule=schedule, lr=lr, train_subset=1000, epochs=2,
+                                     batch_size=50),
                          data=mnist, device="cpu")
     assert result.history["train_loss"][-1] < result.history["train_loss"][0] < math.log(10) + 0.1
 
 
 def test_mlp_and_fitted_baselines_train_through_the_same_entry_point(mnist):
-    mlp = train_model(TrainConfig(arch="mlp", arch_kwargs={"hidden": [64]}, train_subset=2000, epochs=2), data=mnist, device="cpu")
+    mlp = train_model(TrainConfig(arch="mlp", arch_kwargs={"hidden": [64]}, train_subset=2000, epochs=2), data=mnist,
+                      device="cpu")
     assert mlp.metrics["test_acc"] > 0.8
     logreg = train_model(TrainConfig(arch="logreg", arch_kwargs={"max_iter": 30}, train_subset=2000), data=mnist)
     assert 0.8 < logreg.metrics["test_acc"] < 0.95

@@ -61,15 +61,16 @@ def test_saliency_round_trip_and_a_linked_dataset(two_models):
 
 def test_confidence_round_trip(two_models):
     first, second = two_models
-    at = open_with("lab_pages/confidence.py", models=f"{second},{first}", split="validation", n="500", inputs="adversarial",
-                   attack="fgsm", eps="0.2")
+    at = open_with("lab_pages/confidence.py", models=f"{second},{first}", split="validation", n="500",
+                   inputs="adversarial", attack="fgsm", eps="0.2")
     assert widget(at.multiselect, "Models").value == [second, first]
     assert widget(at.selectbox, "Split").value == "validation" and widget(at.selectbox, "Images").value == 500
     assert widget(at.radio, "Inputs").value == "adversarial" and widget(at.selectbox, "Attack").value == "fgsm"
     assert abs(widget(at.slider, "ε (L∞)").value - 0.2) < 1e-9
     widget(at.slider, "ε (L∞)").set_value(0.3).run()
     widget(at.multiselect, "Models").set_value([first]).run()
-    assert at.query_params["eps"] == "0.3" and at.query_params["models"] == first and at.query_params["split"] == "validation"
+    assert (at.query_params["eps"] == "0.3" and at.query_params["models"] == first
+            and at.query_params["split"] == "validation")
     bad = open_with("lab_pages/confidence.py", split="train", n="3", eps="9")
     assert widget(bad.selectbox, "Split").value == "test" and widget(bad.selectbox, "Images").value == 1000
     assert abs(widget(bad.slider, "ε (L∞)").value - 0.1) < 1e-9

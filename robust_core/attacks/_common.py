@@ -1,13 +1,12 @@
-"""What every attack shares: input checks, eval mode, gradients w.r.t. the input only, projections."""
+"""What every attack shares: input checks, projections, batching; the model helpers (eval mode, gradients w.r.t. the
+input only) live in :mod:`robust_core.tensors`, the norms in :mod:`.norms`."""
 from __future__ import annotations
 
 import math
-from contextlib import contextmanager
 
 import torch
-import torch.nn.functional as F
 
-NORMS = ("linf", "l2", "l1")
+from .norms import eps_ceiling, flat_norm
 
 
 def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float | None, norm: str) -> None:
@@ -15,7 +14,8 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float | None, norm: str)
     if not torch.is_floating_point(x) or x.ndim != 4:
         raise ValueError(f"images must be a float tensor (N, C, H, W), got {x.dtype} of shape {tuple(x.shape)}")
     if y.ndim != 1 or len(y) != len(x):
-        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)} for {len(x)} images")
+        raise ValueError(f"labels must be a 1-D tensor with one label per image, got shape {tuple(y.shape)} "
+                         f"for {len(x)} images")
     if not torch.isfinite(x).all():
         raise ValueError("images contain NaN or infinite values")
     if x.numel() and (x.min() < -1e-6 or x.max() > 1 + 1e-6):
@@ -28,10 +28,11 @@ def check_inputs(x: torch.Tensor, y: torch.Tensor, eps: float | None, norm: str)
         eps = float(eps.max()) if len(eps) else 0.0
     if not isinstance(eps, (int, float)) or not math.isfinite(eps) or eps < 0:
         raise ValueError(f"eps must be a finite number >= 0, not {eps!r}")
-    limit = {"linf": 1.0, "l2": math.sqrt(x[0].numel()), "l1": float(x[0].numel())}[norm]
+    limit = eps_ceiling(norm, x.shape[1:])
     if eps > limit:
-        raise ValueError(f"eps = {eps} is larger than any {norm.upper()} distance between two images in [0, 1]^{tuple(x.shape[1:])} "
-                         f"(at most {limit:.4g}); pixel values are in [0, 1], so an L-inf eps of 0.3 means 0.3 x 255 = 76 grey levels")
+        raise ValueError(f"eps = {eps} is larger than any {norm.upper()} distance between two images in "
+                         f"[0, 1]^{tuple(x.shape[1:])} (at most {limit:.4g}); pixel values are in [0, 1], so an "
+                         "L-inf eps of 0.3 means 0.3 x 255 = 76 grey levels")
 
 
 def resolve_target(y: torch.Tensor, targeted: bool, target) -> torch.Tensor | None:
@@ -57,42 +58,6 @@ def refuse_targeted(attack: str, why: str, targeted: bool, target) -> None:
         raise ValueError(f"{attack} is untargeted only: {why}")
 
 
-@contextmanager
-def eval_mode(model):
-    """Run the attack on the model in eval mode (batch-norm statistics frozen, no dropout), then restore."""
-    was_training = model.training
-    model.eval()
-    try:
-        yield model
-    finally:
-        model.train(was_training)
-
-
-def input_gradient(loss_fn, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(per-example loss, d loss.sum() / d x): gradients reach x only, never the parameters' .grad."""
-    x = x.detach().requires_grad_(True)
-    with torch.enable_grad():
-        loss = loss_fn(x)
-        (grad,) = torch.autograd.grad(loss.sum(), x)
-    return loss.detach(), grad.detach()
-
-
-def ce_loss(model, y, target=None):
-    """Per-example loss to ascend: cross-entropy on y, or minus cross-entropy on the target."""
-    if target is None:
-        return lambda x: F.cross_entropy(model(x), y, reduction="none")
-    return lambda x: -F.cross_entropy(model(x), target, reduction="none")
-
-
-def flat_norm(v: torch.Tensor, p: str) -> torch.Tensor:
-    flat = v.flatten(1)
-    if p == "linf":
-        return flat.abs().amax(1)
-    if p == "l2":
-        return flat.norm(dim=1)
-    return flat.abs().sum(1)
-
-
 def expand(v: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return v.view(-1, *([1] * (like.ndim - 1)))
 
@@ -114,7 +79,8 @@ def project(x_adv: torch.Tensor, x: torch.Tensor, eps, norm: str) -> torch.Tenso
     or a (N, 1, ..., 1) tensor (one per example, see per_example)."""
     delta = x_adv - x
     if norm == "linf":
-        delta = delta.clamp(-eps, eps) if not isinstance(eps, torch.Tensor) else torch.minimum(torch.maximum(delta, -eps), eps)
+        delta = (delta.clamp(-eps, eps) if not isinstance(eps, torch.Tensor)
+                 else torch.minimum(torch.maximum(delta, -eps), eps))
     elif norm == "l2":
         n = flat_norm(delta, "l2")
         e = eps.flatten() if isinstance(eps, torch.Tensor) else eps
@@ -181,12 +147,6 @@ def logits_in_passes(model, x: torch.Tensor, size: int | None = None) -> torch.T
 def make_generator(seed: int) -> torch.Generator:
     # A CPU generator whatever the device: the same seed gives the same attack on CPU and GPU.
     return torch.Generator().manual_seed(int(seed))
-
-
-@torch.no_grad()
-def predict(model, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
-    return torch.cat([model(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)]) if len(x) else \
-        torch.empty(0, dtype=torch.long, device=x.device)
 
 
 def success(logits: torch.Tensor, y: torch.Tensor, target: torch.Tensor | None) -> torch.Tensor:

@@ -22,7 +22,9 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device import channels_last_copy
-from ._common import check_inputs, eval_mode, flat_norm, predict, refuse_targeted
+from ..tensors import eval_mode, predict
+from ._common import check_inputs, refuse_targeted
+from .norms import flat_norm
 
 VERSIONS: dict[str, list[tuple[str, dict]]] = {
     "standard": [

@@ -13,8 +13,9 @@ import math
 
 import torch
 
-from ._common import (NORMS, attack_batch_size, check_inputs, chunks, eval_mode, flat_norm, make_generator,
-                      resolve_target, success)
+from ..tensors import eval_mode
+from ._common import attack_batch_size, check_inputs, chunks, make_generator, resolve_target, success
+from .norms import NORMS, flat_norm
 from .minimal import _jacobian_rows, _within_budget
 
 DUAL = {"linf": "l1", "l2": "l2", "l1": "linf"}  # ||w||_q of the attack's norm p, 1/p + 1/q = 1
@@ -61,7 +62,8 @@ def project_onto_hyperplane_in_box(w: torch.Tensor, b: torch.Tensor, lower: torc
         amount = torch.zeros_like(a).scatter(1, order, amount_sorted)
     else:
         slope = a if norm == "l2" else moving.to(a.dtype)  # d_i = min(c_i, t * slope_i)
-        kink = torch.where(moving, room / torch.where(moving, slope, torch.ones_like(slope)), torch.full_like(a, math.inf))
+        kink = torch.where(moving, room / torch.where(moving, slope, torch.ones_like(slope)),
+                           torch.full_like(a, math.inf))
         kink_sorted, order = kink.sort(1)
         gain = (a * room).gather(1, order)  # what a coordinate gives once capped
         rate = (a * slope).gather(1, order)  # what it gives per unit of t below its cap
@@ -122,7 +124,8 @@ def _nearest_boundary(model, x, y, target, norm, classes):
 
 def _fab_run(model, x0, start, y, target, norm, n_iter, alpha_max, eta, beta, classes, any_misclassification=False):
     """One FAB run from ``start`` for images ``x0``: (best adversarial found, its norm; inf where none).
-    ``any_misclassification``: a targeted run records every iterate that leaves y, not only those reading as the target."""
+    ``any_misclassification``: a targeted run records every iterate that leaves y, not only those reading as the
+    target."""
     n = len(x0)
     flat_0 = x0.flatten(1)
     x_i = start.clone()

@@ -4,9 +4,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from ._common import (attack_batch_size, ce_loss, check_inputs, chunks, eval_mode, expand, input_gradient, make_generator,
-                      normalised_step, per_example, project, random_in_ball, refuse_targeted, resolve_target, rows_of,
-                      success)
+from ..tensors import ce_loss, eval_mode, input_gradient
+from ._common import (attack_batch_size, check_inputs, chunks, expand, make_generator, normalised_step, per_example,
+                      project, random_in_ball, refuse_targeted, resolve_target, rows_of, success)
 
 
 def fgsm(model, x, y, *, eps: float, targeted: bool = False, target=None, seed: int = 0) -> torch.Tensor:
@@ -73,7 +73,8 @@ def pgd(model, x, y, *, eps: float, norm: str = "linf", steps: int = 40, step_si
             if len(active) == 0:
                 break
             # Drawn for every active example at once, then split: the same starts whatever the batch size.
-            start = random_in_ball(x[active], rows_of(eps, active), norm, generator) if random_start else x[active].clone()
+            start = (random_in_ball(x[active], rows_of(eps, active), norm, generator) if random_start
+                     else x[active].clone())
             for part in chunks(len(active), size):
                 rows = active[part]
                 adv, hit = _pgd_run(model, x[rows], y[rows], t[rows] if t is not None else None, start[part],
@@ -105,7 +106,8 @@ def _pgd_run(model, x, y, t, adv, *, eps, norm, steps, alpha, stop_on_success):
             hit = success(logits.detach(), yi, ti)
             done[idx] |= hit
             idx, grad = idx[~hit], grad[~hit]
-        adv[idx] = project(adv[idx] + rows_of(alpha, idx) * normalised_step(grad, norm), x[idx], rows_of(eps, idx), norm)
+        adv[idx] = project(adv[idx] + rows_of(alpha, idx) * normalised_step(grad, norm), x[idx], rows_of(eps, idx),
+                           norm)
     fooled = done.clone()
     rest = (~done).nonzero().flatten()  # moved by the last step: not checked yet
     if len(rest):

@@ -5,8 +5,9 @@ import math
 
 import torch
 
-from ._common import (attack_batch_size, check_inputs, eval_mode, logits_in_passes, make_generator, per_example,
-                      resolve_target, rows_of)
+from ..tensors import eval_mode
+from ._common import (attack_batch_size, check_inputs, logits_in_passes, make_generator, per_example, resolve_target,
+                      rows_of)
 
 
 def _p_schedule(p_init: float, iteration: int, n_queries: int, rescale: bool = True) -> float:
@@ -14,7 +15,8 @@ def _p_schedule(p_init: float, iteration: int, n_queries: int, rescale: bool = T
     8,000 of a 10,000-query budget; ``rescale``: those points scaled to ``n_queries`` (the paper's code), else kept
     as they are (AutoAttack's Square, whose 5,000 queries then end at p_init / 128, never reaching / 256)."""
     i = int(iteration / n_queries * 10000) if rescale else iteration
-    for bound, factor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256)):
+    for bound, factor in ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128),
+                          (8000, 256)):
         if i <= bound:
             return p_init / factor
     return p_init / 512
@@ -83,7 +85,8 @@ def square(model, x, y, *, eps: float, n_queries: int = 1000, p_init: float = 0.
             signs = rand_sign(len(active), c, 1, 1) * rows_of(eps, active)
             # The window is set to x +- eps (one sign per channel); elsewhere the current best is kept.
             candidate = torch.where(window, (xa + signs).clamp(0, 1), xb)
-            new_margin = _margin(logits_in_passes(model, candidate, size), y[active], t[active] if t is not None else None)
+            new_margin = _margin(logits_in_passes(model, candidate, size), y[active],
+                                 t[active] if t is not None else None)
             better = new_margin < margin[active]
             x_best[active[better]] = candidate[better]
             margin[active[better]] = new_margin[better]

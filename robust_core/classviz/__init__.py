@@ -1,8 +1,8 @@
-"""Class visualisation by gradient ascent on the pixels (seed 002 §3-4, seed 004 Part 3).
+"""Class visualisation by gradient ascent on the pixels, on digits and on colour photos.
 
 Split the Lucent way: a **parametrisation** (where the image starts and how it is kept valid),
 **transforms** applied before each forward pass (jitter, Gaussian noise, blur), and an **objective** (what to
-maximise, with its regularisers). :func:`visualize` runs them; :func:`knn_morph` is the seed's
+maximise, with its regularisers). :func:`visualize` runs them; :func:`knn_morph` is a
 gradient-free k-NN counterpart.
 
     from robust_core.classviz import RECIPES, visualize
@@ -27,4 +27,5 @@ from .visualize import RECIPES, STEP_NORMS, VisualizationResult, dark_gradient_s
 
 __all__ = ["FFTImage", "KNNMorphResult", "OBJECTIVES", "PARAMETRISATIONS", "RECIPES", "STARTS", "STEP_NORMS",
            "VisualizationResult", "blur", "dark_gradient_share", "gaussian_noise", "jitter", "knn_morph", "knn_read",
-           "readings", "objective_loss", "random_rotate", "random_scale", "regulariser_loss", "start_images", "visualize"]
+           "readings", "objective_loss", "random_rotate", "random_scale", "regulariser_loss", "start_images",
+           "visualize"]

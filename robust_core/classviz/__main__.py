@@ -6,7 +6,7 @@
     python -m robust_core.classviz --model 2a34 --target 9 --start test:4 --recipe seed --out stalls.png
 
 ``--recipe``: smoothed (the default: noise-smoothed gradient and sign steps, which adversarially trained
-models need to draw new strokes), seed (seed 002 §3.2's normalised gradient) or photo (Lucent's FFT /
+models need to draw new strokes), seed (a plain normalised gradient, −log p, step 0.1) or photo (Lucent's FFT /
 decorrelated-colour parametrisation, for colour datasets); single options override it.
 
 ``--start``: zeros, uniform, gaussian, test:INDEX (a test image), or a picture file (made MNIST-like
@@ -34,10 +34,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--start", default="zeros", help="zeros | uniform | gaussian | test:INDEX | a picture file")
     p.add_argument("--recipe", default="smoothed", choices=sorted(RECIPES),
                    help="smoothed: noise-smoothed gradient, sign steps (works on adversarially trained models); "
-                        "seed: normalised gradient, step 0.1 (seed 002 §3.2); photo: FFT parametrisation for colour "
+                        "seed: plain normalised gradient, step 0.1; photo: FFT parametrisation for colour "
                         "ImageNet-size images. The options below override it.")
     p.add_argument("--steps", type=int, default=None)
-    p.add_argument("--lr", type=float, default=None, help="step size (pixels per step with sign steps, L2 length when normalised)")
+    p.add_argument("--lr", type=float, default=None,
+                   help="step size (pixels per step with sign steps, L2 length when normalised)")
     p.add_argument("--step-norm", default=None, choices=sorted(STEP_NORMS))
     p.add_argument("--noise-sigma", type=float, default=None, help="gradient smoothing noise (0: plain gradient)")
     p.add_argument("--noise-samples", type=int, default=None)
@@ -78,10 +79,12 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError("a picture file can start a morph only for 28x28 grey datasets (MNIST, Fashion-MNIST)")
             image = mnist_style(path.read_bytes())
         settings = dict(RECIPES[args.recipe])
-        settings.update({k: v for k, v in dict(steps=args.steps, lr=args.lr, step_norm=args.step_norm, noise_sigma=args.noise_sigma,
-                                                noise_samples=args.noise_samples, loss=args.loss).items() if v is not None})
-        result = visualize(model, targets if len(targets) > 1 else targets[0], start="image" if image is not None else args.start,
-                           image=image, shape=None if image is not None else tuple(info.shape), threshold=args.threshold,
+        overrides = dict(steps=args.steps, lr=args.lr, step_norm=args.step_norm, noise_sigma=args.noise_sigma,
+                         noise_samples=args.noise_samples, loss=args.loss)
+        settings.update({k: v for k, v in overrides.items() if v is not None})
+        result = visualize(model, targets if len(targets) > 1 else targets[0],
+                           start="image" if image is not None else args.start, image=image,
+                           shape=None if image is not None else tuple(info.shape), threshold=args.threshold,
                            seed=args.seed, **settings)
     except (ValueError, KeyError, DataNotFoundError, NotADigitImage) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -93,8 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     else:
         out.write_bytes(strip_png(result, frames=args.frames))
     for i, t in enumerate(targets):
-        print(f"target {t}: p = {100 * float(result.final_probabilities[i, t]):.1f}% after {int(result.steps_run[i])} steps "
-              f"({result.stop_reason[i]})")
+        print(f"target {t}: p = {100 * float(result.final_probabilities[i, t]):.1f}% after "
+              f"{int(result.steps_run[i])} steps ({result.stop_reason[i]})")
     print(f"written to {out}")
     return 0
 

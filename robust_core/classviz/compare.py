@@ -35,7 +35,7 @@ class MorphComparison:
     dark_share: dict[str, float]  # model name -> share of the squared input gradient on the start's dark pixels
     timings: dict[str, float] = field(default_factory=dict)  # seconds: per model name, "grid", "knn"
     grid: VisualizationResult | None = None  # the first model's morph toward every class (one batch)
-    knn: KNNMorphResult | None = None  # the seed's gradient-free k-NN morph
+    knn: KNNMorphResult | None = None  # the gradient-free k-NN morph
     downloads: dict[str, dict[str, bytes]] = field(default_factory=dict)  # model name -> {"gif": ..., "strip": ...}
     grid_png: bytes | None = None  # the grid's ten final images as one PNG strip
     complete: bool = True  # False while models (or the grid, the k-NN morph) are still to come

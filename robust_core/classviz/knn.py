@@ -1,4 +1,4 @@
-"""The seed's k-NN morph (§4): no gradient, a direction from neighbours, random masking."""
+"""A k-NN morph: no gradient, a direction from neighbours, random masking."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -19,10 +19,10 @@ def knn_morph(train_x: torch.Tensor, train_y: torch.Tensor, start: torch.Tensor,
               seed: int = 0) -> KNNMorphResult:
     """Move ``start`` (C, H, W) until the share of its k nearest training images in ``target`` reaches ``threshold``.
 
-    Direction (seed §4.2): towards the k nearest target-class training images and away from the k
+    Direction: towards the k nearest target-class training images and away from the k
     nearest neighbours of other classes, mean of the differences; only a random ``mask_share`` of the
-    pixels move at each step (the seed's masking), x <- clip(x - lr * direction). Each step computes the
-    distances to every training image (a (1, N) cdist): the cost the seed points out.
+    pixels move at each step (random masking), x <- clip(x - lr * direction). Each step computes the
+    distances to every training image (a (1, N) cdist): the cost of going without gradients.
     """
     g = torch.Generator().manual_seed(seed)
     flat_train = train_x.flatten(1)

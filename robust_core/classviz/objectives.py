@@ -4,8 +4,8 @@ from __future__ import annotations
 import torch
 
 OBJECTIVES = {
-    "prob": "naive: -p_target (seed §3.1; stalls where the softmax saturates and its gradient vanishes)",
-    "log_prob": "-log(p_target + 1e-10) (seed §3.2)",
+    "prob": "naive: -p_target (stalls where the softmax saturates and its gradient vanishes)",
+    "log_prob": "-log(p_target + 1e-10)",
     "logit": "-logit_target (no softmax: never saturates, but ignores the other classes)",
 }
 
@@ -23,7 +23,8 @@ def objective_loss(logits: torch.Tensor, target: torch.Tensor, kind: str) -> tor
 
 def total_variation(x: torch.Tensor) -> torch.Tensor:
     """Mean absolute difference between neighbouring pixels, per image (N,)."""
-    return (x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1) + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1)
+    return ((x[..., 1:, :] - x[..., :-1, :]).abs().flatten(1).mean(1)
+            + (x[..., :, 1:] - x[..., :, :-1]).abs().flatten(1).mean(1))
 
 
 def regulariser_loss(x: torch.Tensor, *, l2: float = 0.0, tv: float = 0.0) -> torch.Tensor:

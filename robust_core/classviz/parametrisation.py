@@ -42,7 +42,8 @@ def start_images(kind: str, n: int, shape: tuple[int, int, int], *, image: torch
 # ---- Lucent's FFT / decorrelated-colour parametrisation (Olah et al. 2017, "Feature Visualization", Distill) ----
 PARAMETRISATIONS = {
     "pixel": "the pixels themselves, clipped to [0, 1] after each step",
-    "fft": "a 1/f-scaled Fourier spectrum per (decorrelated) colour channel, through a sigmoid to [0, 1] (Lucent's fft_image)",
+    "fft": "a 1/f-scaled Fourier spectrum per (decorrelated) colour channel, through a sigmoid to [0, 1] "
+           "(Lucent's fft_image)",
 }
 
 # Square root of the ImageNet colour correlation matrix (from its SVD; Lucid/Lucent's ``color_correlation_svd_sqrt``),
@@ -79,13 +80,15 @@ class FFTImage:
     mixing, rfft2, divide by the scale): ``image(spectrum(x))`` equals x within ``SIGMOID_CLAMP``.
     """
 
-    def __init__(self, shape: tuple[int, int, int], *, device=None, decay_power: float = 1.0, decorrelate: bool | None = None):
+    def __init__(self, shape: tuple[int, int, int], *, device=None, decay_power: float = 1.0,
+                 decorrelate: bool | None = None):
         c, h, w = (int(v) for v in shape)
         self.shape, self.device = (c, h, w), torch.device(device if device is not None else "cpu")
         fy = torch.fft.fftfreq(h, dtype=torch.float64)[:, None]
         fx = torch.fft.rfftfreq(w, dtype=torch.float64)[None, :]
         freqs = (fx ** 2 + fy ** 2).sqrt()
-        self.scale = (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power).float().to(self.device)[..., None]  # (H, W//2+1, 1)
+        # (H, W//2+1, 1)
+        self.scale = (1.0 / freqs.clamp_min(1.0 / max(h, w)) ** decay_power).float().to(self.device)[..., None]
         self.decorrelate = c == 3 if decorrelate is None else bool(decorrelate)
         if self.decorrelate and c != 3:
             raise ValueError("colour decorrelation needs 3 channels")
@@ -99,7 +102,8 @@ class FFTImage:
     def image(self, spectrum: torch.Tensor) -> torch.Tensor:
         """The images (N, C, H, W) in (0, 1) of a spectrum (differentiable)."""
         h, w = self.shape[1:]
-        z = torch.fft.irfft2(torch.view_as_complex((spectrum * self.scale).contiguous()), s=(h, w), norm="ortho") / FFT_MAGIC
+        z = torch.fft.irfft2(torch.view_as_complex((spectrum * self.scale).contiguous()), s=(h, w),
+                             norm="ortho") / FFT_MAGIC
         if self.decorrelate:
             z = torch.einsum("cj,njhw->nchw", self.mix, z)
         return torch.sigmoid(z)

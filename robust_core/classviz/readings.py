@@ -23,15 +23,16 @@ def knn_read(images: torch.Tensor, train_x: torch.Tensor, train_y: torch.Tensor,
     nearest = distances.topk(k, largest=False).indices  # (N, k), nearest first
     votes = train_y.to(images.device)[nearest]
     classes = int(num_classes or int(train_y.max()) + 1)
-    counts = torch.zeros(len(images), classes, device=images.device).scatter_add_(1, votes, torch.ones_like(votes, dtype=torch.float))
+    counts = torch.zeros(len(images), classes, device=images.device).scatter_add_(
+        1, votes, torch.ones_like(votes, dtype=torch.float))
     # The nearest neighbour breaks ties: add less than one vote to its class.
     counts.scatter_add_(1, votes[:, :1], torch.full((len(images), 1), 0.5, device=images.device))
     winner = counts.argmax(1)
     return winner.cpu(), ((votes == winner[:, None]).float().mean(1)).cpu()
 
 
-def readings(images: torch.Tensor, models: dict, *, train_x: torch.Tensor | None = None, train_y: torch.Tensor | None = None,
-             k: int = 3) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
+def readings(images: torch.Tensor, models: dict, *, train_x: torch.Tensor | None = None,
+             train_y: torch.Tensor | None = None, k: int = 3) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each classifier's reading of ``images``: {name: (predicted class (N,), its probability (N,))}, the networks
     of ``models`` (name -> model, used in eval mode and restored) and, with the training set, "k-NN (k=3)"."""
     from ..models import predict_proba

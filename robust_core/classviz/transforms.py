@@ -73,7 +73,8 @@ def random_scale(x: torch.Tensor, scales: float | tuple[float, float], generator
     return _resample(x, theta[None], padding)
 
 
-def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator, *, padding: str = "reflection") -> torch.Tensor:
+def random_rotate(x: torch.Tensor, degrees: float, generator: torch.Generator, *,
+                  padding: str = "reflection") -> torch.Tensor:
     """Rotate the batch about its centre by a random angle, uniform in [-degrees, degrees] (one draw per step for
     the whole batch, from ``generator``), keeping the size; the corners are filled by ``padding`` ("reflection",
     "border" or "zeros"). Rotation in pixels, also for H != W (the normalised grid is corrected for the aspect

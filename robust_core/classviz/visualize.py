@@ -7,13 +7,14 @@ from dataclasses import dataclass, field
 import torch
 
 from ..device import channels_last_copy
+from ..tensors import eval_mode
 from .objectives import objective_loss, regulariser_loss
 from .parametrisation import PARAMETRISATIONS, FFTImage, start_images
 from .transforms import blur, gaussian_noise, jitter, random_rotate, random_scale
 
 
 STEP_NORMS = {
-    "l2": "normalised gradient, grad / ||grad||_2 (seed §3.2)",
+    "l2": "normalised gradient, grad / ||grad||_2",
     "linf": "sign of the gradient (every pixel moves by the step size, as in PGD)",
     "none": "raw gradient (the step size multiplies the gradient itself)",
 }
@@ -22,13 +23,14 @@ STEP_NORMS = {
 RECIPES = {
     # Works on every shipped MNIST network, standard and adversarially trained: the noise-smoothed gradient
     # reaches dark pixels that a thresholding (eps = 0.3 adversarially trained) model ignores, and sign steps
-    # move them. Measured on the first 20 test 4s -> 9 (README, "Class visualization"): the PGD-AT CNN reaches
-    # p(9) >= 0.9 on all 20 and draws a 9 that the k-NN baseline reads as 9 in most; the seed recipe, 0 of 20.
-    "smoothed": {"step_norm": "linf", "lr": 0.01, "noise_sigma": 0.3, "noise_samples": 16, "loss": "log_prob", "steps": 200},
-    # Seed 002 §3.2 as written: -log p, gradient normalised in L2, step 0.1. Fools a standard network in a few
+    # move them. On the first 20 test 4s -> 9 (benchmarks.robust_morph, docs/benchmarks.md): the PGD-AT CNN reaches
+    # p(9) >= 0.9 on all 20 and draws a 9 that the k-NN baseline reads as 9 in most; the "seed" recipe, 0 of 20.
+    "smoothed": {"step_norm": "linf", "lr": 0.01, "noise_sigma": 0.3, "noise_samples": 16, "loss": "log_prob",
+                 "steps": 200},
+    # The plain normalised gradient: -log p, gradient normalised in L2, step 0.1. Fools a standard network in a few
     # dozen steps; stalls on an adversarially trained one (its dark pixels get no gradient).
     "seed": {"step_norm": "l2", "lr": 0.1, "noise_sigma": 0.0, "noise_samples": 1, "loss": "log_prob", "steps": 200},
-    # 224 x 224 colour photos on ImageNet networks (seed 004 Part 3), Lucent's way: the FFT / decorrelated-colour
+    # 224 x 224 colour photos on ImageNet networks, Lucent's way: the FFT / decorrelated-colour
     # parametrisation, the logit objective (as Lucent: it never saturates, so the picture keeps forming after p reaches
     # 1), transformation robustness (jitter 8 px, scale +-5%, rotation +-5 degrees) and a little total variation.
     # Steps of L2 length 10 on the spectrum (of ~150,000 coefficients at 224 x 224: ~0.026 each on average): sign steps
@@ -37,8 +39,9 @@ RECIPES = {
     # (EfficientNet-Lite0: golden retriever faces and fur from noise, a cat photo turned golden retriever, p -> 1.0
     # in 64 steps). Pass threshold=None to run all 256 steps (the default 0.99 stops after a few steps, on a faint
     # picture) and, for a noise start, shape=(3, 224, 224). About 60 ms a step on one CPU core for EfficientNet-Lite0.
-    "photo": {"parametrisation": "fft", "step_norm": "l2", "lr": 10.0, "loss": "logit", "steps": 256, "noise_sigma": 0.0,
-              "noise_samples": 1, "jitter_pixels": 8, "scale_jitter": 0.05, "rotate_degrees": 5.0, "tv": 0.05},
+    "photo": {"parametrisation": "fft", "step_norm": "l2", "lr": 10.0, "loss": "logit", "steps": 256,
+              "noise_sigma": 0.0, "noise_samples": 1, "jitter_pixels": 8, "scale_jitter": 0.05, "rotate_degrees": 5.0,
+              "tv": 0.05},
 }
 
 
@@ -50,15 +53,10 @@ def dark_gradient_share(model, image: torch.Tensor, target: int, *, dark: float 
     stroke on them. ``image``: (C, H, W) or (1, C, H, W) in [0, 1]. Returns nan when no pixel is dark.
     """
     x = image.detach().reshape(1, *image.shape[-3:]).to(next(model.parameters()).device)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model), torch.enable_grad():
         x_var = x.clone().requires_grad_(True)
-        with torch.enable_grad():
-            per_image = objective_loss(model(x_var), torch.tensor([int(target)], device=x.device), loss)
-            (grad,) = torch.autograd.grad(per_image.sum(), x_var)
-    finally:
-        model.train(was_training)
+        per_image = objective_loss(model(x_var), torch.tensor([int(target)], device=x.device), loss)
+        (grad,) = torch.autograd.grad(per_image.sum(), x_var)
     mask = x < dark
     if not mask.any():
         return float("nan")
@@ -111,7 +109,7 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
     Each step: transforms (jitter, random scale, random rotation, then ``noise_samples`` Gaussian-noise copies
     when ``noise_sigma`` > 0, whose losses are averaged), forward, loss = objective + regularisers, one backward
     for the whole batch, then a step of the size ``lr`` along the gradient (per image) as ``step_norm`` says:
-    "l2" (grad / ||grad||_2, seed §3.2; the default), "linf" (sign of the gradient, as in PGD: every pixel
+    "l2" (grad / ||grad||_2; the default), "linf" (sign of the gradient, as in PGD: every pixel
     moves by ``lr``) or "none" (the raw gradient; ``normalize_grad=False`` means the same), x <- x - step,
     then clipping to [0, 1] (and to the ``budget`` ball ("linf"|"l2", eps) around the start, which makes the
     result a targeted adversarial example). An image stops (is frozen) when its target probability, measured on
@@ -196,45 +194,44 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
     x0 = x.clone()
     ones = (1,) * (v.ndim - 1)  # broadcasts a per-image value over v
     generator = torch.Generator().manual_seed(seed)
-    was_training = model.training
-    model.eval()
-    net = channels_last_copy(model)  # a copy of the model in eval mode, or the model itself
+    with eval_mode(model):
+        net = channels_last_copy(model)  # a copy of the model in eval mode, or the model itself
 
-    transformed = bool(jitter_pixels or scale_jitter or rotate_degrees or noise_sigma > 0)
+        transformed = bool(jitter_pixels or scale_jitter or rotate_degrees or noise_sigma > 0)
 
-    def probabilities_and_gradient(v: torch.Tensor, x: torch.Tensor, need_grad: bool):
-        """p(x) for every class and, if needed, the gradient of the per-image loss in v (x = to_image(v)).
+        def probabilities_and_gradient(v: torch.Tensor, x: torch.Tensor, need_grad: bool):
+            """p(x) for every class and, if needed, the gradient of the per-image loss in v (x = to_image(v)).
 
-        Without transforms both come from one forward pass: one forward + one backward per step in all.
-        """
-        if not need_grad:
-            with torch.no_grad():
-                return net(x).softmax(1), None
-        v_var = v.detach().requires_grad_(True)
-        with torch.enable_grad():
-            x_var = to_image(v_var)
-            shifted = jitter(x_var, jitter_pixels, generator)
-            if scale_jitter:
-                shifted = random_scale(shifted, scale_jitter, generator)
-            if rotate_degrees:
-                shifted = random_rotate(shifted, rotate_degrees, generator)
-            if noise_sigma > 0:
-                logits = net(gaussian_noise(shifted, noise_sigma, noise_samples, generator))
-                objective = objective_loss(logits, t.repeat_interleave(noise_samples), loss).view(len(t), noise_samples).mean(1)
-            else:
-                logits = net(shifted)
-                objective = objective_loss(logits, t, loss)
-            per_image = objective + regulariser_loss(x_var, l2=l2, tv=tv)
-            (grad,) = torch.autograd.grad(per_image.sum(), v_var)
-        if transformed:
-            with torch.no_grad():
-                return net(x).softmax(1), grad
-        return logits.detach().softmax(1), grad
+            Without transforms both come from one forward pass: one forward + one backward per step in all.
+            """
+            if not need_grad:
+                with torch.no_grad():
+                    return net(x).softmax(1), None
+            v_var = v.detach().requires_grad_(True)
+            with torch.enable_grad():
+                x_var = to_image(v_var)
+                shifted = jitter(x_var, jitter_pixels, generator)
+                if scale_jitter:
+                    shifted = random_scale(shifted, scale_jitter, generator)
+                if rotate_degrees:
+                    shifted = random_rotate(shifted, rotate_degrees, generator)
+                if noise_sigma > 0:
+                    logits = net(gaussian_noise(shifted, noise_sigma, noise_samples, generator))
+                    objective = objective_loss(logits, t.repeat_interleave(noise_samples),
+                                               loss).view(len(t), noise_samples).mean(1)
+                else:
+                    logits = net(shifted)
+                    objective = objective_loss(logits, t, loss)
+                per_image = objective + regulariser_loss(x_var, l2=l2, tv=tv)
+                (grad,) = torch.autograd.grad(per_image.sum(), v_var)
+            if transformed:
+                with torch.no_grad():
+                    return net(x).softmax(1), grad
+            return logits.detach().softmax(1), grad
 
-    active = torch.ones(len(t), dtype=torch.bool, device=device)
-    steps_run = torch.zeros(len(t), dtype=torch.long)
-    reasons = ["max steps"] * len(t)
-    try:
+        active = torch.ones(len(t), dtype=torch.bool, device=device)
+        steps_run = torch.zeros(len(t), dtype=torch.long)
+        reasons = ["max steps"] * len(t)
         p, grad = probabilities_and_gradient(v, x, steps > 0)
         frames, probs, recorded = [x.detach().clone()], [p], [0]
         for step in range(1, steps + 1):
@@ -276,7 +273,5 @@ def visualize(model, target: int | Sequence[int], *, start: str = "zeros", image
                 recorded.append(step)
             if on_step is not None:
                 on_step(step, x.detach(), p)
-    finally:
-        model.train(was_training)
     return VisualizationResult(t, torch.stack(frames), torch.stack(probs).detach(), recorded, x.detach(), steps_run,
                                reasons, adversarial=budget is not None)

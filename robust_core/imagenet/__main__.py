@@ -109,9 +109,11 @@ def main(argv: list[str] | None = None) -> int:
 
         target = _class(args.target, names)
         recipe = {**RECIPES["photo"], "steps": args.steps}
-        start = dict(start="image", image=centre_crop(x)) if x is not None else dict(start="uniform", shape=(3, 224, 224))
+        start = (dict(start="image", image=centre_crop(x)) if x is not None
+                 else dict(start="uniform", shape=(3, 224, 224)))
         result = visualize(model, target, threshold=None, seed=args.seed, **start, **recipe)
-        print(f"p({names[target]}) = {float(result.final_probabilities[0, target]):.3f} after {int(result.steps_run[0])} steps")
+        print(f"p({names[target]}) = {float(result.final_probabilities[0, target]):.3f} after "
+              f"{int(result.steps_run[0])} steps")
         if args.out:
             _save(args.out, [_hwc(result.final)])
     return 0

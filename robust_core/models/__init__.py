@@ -9,6 +9,7 @@ import torch
 from torch import nn
 
 from ..data import dataset_info
+from ..tensors import eval_mode
 from .baselines import KNNBaseline, LogisticRegressionBaseline, FittedBaseline
 from .networks import ACTIVATIONS, ImageClassifier, mlp, seed_cnn
 
@@ -35,7 +36,7 @@ ARCHITECTURES: dict[str, Architecture] = {
     a.name: a
     for a in [
         _cnn("cnn", "Seed CNN",
-             "Conv 32@3x3, pool, conv 64@3x3, pool, dense 128, dense 10 (seed 002 §1.1)"),
+             "Conv 32@3x3, pool, conv 64@3x3, pool, dense 128, dense 10"),
         _cnn("cnn_no_conv2", "CNN without 2nd conv",
              "Ablation: the second convolution block removed", conv2=False),
         _cnn("cnn_no_pool1", "CNN without 1st pooling",
@@ -86,14 +87,10 @@ def predict_proba(model, x: torch.Tensor, *, batch_size: int = 1000) -> torch.Te
     """Class probabilities (N, K) for networks (softmax of logits) and baselines alike, on x's device."""
     if isinstance(model, FittedBaseline):
         return model.predict_proba(x)
-    was_training = model.training
-    model.eval()
-    try:
+    with eval_mode(model):
         device = next(model.parameters()).device
         out = [torch.softmax(model(x[i : i + batch_size].to(device)), dim=1) for i in range(0, len(x), batch_size)]
         return torch.cat(out).to(x.device)
-    finally:
-        model.train(was_training)
 
 
 __all__ = [

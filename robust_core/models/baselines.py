@@ -1,4 +1,4 @@
-"""The seed's non-network baselines (logistic regression, k-NN) behind the same ``predict_proba`` as the networks.
+"""The non-network baselines (logistic regression, k-NN) behind the same ``predict_proba`` as the networks.
 
 Both are fitted in closed form or by a deterministic solver, not trained by gradient descent, and
 both are computed with PyTorch: scikit-learn's float64 L-BFGS took over a minute on MNIST's
@@ -66,7 +66,7 @@ class _Linear(nn.Module):
 
 
 class LogisticRegressionBaseline(FittedBaseline):
-    """Multinomial logistic regression on raw pixels (seed 002, §1.3: about 92.6% on MNIST).
+    """Multinomial logistic regression on raw pixels (about 92.6% on MNIST).
 
     Minimises scikit-learn's objective, mean cross-entropy + ||W||^2 / (2 C n) (intercept not
     penalised), from zero with full-batch L-BFGS for at most ``max_iter`` iterations (scikit-learn's
@@ -93,7 +93,8 @@ class LogisticRegressionBaseline(FittedBaseline):
 
         def closure():
             optimiser.zero_grad()
-            loss = F.cross_entropy(torch.addmm(bias, features, weight.T), labels) + weight.pow(2).sum() / (2 * self.C * n)
+            loss = (F.cross_entropy(torch.addmm(bias, features, weight.T), labels)
+                    + weight.pow(2).sum() / (2 * self.C * n))
             loss.backward()
             return loss
 
@@ -140,7 +141,7 @@ class LogisticRegressionBaseline(FittedBaseline):
 
 
 class KNNBaseline(FittedBaseline):
-    """k-nearest neighbours on raw pixels, Euclidean distance, brute force (seed 002, §1.3: k=3, about 96.9%).
+    """k-nearest neighbours on raw pixels, Euclidean distance, brute force (k=3: about 96.9% on MNIST).
 
     ``predict_proba`` is the share of the k votes per class, so m(x) only takes the values j/k.
     """

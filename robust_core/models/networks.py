@@ -80,7 +80,7 @@ def seed_cnn(
     kernel: int = 3,
     padding: int = 0,
 ) -> ImageClassifier:
-    """The seed CNN (seed 002, §1.1) and its §1.2 ablations through the keyword arguments.
+    """The seed CNN and its ablations through the keyword arguments.
 
     Default: Conv 32@3x3 -> MaxPool 2 -> Conv 64@3x3 -> MaxPool 2 -> Flatten 1600 -> Dense 128 ReLU
     -> Dense 10, 225,034 parameters on MNIST.
@@ -92,7 +92,8 @@ def seed_cnn(
         first.append(nn.MaxPool2d(2))
     blocks["conv1"] = nn.Sequential(*first)
     if conv2:
-        blocks["conv2"] = nn.Sequential(nn.Conv2d(filters[0], filters[1], kernel, padding=padding), nn.ReLU(), nn.MaxPool2d(2))
+        blocks["conv2"] = nn.Sequential(nn.Conv2d(filters[0], filters[1], kernel, padding=padding), nn.ReLU(),
+                                        nn.MaxPool2d(2))
     flat = _flat_size(blocks, shape)
     if dense:
         layers: list[nn.Module] = [nn.Flatten(), nn.Linear(flat, dense), nn.ReLU()]
@@ -122,10 +123,12 @@ def mlp(
     blocks: OrderedDict[str, nn.Module] = OrderedDict()
     width = shape[0] * shape[1] * shape[2]
     for i, units in enumerate(hidden):
-        layers: list[nn.Module] = ([nn.Flatten()] if i == 0 else []) + [nn.Linear(width, units), ACTIVATIONS[activation]()]
+        layers: list[nn.Module] = (([nn.Flatten()] if i == 0 else [])
+                                   + [nn.Linear(width, units), ACTIVATIONS[activation]()])
         if dropout:
             layers.append(nn.Dropout(dropout))
         blocks[f"fc{i + 1}"] = nn.Sequential(*layers)
         width = units
-    blocks["head"] = nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes)) if not hidden else nn.Linear(width, num_classes)
+    blocks["head"] = (nn.Sequential(nn.Flatten(), nn.Linear(width, num_classes)) if not hidden
+                      else nn.Linear(width, num_classes))
     return ImageClassifier(Normalize(mean, std), blocks)

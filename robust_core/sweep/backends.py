@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ..evaluation import EvaluationCache
 from ..store import ModelStore
-from .grids import BACKENDS, RAY_REQUIREMENTS, Job, SweepError
+from .grids import BACKENDS, RAY_REQUIREMENTS, SweepError, SweepJob
 from .jobs import _ray_task, cached_result, execute_job
 
 # The robust_core package (travels to Ray workers) and the checkout holding it (on their path).
@@ -82,7 +82,7 @@ def _run_ray(pending, store_root, on_done, *, threads, address, gpus):
             ray.shutdown()
 
 
-def run_jobs(jobs: Sequence[Job], *, store: ModelStore, backend: str = "local", progress: bool = True,
+def run_jobs(jobs: Sequence[SweepJob], *, store: ModelStore, backend: str = "local", progress: bool = True,
              threads: int | None = None, ray_address: str | None = None, gpus: str | bool = "auto",
              desc: str = "sweep",
              on_result: Callable[[int, dict], None] | None = None) -> tuple[list[dict], list[dict]]:

@@ -10,11 +10,11 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 from ..attacks import ATTACKS
 from ..data import DATASETS, DataNotFoundError, load_dataset
-from ..evaluation import PAGE_ATTACK_PARAMS, PAGE_EPS_MAX
+from ..evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, AutoAttackKey
 from ..store import ModelStore
 
 # The largest ε that means anything per norm on [0, 1] images of up to 784 pixels (the page's bounds).
@@ -22,8 +22,6 @@ EPS_LIMITS = {"linf": 1.0, "l2": 28.0, "l1": 784.0}
 N_MAX = 10_000
 # minimal_eps' own arguments, accepted in attack parameters beside the attack's.
 SEARCH_PARAMS = ("eps_max", "bisection_steps", "grid_points", "batch_size")
-# Bumped when the AutoAttack cache's content changes: older files are recomputed, not reused.
-AUTOATTACK_CACHE_VERSION = 2  # 2: FAB-T counts any misclassification, as the reference does (2026-11-23)
 RAY_REQUIREMENTS = "requirements-ray.txt"
 BACKENDS = ("local", "ray")
 
@@ -39,7 +37,7 @@ class EvalGrid:
 
     ``models``: store ids or unique prefixes, or ``"shipped"`` (every shipped model installed in the store, optionally
     only those of ``dataset``). ``eps`` is in each attack's norm. ``attack_params``: per attack, parameters overriding
-    :data:`robust_core.evaluation.PAGE_ATTACK_PARAMS` (the attack's own, e.g. ``{"pgd": {"steps": 10}}``, or the
+    :data:`robust_core.evaluation.CURVE_ATTACK_PARAMS` (the attack's own, e.g. ``{"pgd": {"steps": 10}}``, or the
     search's ``eps_max``, ``bisection_steps``, ``grid_points``). AutoAttack's parameters are its protocol's and cannot
     be changed.
     """
@@ -73,32 +71,93 @@ class TrainGrid:
     attack_params: dict[str, dict[str, Any]] = field(default_factory=dict)
 
 
+# ---- jobs: one class per kind ---------------------------------------------------------------------------------------
 @dataclass
-class Job:
-    """One independent unit of work: its result is written to the store or its caches when it finishes."""
+class MinimalEpsJob:
+    """The per-example minimal ε of one (model, attack) on the first ``n`` test images, cached beside the model
+    (:func:`robust_core.evaluation.cached_minimal_eps`): accuracy at every ε of a grid is then a lookup."""
 
-    kind: str  # "minimal_eps" | "autoattack" | "train" | "call"
-    model_id: str = ""
-    dataset: str = ""
-    attack: str = ""
+    kind: ClassVar[str] = "minimal_eps"
+    model_id: str
+    dataset: str
+    attack: str
     params: tuple = ()  # sorted (name, value) pairs: the evaluation cache's key
     n: int = 0
     seed: int = 0
-    eps: float | None = None  # AutoAttack's fixed ε
-    config: dict | None = None  # a TrainConfig as a dict; for "call", {"fn": "module:name", "kwargs": {...}}
-    name: str = ""  # a "call" job's label
 
     @property
     def label(self) -> str:
-        if self.kind == "call":
-            return self.name or self.config["fn"]
-        if self.kind == "train":
-            return f"train {self.config['method']} seed {self.config['seed']}"
-        eps = f" ε={self.eps:g}" if self.eps is not None else ""
-        return f"{self.model_id[:8]} {self.attack}{eps}"
+        return f"{self.model_id[:8]} {self.attack}"
 
 
-def function_job(fn: Callable[..., dict], *, label: str = "", **kwargs) -> Job:
+@dataclass(frozen=True)
+class AutoAttackJob(AutoAttackKey):
+    """AutoAttack of one (model, ε) on the first ``n`` test images of ``dataset``: its key in the AutoAttack cache
+    (:func:`robust_core.evaluation.cached_autoattack`, the Attack page's cache too), and the images' dataset."""
+
+    kind: ClassVar[str] = "autoattack"
+    dataset: str = ""
+
+    @property
+    def label(self) -> str:
+        return f"{self.model_id[:8]} {self.attack} ε={self.eps:g}"
+
+
+@dataclass
+class TrainJob:
+    """The training of one configuration (:meth:`robust_core.store.ModelStore.train_or_load`: once per store)."""
+
+    kind: ClassVar[str] = "train"
+    config: dict  # a TrainConfig as a dict: plain data, as it travels to Ray workers
+
+    @property
+    def dataset(self) -> str:
+        return self.config["dataset"]
+
+    @property
+    def seed(self) -> int:
+        return self.config["seed"]
+
+    @property
+    def label(self) -> str:
+        return f"train {self.config['method']} seed {self.config['seed']}"
+
+
+@dataclass
+class CallJob:
+    """A call of a module-level function, ``fn(store_root=..., device=..., **kwargs)`` (:func:`function_job`)."""
+
+    kind: ClassVar[str] = "call"
+    fn: str  # "module:name" or "file:/path/script.py:name"
+    kwargs: dict = field(default_factory=dict)  # plain data, as it travels to Ray workers
+    name: str = ""  # its label
+
+    @property
+    def label(self) -> str:
+        return self.name or self.fn
+
+
+# One independent unit of work: its result is written to the store or its caches when it finishes.
+SweepJob = MinimalEpsJob | AutoAttackJob | TrainJob | CallJob
+
+
+def Job(kind: str, model_id: str = "", dataset: str = "", attack: str = "", params: tuple = (), n: int = 0,
+        seed: int = 0, eps: float | None = None, config: dict | None = None, name: str = "") -> SweepJob:
+    """The job of ``kind`` ("minimal_eps", "autoattack", "train", "call") from the fields of every kind, for callers
+    that name the kind (``Job("autoattack", model_id, dataset, attack, (), n, seed, eps)``); each kind takes its own:
+    a "train" job its ``config``, a "call" job ``config={"fn": ..., "kwargs": ...}`` and ``name``."""
+    if kind == "minimal_eps":
+        return MinimalEpsJob(model_id, dataset, attack, tuple(params), n, seed)
+    if kind == "autoattack":
+        return AutoAttackJob(model_id, attack, float(eps), n, seed, dataset)
+    if kind == "train":
+        return TrainJob(dict(config))
+    if kind == "call":
+        return CallJob(config["fn"], dict(config.get("kwargs", {})), name)
+    raise SweepError(f"unknown job kind {kind!r}; one of minimal_eps, autoattack, train, call")
+
+
+def function_job(fn: Callable[..., dict], *, label: str = "", **kwargs) -> CallJob:
     """A job that calls ``fn(store_root=..., device=..., **kwargs)`` where it runs (this process, or a Ray worker with
     the CPUs or GPU it declares) and returns its dict.
 
@@ -112,7 +171,7 @@ def function_job(fn: Callable[..., dict], *, label: str = "", **kwargs) -> Job:
         module = "file:" + str(Path(sys.modules["__main__"].__file__).resolve())
     if "<locals>" in fn.__qualname__ or "<lambda>" in fn.__qualname__:
         raise SweepError(f"{fn.__qualname__} is not a module-level function: a worker could not import it")
-    return Job("call", config={"fn": f"{module}:{fn.__qualname__}", "kwargs": dict(kwargs)}, name=label)
+    return CallJob(f"{module}:{fn.__qualname__}", dict(kwargs), label)
 
 
 def _resolve_function(ref: str) -> Callable:
@@ -257,17 +316,17 @@ def _load(dataset: str):
 
 
 def attack_params_for(attack: str, eps_grid: Sequence[float], overrides: dict | None = None) -> dict[str, Any]:
-    """The minimal-ε computation's parameters (the cache key's): the page's defaults, ``eps_max`` the page's largest ε
+    """The minimal-ε computation's parameters (the cache key's): the curves' defaults, ``eps_max`` their largest ε
     (or the grid's largest when above it) for budgeted attacks, then ``overrides``."""
     spec = ATTACKS[attack]
-    params = dict(PAGE_ATTACK_PARAMS.get(attack, {}))
+    params = dict(CURVE_ATTACK_PARAMS.get(attack, {}))
     if spec.kind != "minimal":
         top = max(eps_grid)
-        params["eps_max"] = PAGE_EPS_MAX[spec.norm] if top <= PAGE_EPS_MAX[spec.norm] else top
+        params["eps_max"] = CURVE_EPS_MAX[spec.norm] if top <= CURVE_EPS_MAX[spec.norm] else top
     return {**params, **(overrides or {})}
 
 
-def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[Job], dict]:
+def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[SweepJob], dict]:
     """The jobs of an evaluation grid, in table order, and the grid as it was resolved (raises SweepError)."""
     model_ids = resolve_models(store, grid.models, grid.dataset)
     attacks = check_attacks(grid.attacks, grid.attack_params)
@@ -284,14 +343,13 @@ def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[Job], dict]
     for model_id in model_ids:
         for attack in attacks:
             if ATTACKS[attack].kind == "ensemble":
-                jobs += [Job("autoattack", model_id, datasets[model_id], attack, (), n, grid.seed, float(e))
-                         for e in eps_grid]
+                jobs += [AutoAttackJob(model_id, attack, float(e), n, grid.seed, datasets[model_id]) for e in eps_grid]
             else:
                 params = attack_params_for(attack, eps_grid, grid.attack_params.get(attack))
-                jobs.append(Job("minimal_eps", model_id, datasets[model_id], attack, tuple(sorted(params.items())), n,
-                                grid.seed))
+                jobs.append(MinimalEpsJob(model_id, datasets[model_id], attack, tuple(sorted(params.items())), n,
+                                          grid.seed))
     resolved = {"models": model_ids, "attacks": attacks, "eps": eps_grid, "n": n, "seed": grid.seed,
-                "attack_params": {j.attack: dict(j.params) for j in jobs if j.kind == "minimal_eps"}}
+                "attack_params": {j.attack: dict(j.params) for j in jobs if isinstance(j, MinimalEpsJob)}}
     return jobs, resolved
 
 

@@ -11,8 +11,9 @@ from pathlib import Path
 
 from ..attacks import ATTACKS
 from ..evaluation import EvaluationCache, accuracy_at, attack_comparison_warnings
+from ..file_locks import atomic_write_text
 from ..store import ModelStore
-from .grids import Job, SweepResult
+from .grids import MinimalEpsJob, SweepResult
 from .reuse import find_minimal_eps
 
 PLOTLYJS = "plotly.min.js"  # beside the figures, which load it by this relative name
@@ -24,8 +25,8 @@ def _slug(text: str) -> str:
 
 def _run_values(store: ModelStore, cache: EvaluationCache, run: dict):
     """A minimal-ε run's per-image values: its cache entry, or the larger result it was read from."""
-    job = Job("minimal_eps", run["model_id"], run["dataset"], run["attack"], tuple(sorted(run["params"].items())),
-              run["n"], run["seed"])
+    job = MinimalEpsJob(run["model_id"], run["dataset"], run["attack"], tuple(sorted(run["params"].items())),
+                        run["n"], run["seed"])
     found = find_minimal_eps(store, cache, job)
     return None if found is None else found[0]
 
@@ -182,9 +183,7 @@ def write_plotlyjs(out_dir: str | os.PathLike) -> Path:
             return path
     except (OSError, UnicodeDecodeError):
         pass
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_text(path, text)
     return path
 
 

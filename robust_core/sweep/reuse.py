@@ -24,7 +24,7 @@ import torch
 from ..attacks import ATTACKS, fgsm, pgd
 from ..evaluation import EvalKey, EvaluationCache, minimal_eps
 from ..store import ModelStore
-from .grids import SEARCH_PARAMS, Job
+from .grids import SEARCH_PARAMS, MinimalEpsJob
 
 
 def effective_params(attack: str, params: dict) -> dict:
@@ -65,11 +65,11 @@ def _cached_keys(store: ModelStore, model_id: str) -> list[EvalKey]:
     return keys
 
 
-def find_superset(store: ModelStore, cache: EvaluationCache, job: Job) -> tuple[torch.Tensor, EvalKey] | None:
+def find_superset(store: ModelStore, cache: EvaluationCache, job: MinimalEpsJob) -> tuple[torch.Tensor, EvalKey] | None:
     """The first ``job.n`` values of the smallest cached result on more images that is exactly the job's search, and
     that result's key; None when there is none (or the job's attack is not :func:`prefix_stable`)."""
     params = dict(job.params)
-    if job.kind != "minimal_eps" or not prefix_stable(job.attack, params):
+    if not isinstance(job, MinimalEpsJob) or not prefix_stable(job.attack, params):
         return None
     wanted = effective_params(job.attack, params)
     candidates = sorted((k for k in _cached_keys(store, job.model_id)
@@ -83,7 +83,7 @@ def find_superset(store: ModelStore, cache: EvaluationCache, job: Job) -> tuple[
     return None
 
 
-def find_minimal_eps(store: ModelStore, cache: EvaluationCache, job: Job, *,
+def find_minimal_eps(store: ModelStore, cache: EvaluationCache, job: MinimalEpsJob, *,
                      shipped: bool = False) -> tuple[torch.Tensor, EvalKey | None] | None:
     """A minimal-ε job's values if they are on disk: (values, None) from its own cache entry, (values, key) from the
     larger result ``key`` (:func:`find_superset`), else None. ``shipped``: first install the results shipped for the

@@ -11,8 +11,8 @@ from ..attacks import ATTACKS
 from ..evaluation import MINIMAL_EPS_VERSION, accuracy_at, minimal_eps, perturbation_stats
 from ..store import ModelStore, display_names
 from .backends import run_jobs
-from .grids import EvalGrid, Job, SweepError, SweepResult, TrainGrid, _load, check_attacks, check_eps, check_n, \
-    plan_evaluation, train_configs, train_command
+from .grids import (EvalGrid, MinimalEpsJob, SweepError, SweepResult, TrainGrid, TrainJob, _load, check_attacks,
+                    check_eps, check_n, plan_evaluation, train_command, train_configs)
 
 # ---- tables --------------------------------------------------------------------------------------------------------
 def _finite(value: float):
@@ -29,7 +29,7 @@ def _evaluation_rows(jobs, results, info, resolved, store):
         common = {"model_id": job.model_id, "model": names[job.model_id], "dataset": job.dataset, "attack": job.attack,
                   "norm": spec.norm}
         run = {**common, "kind": job.kind, "n": job.n, "seed": job.seed, **meta}
-        if job.kind == "minimal_eps":
+        if isinstance(job, MinimalEpsJob):
             values = torch.tensor(result["min_eps"], dtype=torch.float32)
             params = dict(job.params)
             for e, acc in zip(eps_grid, accuracy_at(values, eps_grid).tolist()):
@@ -86,7 +86,7 @@ def run_sweep(grid: EvalGrid | TrainGrid, *, store: ModelStore | None = None, ba
         check_n(grid.n)
     for dataset in sorted({c.dataset for c in configs}):
         _load(dataset)
-    jobs = [Job("train", dataset=c.dataset, seed=c.seed, config=c.to_dict()) for c in configs]
+    jobs = [TrainJob(c.to_dict()) for c in configs]
     results, info = run_jobs(jobs, desc="train", **kwargs)
     resolved = {"methods": list(grid.methods), "lam": list(grid.lam), "eps": list(grid.eps), "seeds": list(grid.seeds),
                 "base": dict(grid.base), "method_kwargs": dict(grid.method_kwargs)}

@@ -4,6 +4,7 @@ from .losses import METHOD_TITLES, METHODS, TRAINING_METHODS, MethodSpec, BatchC
 from .loop import ProgressEvent, TrainingCancelled, TrainResult, evaluate, train_model
 
 __all__ = [
-    "OPTIMIZERS", "SCHEDULES", "TrainConfig", "METHOD_TITLES", "METHODS", "MethodSpec", "TRAINING_METHODS", "BatchContext", "BatchLoss",
+    "OPTIMIZERS", "SCHEDULES", "TrainConfig", "METHOD_TITLES", "METHODS", "MethodSpec", "TRAINING_METHODS",
+    "BatchContext", "BatchLoss",
     "training_method", "ProgressEvent", "TrainingCancelled", "TrainResult", "evaluate", "train_model",
 ]

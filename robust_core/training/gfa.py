@@ -22,6 +22,8 @@ from collections.abc import Sequence
 import torch
 import torch.nn.functional as F
 
+from ..tensors import eval_mode
+
 INPUT_LAYER = "input"
 VARIANTS = ("first", "deep")
 # The cosine is scale-invariant, so rescaling inputs to [-1, 1] is the same as centring them on 0.5.
@@ -114,18 +116,14 @@ def gfa_penalty(cosines: torch.Tensor) -> torch.Tensor:
 def measure_alignment(model, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 500,
                       input_centre: str = "model") -> dict[str, float]:
     """Mean |c_l| per layer over (x, y), the model in eval mode: the alignment metric stored with models."""
-    was_training = model.training
-    model.eval()
     sums: torch.Tensor | None = None
     names: list[str] = []
-    try:
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             _, c, names = alignment_cosines(model, x[i : i + batch_size], y[i : i + batch_size], layers="deep",
                                             input_centre=input_centre)
             part = c.abs().sum(0)
             sums = part if sums is None else sums + part
-    finally:
-        model.train(was_training)
     if sums is None:
         return {}
     return {name: float(v) / len(x) for name, v in zip(names, sums)}

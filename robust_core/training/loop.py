@@ -14,6 +14,7 @@ from torch import nn
 from ..data import DatasetSplits, load_dataset
 from ..device import get_device, resolve_precision
 from ..models import FittedBaseline, architecture, build_model
+from ..tensors import eval_mode
 from .config import TrainConfig
 from .gfa import measure_alignment
 from .losses import BatchContext, training_method
@@ -65,19 +66,16 @@ def evaluate(model, x: torch.Tensor, y: torch.Tensor, *, batch_size: int = 1000)
     """Mean cross-entropy and accuracy of ``model`` on (x, y), computed in eval mode."""
     if isinstance(model, FittedBaseline):
         proba = model.predict_proba(x).clamp_min(1e-12)
-        return {"loss": float(F.nll_loss(proba.log(), y.to(proba.device))), "acc": float((proba.argmax(1).cpu() == y.cpu()).float().mean())}
-    was_training = model.training
-    model.eval()
+        return {"loss": float(F.nll_loss(proba.log(), y.to(proba.device))),
+                "acc": float((proba.argmax(1).cpu() == y.cpu()).float().mean())}
     device = next(model.parameters()).device
     total_loss, correct = 0.0, 0
-    try:
+    with eval_mode(model):
         for i in range(0, len(x), batch_size):
             xb, yb = x[i : i + batch_size].to(device), y[i : i + batch_size].to(device)
             logits = model(xb)
             total_loss += float(F.cross_entropy(logits, yb, reduction="sum"))
             correct += int((logits.argmax(1) == yb).sum())
-    finally:
-        model.train(was_training)
     return {"loss": total_loss / len(x), "acc": correct / len(x)}
 
 
@@ -85,7 +83,8 @@ def _optimizer(config: TrainConfig, params) -> torch.optim.Optimizer:
     if config.optimizer == "adam":
         return torch.optim.Adam(params, lr=config.lr, weight_decay=config.weight_decay)
     momentum = config.momentum if config.optimizer == "sgd_momentum" else 0.0
-    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, nesterov=momentum > 0, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.lr, momentum=momentum, nesterov=momentum > 0,
+                           weight_decay=config.weight_decay)
 
 
 def _scheduler(config: TrainConfig, optimizer, total_steps: int):
@@ -156,7 +155,8 @@ def train_model(
     order_rng = torch.Generator().manual_seed(config.seed)
     event_every = max(1, batches_per_epoch // BATCH_EVENTS_PER_EPOCH)
 
-    history: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr", "elapsed_s")}
+    history: dict[str, list] = {k: [] for k in ("epoch", "train_loss", "train_acc", "val_loss", "val_acc", "lr",
+                                                "elapsed_s")}
     history["batches"] = []  # (fractional epoch, running train loss, running train acc)
     extras_history: dict[str, list[float]] = {}
     step = 0
@@ -172,12 +172,14 @@ def train_model(
                 raise TrainingCancelled(f"stopped at epoch {epoch + 1}, batch {b}")
             idx = perm[b * config.batch_size : (b + 1) * config.batch_size]
             xb, yb = train_x[idx], train_y[idx]
-            ctx = BatchContext(config.method_kwargs, epoch, step / total_steps, config.label_smoothing, step, config.seed)
+            ctx = BatchContext(config.method_kwargs, epoch, step / total_steps, config.label_smoothing, step,
+                               config.seed)
             with autocast:
                 out = loss_fn(model, xb, yb, ctx)
             if not torch.isfinite(out.loss):
                 raise FloatingPointError(
-                    f"Training diverged: the loss became {float(out.loss.detach())} at epoch {epoch + 1}, batch {b + 1}. "
+                    f"Training diverged: the loss became {float(out.loss.detach())} at epoch {epoch + 1}, "
+                    f"batch {b + 1}. "
                     "Lower the learning rate."
                 )
             optimizer.zero_grad(set_to_none=True)
@@ -206,9 +208,9 @@ def train_model(
         val = evaluate(model, val_x, val_y)
         model.train()
         elapsed = time.perf_counter() - start
-        for key, value in (("epoch", epoch + 1), ("train_loss", float(loss_sum) / seen), ("train_acc", float(correct) / seen),
-                           ("val_loss", val["loss"]), ("val_acc", val["acc"]), ("lr", optimizer.param_groups[0]["lr"]),
-                           ("elapsed_s", elapsed)):
+        for key, value in (("epoch", epoch + 1), ("train_loss", float(loss_sum) / seen),
+                           ("train_acc", float(correct) / seen), ("val_loss", val["loss"]), ("val_acc", val["acc"]),
+                           ("lr", optimizer.param_groups[0]["lr"]), ("elapsed_s", elapsed)):
             history[key].append(value)
         for k, v in extras_sum.items():
             extras_history.setdefault(k, []).append(v / seen)
@@ -229,7 +231,8 @@ def train_model(
     if hasattr(model, "forward_with_features"):
         # Every network records its gradient-feature alignment (mean |cos| per layer), so GFA's effect
         # can be compared with any other method's. 2,000 test images: ~1 s on CPU, stable to ~0.01.
-        alignment = measure_alignment(model, data.test_x[:ALIGNMENT_IMAGES].to(device), data.test_y[:ALIGNMENT_IMAGES].to(device))
+        alignment = measure_alignment(model, data.test_x[:ALIGNMENT_IMAGES].to(device),
+                                      data.test_y[:ALIGNMENT_IMAGES].to(device))
         metrics.update({f"alignment_{name}": value for name, value in alignment.items()})
     history["precision"] = precision
     return TrainResult(model.to(memory_format=torch.contiguous_format), config, metrics, history, wall)

@@ -15,7 +15,7 @@ import math
 import torch
 import torch.nn.functional as F
 
-from ..attacks._common import eval_mode
+from ..tensors import eval_mode
 from . import gfa as gfa_math
 
 
@@ -284,7 +284,8 @@ def method_kwargs_problems(method: str, kwargs: dict[str, Any]) -> list[str]:
     if not isinstance(kwargs, dict):
         return [f"method_kwargs must be a dict, not {type(kwargs).__name__}"]
     unknown = sorted(set(kwargs) - set(spec.defaults))
-    problems = [f"{method} takes no argument(s) {unknown}; it takes {sorted(spec.defaults) or 'none'}"] if unknown else []
+    problems = ([f"{method} takes no argument(s) {unknown}; it takes {sorted(spec.defaults) or 'none'}"] if unknown
+                else [])
     if unknown:
         return problems
     k = {**spec.defaults, **kwargs}

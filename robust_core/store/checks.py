@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .weights_files import TruncatedWeightsFile, WeightsFileError, safetensors_header
+from ..weights_files import TruncatedWeightsFile, WeightsFileError, safetensors_header
 
 META_FILE = "meta.json"
 WEIGHTS_FILE = "weights.safetensors"
@@ -83,7 +83,7 @@ def read_meta(path: Path) -> tuple[Any, str | None]:
 def meta_problem(meta: Any, *, dataset: str) -> str | None:
     """Why ``meta`` (a parsed ``meta.json`` found in the folder of ``dataset``) is not a model's metadata that every
     page can show, or None. The fields the pages read must have the types the store writes."""
-    from .training import TrainConfig
+    from ..training import TrainConfig
 
     if not isinstance(meta, dict):
         return f"{META_FILE} holds {_json_kind(meta)}, not the model's metadata (a JSON object)"

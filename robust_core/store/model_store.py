@@ -1,36 +1,14 @@
-"""The model store: trained models on disk, keyed by the hash of their training configuration.
-
-Layout (RobustBench-like deterministic paths)::
-
-    $ROBUST_STORE_DIR/            default ~/.cache/robustness-lab/models
-        <dataset>/<model_id>/
-            weights.safetensors   tensors only: loading a file never runs code (no pickle)
-            meta.json             config, metrics, curves, versions, wall time, creation time
-
-A model directory is written whole in a temporary folder and renamed into place, so a crash
-mid-save leaves either the old state or the new one, never a half model. ``meta.json`` edits
-(renames) go through a temporary file and ``os.replace`` for the same reason.
-
-Several processes may share one store (dashboard replicas, on one host or on several with the store on NFSv4): saves,
-renames, deletes and imports hold the store's file lock (:class:`robust_core.file_locks.FolderLock`, ``<store>/.lock``)
-as well as the process's own lock, so a name checked free is still free when it is written, and listings read the
-folders again at every call (an entry another process saved is listed at once; one it changed is parsed again).
-Identical trainings asked for by two processes run once (:func:`robust_core.file_locks.compute_once`).
-
-An exported model is one ``.safetensors`` file whose header metadata carries ``meta.json``.
-"""
+"""The store itself, :class:`ModelStore`: listing (checked entries, damaged ones set aside), saving and loading, names,
+edits, import and export. The folder layout and what several processes may do at once: :mod:`robust_core.store`."""
 from __future__ import annotations
 
 import json
 import os
-import platform
 import shutil
 import tempfile
 import threading
 import time
 from collections import OrderedDict
-from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -40,150 +18,24 @@ from safetensors.torch import load as load_safetensors_bytes
 from safetensors.torch import save as save_safetensors_bytes
 from torch import nn
 
-from .checkpoints import (
-    EXPORT_META_KEY,
-    InvalidCheckpointError,
-    StoreError,
-    model_from_state,
-    read_checkpoint,
-    state_dict_of,
-)
-from .data import DATASETS, user_cache_dir
-from .file_locks import FolderLock, atomic_write_text, compute_once, write_synced
-from .models import parameter_count
-from .names import clean_name, name_key, name_keys, names_look_alike
-from .store_checks import (
-    DamagedEntry,
-    check_entry,
-    remove_stale_temporaries,
-    stat_signature,
-)
-from .training import ProgressEvent, TrainConfig, TrainResult, train_model
+from ..checkpoints import (EXPORT_META_KEY, InvalidCheckpointError, StoreError, model_from_state, read_checkpoint,
+                           state_dict_of)
+from ..data import DATASETS
+from ..file_locks import FolderLock, atomic_write_text, write_synced
+from ..models import parameter_count
+from ..names import clean_name, name_keys, names_look_alike
+from ..training import TrainConfig, TrainResult
+from .checks import DamagedEntry, check_entry, remove_stale_temporaries, stat_signature
+from .entries import FORMAT_VERSION, StoredModel, default_name, json_default, library_versions, resolve_store_dir
+from .training import StoreTraining
 
-STORE_DIR_ENV = "ROBUST_STORE_DIR"
-FORMAT_VERSION = 1
 # Trained networks kept in memory: small models (a few MB each), reused by every page.
 MEMORY_CACHE_SIZE = 16
 # How often listing the store also removes what killed saves left behind (opening the store does it too).
 SWEEP_INTERVAL_S = 600
 
 
-def default_store_dir() -> Path:
-    return user_cache_dir() / "models"
-
-
-def library_versions() -> dict[str, str]:
-    import numpy
-    import safetensors
-
-    from . import __version__
-
-    return {"robust_core": __version__, "torch": torch.__version__, "numpy": numpy.__version__,
-            "safetensors": safetensors.__version__, "python": platform.python_version()}
-
-
-@dataclass(frozen=True)
-class StoredModel:
-    """One entry of the store: its id, its folder and its metadata."""
-
-    model_id: str
-    path: Path
-    meta: dict[str, Any]
-
-    @property
-    def name(self) -> str:
-        return self.meta.get("name", self.model_id)
-
-    @property
-    def config(self) -> TrainConfig:
-        return TrainConfig.from_dict(self.meta["config"])
-
-
-def default_name(config: TrainConfig, model_id: str) -> str:
-    """A readable name for a model nobody named: "k-NN (k=3) · MNIST" for a fitted baseline (one per dataset and
-    recipe in practice), "Seed CNN · PGD adversarial training · 2a34f7" for a network (the id's start tells
-    apart the many configurations a room trains)."""
-    from .data import DATASETS
-    from .models import ARCHITECTURES
-    from .training import METHOD_TITLES
-
-    arch = ARCHITECTURES[config.arch].title if config.arch in ARCHITECTURES else config.arch
-    if config.arch in ARCHITECTURES and ARCHITECTURES[config.arch].kind == "fitted":
-        return f"{arch} · {DATASETS[config.dataset].title if config.dataset in DATASETS else config.dataset}"
-    return f"{arch} · {METHOD_TITLES.get(config.method, config.method)} · {model_id[:6]}"
-
-
-def display_names(entries: list[StoredModel], *, mark_students: bool = False) -> dict[str, str]:
-    """Each entry's label for a picker: its name, with ``[id prefix]`` appended where names read alike, and with
-    ``mark_students`` (lecture mode) "(student) " before the name of a model a visitor trained
-    (:func:`robust_core.access.trained_by_visitor`), so that it never passes for the lecturer's or a shipped one:
-    before, not after, because a picker cuts a long label's end (a name padded to the picker's width hid the mark).
-
-    Names are unique within a dataset (up to case, spacing and look-alike letters), but a list can still hold names
-    that read alike: models of different datasets, or stores written before names were unique. Labels must differ:
-    besides misleading the user, Streamlit identifies a selectbox's choice by its label, so two equal labels make a
-    pick resolve to the wrong model. Prefixes start at 8 hex digits and grow until the labels differ.
-    """
-    from .access import trained_by_visitor
-
-    groups: dict[str, list[StoredModel]] = {}
-    for entry in entries:
-        groups.setdefault(name_key(entry.name), []).append(entry)
-    labels = {}
-    for group in groups.values():
-        if len(group) == 1:
-            labels[group[0].model_id] = clean_name(group[0].name)
-            continue
-        width = 8
-        while width < max(len(e.model_id) for e in group) and len({e.model_id[:width] for e in group}) < len(group):
-            width += 2
-        for entry in group:
-            labels[entry.model_id] = f"{clean_name(entry.name)} [{entry.model_id[:width]}]"
-    if mark_students:
-        for entry in entries:
-            if trained_by_visitor(entry.meta):
-                labels[entry.model_id] = "(student) " + labels[entry.model_id]
-        # A lecturer's model named "(student) x" and a visitor's named "x" would now share a label.
-        seen: dict[str, int] = {}
-        for label in labels.values():
-            seen[label] = seen.get(label, 0) + 1
-        for model_id, label in labels.items():
-            if seen[label] > 1:
-                labels[model_id] = f"{label} [{model_id}]"
-    return labels
-
-
-TRAINING_REQUESTS = "requests"  # key of a training job's ``details``: requester -> (name, extra_meta)
-
-
-def record_training_request(job, owner: str, *, name: str | None = None,
-                            extra_meta: dict[str, Any] | None = None) -> None:
-    """Record what ``owner``, a requester of the training ``job`` (made by :meth:`ModelStore.training_job`, or joined
-    under its key), asked for: the model's ``name`` and ``extra_meta`` (its ``owner``...), used if ``owner`` is the
-    first requester still waiting for the model when it is saved."""
-    job.details.setdefault(TRAINING_REQUESTS, {})[owner] = (name, dict(extra_meta or {}))
-
-
-def _remaining_request(job, name: str | None,
-                       extra_meta: dict[str, Any] | None) -> tuple[str | None, dict[str, Any] | None]:
-    """The (name, extra_meta) to save a shared training with: the first remaining requester's recorded request; when
-    requests were recorded but none by a remaining requester, the default name and no owner (nothing of those who
-    withdrew); without recorded requests, the job's own ``name`` and ``extra_meta``."""
-    requests = job.details.get(TRAINING_REQUESTS)
-    if not requests:
-        return name, extra_meta
-    remaining = next((requests[o] for o in list(job.owners) if o in requests), None)
-    return remaining if remaining is not None else (None, None)
-
-
-def resolve_store_dir(root: str | os.PathLike | None = None) -> Path:
-    """The store folder: ``root`` if given, else ``$ROBUST_STORE_DIR``, else the user's cache folder."""
-    if root is None:
-        root = os.environ.get(STORE_DIR_ENV) or default_store_dir()
-    return Path(root).expanduser()
-
-
-class ModelStore:
+class ModelStore(StoreTraining):
     """Trained models cached on disk and in memory. Thread-safe, and safe for processes sharing the folder (see the
     module's docstring)."""
 
@@ -329,7 +181,8 @@ class ModelStore:
         return matches[0]
 
     # ---- saving and loading ------------------------------------------------------------
-    def save(self, result: TrainResult, *, name: str | None = None, extra_meta: dict[str, Any] | None = None) -> StoredModel:
+    def save(self, result: TrainResult, *, name: str | None = None,
+             extra_meta: dict[str, Any] | None = None) -> StoredModel:
         """Save a training result under its config hash; an existing entry is kept as it is."""
         config = result.config
         model_id = config.config_hash()
@@ -348,7 +201,8 @@ class ModelStore:
         }
         return self._write_new(model_id, config.dataset, state_dict_of(result.model), meta, model=result.model)
 
-    def _write_new(self, model_id: str, dataset: str, state: dict[str, torch.Tensor], meta: dict, model=None) -> StoredModel:
+    def _write_new(self, model_id: str, dataset: str, state: dict[str, torch.Tensor], meta: dict,
+                   model=None) -> StoredModel:
         with self._shared_lock, self._lock:
             existing = self._find(model_id)
             if existing is not None:
@@ -366,7 +220,7 @@ class ModelStore:
             tmp = Path(tempfile.mkdtemp(prefix=f".tmp-{model_id}-", dir=final.parent))
             try:
                 write_synced(tmp / "weights.safetensors", save_safetensors_bytes(state))
-                write_synced(tmp / "meta.json", json.dumps(meta, indent=2, default=_json_default).encode())
+                write_synced(tmp / "meta.json", json.dumps(meta, indent=2, default=json_default).encode())
                 os.rename(tmp, final)  # atomic on one file system: readers see all or nothing
             except BaseException:
                 shutil.rmtree(tmp, ignore_errors=True)
@@ -425,81 +279,6 @@ class ModelStore:
             forgotten, _ = self._memory.popitem(last=False)
             self._memory_signature.pop(forgotten, None)
 
-    def train_or_load(
-        self,
-        config: TrainConfig,
-        *,
-        name: str | None = None,
-        device: torch.device | str | None = None,
-        on_progress: Callable[[ProgressEvent], None] | None = None,
-        should_stop: Callable[[], bool] | None = None,
-        data=None,
-        extra_meta: dict[str, Any] | None = None,
-    ) -> tuple[Any, StoredModel, bool]:
-        """(model, entry, was_cached): the stored model for ``config``, training it only if absent."""
-        model_id = config.config_hash()
-        trained = []
-
-        def train() -> StoredModel:
-            self.refuse_damaged(model_id)
-            result = train_model(config, data=data, device=device, on_progress=on_progress, should_stop=should_stop)
-            trained.append(result.model)
-            return self.save(result, name=name, extra_meta=extra_meta)
-
-        # Under the training's lock: a process asking for the same configuration meanwhile waits, then loads it.
-        entry = compute_once(self.root, f"train-{model_id}", read=lambda: self._usable(model_id), compute=train)
-        if trained:
-            return trained[0], entry, False
-        return self.load(model_id, device=device), entry, True
-
-    def _usable(self, model_id: str) -> StoredModel | None:
-        return self.get(model_id) if model_id in self else None
-
-    def training_job(self, config: TrainConfig, *, name: str | None = None, data=None,
-                     extra_meta: dict[str, Any] | None = None) -> Callable[[Any], StoredModel]:
-        """``train_or_load`` as a job for :class:`robust_core.jobs.JobRunner`: ``fn(ctx) -> StoredModel``.
-
-        While it trains, ``ctx.job.details`` holds ``live`` (the curves so far: per-batch (epoch position, loss,
-        accuracy) and per-epoch validation loss/accuracy, for a live chart) and ``last`` (the last progress event's
-        numbers). ``ctx.progress`` raises ``JobCancelled`` once nobody wants the model: training stops between two
-        batches and nothing is saved.
-
-        Several requesters may share the job (the runner runs one training per key): each one's name and metadata,
-        recorded with :func:`record_training_request`, are theirs; the model is saved with those of the first
-        requester still waiting for it, so one who cancelled leaves neither their name nor their ownership on it.
-        Without recorded requests, ``name`` and ``extra_meta`` are used.
-        """
-        def run(ctx) -> StoredModel:
-            live = ctx.job.details.setdefault("live", {"batches": [], "epoch": [], "val_loss": [], "val_acc": []})
-
-            def on_progress(event: ProgressEvent) -> None:
-                last = {"epoch": event.epoch, "epochs": event.epochs, "batch": event.batch,
-                        "batches": event.batches_per_epoch, "loss": event.train_loss, "acc": event.train_acc,
-                        "elapsed_s": event.elapsed_s, "eta_s": event.eta_s}
-                if event.kind == "batch":
-                    live["batches"].append(((event.epoch - 1) + event.batch / event.batches_per_epoch, event.train_loss,
-                                            event.train_acc))
-                else:  # "epoch": the validation numbers
-                    live["epoch"].append(event.epoch)
-                    live["val_loss"].append(event.val_loss)
-                    live["val_acc"].append(event.val_acc)
-                ctx.job.details["last"] = last
-                ctx.progress(min(event.fraction, 1.0))
-
-            def train() -> StoredModel:
-                self.refuse_damaged(config.config_hash())
-                result = train_model(config, data=data, on_progress=on_progress)
-                ctx.check()  # withdrawn by everyone during the last batch: nothing is saved
-                chosen_name, chosen_meta = _remaining_request(ctx.job, name, extra_meta)
-                return self.save(result, name=chosen_name, extra_meta=chosen_meta)
-
-            # Another replica training the same configuration: wait for its model (cancellable), do not train twice.
-            model_id = config.config_hash()
-            return compute_once(self.root, f"train-{model_id}", read=lambda: self._usable(model_id), compute=train,
-                                while_waiting=ctx.check)
-
-        return run
-
     # ---- names --------------------------------------------------------------------------
     def name_owner(self, dataset: str, name: str, *, exclude: str | None = None) -> StoredModel | None:
         """The model of ``dataset`` (other than ``exclude``) whose name reads as ``name`` (:func:`names_look_alike`:
@@ -547,7 +326,7 @@ class ModelStore:
             entry = self.get(model_id)
             new_name = self.check_name(entry.path.parent.name, new_name, exclude=model_id)
             meta = {**entry.meta, "name": new_name}
-            _atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=_json_default))
+            atomic_write_text(entry.path / "meta.json", json.dumps(meta, indent=2, default=json_default))
             os.utime(entry.path.parent)  # an edit in place: the dataset folder's mtime tells every replica's listing
             self._changed()
             return StoredModel(model_id, entry.path, meta)
@@ -594,7 +373,7 @@ class ModelStore:
         """One self-describing ``.safetensors`` file: weights plus the metadata in its header."""
         entry = self.get(model_id)
         state = load_safetensors_bytes((entry.path / "weights.safetensors").read_bytes())
-        return save_safetensors_bytes(state, metadata={EXPORT_META_KEY: json.dumps(entry.meta, default=_json_default)})
+        return save_safetensors_bytes(state, metadata={EXPORT_META_KEY: json.dumps(entry.meta, default=json_default)})
 
     def export_file(self, model_id: str, path: str | os.PathLike) -> Path:
         """Write the export to ``path`` (.safetensors) and a readable copy of its metadata beside it (.json)."""
@@ -602,7 +381,7 @@ class ModelStore:
         path.parent.mkdir(parents=True, exist_ok=True)
         path.write_bytes(self.export_bytes(model_id))
         meta = {k: v for k, v in self.get(model_id).meta.items() if k != "history"}
-        _atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=_json_default) + "\n")
+        atomic_write_text(path.with_suffix(".json"), json.dumps(meta, indent=2, default=json_default) + "\n")
         return path
 
     def import_bytes(self, payload: bytes) -> tuple[StoredModel, bool]:
@@ -618,14 +397,3 @@ class ModelStore:
         config = TrainConfig.from_dict(meta["config"])
         meta = {**meta, "imported": datetime.now(timezone.utc).isoformat(timespec="seconds")}
         return self._write_new(model_id, config.dataset, state, meta), True
-
-
-_atomic_write_text = atomic_write_text  # (the name robust_core.shipped imports)
-
-
-def _json_default(value):
-    if isinstance(value, (tuple, set)):
-        return list(value)
-    if isinstance(value, torch.Tensor):
-        return value.tolist()
-    return str(value)
