@@ -22,7 +22,10 @@ process (PyTorch releases the GIL in its kernels, and the models and data alread
   the lane is paused for visitors (:meth:`JobRunner.pause_visitors`). The lecturer's submits pass, up to the
   lane's ``max_queued``, and the lecturer can stop any job (:meth:`JobRunner.cancel_all`).
   With a ``ledger`` (:class:`robust_core.room_ledger.RoomLedger`), the quotas and the pause count every replica
-  sharing the store folder: a visitor who lands on another replica finds their jobs already counted there.
+  sharing the store folder: a visitor who lands on another replica finds their jobs already counted there. The
+  runner records each of its live jobs there (label, owners, lane, status, progress at most once a second, times),
+  so the lecturer's room view on any replica lists them, and stops the ones a lecturer on another replica cancels
+  (:meth:`robust_core.room_ledger.RoomLedger.request_cancel`) as its own lecturer's Cancel would.
 
 - **Lanes**: each lane is its own FIFO queue with its own workers. A lecture server gives long jobs (training,
   first-time attack curves) one lane and short interactive ones (a morph: seconds) another, so that a student's
@@ -54,6 +57,9 @@ VISITOR_JOBS_PER_LANE = 2
 # waiting is already most of a lecture, and since a forged cookie is a new visitor, only a cap on visitors as a
 # whole keeps the lane usable; the lecturer's jobs are not counted and may queue beyond it.
 VISITORS_QUEUED_PER_LANE = 10
+# Seconds between two writes of a running job's progress to the room's ledger: every write is a locked, fsynced file
+# on a possibly shared filesystem, and a room view polling every 2 s needs no more.
+LEDGER_PROGRESS_S = 1.0
 
 
 class JobCancelled(Exception):
@@ -119,6 +125,7 @@ class JobContext:
         self.job.progress = float(min(max(fraction, 0.0), 1.0))
         if message:
             self.job.message = message
+        self._runner._refresh_progress(self.job)
         self.check()
 
 
@@ -130,7 +137,8 @@ class JobRunner:
     them). ``max_queued`` bounds each lane's queue: a submit beyond it raises ``RuntimeError`` (the page says
     the server is busy) rather than letting a room pile up hours of work. ``visitor_jobs`` and ``visitors_queued``
     are the visitors' quotas (see the module's docstring), for submits made with ``limited=True``; with a ``ledger``
-    they are counted over every replica of the room (this runner records its visitors' live jobs in it).
+    they are counted over every replica of the room (this runner records its live jobs in it, and stops those that a
+    lecturer on another replica cancels through it).
     """
 
     def __init__(self, workers: int | dict[str, int] = 1, *, max_queued: int = 100, keep_finished: int = 200,
@@ -150,9 +158,11 @@ class JobRunner:
         self._finished: OrderedDict[str, Job] = OrderedDict()  # key -> last finished job of that key
         self._cancelled: set[int] = set()  # numbers of jobs nobody wants any more
         self._threads: dict[str, list[threading.Thread]] = {lane: [] for lane in lanes}
-        self._numbers = itertools.count()
+        self._numbers = itertools.count() if ledger is None else ledger.numbers  # a ledger's job files stay distinct
         self.ledger = ledger
-        self._in_ledger: set[int] = set()  # numbers of this runner's jobs recorded in the ledger
+        self._in_ledger: dict[int, float] = {}  # number -> when (monotonic) its ledger record was last written
+        if ledger is not None:
+            ledger.on_cancel_request(self._cancel_for_the_room)
 
     # ---- submitting and following -------------------------------------------------------------------
     def submit(self, key: str, fn: Callable[[JobContext], Any], *, owner: str, label: str | None = None,
@@ -265,21 +275,38 @@ class JobRunner:
         return self.ledger.locked() if limited and self.ledger is not None else contextlib.nullcontext()
 
     def _sync(self, job: Job) -> None:
-        """Record in the ledger what the quotas count of ``job`` (or remove it: finished, cancelled, no visitor among
-        its requesters). The lock is held."""
+        """Record ``job`` in the ledger, what the quotas count and what the room view shows (or remove it: finished,
+        or cancelled for everyone). The lock is held."""
         if self.ledger is None:
             return
         try:
-            if job.status in FINISHED or job.number in self._cancelled or not job.limited_owners & set(job.owners):
-                if job.number in self._in_ledger:
-                    self._in_ledger.discard(job.number)
+            if job.status in FINISHED or job.number in self._cancelled:
+                if self._in_ledger.pop(job.number, None) is not None:
                     self.ledger.drop_job(job.number)
                 return
-            self.ledger.put_job(job.number, lane=job.lane, owners=list(job.owners), queued=job.status == QUEUED,
-                                visitor_only=set(job.owners) <= job.limited_owners)
-            self._in_ledger.add(job.number)
+            now, wall = time.monotonic(), time.time()
+            self._in_ledger[job.number] = now  # also when the write fails: the progress refresh retries a second later
+            self.ledger.put_job(
+                job.number, lane=job.lane, owners=list(job.owners), queued=job.status == QUEUED,
+                visitor_only=set(job.owners) <= job.limited_owners, label=job.label[:500],
+                visitors=[o for o in job.owners if o in job.limited_owners], status=job.status,
+                progress=round(job.progress, 4), queued_at=wall - (now - job.submitted),
+                started_at=None if job.started is None else wall - (now - job.started))
         except OSError:
             pass  # the store is unreachable for now (a worker must not die of it); the ledger's checks then fail loudly
+
+    def _refresh_progress(self, job: Job) -> None:
+        """Write a running job's progress to the ledger, at most every LEDGER_PROGRESS_S (called at each report)."""
+        if self.ledger is None or time.monotonic() - self._in_ledger.get(job.number, 0.0) < LEDGER_PROGRESS_S:
+            return
+        with self._lock:
+            if job.status == RUNNING:
+                self._sync(job)
+
+    def _cancel_for_the_room(self, number: int, by: str) -> bool:
+        """A lecturer's cancel request from another replica, through the ledger (its heartbeat's thread)."""
+        job = next((j for j in self.jobs() if j.number == number), None)
+        return job is not None and self.cancel_all(job, by=by)
 
     def _live(self, lane: str) -> list[Job]:
         """Queued and running jobs of ``lane`` that someone still wants (the lock is held)."""
@@ -365,5 +392,5 @@ class JobRunner:
         job._done.set()
 
 
-__all__ = ["CANCELLED", "DONE", "FAILED", "Job", "JobCancelled", "JobContext", "JobRunner", "QUEUED", "QuotaExceeded",
-           "RUNNING", "VISITORS_QUEUED_PER_LANE", "VISITOR_JOBS_PER_LANE"]
+__all__ = ["CANCELLED", "DONE", "FAILED", "Job", "JobCancelled", "JobContext", "JobRunner", "LEDGER_PROGRESS_S",
+           "QUEUED", "QuotaExceeded", "RUNNING", "VISITORS_QUEUED_PER_LANE", "VISITOR_JOBS_PER_LANE"]

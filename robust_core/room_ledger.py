@@ -9,17 +9,22 @@ count in it instead, so every replica sees the whole room:
         .lock                       the ledger's lock (robust_core.file_locks.FolderLock): every check and the
                                     change it allows happen as one step for all replicas
         replicas/<ledger>.json      one per running ledger (host, pid, replica id); its mtime is its heartbeat
-        jobs/<ledger>-<n>.json      one per live job with visitors among its requesters: owners, lane, queued or not
+        jobs/<ledger>-<n>.json      one per live job of every replica: label, owners (and which are visitors), lane,
+                                    status, progress, queued and started times (the quotas count the visitors', the
+                                    lecturer's room view lists them all)
+        cancel/<ledger>-<n>.json    the lecturer's request to stop that job, from any replica: the replica running it
+                                    cancels it at its next heartbeat and removes the request
         paused.json                 the lanes paused for visitors (by the lecturer, on any replica)
         lecturer_key.json           failed key attempts (timestamps), last tries, the lecturer browsers
 
 A replica that dies leaves its files behind; they are ignored (and removed by the next replica that counts) once its
 pid is gone (same host) or its heartbeat is older than ``stale_after_s`` (any host: its mtime is compared with this
 ledger's own heartbeat's, both set by the file server's clock, so hosts' clocks need not agree). Every file is written
-whole (temporary file, fsync, rename).
+whole (temporary file, fsync, rename). Times in the job files are wall-clock seconds of the replica that wrote them.
 """
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import re
@@ -48,6 +53,10 @@ def _pid_alive(pid: int) -> bool:
     return True
 
 
+# A job file's name: the ledger's name (letters, digits, "_", ".", "-"), "-", the job's number, ".json".
+_JOB_FILE = re.compile(r"[A-Za-z0-9_.-]+-[0-9]+\.json")
+
+
 def _read_json(path: Path) -> Any:
     try:
         return json.loads(path.read_text())
@@ -59,7 +68,8 @@ class RoomLedger:
     """The shared counts of the room whose store folder is ``store_root`` (see the module's docstring).
 
     ``replica_id``: this replica's name in the files (default ``$ROBUST_REPLICA_ID``, else host:pid). A daemon
-    thread renews the heartbeat every ``heartbeat_s``; :meth:`close` stops it and removes this ledger's files."""
+    thread renews the heartbeat every ``heartbeat_s`` and hands the cancel requests addressed to this ledger's jobs to
+    the handlers registered with :meth:`on_cancel_request`; :meth:`close` stops it and removes this ledger's files."""
 
     def __init__(self, store_root: str | os.PathLike, *, replica_id: str | None = None,
                  heartbeat_s: float = HEARTBEAT_S, stale_after_s: float = STALE_AFTER_S, lock_timeout_s: float = 10.0):
@@ -73,7 +83,11 @@ class RoomLedger:
         self.heartbeat_s, self.stale_after_s = heartbeat_s, stale_after_s
         self._lock = FolderLock(self.folder, timeout=lock_timeout_s)
         self._states: dict[str, tuple[tuple, Any]] = {}
-        for sub in ("replicas", "jobs"):
+        # Job numbers, unique over every runner recording in this ledger (each number names one job file).
+        self.numbers = itertools.count()
+        self._cancel_handlers: list[Callable[[int, str], bool]] = []
+        self._own_request = re.compile(re.escape(self.name) + r"-([0-9]+)\.json")
+        for sub in ("replicas", "jobs", "cancel"):
             (self.folder / sub).mkdir(parents=True, exist_ok=True)
         self._stop = threading.Event()
         self.beat()
@@ -100,8 +114,9 @@ class RoomLedger:
         while not self._stop.wait(self.heartbeat_s):
             try:
                 self.beat()
-            except OSError:
-                pass  # the store is unreachable for now: the next beat tries again
+                self.take_cancel_requests()
+            except Exception:
+                pass  # the store unreachable for now, a handler failing: the heartbeat lives on, the next one retries
 
     def _live_ledgers(self) -> set[str]:
         """Names of the ledgers whose heartbeat is fresh and whose process (on this host) is alive; the others' files
@@ -126,7 +141,8 @@ class RoomLedger:
     def put_job(self, number: int, **fields: Any) -> None:
         """Record (or update) this replica's live job ``number`` with its ``fields`` (owners, lane, ...)."""
         with self._lock:
-            record = {**fields, "ledger": self.name, "replica": self.replica_id, "host": self.host, "pid": self.pid}
+            record = {**fields, "number": number, "ledger": self.name, "replica": self.replica_id, "host": self.host,
+                      "pid": self.pid}
             atomic_write_text(self.folder / "jobs" / f"{self.name}-{number}.json", json.dumps(record))
 
     def drop_job(self, number: int) -> None:
@@ -134,16 +150,65 @@ class RoomLedger:
             (self.folder / "jobs" / f"{self.name}-{number}.json").unlink(missing_ok=True)
 
     def jobs(self, lane: str | None = None) -> list[dict]:
-        """Every live replica's recorded jobs (of ``lane``); those of dead or silent replicas are removed."""
+        """Every live replica's recorded jobs (of ``lane``), each with its job file's name as ``"file"``; those of dead
+        or silent replicas are removed, and so are cancel requests left for jobs that no longer exist."""
         with self._lock:
-            live, found = self._live_ledgers(), []
+            live, found, names = self._live_ledgers(), [], set()
             for path in (self.folder / "jobs").glob("*.json"):
                 record = _read_json(path)
                 if not isinstance(record, dict) or record.get("ledger") not in live:
                     path.unlink(missing_ok=True)
-                elif lane is None or record.get("lane") == lane:
-                    found.append(record)
+                    continue
+                names.add(path.name)
+                if lane is None or record.get("lane") == lane:
+                    found.append({**record, "file": path.name})
+            for path in (self.folder / "cancel").glob("*.json"):
+                if path.name not in names:
+                    path.unlink(missing_ok=True)
             return found
+
+    # ---- the lecturer's Cancel, across replicas ------------------------------------------------------------------
+    def request_cancel(self, job_file_name: str, *, by: str = "the lecturer") -> bool:
+        """Ask the replica running the job of ``job_file_name`` (a record's ``"file"``, see :meth:`jobs`) to stop it for
+        every requester, as :meth:`robust_core.jobs.JobRunner.cancel_all` ``(job, by=by)`` there; it does so at its
+        next heartbeat. False when that job has finished already (nothing is requested)."""
+        name = str(job_file_name)
+        name = name if name.endswith(".json") else f"{name}.json"
+        if not _JOB_FILE.fullmatch(name):
+            raise ValueError(f"not the name of a job file of the room: {job_file_name!r}")
+        with self._lock:
+            if not (self.folder / "jobs" / name).exists():
+                return False
+            request = {"by": str(by)[:200], "from": self.replica_id}
+            atomic_write_text(self.folder / "cancel" / name, json.dumps(request))
+            return True
+
+    def cancel_requests(self) -> set[str]:
+        """The job files' names (as in :meth:`jobs`) whose jobs a cancel request waits for."""
+        return {path.name for path in (self.folder / "cancel").glob("*.json")}
+
+    def on_cancel_request(self, handler: Callable[[int, str], bool]) -> None:
+        """Have ``handler(number, by)`` called (in the heartbeat's thread) for each cancel request addressed to this
+        ledger's job ``number``; it returns whether it had that job. A job runner registers itself here."""
+        self._cancel_handlers.append(handler)
+
+    def take_cancel_requests(self) -> int:
+        """Hand every cancel request addressed to this ledger's jobs to the handlers, then remove it (also when no
+        handler had the job: it has finished). Returns the number of jobs a handler stopped. The heartbeat calls it;
+        the ledger's lock is not held meanwhile (a handler takes its runner's lock, which is taken before this one)."""
+        stopped = 0
+        for path in (self.folder / "cancel").glob(f"{self.name}-*.json"):
+            match = self._own_request.fullmatch(path.name)
+            if match is None:
+                continue  # another ledger's, whose name starts like this one's
+            request = _read_json(path)
+            by = request.get("by") if isinstance(request, dict) else None
+            by = by if isinstance(by, str) and by else "the lecturer"
+            try:
+                stopped += any([handler(int(match.group(1)), by) for handler in list(self._cancel_handlers)])
+            finally:
+                path.unlink(missing_ok=True)
+        return stopped
 
     # ---- small shared states (paused lanes, the key guard's counts) ---------------------------------------------
     def read_state(self, name: str, default: Any = None) -> Any:
@@ -183,8 +248,9 @@ class RoomLedger:
         """Stop the heartbeat and remove this ledger's files (its jobs no longer count)."""
         self._stop.set()
         with self._lock:
-            for path in (self.folder / "jobs").glob(f"{self.name}-*.json"):
-                path.unlink(missing_ok=True)
+            for sub in ("jobs", "cancel"):
+                for path in (self.folder / sub).glob(f"{self.name}-*.json"):
+                    path.unlink(missing_ok=True)
             self._beat_path(self.name).unlink(missing_ok=True)
 
 

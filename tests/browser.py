@@ -186,6 +186,12 @@ def show_calibration(page) -> None:
     wait_until_idle(page, 300)
 
 
+def show_saliency_grid(page) -> None:
+    """Saliency once its grid is drawn (the first visit computes 24 maps, with a progress bar, not a spinner)."""
+    page.get_by_text("maps in").first.wait_for(timeout=300_000)
+    wait_until_idle(page, 300)
+
+
 def drag_slider(page, fraction: float) -> None:
     """Drag the first Plotly slider's handle to ``fraction`` of its rail, as a hand would, then let it settle."""
     grip = page.locator(".slider-grip-rect").first.bounding_box()
@@ -199,7 +205,7 @@ def drag_slider(page, fraction: float) -> None:
 
 # What a page's README screenshot shows beyond its opening view.
 PREPARE = {"Class Visualization": show_finished_morph, "Attack": show_two_models_at_eps_03,
-           "Confidence": show_calibration}
+           "Confidence": show_calibration, "Saliency": show_saliency_grid}
 
 
 def main(argv: list[str] | None = None) -> int:
