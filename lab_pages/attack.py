@@ -43,7 +43,7 @@ from lab_pages.attack_results import (
     targeted_pictures,
 )
 from lab_pages.photo_views import attack_view
-from robust_core.attacks import ATTACKS, NORM_SYMBOLS
+from robust_core.attacks import ATTACKS, NORM_SYMBOLS, eps_ceiling
 from robust_core.evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, EvalKey
 from robust_core.gallery import gallery_frames
 from robust_core.gallery_cache import GalleryCache, gallery_digest
@@ -107,7 +107,7 @@ def attack_settings(view_parts) -> AttackView:
         params: dict = {}
         if spec.kind != "minimal":
             params["eps_max"] = c1.number_input(f"Largest ε ({NORM_SYMBOLS[spec.norm]})", 0.01,
-                                                {"linf": 1.0, "l2": 28.0, "l1": 784.0}[spec.norm],
+                                                eps_ceiling(spec.norm, data.info.shape),
                                                 CURVE_EPS_MAX[spec.norm], format="%.3f")
         for column, p in zip((c2, c3), spec.tunable):  # the parameters its spec lets a user set, each in a column
             params[p.name] = column.number_input(p.label, p.low, p.high, DEFAULT_PARAMS[attack][p.name])

@@ -17,6 +17,7 @@ from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
 from lab_pages.photo_views import classviz_view
 from robust_core.access import Work
+from robust_core.attacks import eps_ceiling
 from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
 from robust_core.classviz.compare import MorphComparison, compare_morphs
 from robust_core.classviz.link import DrawingCodeError, decode_drawing, encode_drawing
@@ -132,8 +133,10 @@ with settings_box("Settings"):
         c1, c2, c3, c4 = st.columns(4)
         budget_norm = c1.selectbox("Budget around the start", ["none", "linf", "l2"],
                                    format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
-        budget_eps = c2.number_input("Budget ε", 0.01, 28.0, 0.2 if budget_norm != "l2" else 2.0,
-                                     disabled=budget_norm == "none")
+        # The largest meaningful ε of the norm for these images (L∞ 1, L2 the diagonal of [0, 1]^(C·H·W)).
+        budget_eps = c2.number_input("Budget ε", 0.01, eps_ceiling(budget_norm if budget_norm != "none" else "l2",
+                                                                  data.info.shape),
+                                     0.2 if budget_norm != "l2" else 2.0, disabled=budget_norm == "none")
     c1, c2 = st.columns(2)
     all_targets = c1.toggle("All targets: morph the start toward each class at once (first model)")
     with_knn = c2.toggle("Compare with a gradient-free k-NN morph")

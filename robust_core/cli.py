@@ -9,6 +9,7 @@ evaluate --help`` says what it takes."""
 from __future__ import annotations
 
 import importlib
+import json
 import os
 import subprocess
 import sys
@@ -40,6 +41,23 @@ def dashboard(streamlit_args: list[str]) -> int:
         return 1
     command = [sys.executable, "-m", "streamlit", "run", str(app), *streamlit_args]
     return subprocess.call(command, cwd=CHECKOUT, env=os.environ.copy())
+
+
+def models_of_one_dataset(store, texts) -> tuple[list[str], str]:
+    """For a command given ``--model`` several times: the store ids of ``texts`` (ids or unique prefixes) and the
+    dataset of their models; ValueError for an unknown or ambiguous prefix, or models of different datasets."""
+    ids = [store.resolve(text) for text in texts]
+    datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
+    if len(datasets) > 1:
+        raise ValueError(f"the models are trained on different datasets: {sorted(datasets)}")
+    return ids, datasets.pop()
+
+
+def write_results(path: str, results: dict) -> None:
+    """A command's ``--json`` file: its results as indented JSON, and a line saying where they are."""
+    with open(path, "w") as f:
+        json.dump(results, f, indent=2)
+    print(f"written to {path}")
 
 
 def usage() -> str:

@@ -57,22 +57,14 @@ DATASETS: dict[str, DatasetInfo] = {
         "mnist", "MNIST", "MNIST", (1, 28, 28), tuple(str(d) for d in range(10)), (0.1307,), (0.3081,)
     ),
     "fashion_mnist": DatasetInfo(
-        "fashion_mnist",
-        "Fashion-MNIST",
-        "FashionMNIST",
-        (1, 28, 28),
+        "fashion_mnist", "Fashion-MNIST", "FashionMNIST", (1, 28, 28),
         ("T-shirt/top", "Trouser", "Pullover", "Dress", "Coat", "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"),
-        (0.2860,),
-        (0.3530,),
+        (0.2860,), (0.3530,)
     ),
     "cifar10": DatasetInfo(
-        "cifar10",
-        "CIFAR-10",
-        "CIFAR10",
-        (3, 32, 32),
+        "cifar10", "CIFAR-10", "CIFAR10", (3, 32, 32),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        (0.4914, 0.4822, 0.4465),
-        (0.2470, 0.2435, 0.2616),
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
     ),
 }
 

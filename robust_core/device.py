@@ -31,7 +31,8 @@ def describe_device(device: torch.device | None = None) -> str:
     device = device or get_device()
     if device.type == "cuda":
         return f"CUDA: {torch.cuda.get_device_name(device)}"
-    return f"CPU ({torch.get_num_threads()} threads)"
+    threads = torch.get_num_threads()
+    return f"CPU ({threads} thread{'s' if threads != 1 else ''})"
 
 
 def fast_bf16(device: torch.device) -> bool:

@@ -11,10 +11,10 @@ a finer grid costs nothing more once computed; ``--direct`` runs the attack at e
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 
 from .attacks import ATTACKS
+from .cli import models_of_one_dataset, write_results
 from .data import DataNotFoundError, load_dataset
 from .evaluation import (
     AutoAttackKey,
@@ -45,11 +45,8 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.n <= 10000:
             raise ValueError("--n must be between 1 and 10,000")
         store = ModelStore(args.store)
-        ids = [store.resolve(m) for m in args.model]
-        datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
-        if len(datasets) > 1:
-            raise ValueError(f"the models are trained on different datasets: {sorted(datasets)}")
-        data = load_dataset(datasets.pop())
+        ids, dataset = models_of_one_dataset(store, args.model)
+        data = load_dataset(dataset)
     except (ValueError, KeyError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -88,9 +85,7 @@ def main(argv: list[str] | None = None) -> int:
     for r in results["models"].values():
         print(f"{r['name']:{width}s} " + " ".join(f"{100 * a:6.1f}%" for a in r["accuracy"]))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"written to {args.json}")
+        write_results(args.json, results)
     return 0
 
 

@@ -14,7 +14,6 @@ example, 1.5 = ||x' - x||_2 over 784 pixels in [0, 1]).
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -198,6 +197,7 @@ def _format(summary: dict) -> list[str]:
 
 
 def main(argv: list[str] | None = None) -> int:
+    from .cli import models_of_one_dataset, write_results
     from .data import DataNotFoundError, load_dataset
     from .device import get_device
     from .store import ModelStore
@@ -224,11 +224,8 @@ def main(argv: list[str] | None = None) -> int:
                 raise ValueError(f"{name!r} is not a minimum-norm {args.norm} attack; "
                                  f"choose from {minimal_attacks(args.norm)}")
         store = ModelStore(args.store)
-        ids = [store.resolve(m) for m in args.model]
-        datasets = {store.get(i).meta["config"]["dataset"] for i in ids}
-        if len(datasets) > 1:
-            raise ValueError(f"the models are trained on different datasets: {sorted(datasets)}")
-        data = load_dataset(datasets.pop())
+        ids, dataset = models_of_one_dataset(store, args.model)
+        data = load_dataset(dataset)
         device = get_device()
     except (ValueError, KeyError, RuntimeError, DataNotFoundError) as exc:
         print(f"error: {exc}", file=sys.stderr)
@@ -261,9 +258,7 @@ def main(argv: list[str] | None = None) -> int:
                                                          for v in result.norms.tolist()],
                                        "found_by": result.found_by}
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results, f, indent=2)
-        print(f"written to {args.json}")
+        write_results(args.json, results)
     return 0
 
 

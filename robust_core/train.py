@@ -8,34 +8,17 @@ A configuration already in the store is loaded, not trained again.
 from __future__ import annotations
 
 import argparse
-import json
 import shlex
 import sys
 
-from .data import DATASETS, DataNotFoundError
-from .models import ARCHITECTURES
-from .training import OPTIMIZERS, SCHEDULES, TRAINING_METHODS, TrainConfig, TrainingCancelled
+from .data import DataNotFoundError
+from .training import TrainingCancelled
+from .training.flags import add_training_arguments, config_from_arguments
 
 
 def build_parser() -> argparse.ArgumentParser:
-    d = TrainConfig()
     p = argparse.ArgumentParser(prog="python -m robust_core.train", description=__doc__.split("\n\n")[0])
-    p.add_argument("--dataset", default=d.dataset, choices=sorted(DATASETS))
-    p.add_argument("--arch", default=d.arch, choices=sorted(ARCHITECTURES))
-    p.add_argument("--arch-kwargs", default="{}", help="JSON object of architecture arguments")
-    p.add_argument("--method", default=d.method, choices=sorted(TRAINING_METHODS))
-    p.add_argument("--method-kwargs", default="{}", help="JSON object of training-method arguments")
-    p.add_argument("--optimizer", default=d.optimizer, choices=OPTIMIZERS)
-    p.add_argument("--lr", type=float, default=d.lr)
-    p.add_argument("--momentum", type=float, default=d.momentum)
-    p.add_argument("--weight-decay", type=float, default=d.weight_decay)
-    p.add_argument("--schedule", default=d.schedule, choices=SCHEDULES)
-    p.add_argument("--epochs", type=int, default=d.epochs)
-    p.add_argument("--batch-size", type=int, default=d.batch_size)
-    p.add_argument("--dropout", type=float, default=d.dropout)
-    p.add_argument("--label-smoothing", type=float, default=d.label_smoothing)
-    p.add_argument("--train-subset", type=int, default=None, help="train on the first N training images only")
-    p.add_argument("--seed", type=int, default=d.seed)
+    add_training_arguments(p)
     p.add_argument("--name", default=None, help="display name in the store")
     p.add_argument("--device", default=None, help="cpu, cuda, cuda:1 (default: $ROBUST_DEVICE or auto)")
     p.add_argument("--store", default=None, help="store folder (default: $ROBUST_STORE_DIR or the user cache)")
@@ -43,27 +26,6 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the model as one file (weights + metadata) and its metadata as FILE.json")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
     return p
-
-
-def parse_json_object(text: str, flag: str) -> dict:
-    """A command-line flag's JSON object, or ValueError saying which flag is wrong and why."""
-    try:
-        value = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{flag} is not valid JSON: {exc}") from None
-    if not isinstance(value, dict):
-        raise ValueError(f"{flag} must be a JSON object, e.g. '{{\"hidden\": [256]}}'")
-    return value
-
-
-def config_from_args(args: argparse.Namespace) -> TrainConfig:
-    return TrainConfig(
-        dataset=args.dataset, arch=args.arch, arch_kwargs=parse_json_object(args.arch_kwargs, "--arch-kwargs"),
-        method=args.method, method_kwargs=parse_json_object(args.method_kwargs, "--method-kwargs"),
-        optimizer=args.optimizer, lr=args.lr, momentum=args.momentum, weight_decay=args.weight_decay,
-        schedule=args.schedule, epochs=args.epochs, batch_size=args.batch_size, dropout=args.dropout,
-        label_smoothing=args.label_smoothing, train_subset=args.train_subset, seed=args.seed,
-    )
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -74,7 +36,7 @@ def main(argv: list[str] | None = None) -> int:
     # The exact command goes into the metadata, so anyone can retrain a shipped model from it.
     command = "python -m robust_core.train " + shlex.join(a for a in argv)
     try:
-        config = config_from_args(args)
+        config = config_from_arguments(args)
     except ValueError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2

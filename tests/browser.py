@@ -150,6 +150,9 @@ def show_finished_morph(page) -> None:
     page.get_by_role("button", name="Morph", exact=True).click()
     page.wait_for_timeout(1000)
     wait_until_idle(page, 300)
+    # The results arrive model by model, with a progress bar (not a spinner) until the last one.
+    page.get_by_role("button", name="Cancel").first.wait_for(state="detached", timeout=300_000)
+    wait_until_idle(page, 300)
     page.locator(".js-plotly-plot").first.scroll_into_view_if_needed()
 
 

@@ -45,3 +45,24 @@ def test_classviz_command_writes_a_morph_and_refuses_bad_input(tmp_path, capsys)
     assert classviz(["--model", model_id, "--target", "3", "--start", str(tmp_path / "notes.txt"),
                      "--out", str(out)]) == 2
     assert "not an image" in capsys.readouterr().err
+
+
+def test_the_sweep_takes_the_training_flags_of_the_train_command_and_its_stored_command_rebuilds_the_config():
+    import shlex
+
+    from robust_core.sweep import build_parser as sweep_parser
+    from robust_core.sweep import grid_from_args, train_configs
+    from robust_core.train import build_parser
+    from robust_core.training import TrainConfig
+    from robust_core.training.flags import config_from_arguments, train_command
+
+    flags = ["--dataset", "fashion_mnist", "--arch", "mlp", "--arch-kwargs", '{"hidden": [32]}', "--optimizer", "sgd",
+             "--lr", "0.01", "--momentum", "0.5", "--weight-decay", "0.001", "--schedule", "cosine", "--epochs", "3",
+             "--batch-size", "64", "--dropout", "0.1", "--label-smoothing", "0.05", "--train-subset", "500"]
+    single = config_from_arguments(build_parser().parse_args([*flags, "--method", "gfa", "--seed", "2"]))
+    [from_grid] = train_configs(grid_from_args("train", sweep_parser("train").parse_args(
+        [*flags, "--method", "gfa", "--seed", "2"])))
+    assert from_grid == single and single.optimizer == "sgd" and single.train_subset == 500
+    command = train_command(single)
+    assert config_from_arguments(build_parser().parse_args(shlex.split(command)[3:])) == single
+    assert train_command(TrainConfig()) == "python -m robust_core.train "  # only what differs from the defaults

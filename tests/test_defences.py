@@ -173,12 +173,13 @@ def test_each_shipped_command_rebuilds_its_exact_configuration_and_still_trains(
     import shlex
 
     from robust_core.shipped import shipped_models
-    from robust_core.train import build_parser, config_from_args
+    from robust_core.train import build_parser
+    from robust_core.training.flags import config_from_arguments
 
     for s in shipped_models():
         argv = shlex.split(s.meta["command"])
         assert argv[:3] == ["python", "-m", "robust_core.train"]
-        config = config_from_args(build_parser().parse_args(argv[3:]))
+        config = config_from_arguments(build_parser().parse_args(argv[3:]))
         assert config.config_hash() == s.model_id, s.file.name
     # Re-train an adversarial-training recipe (PGD-AT, 10 inner steps) for a few batches from its metadata.
     pgd = next(s for s in shipped_models() if _kind(s.meta)[2] == "pgd_at")

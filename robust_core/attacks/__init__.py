@@ -187,6 +187,14 @@ _FAB = ("Finds a small perturbation that changes the decision. Each step lineari
         "toward the original image, which keeps the perturbation small. An adversarial point is recorded (the "
         "smallest per image is kept) and pulled back to (1 - beta) x + beta x_adv, so the search closes in on the "
         "boundary from both sides.")
+_CW = ("Minimises ||x' - x||_2^2 + c * f(x') with x' = (tanh(w) + 1) / 2 (always a valid image) by Adam on w; f is "
+       "the margin loss with confidence `kappa`. `c` is tuned per example by binary search (x10 until success, then "
+       "bisection) over `binary_search_steps` rounds of `steps` Adam steps; the smallest successful perturbation is "
+       "kept.")
+_EAD = ("Minimises c * f(x') + ||x' - x||_2^2 + beta * ||x' - x||_1 over [0, 1] by ISTA (or FISTA, with Nesterov "
+        "momentum): a gradient step on the smooth part, then the shrinkage-thresholding operator, which zeroes "
+        "changes smaller than beta and yields sparse perturbations. The learning rate decays as sqrt(1 - k / steps); "
+        "c is tuned by binary search as in C&W.")
 _AUTOATTACK = ("The field's reference protocol: a fixed chain of parameter-free attacks, each run only on the points "
                "the previous ones left robust, at one eps. Its robust accuracy is the number to report.")
 
@@ -221,17 +229,10 @@ ATTACKS: dict[str, AttackSpec] = {a.name: a for a in [
     AttackSpec("deepfool_linf", "DeepFool (L-inf)", deepfool, "linf", _DEEPFOOL_PAPER, "minimal", False,
                {"norm": "linf"}, cost_model=_minimal_cost(1), full_name="DeepFool", summary=_DEEPFOOL),
     AttackSpec("cw_l2", "Carlini-Wagner L2", cw_l2, "l2", "Carlini & Wagner, IEEE S&P 2017", "minimal", True,
-               cost_model=_minimal_cost(1), tunable=(_SEARCH_STEPS,), full_name="Carlini-Wagner L2",
-               summary="Minimises ||x' - x||_2^2 + c * f(x') with x' = (tanh(w) + 1) / 2 (always a valid image) by "
-                       "Adam on w; f is the margin loss with confidence `kappa`. `c` is tuned per example by binary "
-                       "search (x10 until success, then bisection) over `binary_search_steps` rounds of `steps` Adam "
-                       "steps; the smallest successful perturbation is kept."),
+               cost_model=_minimal_cost(1), tunable=(_SEARCH_STEPS,), full_name="Carlini-Wagner L2", summary=_CW),
     AttackSpec("ead", "EAD (elastic net)", ead, "l1", "Chen et al., AAAI 2018", "minimal", True,
                cost_model=_minimal_cost(2), tunable=(_SEARCH_STEPS,), full_name="EAD, elastic-net attack",
-               summary="Minimises c * f(x') + ||x' - x||_2^2 + beta * ||x' - x||_1 over [0, 1] by ISTA (or FISTA, "
-                       "with Nesterov momentum): a gradient step on the smooth part, then the shrinkage-thresholding "
-                       "operator, which zeroes changes smaller than beta and yields sparse perturbations. The "
-                       "learning rate decays as sqrt(1 - k / steps); c is tuned by binary search as in C&W."),
+               summary=_EAD),
     *[AttackSpec(name, f"FAB ({title})", fab, norm, _CROCE, "minimal", True, {"norm": norm}, cost_model=_boundary_cost,
                  full_name="FAB, Fast Adaptive Boundary attack", summary=_FAB)
       for name, title, norm in [("fab", "L-inf", "linf"), ("fab_l2", "L2", "l2"), ("fab_l1", "L1", "l1")]],

@@ -122,6 +122,29 @@ class _ConstantSearch:
         self.const = torch.where(self.upper < 1e9, (self.lower + self.upper) / 2, self.const * 10)
 
 
+class _BestPoints:
+    """Per example, the adversarial point of smallest cost found so far (C&W: its L2 distance; EAD: its elastic-net
+    cost or its L1 norm); the clean image at an infinite cost until one is found."""
+
+    def __init__(self, x: torch.Tensor):
+        self.cost = torch.full((len(x),), float("inf"), device=x.device)
+        self.adv = x.clone()
+
+    def offer(self, ok: torch.Tensor, cost: torch.Tensor, x_new: torch.Tensor) -> None:
+        """Keep ``x_new`` where it is adversarial (``ok``) and cheaper than the best so far."""
+        better = ok & (cost < self.cost)
+        self.cost = torch.where(better, cost, self.cost)
+        self.adv[better] = x_new.detach()[better]
+
+
+def _constant_search_start(x, y, eps, norm: str, targeted: bool, target, c: float):
+    """What C&W and EAD begin with: the checked inputs, the target (or None), the search on c, no point found yet."""
+    check_inputs(x, y, eps, norm)
+    t = resolve_target(y, targeted, target)
+    x = x.detach()
+    return x, t, _ConstantSearch(len(x), c, x.device), _BestPoints(x)
+
+
 def _cw_margin(logits, y, target, kappa):
     """C&W's f: max(z_y - max_{i != y} z_i, -kappa) untargeted; max(max_{i != t} z_i - z_t, -kappa) targeted."""
     cls = target if target is not None else y
@@ -161,24 +184,18 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 1.0, kappa: float
     Example:
         >>> x_adv = cw_l2(model, x, y, steps=200)
     """
-    check_inputs(x, y, eps, "l2")
-    t = resolve_target(y, targeted, target)
-    x = x.detach()
-    n = len(x)
-    search = _ConstantSearch(n, c, x.device)
-    best_dist = torch.full((n,), float("inf"), device=x.device)
-    best_adv = x.clone()
+    x, t, search, best = _constant_search_start(x, y, eps, "l2", targeted, target, c)
     w0 = torch.atanh((2 * x - 1).clamp(-1 + 1e-6, 1 - 1e-6))
     with eval_mode(model):
         w = w0
         for _ in range(binary_search_steps):
             if warm_start:
                 # From the best adversarial point where there is one, else from where the last round ended.
-                w_best = torch.atanh((2 * best_adv - 1).clamp(-1 + 1e-6, 1 - 1e-6))
-                w = torch.where(expand(torch.isfinite(best_dist), x), w_best, w.detach())
+                w_best = torch.atanh((2 * best.adv - 1).clamp(-1 + 1e-6, 1 - 1e-6))
+                w = torch.where(expand(torch.isfinite(best.cost), x), w_best, w.detach())
             w = (w if warm_start else w0).detach().clone().requires_grad_(True)
             opt = torch.optim.Adam([w], lr=lr)
-            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
             for _ in range(steps):
                 with torch.enable_grad():
                     x_new = (torch.tanh(w) + 1) / 2
@@ -190,14 +207,11 @@ def cw_l2(model, x, y, *, eps: float | None = None, c: float = 1.0, kappa: float
                 opt.step()
                 with torch.no_grad():
                     ok = success(logits, y, t)
-                    l2 = dist.sqrt()
-                    better = ok & (l2 < best_dist)
-                    best_dist = torch.where(better, l2, best_dist)
-                    best_adv[better] = x_new.detach()[better]
+                    best.offer(ok, dist.sqrt(), x_new)
                     found |= ok
             # Bisection on c: smaller after a success, larger (x10 until bracketed) after a failure.
             search.update(found)
-    return _within_budget(x, best_adv, eps, "l2")
+    return _within_budget(x, best.adv, eps, "l2")
 
 
 def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float = 0.1, kappa: float = 0.0,
@@ -220,13 +234,7 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
     """
     if decision not in ("en", "l1"):
         raise ValueError(f"decision must be 'en' or 'l1', not {decision!r}")
-    check_inputs(x, y, eps, "l1")
-    t = resolve_target(y, targeted, target)
-    x = x.detach()
-    n = len(x)
-    search = _ConstantSearch(n, c, x.device)
-    best_cost = torch.full((n,), float("inf"), device=x.device)
-    best_adv = x.clone()
+    x, t, search, best = _constant_search_start(x, y, eps, "l1", targeted, target, c)
 
     def shrink(z):
         d = z - x
@@ -236,7 +244,7 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
         for _ in range(binary_search_steps):
             x_k = x.clone()
             slack = x.clone()  # FISTA's extrapolated point
-            found = torch.zeros(n, dtype=torch.bool, device=x.device)
+            found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
             for k in range(steps):
                 step = lr * (1 - k / steps) ** 0.5
                 point = slack.detach().requires_grad_(True)
@@ -252,10 +260,7 @@ def ead(model, x, y, *, eps: float | None = None, beta: float = 1e-2, c: float =
                     ok = success(model(x_next), y, t)
                     delta = (x_next - x).flatten(1)
                     l1 = delta.abs().sum(1)
-                    cost = l1 if decision == "l1" else beta * l1 + delta.pow(2).sum(1)
-                    better = ok & (cost < best_cost)
-                    best_cost = torch.where(better, cost, best_cost)
-                    best_adv[better] = x_next[better]
+                    best.offer(ok, l1 if decision == "l1" else beta * l1 + delta.pow(2).sum(1), x_next)
                     found |= ok
             search.update(found)
-    return _within_budget(x, best_adv, eps, "l1")
+    return _within_budget(x, best.adv, eps, "l1")

@@ -40,7 +40,6 @@ from .backends import _ray_env, _run_local, _run_ray, import_ray, run_jobs  # no
 from .cli import build_parser, grid_from_args, main  # noqa: F401
 from .grids import (  # noqa: F401
     BACKENDS,
-    EPS_LIMITS,
     N_MAX,
     RAY_REQUIREMENTS,
     SEARCH_PARAMS,
@@ -62,9 +61,9 @@ from .grids import (  # noqa: F401
     function_job,
     plan_evaluation,
     resolve_models,
-    train_command,
     train_configs,
 )
+from ..training.flags import train_command  # noqa: F401
 from .jobs import _ray_task, cached_result, execute_job  # noqa: F401
 from .outputs import (  # noqa: F401
     CSV_COLUMNS,

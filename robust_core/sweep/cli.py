@@ -8,9 +8,10 @@ from pathlib import Path
 from typing import Any
 
 from ..attacks import ATTACKS
-from ..data import DATASETS, DataNotFoundError
+from ..data import DataNotFoundError
 from ..evaluation import parse_eps_grid
 from ..store import ModelStore
+from ..training.flags import add_training_arguments, config_fields_from_arguments, parse_json_object
 from .backends import import_ray
 from .grids import N_MAX, EvalGrid, SweepError, TrainGrid
 from .outputs import print_table, write_outputs
@@ -35,6 +36,8 @@ examples:
 Finished jobs are cached in the store: the same command again reuses them (and resumes an interrupted sweep).
 Outputs in --out: results.csv, results.json, and figures as HTML with plotly.min.js beside them (open offline).
 """
+# The fields of a training configuration that a training grid varies (comma lists of its own flags).
+GRID_FIELDS = ("method", "seed")
 TRAIN_EXAMPLES = """\
 examples:
   # GFA at two λ and two seeds, one epoch on 2,000 training images
@@ -59,8 +62,6 @@ def _numbers(text: str, flag: str, kind=float) -> list:
 
 
 def _json_object(text: str, flag: str) -> dict:
-    from ..train import parse_json_object
-
     try:
         return parse_json_object(text, flag)
     except ValueError as exc:
@@ -90,15 +91,11 @@ def build_parser(mode: str) -> argparse.ArgumentParser:
         p.add_argument("--lam", default="", help="λ values, comma list (methods with a λ: gfa, gnr)")
         p.add_argument("--eps", default="", help="training ε values, comma list (adversarial methods)")
         p.add_argument("--seed", default="0", help="seeds, comma list")
-        p.add_argument("--method-kwargs", default="{}", help="JSON object of further method arguments, for every "
-                                                             "method that takes them")
-        p.add_argument("--dataset", default="mnist", choices=sorted(DATASETS))
-        p.add_argument("--arch", default="cnn")
-        p.add_argument("--arch-kwargs", default="{}", help="JSON object of architecture arguments")
-        p.add_argument("--epochs", type=int, default=None)
-        p.add_argument("--batch-size", type=int, default=None)
-        p.add_argument("--lr", type=float, default=None)
-        p.add_argument("--n-train", type=int, default=None, help="train on the first N training images")
+        # The other fields of the configuration, as python -m robust_core.train takes them; each one given applies to
+        # every configuration of the grid.
+        add_training_arguments(p, exclude=GRID_FIELDS, defaults=("dataset", "arch", "arch_kwargs", "method_kwargs"),
+                               help_overrides={"method_kwargs": "JSON object of further method arguments, for every "
+                                                                "method that takes them"})
         p.add_argument("--attacks", default="", help="evaluate every trained model under these attacks (comma list)")
         p.add_argument("--eval-eps", default="", help="ε grid of that evaluation (start:stop:step or a comma list)")
         p.add_argument("--n", type=int, default=1000, help="test images of that evaluation")
@@ -128,15 +125,11 @@ def grid_from_args(mode: str, args: argparse.Namespace) -> EvalGrid | TrainGrid:
     try:
         attack_params = _json_object(args.attack_params, "--attack-params")
         if mode == "train":
-            base: dict[str, Any] = {"dataset": args.dataset, "arch": args.arch,
-                                    "arch_kwargs": _json_object(args.arch_kwargs, "--arch-kwargs")}
-            for key, value in (("epochs", args.epochs), ("batch_size", args.batch_size), ("lr", args.lr),
-                               ("train_subset", args.n_train)):
-                if value is not None:
-                    base[key] = value
+            base: dict[str, Any] = config_fields_from_arguments(args, exclude=GRID_FIELDS)
+            method_kwargs = base.pop("method_kwargs")  # per method, only the arguments it takes
             return TrainGrid(methods=_split(args.method), lam=_numbers(args.lam, "--lam"),
                              eps=_numbers(args.eps, "--eps"), seeds=_numbers(args.seed, "--seed", int), base=base,
-                             method_kwargs=_json_object(args.method_kwargs, "--method-kwargs"),
+                             method_kwargs=method_kwargs,
                              attacks=_split(args.attacks),
                              eval_eps=parse_eps_grid(args.eval_eps) if args.eval_eps else [], n=args.n,
                              eval_seed=args.attack_seed, attack_params=attack_params)

@@ -3,22 +3,18 @@ from __future__ import annotations
 
 import hashlib
 import inspect
-import json
 import math
-import shlex
 import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
 
-from ..attacks import ATTACKS
-from ..data import DATASETS, DataNotFoundError, load_dataset
+from ..attacks import ATTACKS, eps_ceiling
+from ..data import DATASETS, DataNotFoundError, dataset_info, load_dataset
 from ..evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, AutoAttackKey
 from ..store import ModelStore
 
-# The largest ε that means anything per norm on [0, 1] images of up to 784 pixels (the page's bounds).
-EPS_LIMITS = {"linf": 1.0, "l2": 28.0, "l1": 784.0}
 N_MAX = 10_000
 # minimal_eps' own arguments, accepted in attack parameters beside the attack's.
 SEARCH_PARAMS = ("eps_max", "bisection_steps", "grid_points", "batch_size")
@@ -286,7 +282,9 @@ def check_attacks(attacks: Sequence[str], attack_params: dict[str, dict] | None 
     return attacks
 
 
-def check_eps(eps: Sequence[float], attacks: Sequence[str]) -> list[float]:
+def check_eps(eps: Sequence[float], attacks: Sequence[str], datasets: Sequence[str] = ("mnist",)) -> list[float]:
+    """The distinct ε values, sorted; SweepError for one that is not a number between 0 and the largest distance
+    between two images of ``datasets`` in each attack's norm (:func:`robust_core.attacks.eps_ceiling`)."""
     try:
         values = [float(e) for e in eps]
     except (TypeError, ValueError):
@@ -295,10 +293,12 @@ def check_eps(eps: Sequence[float], attacks: Sequence[str]) -> list[float]:
         raise SweepError("no ε value given")
     for attack in attacks:
         norm = ATTACKS[attack].norm
+        # Every model's images must give the ε a meaning: the smallest images have the lowest ceiling.
+        limit = min(eps_ceiling(norm, dataset_info(d).shape) for d in datasets)
         for e in values:
-            if not (math.isfinite(e) and 0 <= e <= EPS_LIMITS[norm]):
+            if not (math.isfinite(e) and 0 <= e <= limit):
                 raise SweepError(f"ε = {e:g} is out of range for {attack} ({norm.upper()}): it must be between 0 and "
-                                 f"{EPS_LIMITS[norm]:g}")
+                                 f"{limit:.4g}")
     return sorted(set(values))
 
 
@@ -329,12 +329,12 @@ def attack_params_for(attack: str, eps_grid: Sequence[float], overrides: dict | 
 def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[SweepJob], dict]:
     """The jobs of an evaluation grid, in table order, and the grid as it was resolved (raises SweepError)."""
     model_ids = resolve_models(store, grid.models, grid.dataset)
+    datasets = {m: store.get(m).meta["config"]["dataset"] for m in model_ids}
     attacks = check_attacks(grid.attacks, grid.attack_params)
-    eps_grid = check_eps(grid.eps, attacks)
+    eps_grid = check_eps(grid.eps, attacks, sorted(set(datasets.values())))
     n = check_n(grid.n)
     if isinstance(grid.seed, bool) or not isinstance(grid.seed, int) or grid.seed < 0:
         raise SweepError(f"seed must be a non-negative integer, not {grid.seed!r}")
-    datasets = {m: store.get(m).meta["config"]["dataset"] for m in model_ids}
     for dataset in sorted(set(datasets.values())):
         size = len(_load(dataset).test_y)
         if n > size:
@@ -390,23 +390,3 @@ def train_configs(grid: TrainGrid) -> list:
                         raise SweepError(str(exc)) from None
                     configs.setdefault(config.config_hash(), config)
     return list(configs.values())
-
-
-def train_command(config) -> str:
-    """The ``python -m robust_core.train`` command that trains ``config`` (stored in the model's metadata)."""
-    from ..training import TrainConfig
-
-    d, c = TrainConfig().to_dict(), config.to_dict()
-    args = []
-    flags = {"dataset": "--dataset", "arch": "--arch", "method": "--method", "optimizer": "--optimizer", "lr": "--lr",
-             "momentum": "--momentum", "weight_decay": "--weight-decay", "schedule": "--schedule", "epochs": "--epochs",
-             "batch_size": "--batch-size", "dropout": "--dropout", "label_smoothing": "--label-smoothing",
-             "train_subset": "--train-subset", "seed": "--seed"}
-    for key, flag in flags.items():
-        if c[key] != d[key]:
-            args += [flag, str(c[key])]
-    if c["arch_kwargs"]:
-        args += ["--arch-kwargs", json.dumps(c["arch_kwargs"])]
-    if c["method_kwargs"]:
-        args += ["--method-kwargs", json.dumps(c["method_kwargs"])]
-    return "python -m robust_core.train " + shlex.join(args)

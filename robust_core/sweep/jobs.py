@@ -13,7 +13,8 @@ import torch
 from ..data import load_dataset
 from ..evaluation import EvaluationCache, cached_autoattack, cached_minimal_eps, read_autoattack
 from ..store import ModelStore
-from .grids import AutoAttackJob, CallJob, MinimalEpsJob, SweepJob, TrainJob, _resolve_function, train_command
+from ..training.flags import train_command
+from .grids import AutoAttackJob, CallJob, MinimalEpsJob, SweepJob, TrainJob, _resolve_function
 from .reuse import find_minimal_eps
 
 

@@ -10,9 +10,10 @@ import torch
 from ..attacks import ATTACKS
 from ..evaluation import MINIMAL_EPS_VERSION, accuracy_at, minimal_eps, perturbation_stats
 from ..store import ModelStore, display_names
+from ..training.flags import train_command
 from .backends import run_jobs
 from .grids import (EvalGrid, MinimalEpsJob, SweepError, SweepResult, TrainGrid, TrainJob, _load, check_attacks,
-                    check_eps, check_n, plan_evaluation, train_command, train_configs)
+                    check_eps, check_n, plan_evaluation, train_configs)
 
 # ---- tables --------------------------------------------------------------------------------------------------------
 def _finite(value: float):
@@ -82,7 +83,7 @@ def run_sweep(grid: EvalGrid | TrainGrid, *, store: ModelStore | None = None, ba
     evaluate = bool(grid.attacks or grid.eval_eps)
     if evaluate:  # check the evaluation half before training anything
         attacks = check_attacks(grid.attacks, grid.attack_params)
-        check_eps(grid.eval_eps, attacks)
+        check_eps(grid.eval_eps, attacks, sorted({c.dataset for c in configs}))
         check_n(grid.n)
     for dataset in sorted({c.dataset for c in configs}):
         _load(dataset)

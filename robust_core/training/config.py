@@ -46,18 +46,11 @@ class TrainConfig:
         from .losses import METHODS, TRAINING_METHODS, method_kwargs_problems
 
         problems = []
-        if self.dataset not in DATASETS:
-            problems.append(f"dataset {self.dataset!r} is not one of {sorted(DATASETS)}")
-        if self.arch not in ARCHITECTURES:
-            problems.append(f"arch {self.arch!r} is not one of {sorted(ARCHITECTURES)}")
-        if self.method not in TRAINING_METHODS:
-            problems.append(f"method {self.method!r} is not one of {sorted(TRAINING_METHODS)}")
-        if self.optimizer not in OPTIMIZERS:
-            problems.append(f"optimizer {self.optimizer!r} is not one of {OPTIMIZERS}")
-        if self.schedule not in SCHEDULES:
-            problems.append(f"schedule {self.schedule!r} is not one of {SCHEDULES}")
-        if self.precision not in PRECISIONS:
-            problems.append(f"precision {self.precision!r} is not one of {PRECISIONS}")
+        choices = {"dataset": sorted(DATASETS), "arch": sorted(ARCHITECTURES), "method": sorted(TRAINING_METHODS),
+                   "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
+        for name, allowed in choices.items():
+            if getattr(self, name) not in allowed:
+                problems.append(f"{name} {getattr(self, name)!r} is not one of {allowed}")
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
             problems.append(f"epochs must be an integer in 1..1000, not {self.epochs!r}")
         if not (isinstance(self.batch_size, int) and 1 <= self.batch_size <= 65536):
