@@ -66,3 +66,21 @@ def test_the_sweep_takes_the_training_flags_of_the_train_command_and_its_stored_
     command = train_command(single)
     assert config_from_arguments(build_parser().parse_args(shlex.split(command)[3:])) == single
     assert train_command(TrainConfig()) == "python -m robust_core.train "  # only what differs from the defaults
+
+
+def test_robust_lab_runs_each_module_s_command_line_and_refuses_an_unknown_command(capsys, monkeypatch):
+    import pytest
+
+    from robust_core import cli
+
+    with pytest.raises(SystemExit) as exited:
+        cli.main(["evaluate", "--help"])
+    assert exited.value.code == 0 and "--model" in capsys.readouterr().out
+    assert cli.main(["atack"]) == 2 and "unknown command 'atack'" in capsys.readouterr().err
+    launched = []
+    monkeypatch.setattr(cli.subprocess, "call", lambda command, **kwargs: launched.append((command, kwargs)) or 0)
+    assert cli.main(["--server.port", "8600"]) == 0  # no command: the dashboard, options for Streamlit
+    [(command, kwargs)] = launched
+    assert command[1:4] == ["-m", "streamlit", "run"] and command[4].endswith("app.py") and command[5:] == [
+        "--server.port", "8600"]
+    assert kwargs["cwd"] == cli.CHECKOUT  # where .streamlit/config.toml is read
