@@ -18,6 +18,9 @@ import numpy as np
 from .file_locks import atomic_write_bytes, compute_once
 
 FIELDS = ("clean", "labels", "adversarial", "predictions", "confidences")
+# Galleries kept per model, the newest: about 1 MB each, and a visitor picks the images and the attack's parameters,
+# so without a bound a room could fill the store's disk with galleries nobody opens again.
+KEPT_PER_MODEL = 32
 
 
 def gallery_digest(evaluation_digest: str, indices, eps_frames) -> str:
@@ -51,6 +54,9 @@ class GalleryCache:
         buffer = io.BytesIO()
         np.savez(buffer, **{name: np.asarray(gallery[name]) for name in FIELDS})
         atomic_write_bytes(path, buffer.getvalue())
+        stored = sorted(path.parent.glob("*.npz"), key=lambda p: p.stat().st_mtime_ns)
+        for old in stored[:-KEPT_PER_MODEL]:
+            old.unlink(missing_ok=True)
 
     def get_or_craft(self, model_id: str, digest: str, craft: Callable[[], dict[str, np.ndarray]], *,
                      while_waiting: Callable[[], None] | None = None) -> dict[str, np.ndarray]:

@@ -81,3 +81,20 @@ def test_a_damaged_gallery_file_is_crafted_again_and_replaced(tmp_path):
     assert np.array_equal(crafted["labels"], _gallery(2)["labels"])
     assert np.array_equal(cache.get(model_id, digest)["labels"], _gallery(2)["labels"])
     assert not list(cache.path(model_id, digest).parent.glob(".*"))  # no temporary file left
+
+
+def test_a_model_keeps_only_its_newest_galleries(tmp_path, monkeypatch):
+    from robust_core import gallery_cache
+    from robust_core.gallery_cache import GalleryCache
+    from robust_core.store import ModelStore
+
+    monkeypatch.setattr(gallery_cache, "KEPT_PER_MODEL", 3)
+    store = ModelStore(tmp_path)
+    model_id = store.save(_tiny_result(6), name="gallery model").model_id
+    cache = GalleryCache(store)
+    for i in range(5):
+        cache.put(model_id, f"{i:032d}", _gallery(i))
+        time.sleep(0.01)  # distinct modification times
+    kept = sorted(p.stem for p in cache.path(model_id, "x").parent.glob("*.npz"))
+    assert kept == [f"{i:032d}" for i in (2, 3, 4)]
+    assert cache.get(model_id, f"{0:032d}") is None and cache.get(model_id, f"{4:032d}") is not None
