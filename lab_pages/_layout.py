@@ -66,6 +66,64 @@ def settings_box(label: str = "Settings", container=None):
     return container.container(border=True)
 
 
+def lazy_settings_box(label: str, key: str, *, folded: bool | None = None) -> tuple[object, "KeptSettings"]:
+    """``settings_box``'s container and the settings drawn in it: folded (a lecture path, a projector; or ``folded``),
+    a closed expander whose widgets are not built at all until it is opened, their values kept meanwhile.
+
+    A room opening a lecture path runs the page once per student, and the ~20 widgets of a folded settings box were
+    most of each run's elements while nobody opened it."""
+    folded = folded_controls() if folded is None else folded
+    if not folded:
+        return st.container(border=True), KeptSettings(key, drawn=True)
+    box = st.expander(f":material/tune: {label}", expanded=False, key=key, on_change="rerun")
+    return box, KeptSettings(key, drawn=bool(box.open))
+
+
+class KeptSettings:
+    """Widgets whose values outlive the runs that draw them: ``kept(st.number_input, key, default, label, ...)`` draws
+    the widget when ``drawn`` (from its kept value, or ``default``) and returns its value; when not drawn it returns
+    the kept value without building anything. (Streamlit drops a widget's state after a run that does not draw it.)
+
+    Never pass ``value=``/``index=`` to a kept widget: its value comes from the session state, seeded here."""
+
+    def __init__(self, name: str, *, drawn: bool):
+        self.drawn = drawn
+        self.kept: dict = st.session_state.setdefault(f"_kept_{name}", {})
+
+    def __call__(self, widget, key: str, default, *args, **kwargs):
+        if not self.drawn:
+            return st.session_state[key] if key in st.session_state else self.kept.get(key, default)
+        if key not in st.session_state:
+            st.session_state[key] = self.kept.get(key, default)
+        value = widget(*args, key=key, **kwargs)
+        self.kept[key] = value
+        return value
+
+    def columns(self, spec, **kwargs):
+        """``st.columns(spec)`` when drawn; else stand-ins whose widgets are never called (nothing is built)."""
+        return st.columns(spec, **kwargs) if self.drawn else [st] * (spec if isinstance(spec, int) else len(spec))
+
+    def expander(self, label: str, key: str) -> tuple[object, "KeptSettings"]:
+        """A nested section of these settings, built only when drawn and opened (its own kept values)."""
+        if not self.drawn:
+            return _NOTHING, KeptSettings(key, drawn=False)
+        box = st.expander(label, expanded=False, key=key, on_change="rerun")
+        return box, KeptSettings(key, drawn=bool(box.open))
+
+
+class _Nothing:
+    """``with`` target of a section that is not drawn."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+_NOTHING = _Nothing()
+
+
 def settings_row(count: int):
     """``count`` places side by side for folded settings (one line for all), or the page itself ``count`` times."""
     return st.columns(count) if folded_controls() else [st] * count

@@ -11,7 +11,7 @@ from lab_pages._jobs import job_runner, job_status, submit_job
 from lab_pages._outputs import png_bytes, shared_figure
 from lab_pages._analysis import analysis_page, comparison_defaults, model_labels
 from lab_pages._canvas import digit_canvas
-from lab_pages._layout import lecture_focus, rest_of_page, rest_shown, settings_box, show_chart
+from lab_pages._layout import lazy_settings_box, lecture_focus, rest_of_page, rest_shown, show_chart
 from lab_pages._resources import load_model
 from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
@@ -52,19 +52,23 @@ def read_linked_drawing() -> None:
         st.session_state["classviz_drawing_error"] = str(exc)
 
 
-with settings_box("Settings"):
-    c1, c2, c3 = st.columns([2, 3, 2])
+settings_container, kept = lazy_settings_box("Settings", "classviz_settings")
+with settings_container:
+    c1, c2, c3 = kept.columns([2, 3, 2])
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
     starts = list(START_LABELS)
     url_choice("classviz_start", "start", starts, "draw")
     url_choices("classviz_models", "models", list(names), comparison_defaults(networks), limit=4)
     url_choice("classviz_target", "target", list(range(len(class_names))), min(9, len(class_names) - 1))
     url_number("classviz_index", "index", 0, len(data.test_x) - 1, 0)
-    start_kind = c1.radio("Start from", starts, key="classviz_start", format_func=START_LABELS.get)
-    model_ids = c2.multiselect("Models (side by side)", list(names), key="classviz_models", format_func=names.get,
-                               max_selections=4, wrap=True)
-    target = c3.selectbox("Target class", range(len(class_names)), key="classviz_target",
-                          format_func=lambda c: class_names[c])
+    if kept.drawn:
+        c1.radio("Start from", starts, key="classviz_start", format_func=START_LABELS.get)
+        c2.multiselect("Models (side by side)", list(names), key="classviz_models", format_func=names.get,
+                       max_selections=4, wrap=True)
+        c3.selectbox("Target class", range(len(class_names)), key="classviz_target",
+                     format_func=lambda c: class_names[c])
+    start_kind, model_ids = st.session_state["classviz_start"], st.session_state["classviz_models"]
+    target = st.session_state["classviz_target"]
     start_image = None
     index = st.session_state["classviz_index"]
     read_linked_drawing()
@@ -73,12 +77,13 @@ with settings_box("Settings"):
         linked = st.session_state.get("classviz_linked_drawing")
         if linked is not None:
             # A shared link's drawing (the canvas cannot be given strokes back): morphed as it is, until a new one.
-            c1, c2 = st.columns([1, 4], vertical_alignment="center")
-            c1.image(linked[0, 0].numpy(), width=112, clamp=True, caption="the drawing from the link")
-            c2.button("Draw a new digit", icon=":material/draw:", key="classviz_new_drawing",
-                      on_click=lambda: st.session_state.pop("classviz_linked_drawing", None))
+            if kept.drawn:
+                c1, c2 = st.columns([1, 4], vertical_alignment="center")
+                c1.image(linked[0, 0].numpy(), width=112, clamp=True, caption="the drawing from the link")
+                c2.button("Draw a new digit", icon=":material/draw:", key="classviz_new_drawing",
+                          on_click=lambda: st.session_state.pop("classviz_linked_drawing", None))
             start_image = linked
-        else:
+        elif kept.drawn:
             problem = st.session_state.get("classviz_drawing_error")
             if problem:
                 st.warning(f"{problem[:1].upper()}{problem[1:]}: it could not be restored. Draw the digit again.",
@@ -91,55 +96,62 @@ with settings_box("Settings"):
             drawing_code = encode_drawing(start_image)
             start_image = decode_drawing(drawing_code)
     elif start_kind == "test":
-        index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
+        if kept.drawn:
+            index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
+            st.image(data.test_x[int(index)][0].numpy(), width=84, clamp=True,
+                     caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
         start_image = data.test_x[int(index)]
-        st.image(start_image[0].numpy(), width=84, clamp=True,
-                 caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
-    recipe = st.radio("Ascent", list(RECIPE_LABELS), format_func=RECIPE_LABELS.get, horizontal=True,
-                      key="classviz_recipe",
-                      help="Smoothed: the gradient is averaged over 16 noisy copies (σ = 0.3) and every pixel moves by "
-                           "the sign of its gradient. Adversarially trained MNIST models ignore dark pixels (their "
-                           "gradient there is ~10⁻⁸ of the strokes'), so a plain normalised gradient can only reshape "
-                           "existing strokes; the smoothed gradient lets them draw new ones. Plain normalised "
-                           "gradient: −log p along ∇/‖∇‖, step 0.1.")
+    recipe = kept(st.radio, "classviz_recipe", "smoothed", "Ascent", list(RECIPE_LABELS),
+                  format_func=RECIPE_LABELS.get, horizontal=True,
+                  help="Smoothed: the gradient is averaged over 16 noisy copies (σ = 0.3) and every pixel moves by "
+                       "the sign of its gradient. Adversarially trained MNIST models ignore dark pixels (their "
+                       "gradient there is ~10⁻⁸ of the strokes'), so a plain normalised gradient can only reshape "
+                       "existing strokes; the smoothed gradient lets them draw new ones. Plain normalised "
+                       "gradient: −log p along ∇/‖∇‖, step 0.1.")
     defaults = RECIPES[recipe]
-    with st.expander("Objective, step and regularisers (the defaults give a good result in one click)"):
-        c1, c2, c3, c4 = st.columns(4)
-        loss = c1.selectbox("Objective", list(OBJECTIVES), index=list(OBJECTIVES).index(defaults["loss"]),
-                            format_func=lambda k: OBJECTIVES[k].split(" (")[0],
-                            help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVES.items()), key=f"cv_loss_{recipe}")
-        step_norm = c2.selectbox("Step", list(STEP_NORMS), index=list(STEP_NORMS).index(defaults["step_norm"]),
-                                 format_func=STEP_LABELS.get,
-                                 help="\n\n".join(f"**{STEP_LABELS[k]}**: {v}" for k, v in STEP_NORMS.items()),
-                                 key=f"cv_step_{recipe}")
-        lr = c3.number_input("Step size", 0.001, 5.0, float(defaults["lr"]), format="%.3f", key=f"cv_lr_{recipe}",
-                             help="Pixel units per step (0-1 scale) with sign steps; L2 length per step when "
-                                  "normalised.")
-        steps = c4.number_input("Max steps", 1, 2000, int(defaults["steps"]), key=f"cv_steps_{recipe}")
-        c1, c2, c3, c4 = st.columns(4)
-        noise_sigma = c1.number_input("Gradient smoothing noise σ", 0.0, 1.0, float(defaults["noise_sigma"]),
-                                      step=0.05, key=f"cv_sigma_{recipe}",
-                                      help="0: plain gradient. >0: the loss is averaged over noisy copies of the image "
-                                           "(the expectation randomised smoothing uses).")
-        noise_samples = c2.number_input("Noisy copies per step", 1, 64, int(defaults["noise_samples"]),
-                                        key=f"cv_samples_{recipe}", disabled=noise_sigma == 0)
-        l2 = c3.number_input("L2 weight", 0.0, 10.0, 0.0, step=0.01)
-        tv = c4.number_input("Total variation weight", 0.0, 10.0, 0.0, step=0.01)
-        c1, c2, c3, c4 = st.columns(4)
-        jitter_pixels = c1.number_input("Jitter (pixels)", 0, 4, 0)
-        blur_every = c2.number_input("Blur every k steps (0: never)", 0, 100, 0)
-        threshold = c3.number_input("Stop at target probability", 0.5, 1.0, 0.99, step=0.01)
-        seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
-        c1, c2, c3, c4 = st.columns(4)
-        budget_norm = c1.selectbox("Budget around the start", ["none", "linf", "l2"],
-                                   format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
-        # The largest meaningful ε of the norm for these images (L∞ 1, L2 the diagonal of [0, 1]^(C·H·W)).
-        budget_eps = c2.number_input("Budget ε", 0.01, eps_ceiling(budget_norm if budget_norm != "none" else "l2",
-                                                                  data.info.shape),
-                                     0.2 if budget_norm != "l2" else 2.0, disabled=budget_norm == "none")
-    c1, c2 = st.columns(2)
-    all_targets = c1.toggle("All targets: morph the start toward each class at once (first model)")
-    with_knn = c2.toggle("Compare with a gradient-free k-NN morph")
+    # Built only once opened (its 18 widgets were most of a view's elements); the defaults give a good result.
+    advanced_box, advanced = kept.expander("Objective, step and regularisers (the defaults give a good result in one "
+                                           "click)", "classviz_advanced")
+    with advanced_box:
+        c1, c2, c3, c4 = advanced.columns(4)
+        loss = advanced(c1.selectbox, f"cv_loss_{recipe}", defaults["loss"], "Objective", list(OBJECTIVES),
+                        format_func=lambda k: OBJECTIVES[k].split(" (")[0],
+                        help="\n\n".join(f"**{k}**: {v}" for k, v in OBJECTIVES.items()))
+        step_norm = advanced(c2.selectbox, f"cv_step_{recipe}", defaults["step_norm"], "Step", list(STEP_NORMS),
+                             format_func=STEP_LABELS.get,
+                             help="\n\n".join(f"**{STEP_LABELS[k]}**: {v}" for k, v in STEP_NORMS.items()))
+        lr = advanced(c3.number_input, f"cv_lr_{recipe}", float(defaults["lr"]), "Step size", 0.001, 5.0,
+                      format="%.3f", help="Pixel units per step (0-1 scale) with sign steps; L2 length per step when "
+                                          "normalised.")
+        steps = advanced(c4.number_input, f"cv_steps_{recipe}", int(defaults["steps"]), "Max steps", 1, 2000)
+        c1, c2, c3, c4 = advanced.columns(4)
+        noise_sigma = advanced(c1.number_input, f"cv_sigma_{recipe}", float(defaults["noise_sigma"]),
+                               "Gradient smoothing noise σ", 0.0, 1.0, step=0.05,
+                               help="0: plain gradient. >0: the loss is averaged over noisy copies of the image "
+                                    "(the expectation randomised smoothing uses).")
+        noise_samples = advanced(c2.number_input, f"cv_samples_{recipe}", int(defaults["noise_samples"]),
+                                 "Noisy copies per step", 1, 64, disabled=noise_sigma == 0)
+        l2 = advanced(c3.number_input, "cv_l2", 0.0, "L2 weight", 0.0, 10.0, step=0.01)
+        tv = advanced(c4.number_input, "cv_tv", 0.0, "Total variation weight", 0.0, 10.0, step=0.01)
+        c1, c2, c3, c4 = advanced.columns(4)
+        jitter_pixels = advanced(c1.number_input, "cv_jitter", 0, "Jitter (pixels)", 0, 4)
+        blur_every = advanced(c2.number_input, "cv_blur", 0, "Blur every k steps (0: never)", 0, 100)
+        threshold = advanced(c3.number_input, "cv_threshold", 0.99, "Stop at target probability", 0.5, 1.0,
+                             step=0.01)
+        seed = advanced(c4.number_input, "cv_seed", 0, "Seed", 0, 2**31 - 1)
+        c1, c2, c3, c4 = advanced.columns(4)
+        budget_norm = advanced(c1.selectbox, "cv_budget_norm", "none", "Budget around the start",
+                               ["none", "linf", "l2"], format_func={"none": "none", "linf": "L∞", "l2": "L2"}.get)
+        # The largest meaningful ε of the norm for these images (L∞ 1, L2 the diagonal of [0, 1]^(C·H·W)); one
+        # value per norm, so a change of norm never leaves an ε above the new ceiling.
+        budget_eps = advanced(c2.number_input, f"cv_budget_eps_{budget_norm}", 0.2 if budget_norm != "l2" else 2.0,
+                              "Budget ε", 0.01,
+                              eps_ceiling(budget_norm if budget_norm != "none" else "l2", data.info.shape),
+                              disabled=budget_norm == "none")
+    c1, c2 = kept.columns(2)
+    all_targets = kept(c1.toggle, "classviz_all_targets", False,
+                       "All targets: morph the start toward each class at once (first model)")
+    with_knn = kept(c2.toggle, "classviz_with_knn", False, "Compare with a gradient-free k-NN morph")
 
 set_url(dataset=dataset, models=model_ids, start=start_kind, index=int(index), target=int(target))
 if drawing_code is not None:
@@ -148,6 +160,8 @@ elif "drawing" in st.query_params:
     del st.query_params["drawing"]
     st.session_state.setdefault("_url_written", {}).pop("drawing", None)
 if start_kind in ("draw", "test") and start_image is None:
+    if not kept.drawn:
+        st.info("Open the **Settings** above to draw the digit to morph.", icon=":material/draw:")
     st.stop()
 if not model_ids:
     st.info("Pick at least one model.")

@@ -13,7 +13,7 @@ from robust_core.classviz.compare import compare_morphs
 from robust_core.classviz.link import (DrawingCodeError, MAX_CODE_CHARS, decode_drawing, encode_drawing,
                                        quantise_drawing)
 from tests.test_classviz import drawn_four
-from tests.test_pages import finish_jobs, widget
+from tests.test_pages import finish_jobs, open_section, widget
 
 APP = str(Path(__file__).resolve().parents[1] / "app.py")
 
@@ -103,6 +103,7 @@ def test_a_drawn_digit_and_its_morph_come_back_from_the_copied_link(two_models):
     at = _drawing_link(first, code)
     assert any(i.proto.imgs[0].caption == "the drawing from the link" for i in at.get("image"))
     assert at.query_params["drawing"] == code and at.query_params["start"] == "draw"
+    open_section(at, "classviz_advanced")
     widget(at.number_input, "Max steps").set_value(15).run()
     [b for b in at.button if b.label == "Morph"][0].click().run()
     finish_jobs(at)
@@ -112,6 +113,7 @@ def test_a_drawn_digit_and_its_morph_come_back_from_the_copied_link(two_models):
     assert any("Read by the others" in m.value for m in at.markdown)
     # The same link opened again (another student, same server): the drawing and its result, with no click.
     again = _drawing_link(first, code)
+    open_section(again, "classviz_advanced")
     widget(again.number_input, "Max steps").set_value(15).run()
     assert any("Read by the others" in m.value for m in again.markdown)
     # "Draw a new digit" drops the link's drawing: the canvas is back and the address no longer holds one.
@@ -125,3 +127,35 @@ def test_a_garbled_drawing_link_says_so_and_the_page_still_works(two_models, cod
     at = _drawing_link(first, code)
     assert any("could not be restored" in w.value for w in at.warning), [w.value for w in at.warning]
     assert widget(at.radio, "Start from").value == "draw" and "drawing" not in at.query_params
+
+
+def test_folded_settings_are_built_only_once_opened_and_keep_their_values_while_closed(two_models):
+    """A lecture path's folded settings (lab_pages._layout.lazy_settings_box): no widget is built for a room that
+    does not open them, the address's choices are what they show once opened, and a value changed in them survives
+    runs that do not draw them."""
+    first, _ = two_models
+    at = AppTest.from_file(APP, default_timeout=180)
+    at.query_params.update(models=first, start="test", index="4", target="9", focus="morph")
+    at.run()
+    at.switch_page("lab_pages/classviz.py").run()
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.radio and not at.number_input and not at.multiselect  # folded: nothing built
+    open_section(at, "classviz_settings")
+    assert widget(at.radio, "Start from").value == "test" and widget(at.number_input, "Test image").value == 4
+    assert widget(at.selectbox, "Target class").value == 9 and not [e for e in at.number_input
+                                                                      if e.label == "Max steps"]
+    open_section(at, "classviz_advanced")
+    widget(at.number_input, "Max steps").set_value(15).run()
+    widget(at.toggle, "Compare with a gradient-free k-NN morph").set_value(True).run()
+    at.session_state["classviz_settings"] = False
+    at.run()
+    at.run()  # two runs without the widgets: Streamlit has dropped their own state by now
+    assert not at.number_input and not at.exception
+    # ... and the morph these closed runs asked for used the kept values (the run's key: models, target, all
+    # targets, k-NN, the settings).
+    opened_on = at.session_state["_classviz_opened"]
+    assert opened_on[3] is True and "'steps': 15" in opened_on[4]
+    open_section(at, "classviz_settings")
+    assert widget(at.number_input, "Max steps").value == 15
+    assert widget(at.toggle, "Compare with a gradient-free k-NN morph").value is True
+    assert widget(at.number_input, "Test image").value == 4

@@ -188,14 +188,15 @@ def test_in_the_browser_a_rename_shows_at_once_in_both_pickers(two_models, isola
 
         sidebar = page.locator('[data-testid="stSidebar"]')
         assert shown(sidebar) == "my CNN" and shown(main).startswith("my CNN")
+        # 90 s: under the suite's load (two workers, other browsers) the rename's two reruns took over 30 s once.
         main.get_by_label("New name").fill("renamed CNN")
         main.get_by_role("button", name="Rename").click()
-        main.get_by_test_id("stAlertContentSuccess").filter(has_text="Renamed").first.wait_for()
+        main.get_by_test_id("stAlertContentSuccess").filter(has_text="Renamed").first.wait_for(timeout=90_000)
         wait_until_idle(page)
         assert shown(sidebar) == "renamed CNN" and shown(main) == "renamed CNN"
         main.get_by_label("New name").fill("cnn · standard")
         main.get_by_role("button", name="Rename").click()
-        main.get_by_text("already named").wait_for()
+        main.get_by_text("already named").wait_for(timeout=90_000)
         assert older.model_id in main.locator('[data-testid="stAlert"]').inner_text()
         main.locator('[data-testid="stCheckbox"]').first.click()
         wait_until_idle(page)

@@ -35,6 +35,13 @@ def finish_jobs(at: AppTest, timeout_s: float = 240) -> AppTest:
     return at
 
 
+def open_section(at, key: str):
+    """Open the lazy expander ``key`` (lab_pages._layout.lazy_settings_box: its widgets exist only once opened), as
+    a click on its header does, and rerun."""
+    at.session_state[key] = True
+    return at.run()
+
+
 def widget(elements, label):
     matches = [e for e in elements if e.label == label]
     assert matches, f"no widget labelled {label!r}: {[e.label for e in elements]}"
@@ -299,6 +306,8 @@ def test_class_visualization_morphs_a_drawn_digit_with_all_targets_and_knn(store
     at.run()
     at.switch_page("lab_pages/classviz.py").run()
     assert not at.exception, [e.value for e in at.exception]
+    assert not [e for e in at.number_input if e.label == "Max steps"]  # built only once its section is opened
+    open_section(at, "classviz_advanced")
     widget(at.number_input, "Max steps").set_value(20)
     widget(at.toggle, "All targets: morph the start toward each class at once (first model)").set_value(True)
     widget(at.toggle, "Compare with a gradient-free k-NN morph").set_value(True).run()
