@@ -21,7 +21,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from benchmarks.load_test import cpu_s, quantile, served, server_pid
-from benchmarks.scenario import SCENARIOS, lecture, load_scenario, step_summary
+from benchmarks.scenario import SCENARIOS, lecture, load_scenario, protocol_step, step_summary
 
 from tests.browser import REPO, dashboard
 
@@ -41,6 +41,29 @@ def one_server(app_dir: Path | None, behind_nginx: bool):
         yield base, server_pid(int(base.rsplit(":", 1)[1]))
 
 
+async def _rooms(base: str, pid: int, steps, students: int, rounds: int) -> list[list[dict]]:
+    """The warm-up walk, then ``rounds`` rooms, while the lecturer's projector stays connected on the home page, as
+    in a lecture: Streamlit drops its compiled page scripts whenever its last session disconnects, which a room that
+    leaves together would otherwise make each round pay again."""
+    from benchmarks.scenario import Step
+    from benchmarks.streamlit_client import ProtocolSession
+
+    projector = ProtocolSession(base)
+    home = Step(view="home", page="", params={}, ready=("page_link",))
+    opened = await protocol_step(projector, base, home, first=True, timeout_s=120)
+    if "error" in opened:
+        raise RuntimeError(f"the projector's session could not open the home page: {opened['error']}")
+    try:
+        await lecture(base, steps, 1, server_cpu=lambda: cpu_s(pid))
+        # Each step counted once the server is quiet: a job the warm-up or the previous step left running (a gallery
+        # crafted after its page was shown) is not one of the views'.
+        return [[step_summary(r, quantile) for r in
+                 await lecture(base, steps, students, server_cpu=lambda: cpu_s(pid), settle_between=True)]
+                for _ in range(rounds)]
+    finally:
+        await projector.close()
+
+
 def per_view_cpu(app_dir: Path | None, steps, students: int, *, behind_nginx: bool = False,
                  rounds: int = 1) -> list[dict]:
     """Per step of ``steps``: the server's CPU seconds per view while ``students`` walk it after one warm-up walk;
@@ -48,12 +71,7 @@ def per_view_cpu(app_dir: Path | None, steps, students: int, *, behind_nginx: bo
     (``server_cpu_per_view_s``) beside every room's figure (``rounds_s``): one room's figure moves by up to 3× from
     one run to the next on this 2-core machine (what else the server happens to do during a 1 s burst)."""
     with one_server(app_dir, behind_nginx) as (base, pid):
-        asyncio.run(lecture(base, steps, 1, server_cpu=lambda: cpu_s(pid)))
-        # Each step counted once the server is quiet: a job the warm-up or the previous step left running (a gallery
-        # crafted after its page was shown) is not one of the views'.
-        rooms = [[step_summary(r, quantile) for r in
-                  asyncio.run(lecture(base, steps, students, server_cpu=lambda: cpu_s(pid), settle_between=True))]
-                 for _ in range(rounds)]
+        rooms = asyncio.run(_rooms(base, pid, steps, students, rounds))
     summaries = []
     for per_room in zip(*rooms):
         median = dict(sorted(per_room, key=lambda s: s["server_cpu_per_view_s"])[len(per_room) // 2])

@@ -196,7 +196,13 @@ def morph_job():
 
 
 def _frames_digest(result: VisualizationResult) -> str:
-    return hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
+    """The cache key of a result's figure and pictures, hashed once per result: every student's view of a room's
+    shared morph asks for both, and hashing the frames each time was ~1 ms per call."""
+    digest = result.__dict__.get("_frames_digest")
+    if digest is None:
+        digest = hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
+        object.__setattr__(result, "_frames_digest", digest)
+    return digest
 
 
 @st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})

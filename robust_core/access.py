@@ -206,6 +206,8 @@ def _training_error(config, *, lecture: bool, lecturer: bool, memory_bytes: int 
         estimate_training_flops,
     )
 
+    if config.external:
+        return "A network the lab did not train is evaluated, not trained: register it, then attack it."
     try:
         needed = estimate_training_bytes(config)
         parameters, flops = estimate_parameters(config), estimate_training_flops(config)

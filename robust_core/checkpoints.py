@@ -54,6 +54,13 @@ def read_checkpoint(payload: bytes, *, max_bytes: int = MAX_CHECKPOINT_BYTES
         config = TrainConfig.from_dict(meta["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
+    if config.external:
+        # Its network is built by Python code the metadata names: an uploaded file never makes the lab run code.
+        raise InvalidCheckpointError(
+            f"This checkpoint is a network the lab did not train, built by the Python function "
+            f"{config.arch_kwargs['factory']!r}: the dashboard does not run code named by a file. Import it on the "
+            "command line, where that code is: python -m robust_core.evaluate --model-factory "
+            f"{config.arch_kwargs['factory']} --weights <its weights file> --dataset {config.dataset}.")
     if meta.get("id") != config.config_hash():
         raise InvalidCheckpointError("The checkpoint's id does not match its training configuration (edited or "
                                      "corrupted metadata).")
@@ -94,6 +101,14 @@ def state_dict_of(model) -> dict[str, torch.Tensor]:
 
 def model_from_state(meta: dict[str, Any], state: dict[str, torch.Tensor]):
     config = TrainConfig.from_dict(meta["config"])
+    if config.external:
+        from .external import build_from_factory, load_into, weights_digest
+
+        if weights_digest(state) != config.arch_kwargs["weights_sha256"]:
+            raise InvalidCheckpointError("The weights are not the ones this external model was registered with "
+                                         "(their SHA-256 differs).")
+        model = build_from_factory(config.arch_kwargs["factory"], config.arch_kwargs["kwargs"])
+        return load_into(model, state, origin=f"the weights of {config.arch_kwargs['factory']}")
     arch_kwargs = dict(config.arch_kwargs)
     if architecture(config.arch).kind == "fitted":
         model = build_model(config.arch, config.dataset, **{**arch_kwargs, "seed": config.seed})

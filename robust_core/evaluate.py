@@ -3,6 +3,8 @@
     python -m robust_core.evaluate --model 12f53dc8 --attack pgd --eps 0.05:0.3:0.05
     python -m robust_core.evaluate --model a1b2 --model c3d4 --attack apgd_ce --eps 0.1,0.3 --n 1000 --json out.json
     python -m robust_core.evaluate --model 2a34 --attack autoattack_standard --eps 0.3 --n 1000   # per stage too
+    python -m robust_core.evaluate --model-factory mypackage.nets:build --weights my_net.safetensors \
+        --dataset cifar10 --attack apgd_ce --eps 0.0314   # a network the lab did not train (checked, then stored)
 
 Accuracy at each eps is read from the per-example minimal eps (cached beside the model), so
 a finer grid costs nothing more once computed; ``--direct`` runs the attack at each eps instead. AutoAttack
@@ -16,6 +18,7 @@ import sys
 from .attacks import ATTACKS
 from .cli import models_of_one_dataset, write_results
 from .data import DataNotFoundError, load_dataset
+from .external import ExternalModelError
 from .evaluation import (
     AutoAttackKey,
     EvaluationCache,
@@ -29,9 +32,44 @@ from .evaluation import (
 from .store import ModelStore
 
 
+def register_external(store: ModelStore, args):
+    """The --model-factory network, checked (its findings printed) and stored; ValueError/ExternalModelError saying
+    what to change."""
+    import json
+
+    from .data import DATASETS
+
+    if not args.weights or not args.dataset:
+        raise ValueError("--model-factory needs --weights (its weights file) and --dataset")
+    if args.dataset not in DATASETS:
+        raise ValueError(f"--dataset {args.dataset!r} is not one of {sorted(DATASETS)}")
+    try:
+        kwargs = json.loads(args.factory_kwargs)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"--factory-kwargs is not JSON: {exc}") from None
+    if not isinstance(kwargs, dict):
+        raise ValueError("--factory-kwargs must be a JSON object")
+    entry = store.add_external_files(factory=args.model_factory, weights=args.weights, dataset=args.dataset,
+                                     factory_kwargs=kwargs, name=args.name)
+    checks = entry.meta["external"]["checks"]
+    accuracy = checks.get("clean_accuracy")
+    print(f"{entry.name}: stored as {entry.model_id} ({entry.meta['parameters']:,} parameters"
+          + (f", {100 * accuracy:.1f}% of {64} test images" if accuracy is not None else "") + ")")
+    for warning in checks["warnings"]:
+        print(f"  note: {warning}")
+    return entry
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robust_core.evaluate", description=__doc__.split("\n\n")[0])
-    p.add_argument("--model", action="append", required=True, help="model id (or a unique prefix); repeat for several")
+    p.add_argument("--model", action="append", default=[], help="model id (or a unique prefix); repeat for several")
+    p.add_argument("--model-factory", help="package.module:function that builds your network (its weights from "
+                   "--weights); it is checked, stored, and evaluated beside any --model")
+    p.add_argument("--weights", help="the weights of --model-factory: .safetensors, or .pt/.pth (read with "
+                   "weights_only=True)")
+    p.add_argument("--factory-kwargs", default="{}", help="keyword arguments of --model-factory, as a JSON object")
+    p.add_argument("--dataset", help="the dataset of --model-factory's network (mnist, fashion_mnist, cifar10)")
+    p.add_argument("--name", help="the name of --model-factory's network in the store")
     p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
     p.add_argument("--eps", default="0.05:0.3:0.05", help="start:stop:step or a comma list, in the attack's norm")
     p.add_argument("--n", type=int, default=1000, help="first N test images (100 to 10,000)")
@@ -45,9 +83,14 @@ def main(argv: list[str] | None = None) -> int:
         if not 1 <= args.n <= 10000:
             raise ValueError("--n must be between 1 and 10,000")
         store = ModelStore(args.store)
-        ids, dataset = models_of_one_dataset(store, args.model)
+        models = list(args.model)
+        if args.model_factory:
+            models.append(register_external(store, args).model_id)
+        if not models:
+            raise ValueError("give --model (a stored model's id), or --model-factory with --weights and --dataset")
+        ids, dataset = models_of_one_dataset(store, models)
         data = load_dataset(dataset)
-    except (ValueError, KeyError, DataNotFoundError) as exc:
+    except (ValueError, KeyError, DataNotFoundError, ExternalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     x, y = data.test_x[: args.n], data.test_y[: args.n]

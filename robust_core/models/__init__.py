@@ -12,6 +12,7 @@ from ..data import dataset_info
 from ..tensors import eval_mode
 from .baselines import KNNBaseline, LogisticRegressionBaseline, FittedBaseline
 from .networks import ACTIVATIONS, ImageClassifier, mlp, seed_cnn
+from .residual import preact_resnet18, wide_resnet
 
 
 @dataclass(frozen=True)
@@ -29,6 +30,12 @@ def _cnn(name: str, title: str, description: str, **fixed) -> Architecture:
     :mod:`robust_core.models.size`."""
     def builder(info, **kw) -> ImageClassifier:
         return seed_cnn(info.shape, info.num_classes, info.mean, info.std, **{**fixed, **kw})
+    return Architecture(name, title, "torch", description, builder, dict(fixed))
+
+
+def _residual(name: str, title: str, description: str, **fixed) -> Architecture:
+    def builder(info, **kw) -> ImageClassifier:
+        return wide_resnet(info.shape, info.num_classes, info.mean, info.std, **{**fixed, **kw})
     return Architecture(name, title, "torch", description, builder, dict(fixed))
 
 
@@ -53,6 +60,16 @@ ARCHITECTURES: dict[str, Architecture] = {
         Architecture("mlp", "MLP", "torch",
                      "Fully connected network; hidden sizes, activation and dropout configurable",
                      lambda info, **kw: mlp(info.shape, info.num_classes, info.mean, info.std, **kw)),
+        Architecture("preact_resnet18", "PreAct ResNet-18", "torch",
+                     "He et al. 2016's pre-activation ResNet-18 (11.2 M parameters on CIFAR-10): the network of "
+                     "Wong et al. 2020's and Rice et al. 2020's CIFAR-10 adversarial training; GPU work",
+                     lambda info, **kw: preact_resnet18(info.shape, info.num_classes, info.mean, info.std, **kw)),
+        _residual("wrn_16_4", "WideResNet-16-4",
+                  "Zagoruyko & Komodakis 2016's WRN-16-4 (2.7 M parameters): a CIFAR-10 WideResNet a CPU trains",
+                  depth=16, widen=4),
+        _residual("wrn_28_10", "WideResNet-28-10",
+                  "WRN-28-10 (36.5 M parameters): Madry et al.'s CIFAR-10 network and most RobustBench entries'; "
+                  "GPU work", depth=28, widen=10),
         Architecture("logreg", "Logistic regression", "fitted",
                      "Multinomial logistic regression on raw pixels (L-BFGS in PyTorch, scikit-learn's objective)",
                      lambda info, **kw: LogisticRegressionBaseline(info.num_classes, **kw)),

@@ -67,12 +67,44 @@ def _mlp_size(shape, num_classes: int, *, hidden=(512, 256), **_) -> NetworkSize
     return NetworkSize(sum(a * b + b for a, b in pairs), sum(a * b for a, b in pairs), sum(widths))
 
 
+def _measured_size(config, info) -> NetworkSize:
+    """The size of a network with no formula here (the residual networks), from the network built on PyTorch's
+    ``meta`` device: shapes without storage, so a WRN of any width costs no memory to size. Multiply-adds of the
+    convolutions and linear layers, activation units of every module's output (an upper bound, as above)."""
+    import torch
+
+    from . import build_model
+
+    counts = {"macs": 0, "units": info.shape[0] * info.shape[1] * info.shape[2]}
+
+    def hook(module, _inputs, output):
+        if not isinstance(output, torch.Tensor):
+            return
+        counts["units"] += output[0].numel()
+        if isinstance(module, torch.nn.Conv2d):
+            counts["macs"] += output[0].numel() * module.in_channels // module.groups * module.kernel_size[0] \
+                * module.kernel_size[1]
+        elif isinstance(module, torch.nn.Linear):
+            counts["macs"] += module.in_features * module.out_features
+
+    with torch.device("meta"):
+        model = build_model(config.arch, config.dataset, **config.arch_kwargs)
+        leaves = [m for m in model.modules() if not list(m.children())]
+        handles = [m.register_forward_hook(hook) for m in leaves]
+        model.eval()(torch.zeros(1, *info.shape))
+    for handle in handles:
+        handle.remove()
+    return NetworkSize(sum(p.numel() for p in model.parameters()), counts["macs"], counts["units"])
+
+
 def network_size(config) -> NetworkSize | None:
     """Parameters, forward multiply-adds and activation units of the network ``config`` describes; None for the
     fitted baselines (logistic regression, k-NN), which are not networks."""
     from ..data import dataset_info
     from . import architecture
 
+    if config.external:
+        return None  # built by the researcher's code: its size is what that code makes
     spec = architecture(config.arch)
     if spec.kind != "torch":
         return None
@@ -80,7 +112,9 @@ def network_size(config) -> NetworkSize | None:
     kwargs = {**spec.fixed_kwargs, **config.arch_kwargs}
     if config.arch == "mlp":
         return _mlp_size(info.shape, info.num_classes, **kwargs)
-    return _conv_size(info.shape, info.num_classes, **kwargs)
+    if config.arch.startswith("cnn"):
+        return _conv_size(info.shape, info.num_classes, **kwargs)
+    return _measured_size(config, info)
 
 
 def estimate_parameters(config) -> int | None:
@@ -91,7 +125,7 @@ def estimate_parameters(config) -> int | None:
     size = network_size(config)
     if size is not None:
         return size.parameters
-    if config.arch != "logreg":
+    if config.arch != "logreg":  # a k-NN, or an external network
         return None
     info = dataset_info(config.dataset)
     return (info.shape[0] * info.shape[1] * info.shape[2] + 1) * info.num_classes

@@ -11,6 +11,10 @@ SCHEDULES = ("constant", "onecycle", "cosine", "step")
 # "auto": bf16 mixed precision where the hardware computes it natively (CUDA, or a CPU with
 # AVX-512 BF16 / AMX), float32 elsewhere (emulated bf16 would be slower, not faster).
 PRECISIONS = ("auto", "fp32", "bf16")
+# The architecture and the method of a network the lab did not train (robust_core.external): its arch_kwargs name the
+# code that builds it and the content hash of its weights, so its id (the config's hash) is keyed by that hash.
+EXTERNAL = "external"
+EXTERNAL_KEYS = ("factory", "kwargs", "weights_sha256")
 
 
 @dataclass(frozen=True)
@@ -46,10 +50,13 @@ class TrainConfig:
         from .losses import METHODS, TRAINING_METHODS, method_kwargs_problems
 
         problems = []
+        if EXTERNAL in (self.arch, self.method):
+            problems += _external_problems(self)
         choices = {"dataset": sorted(DATASETS), "arch": sorted(ARCHITECTURES), "method": sorted(TRAINING_METHODS),
                    "optimizer": OPTIMIZERS, "schedule": SCHEDULES, "precision": PRECISIONS}
         for name, allowed in choices.items():
-            if getattr(self, name) not in allowed:
+            if getattr(self, name) not in allowed and not (name in ("arch", "method") and self.arch == EXTERNAL
+                                                           and self.method == EXTERNAL):
                 problems.append(f"{name} {getattr(self, name)!r} is not one of {allowed}")
         if not (isinstance(self.epochs, int) and 1 <= self.epochs <= 1000):
             problems.append(f"epochs must be an integer in 1..1000, not {self.epochs!r}")
@@ -75,6 +82,11 @@ class TrainConfig:
             # even if a default changes later.
             object.__setattr__(self, "method_kwargs", {**METHODS[self.method].defaults, **self.method_kwargs})
 
+    @property
+    def external(self) -> bool:
+        """Whether this describes a network the lab did not train (robust_core.external)."""
+        return self.arch == EXTERNAL
+
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
@@ -93,3 +105,26 @@ class TrainConfig:
         """16 hex digits of SHA-256 over the canonical JSON of the config: the store's model id."""
         canonical = json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), default=str)
         return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+def _external_problems(config: TrainConfig) -> list[str]:
+    """What is wrong with the description of an external network: both arch and method "external", and arch_kwargs
+    naming a factory (package.module:function), its keyword arguments and the weights' SHA-256."""
+    from ..external.loading import FACTORY_PATTERN
+
+    if config.arch != EXTERNAL or config.method != EXTERNAL:
+        return [f"an external network has arch and method {EXTERNAL!r}, not {config.arch!r} and {config.method!r}"]
+    kwargs = config.arch_kwargs
+    if not isinstance(kwargs, dict) or set(kwargs) != set(EXTERNAL_KEYS):
+        return [f"an external network's arch_kwargs are {list(EXTERNAL_KEYS)}"]
+    problems = []
+    if not isinstance(kwargs["factory"], str) or not FACTORY_PATTERN.match(kwargs["factory"]):
+        problems.append(f"factory {kwargs['factory']!r} is not package.module:function")
+    if not isinstance(kwargs["kwargs"], dict):
+        problems.append("the factory's kwargs must be a JSON object")
+    digest = kwargs["weights_sha256"]
+    if not (isinstance(digest, str) and len(digest) == 64 and all(c in "0123456789abcdef" for c in digest)):
+        problems.append("weights_sha256 must be 64 lowercase hex digits")
+    if config.method_kwargs:
+        problems.append("an external network has no method_kwargs")
+    return problems

@@ -1,0 +1,142 @@
+"""Networks the lab did not train: the import checks (each with a failing example), the weights files that load
+without code, and a researcher's own module trained here, imported by factory and weights, evaluated through the CLI
+with the numbers that the attacks give on the module itself."""
+from __future__ import annotations
+
+import json
+
+import pytest
+import torch
+from safetensors.torch import save_file
+from torch import nn
+
+from robust_core.checkpoints import InvalidCheckpointError, read_checkpoint
+from robust_core.data import load_dataset
+from robust_core.evaluation import robust_accuracy
+from robust_core.external import ExternalModelError, ModelCheckError, check_model, read_weights, weights_digest
+from robust_core.store import ModelStore
+from tests import external_models
+
+
+@pytest.fixture(scope="module")
+def fashion():
+    return load_dataset("fashion_mnist")
+
+
+@pytest.fixture(scope="module")
+def trained_mlp(fashion):
+    """The LayerNorm MLP trained for one epoch (Adam, batch 128) on Fashion-MNIST's training split."""
+    torch.manual_seed(0)
+    model = external_models.build()
+    optimiser = torch.optim.Adam(model.parameters(), lr=2e-3)
+    order = torch.randperm(len(fashion.train_x), generator=torch.Generator().manual_seed(0))
+    for start in range(0, len(order), 128):
+        batch = order[start:start + 128]
+        loss = nn.functional.cross_entropy(model(fashion.train_x[batch]), fashion.train_y[batch])
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return model.eval()
+
+
+def test_a_well_formed_network_passes_every_check_and_its_accuracy_is_measured(trained_mlp, fashion):
+    report = check_model(trained_mlp, dataset="fashion_mnist", images=fashion.test_x[:64], labels=fashion.test_y[:64])
+    assert report.ok and report.warnings == [] and not report.randomised
+    assert report.clean_accuracy > 0.7  # one epoch of an MLP on Fashion-MNIST reaches ~83%
+
+
+@pytest.mark.parametrize("network, finding", [
+    (external_models.ColourInput(), "does not take fashion_mnist's images"),
+    (external_models.SoftmaxOutput(), "returns probabilities"),
+    (external_models.InPlaceNormalisation(), "changes its input in place"),
+])
+def test_a_network_the_lab_cannot_evaluate_is_refused_with_what_to_change(network, finding):
+    report = check_model(network, dataset="fashion_mnist")
+    assert not report.ok and any(finding in p for p in report.problems), report.problems
+    with pytest.raises(ModelCheckError, match="cannot be evaluated as it is"):
+        report.raise_for_problems()
+
+
+def test_dropout_left_in_train_mode_is_switched_off_and_its_effect_reported():
+    network = external_models.WithDropout().train()
+    report = check_model(network, dataset="fashion_mnist")
+    assert report.ok and report.was_training and not network.training
+    assert report.train_eval_gap > 0.02 and any("train mode changes" in w for w in report.warnings)
+    assert not report.randomised  # in eval mode its forward pass is deterministic
+
+
+def test_a_random_forward_pass_is_detected_with_a_pointer_to_eot():
+    report = check_model(external_models.NoisyForward(), dataset="fashion_mnist")
+    assert report.ok and report.randomised and any("EOT" in w for w in report.warnings)
+
+
+def test_weights_files_load_without_code_and_a_torch_export_program_is_refused(tmp_path, trained_mlp):
+    state = trained_mlp.state_dict()
+    save_file({k: v.contiguous() for k, v in state.items()}, str(tmp_path / "w.safetensors"))
+    torch.save({"state_dict": {f"module.{k}": v for k, v in state.items()}, "epoch": 3}, tmp_path / "w.pt")
+    for name in ("w.safetensors", "w.pt"):  # (a DataParallel checkpoint's prefixes and its wrapper removed)
+        assert weights_digest(read_weights(tmp_path / name)) == weights_digest(state)
+    (tmp_path / "w.pt2").write_bytes(b"PK\x03\x04")
+    with pytest.raises(ExternalModelError, match="arbitrary code"):
+        read_weights(tmp_path / "w.pt2")
+    torch.save({"state_dict": state, "optimizer_class": torch.optim.Adam}, tmp_path / "pickled.pth")
+    with pytest.raises(ExternalModelError, match="pickled Python objects"):
+        read_weights(tmp_path / "pickled.pth")
+
+
+def test_a_stored_external_network_is_rebuilt_from_its_factory_and_keyed_by_its_weights(trained_mlp, fashion,
+                                                                                      tmp_path):
+    store = ModelStore(tmp_path / "store")
+    entry = store.add_external(trained_mlp, dataset="fashion_mnist", name="my MLP",
+                               factory="tests.external_models:build", factory_kwargs={"hidden": 64})
+    assert entry.meta["config"]["arch_kwargs"]["weights_sha256"] == weights_digest(trained_mlp.state_dict())
+    again = store.add_external(trained_mlp, dataset="fashion_mnist", factory="tests.external_models:build",
+                               factory_kwargs={"hidden": 64})
+    assert again.model_id == entry.model_id  # the same code and weights: one entry
+    reloaded = ModelStore(tmp_path / "store").load(entry.model_id)  # another process: rebuilt from the factory
+    assert isinstance(reloaded, external_models.LayerNormMLP)
+    x = fashion.test_x[:32]
+    assert torch.equal(reloaded(x), trained_mlp(x))
+    # The exported file of an external network is refused by the dashboard's import: it names code to run.
+    with pytest.raises(InvalidCheckpointError, match="does not run code named by a file"):
+        read_checkpoint(store.export_bytes(entry.model_id))
+
+
+def test_a_class_defined_in_a_function_needs_a_factory(tmp_path):
+    class Local(external_models.LayerNormMLP):
+        pass
+
+    with pytest.raises(ExternalModelError, match="give factory="):
+        ModelStore(tmp_path / "s").add_external(Local(), dataset="fashion_mnist")
+
+
+def test_the_cli_evaluates_a_network_from_factory_and_weights_as_the_attack_on_the_module_does(
+        trained_mlp, fashion, tmp_path, capsys):
+    from robust_core.evaluate import main
+
+    save_file({k: v.contiguous() for k, v in trained_mlp.state_dict().items()}, str(tmp_path / "mlp.safetensors"))
+    out = tmp_path / "results.json"
+    code = main(["--model-factory", "tests.external_models:build", "--factory-kwargs", '{"hidden": 64}',
+                 "--weights", str(tmp_path / "mlp.safetensors"), "--dataset", "fashion_mnist", "--name", "my MLP",
+                 "--attack", "pgd", "--eps", "0.05,0.1", "--n", "100", "--direct", "--json", str(out),
+                 "--store", str(tmp_path / "store")])
+    printed = capsys.readouterr().out
+    assert code == 0 and "my MLP: stored as" in printed
+    [result] = json.loads(out.read_text())["models"].values()
+    direct = robust_accuracy(trained_mlp, fashion.test_x[:100], fashion.test_y[:100], attack="pgd",
+                             eps_grid=[0.05, 0.1], seed=0)
+    assert result["accuracy"] == direct and direct[1] < direct[0]
+
+
+def test_the_cli_says_what_to_change_for_a_bad_factory_or_weights_file(tmp_path, capsys):
+    from robust_core.evaluate import main
+
+    save_file({"w": torch.zeros(2)}, str(tmp_path / "other.safetensors"))
+    cases = [(["--model-factory", "tests.external_models:nothing_here"], "has no 'nothing_here'"),
+             (["--model-factory", "os.path"], "package.module:function"),
+             (["--model-factory", "tests.external_models:build", "--weights", str(tmp_path / "other.safetensors")],
+              "do not fit the module")]
+    for extra, message in cases:
+        weights = [] if "--weights" in extra else ["--weights", str(tmp_path / "other.safetensors")]
+        assert main([*extra, *weights, "--dataset", "fashion_mnist", "--store", str(tmp_path / "s")]) == 2
+        assert message in capsys.readouterr().err
