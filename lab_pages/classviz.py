@@ -8,20 +8,19 @@ import streamlit as st
 import torch
 
 from lab_pages._jobs import job_runner, job_status, submit_job
-from lab_pages._outputs import png_bytes, shared_figure
 from lab_pages._analysis import analysis_page, comparison_defaults, model_labels
 from lab_pages._canvas import digit_canvas
 from lab_pages._layout import lazy_settings_box, lecture_focus, rest_of_page, rest_shown, show_chart
 from lab_pages._resources import load_model
 from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
+from lab_pages.classviz_results import morph_figure, morph_pictures
 from lab_pages.photo_views import classviz_view
 from robust_core.access import Work
 from robust_core.attacks import eps_ceiling
-from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS, VisualizationResult
+from robust_core.classviz import OBJECTIVES, RECIPES, STEP_NORMS
 from robust_core.classviz.compare import MorphComparison, compare_morphs
 from robust_core.classviz.link import DrawingCodeError, decode_drawing, encode_drawing
-from robust_core.plots import morph_figure as plots_morph_figure
 
 RECIPE_LABELS = {"smoothed": "Smoothed sign ascent (works on robust models)", "seed": "Plain normalised gradient"}
 STEP_LABELS = {"l2": "Normalised (L2)", "linf": "Sign (L∞)", "none": "Raw gradient"}
@@ -195,33 +194,6 @@ def morph_job():
     return run
 
 
-def _frames_digest(result: VisualizationResult) -> str:
-    """The cache key of a result's figure and pictures, hashed once per result: every student's view of a room's
-    shared morph asks for both, and hashing the frames each time was ~1 ms per call."""
-    digest = result.__dict__.get("_frames_digest")
-    if digest is None:
-        digest = hashlib.sha1(result.frames.cpu().numpy().tobytes()).hexdigest()
-        object.__setattr__(result, "_frames_digest", digest)
-    return digest
-
-
-@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
-def morph_figure(result: VisualizationResult, title: str, target: int) -> go.Figure:
-    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
-    return shared_figure(plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(),
-                                            result.probabilities[:, 0].cpu().numpy(), result.recorded_steps,
-                                            target=int(target), class_names=class_names, title=title))
-
-
-@st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
-def morph_pictures(result: VisualizationResult) -> tuple[bytes, bytes]:
-    """The final image and the change as PNG bytes (the change around grey, at full contrast): encoded once per server,
-    not at every student's run (and as PNG: Streamlit's default would re-encode them as JPEG, blurring the pixels)."""
-    diff = (result.final[0, 0] - result.frames[0, 0, 0]).cpu().numpy()
-    change = np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1)
-    return png_bytes(result.final[0, 0].cpu().numpy()), png_bytes(change)
-
-
 def shown_models(comparison: MorphComparison) -> list[str]:
     return [m for m in model_ids if names[m] in comparison.results]
 
@@ -232,7 +204,8 @@ def show_comparison(comparison: MorphComparison) -> None:
     for m in shown_models(comparison):
         r = comparison.results[names[m]]
         p_final = r.final_probabilities[0]
-        show_chart(st, morph_figure(r, names[m], int(target)), key=f"morph_{m}", config={"displayModeBar": False})
+        show_chart(st, morph_figure(r, names[m], int(target), tuple(class_names)), key=f"morph_{m}",
+                   config={"displayModeBar": False})
         c1, c2, c3 = st.columns([1, 1, 3])
         final_png, change_png = morph_pictures(r)
         c1.image(final_png, width=112, output_format="PNG", caption="final image")
