@@ -31,6 +31,8 @@ from .evaluation import (
 )
 from .store import ModelStore
 
+DEFAULT_EPS = "0.05:0.3:0.05"
+
 
 def register_external(store: ModelStore, args):
     """The --model-factory network, checked (its findings printed) and stored; ValueError/ExternalModelError saying
@@ -60,6 +62,26 @@ def register_external(store: ModelStore, args):
     return entry
 
 
+def print_reports(store: ModelStore, ids: list[str], x, y, args) -> int:
+    from .evaluation.report import format_report, robustness_report
+
+    eps = None
+    if args.eps is not None:
+        grid = parse_eps_grid(args.eps)
+        if len(grid) != 1:
+            print("error: --report takes one --eps (AutoAttack's L∞ radius)", file=sys.stderr)
+            return 2
+        eps = grid[0]
+    reports = {}
+    for model_id in ids:
+        reports[model_id] = robustness_report(store, model_id, x, y, eps=eps, seed=args.seed,
+                                              on_progress=lambda text: print(f"… {text}", file=sys.stderr))
+        print(format_report(reports[model_id]) + "\n")
+    if args.json:
+        write_results(args.json, {"reports": reports})
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m robust_core.evaluate", description=__doc__.split("\n\n")[0])
     p.add_argument("--model", action="append", default=[], help="model id (or a unique prefix); repeat for several")
@@ -71,15 +93,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--dataset", help="the dataset of --model-factory's network (mnist, fashion_mnist, cifar10)")
     p.add_argument("--name", help="the name of --model-factory's network in the store")
     p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
-    p.add_argument("--eps", default="0.05:0.3:0.05", help="start:stop:step or a comma list, in the attack's norm")
+    p.add_argument("--eps", default=None, help=f"start:stop:step or a comma list, in the attack's norm (default "
+                   f"{DEFAULT_EPS}; with --report, one value: AutoAttack's L∞ ε)")
     p.add_argument("--n", type=int, default=1000, help="first N test images (100 to 10,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--direct", action="store_true", help="attack at each eps instead of using minimal eps")
+    p.add_argument("--report", action="store_true", help="a robustness report instead of one attack's curve: "
+                   "AutoAttack at the dataset's usual L∞ ε (or --eps, one value), the attack comparison's "
+                   "gradient-masking warnings and the best-of minimal L2 perturbations")
     p.add_argument("--json", default=None, help="write the results to this file")
     p.add_argument("--store", default=None)
     args = p.parse_args(argv)
     try:
-        eps_grid = parse_eps_grid(args.eps)
+        eps_grid = parse_eps_grid(DEFAULT_EPS if args.eps is None else args.eps)
         if not 1 <= args.n <= 10000:
             raise ValueError("--n must be between 1 and 10,000")
         store = ModelStore(args.store)
@@ -94,6 +120,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     x, y = data.test_x[: args.n], data.test_y[: args.n]
+    if args.report:
+        return print_reports(store, ids, x, y, args)
     cache = EvaluationCache(store)
     spec = ATTACKS[args.attack]
     results = {"attack": args.attack, "norm": spec.norm, "n": args.n, "seed": args.seed, "eps": eps_grid, "models": {}}

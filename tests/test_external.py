@@ -140,3 +140,31 @@ def test_the_cli_says_what_to_change_for_a_bad_factory_or_weights_file(tmp_path,
         weights = [] if "--weights" in extra else ["--weights", str(tmp_path / "other.safetensors")]
         assert main([*extra, *weights, "--dataset", "fashion_mnist", "--store", str(tmp_path / "s")]) == 2
         assert message in capsys.readouterr().err
+
+
+def test_the_report_of_a_network_the_lab_never_trained_prints_autoattack_warnings_and_minimal_l2(
+        trained_mlp, tmp_path, capsys):
+    """The command of the issue's judgement, on the researcher's MLP: AutoAttack at Fashion-MNIST's usual 0.1, the
+    comparison's warnings (none for this honest network), the best-of minimal L2; the JSON matches the text."""
+    from robust_core.evaluate import main
+
+    save_file({k: v.contiguous() for k, v in trained_mlp.state_dict().items()}, str(tmp_path / "mlp.safetensors"))
+    out = tmp_path / "report.json"
+    assert main(["--model-factory", "tests.external_models:build", "--weights", str(tmp_path / "mlp.safetensors"),
+                 "--dataset", "fashion_mnist", "--report", "--n", "20", "--json", str(out),
+                 "--store", str(tmp_path / "store")]) == 0
+    printed = capsys.readouterr().out
+    [report] = json.loads(out.read_text())["reports"].values()
+    aa = report["autoattack"]
+    assert aa["eps"] == 0.1 and aa["robust_accuracy"] <= aa["clean_accuracy"]
+    assert f"robust accuracy {100 * aa['robust_accuracy']:.1f}%" in printed
+    assert "Not trained by the lab: mlp.safetensors" in printed and "No gradient-masking warning." in printed
+    # AutoAttack is the strongest: no attack of the comparison leaves fewer images robust at its ε.
+    at_eps = report["comparison"]["eps"].index(0.1) if 0.1 in report["comparison"]["eps"] else None
+    if at_eps is not None:
+        assert all(aa["robust_accuracy"] <= acc[at_eps] + 1e-9 for acc in report["comparison"]["accuracy"].values())
+    best = report["minimal_l2"]["best_of"]
+    assert best["success"] == 1.0 and 0 < best["median"] < 28  # every image of an MLP is broken in L2
+    assert f"median {best['median']:.3f}" in printed
+    # Every per-attack median is at least the best-of one: the best of verified upper bounds.
+    assert all(s["median"] >= best["median"] - 1e-9 for s in report["minimal_l2"]["attacks"].values())
