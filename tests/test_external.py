@@ -168,3 +168,60 @@ def test_the_report_of_a_network_the_lab_never_trained_prints_autoattack_warning
     assert f"median {best['median']:.3f}" in printed
     # Every per-attack median is at least the best-of one: the best of verified upper bounds.
     assert all(s["median"] >= best["median"] - 1e-9 for s in report["minimal_l2"]["attacks"].values())
+
+
+def test_the_attack_page_draws_an_external_networks_curve_beside_a_shipped_one_with_the_modules_numbers(
+        trained_mlp, fashion, isolated_store):
+    """The Attack page (AppTest) on a researcher's MLP and the shipped standard Fashion-MNIST MLP: both curves, and
+    the external one's accuracies are those of the ε search run on the module itself."""
+    from streamlit.testing.v1 import AppTest
+
+    from robust_core.evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, accuracy_at, minimal_eps
+    from robust_core.shipped import install_shipped
+    from tests.test_pages import APP, finish_jobs
+
+    store = ModelStore(isolated_store)
+    install_shipped(store)
+    shipped = next(e for e in store.list("fashion_mnist") if e.meta["config"]["method"] == "standard")
+    external = store.add_external(trained_mlp, dataset="fashion_mnist", name="my MLP",
+                                  factory="tests.external_models:build")
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params.update(dataset="fashion_mnist", models=f"{external.model_id},{shipped.model_id}", attack="pgd",
+                           n="100")
+    at.run()
+    at.switch_page("lab_pages/attack.py").run()
+    buttons = [b for b in at.button if b.label.startswith("Compute (")]
+    if buttons:
+        buttons[0].click().run()
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    [chart] = [c for c in at.get("plotly_chart") if json.loads(c.proto.spec).get("frames")]
+    spec = json.loads(chart.proto.spec)
+    curves = {t["name"]: t for t in spec["data"] if t.get("mode") == "lines"}
+    assert set(curves) == {"my MLP", shipped.name}
+    x, y = fashion.test_x[:100], fashion.test_y[:100]
+    direct = minimal_eps(trained_mlp, x, y, attack="pgd", seed=0, eps_max=CURVE_EPS_MAX["linf"],
+                         **CURVE_ATTACK_PARAMS["pgd"])
+    drawn = curves["my MLP"]
+    expected = accuracy_at(direct, drawn["x"])
+    assert drawn["y"] == [float(v) for v in expected] and drawn["y"][0] > drawn["y"][-1]
+
+
+def test_the_sweep_evaluates_an_external_network_as_the_search_on_the_module_does(trained_mlp, fashion, tmp_path):
+    import csv
+
+    from robust_core.evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, accuracy_at, minimal_eps
+    from robust_core.sweep import main as sweep
+
+    store = ModelStore(tmp_path / "store")
+    entry = store.add_external(trained_mlp, dataset="fashion_mnist", name="my MLP",
+                               factory="tests.external_models:build")
+    out = tmp_path / "sweep"
+    assert sweep(["--models", entry.model_id, "--attacks", "pgd", "--eps", "0,0.05,0.1", "--n", "100", "--quiet",
+                  "--out", str(out), "--store", str(store.root)]) == 0
+    rows = list(csv.DictReader(open(out / "results.csv")))
+    direct = minimal_eps(trained_mlp, fashion.test_x[:100], fashion.test_y[:100], attack="pgd", seed=0,
+                         eps_max=CURVE_EPS_MAX["linf"], **CURVE_ATTACK_PARAMS["pgd"])
+    expected = accuracy_at(direct, [0, 0.05, 0.1])
+    # Compared as counts of robust images (the CSV holds the share as text, the lookup a float32).
+    assert [round(100 * float(r["robust_accuracy"])) for r in rows] == [round(100 * float(v)) for v in expected]
