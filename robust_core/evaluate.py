@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from pathlib import Path
 
 from .attacks import ATTACKS
 from .cli import models_of_one_dataset, write_results
@@ -62,6 +63,22 @@ def register_external(store: ModelStore, args):
     return entry
 
 
+def register_robustbench(store: ModelStore, args):
+    """The --robustbench network, built and fetched by RobustBench, checked and stored (its factory is
+    :func:`robust_core.external.robustbench.robustbench_model`, so any process rebuilds it from RobustBench's file)."""
+    from .external.robustbench import robustbench_model
+
+    dataset = args.dataset or "cifar10"
+    kwargs = {"name": args.robustbench, "dataset": dataset, "threat_model": args.threat_model,
+              "model_dir": str(Path(args.robustbench_dir).resolve())}
+    model = robustbench_model(**kwargs)
+    entry = store.add_external(model, dataset=dataset, name=args.name or f"{args.robustbench} (RobustBench)",
+                               factory="robust_core.external.robustbench:robustbench_model", factory_kwargs=kwargs,
+                               origin=f"RobustBench {dataset} {args.threat_model}: {args.robustbench}")
+    print(f"{entry.name}: stored as {entry.model_id} ({entry.meta['parameters']:,} parameters)")
+    return entry
+
+
 def print_reports(store: ModelStore, ids: list[str], x, y, args) -> int:
     from .evaluation.report import format_report, robustness_report
 
@@ -91,7 +108,12 @@ def main(argv: list[str] | None = None) -> int:
                    "weights_only=True)")
     p.add_argument("--factory-kwargs", default="{}", help="keyword arguments of --model-factory, as a JSON object")
     p.add_argument("--dataset", help="the dataset of --model-factory's network (mnist, fashion_mnist, cifar10)")
-    p.add_argument("--name", help="the name of --model-factory's network in the store")
+    p.add_argument("--name", help="the name of --model-factory's (or --robustbench's) network in the store")
+    p.add_argument("--robustbench", metavar="NAME", help="a RobustBench model by name (e.g. Carmon2019Unlabeled, with "
+                   "--dataset cifar10 and --threat-model); needs the optional robustbench package")
+    p.add_argument("--threat-model", default="Linf", help="RobustBench's threat model of --robustbench (Linf, L2)")
+    p.add_argument("--robustbench-dir", default="models", help="RobustBench's folder for its weights (default "
+                   "./models, as RobustBench's own)")
     p.add_argument("--attack", default="pgd", choices=sorted(ATTACKS))
     p.add_argument("--eps", default=None, help=f"start:stop:step or a comma list, in the attack's norm (default "
                    f"{DEFAULT_EPS}; with --report, one value: AutoAttack's L∞ ε)")
@@ -112,8 +134,11 @@ def main(argv: list[str] | None = None) -> int:
         models = list(args.model)
         if args.model_factory:
             models.append(register_external(store, args).model_id)
+        if args.robustbench:
+            models.append(register_robustbench(store, args).model_id)
         if not models:
-            raise ValueError("give --model (a stored model's id), or --model-factory with --weights and --dataset")
+            raise ValueError("give --model (a stored model's id), --model-factory with --weights and --dataset, or "
+                             "--robustbench with --dataset")
         ids, dataset = models_of_one_dataset(store, models)
         data = load_dataset(dataset)
     except (ValueError, KeyError, DataNotFoundError, ExternalModelError) as exc:
