@@ -17,6 +17,7 @@ from robust_core.checkpoints import (
     StoreError,
 )
 from robust_core.data import DATASETS
+from robust_core.models import ARCHITECTURES
 from robust_core.plots import training_curves_figure
 
 # Uploads larger than this are refused before parsing (the store's own cap): the biggest registry model is a few MB.
@@ -24,6 +25,22 @@ MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // 2**20
 MANAGED = "models_managed_id"  # the model "Manage a model" works on
 CONFIRM = "models_confirm_delete"  # the delete confirmation's tick
 CONFIRMED = "models_delete_confirmed_id"  # the model that tick confirmed
+
+
+def import_weights(store, upload, dataset: str, arch: str, kwargs_text: str):
+    """(entry, was_new) for weights of a registry architecture; InvalidCheckpointError saying what is wrong."""
+    import json
+
+    try:
+        arch_kwargs = json.loads(kwargs_text or "{}")
+    except json.JSONDecodeError as exc:
+        raise InvalidCheckpointError(f"The architecture arguments are not JSON ({exc.msg}).") from None
+    if not isinstance(arch_kwargs, dict):
+        raise InvalidCheckpointError("The architecture arguments are a JSON object, e.g. {\"widen\": 4}.")
+    known = {e.model_id for e in store.list(dataset)}
+    entry = store.import_weights(upload.getvalue(), arch=arch, dataset=dataset, arch_kwargs=arch_kwargs,
+                                 file_name=upload.name[:120])
+    return entry, entry.model_id not in known
 
 
 def _record_confirmation(model_id: str) -> None:
@@ -195,22 +212,47 @@ st.subheader("Upload a checkpoint")
 uploads_allowed = not in_lecture_mode() or current_visitor().lecturer
 if not uploads_allowed:
     st.caption(":material/lock: Lecture mode: uploads are the lecturer's.")
-upload = st.file_uploader("A .safetensors file exported from Robustness Lab", type=["safetensors"],
-                          disabled=not uploads_allowed,
+kind = st.radio("The file is", ["checkpoint", "weights"], horizontal=True, disabled=not uploads_allowed,
+                format_func={"checkpoint": "a Robustness Lab checkpoint",
+                             "weights": "weights trained elsewhere for an architecture of the lab"}.get,
+                help="Weights: a .safetensors state dict of one of the lab's architectures (PreAct ResNet-18, the "
+                     "WideResNets, the CNNs, the MLP), trained with other code. A network of your own code is "
+                     "imported on the command line (python -m robust_core.evaluate --model-factory …), where that "
+                     "code is: the dashboard never runs code a file names.")
+weights_choice = None
+if kind == "weights":
+    networks_of_lab = [a for a, spec in ARCHITECTURES.items() if spec.kind == "torch"]
+    c1, c2, c3 = st.columns([2, 2, 3])
+    weights_dataset = c1.selectbox("Dataset", list(DATASETS), format_func=lambda d: DATASETS[d].title,
+                                   disabled=not uploads_allowed)
+    weights_arch = c2.selectbox("Architecture", networks_of_lab, format_func=lambda a: ARCHITECTURES[a].title,
+                                disabled=not uploads_allowed)
+    weights_kwargs = c3.text_input("Architecture arguments (JSON)", "{}", max_chars=500, disabled=not uploads_allowed,
+                                   help='e.g. {"depth": 16, "widen": 8} for a WideResNet, {"hidden": [256]} for '
+                                        "the MLP")
+    weights_choice = (weights_dataset, weights_arch, weights_kwargs)
+upload = st.file_uploader("A .safetensors file exported from Robustness Lab" if kind == "checkpoint"
+                          else "A .safetensors state dict", type=["safetensors"], disabled=not uploads_allowed,
                           max_upload_size=MAX_UPLOAD_MB,  # the browser refuses more, before sending
-                          help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.")
+                          help=f"At most {MAX_UPLOAD_MB} MB. The file is validated before anything is written.",
+                          key=f"upload_{kind}")
 if upload is not None and uploads_allowed:
     # Checked here, not only by the widget: the server holds whatever a client sends.
     if upload.size > MAX_UPLOAD_MB * 2**20:
         st.error(f"The file is {upload.size / 2**20:.0f} MB; the limit is {MAX_UPLOAD_MB} MB. Nothing was changed.")
     else:
         try:
-            imported, was_new = store.import_bytes(upload.getvalue())
+            if weights_choice is None:
+                imported, was_new = store.import_bytes(upload.getvalue())
+            else:
+                imported, was_new = import_weights(store, upload, *weights_choice)
         except InvalidCheckpointError as exc:
             st.error(f"**{plain(upload.name)} was not imported.** {plain(exc)} Nothing in the store was changed.")
         else:
             st.session_state["select_model_id"] = imported.model_id
             if was_new:
                 st.success(f"Imported **{plain(imported.name)}** into the store.")
+                for note in imported.meta.get("external", {}).get("checks", {}).get("warnings", []):
+                    st.warning(f"Import check: {plain(note)}", icon=":material/fact_check:")
             else:
                 st.info(f"This model is already in the store as **{plain(imported.name)}**; nothing was changed.")

@@ -13,6 +13,9 @@ from .models.size import estimate_parameters
 from .training import TrainConfig
 from .weights_files import SafetensorsHeader, WeightsFileError, safetensors_header
 
+# The factory of weights imported for an architecture of the lab's registry (ModelStore.import_weights): the one
+# external factory an uploaded checkpoint may name, since it is the lab's own code.
+REGISTRY_FACTORY = "robust_core.models:build_model"
 # Key of the JSON metadata inside an exported safetensors header.
 EXPORT_META_KEY = "robustness_lab.meta"
 # The largest exported checkpoint imported: the lab's largest network (Madry et al.'s CNN) is 13 MB.
@@ -54,7 +57,18 @@ def read_checkpoint(payload: bytes, *, max_bytes: int = MAX_CHECKPOINT_BYTES
         config = TrainConfig.from_dict(meta["config"])
     except (json.JSONDecodeError, KeyError, TypeError, ValueError) as exc:
         raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
-    if config.external:
+    if config.external and config.arch_kwargs["factory"] == REGISTRY_FACTORY:
+        # Weights trained elsewhere for an architecture of the lab's registry: the lab's own code builds it.
+        kwargs = dict(config.arch_kwargs["kwargs"])
+        try:
+            registry_config = TrainConfig(dataset=config.dataset, arch=kwargs.pop("arch"), arch_kwargs={
+                k: v for k, v in kwargs.items() if k != "dataset"})
+        except (KeyError, ValueError, TypeError) as exc:
+            raise InvalidCheckpointError(f"The checkpoint's metadata is invalid: {exc}") from exc
+        if kwargs.get("dataset") != config.dataset:
+            raise InvalidCheckpointError("The checkpoint's metadata is invalid: two different datasets.")
+        check_declared_size(registry_config, header)
+    elif config.external:
         # Its network is built by Python code the metadata names: an uploaded file never makes the lab run code.
         raise InvalidCheckpointError(
             f"This checkpoint is a network the lab did not train, built by the Python function "

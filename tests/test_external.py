@@ -225,3 +225,40 @@ def test_the_sweep_evaluates_an_external_network_as_the_search_on_the_module_doe
     expected = accuracy_at(direct, [0, 0.05, 0.1])
     # Compared as counts of robust images (the CSV holds the share as text, the lookup a float32).
     assert [round(100 * float(r["robust_accuracy"])) for r in rows] == [round(100 * float(v)) for v in expected]
+
+
+def test_weights_trained_elsewhere_for_a_registry_architecture_import_without_code(tmp_path, fashion):
+    """The Models page's second kind of upload: a state dict for one of the lab's architectures. Only the lab's code
+    builds it, so its exported checkpoint imports into another lab's dashboard too; a wrong file says why."""
+    from safetensors.torch import save as save_bytes
+
+    from robust_core.checkpoints import REGISTRY_FACTORY
+    from robust_core.models import build_model
+
+    torch.manual_seed(0)
+    network = build_model("wrn_16_4", "fashion_mnist", depth=10, widen=1)
+    payload = save_bytes({k: v.contiguous() for k, v in network.state_dict().items()})
+    store = ModelStore(tmp_path / "a")
+    entry = store.import_weights(payload, arch="wrn_16_4", dataset="fashion_mnist", arch_kwargs={"depth": 10,
+                                                                                                 "widen": 1},
+                                 file_name="wrn-10-1.safetensors")
+    assert entry.name == "WideResNet-16-4 · wrn-10-1.safetensors"
+    assert entry.meta["config"]["arch_kwargs"]["factory"] == REGISTRY_FACTORY
+    x = fashion.test_x[:4]
+    with torch.no_grad():
+        assert torch.equal(ModelStore(tmp_path / "a").load(entry.model_id)(x), network.eval()(x))
+    imported, was_new = ModelStore(tmp_path / "b").import_bytes(store.export_bytes(entry.model_id))
+    assert was_new and imported.model_id == entry.model_id
+    lab_checkpoint = store.export_bytes(entry.model_id)
+    cases = [
+        (payload, "cnn", {}, "pick the architecture the weights were trained with"),
+        (payload, "wrn_16_4", {"depth": 10, "widen": 1000}, "pick the architecture"),  # sized, never built
+        (payload, "wrn_16_4", {"depth": 12}, r"depth is 6n \+ 4"),
+        (payload, "knn", {}, "not imported as weights"),
+        (b"\x00" * 100, "wrn_16_4", {}, "not a safetensors file"),
+        (lab_checkpoint, "wrn_16_4", {"depth": 10, "widen": 1}, "import it as one"),
+    ]
+    for data, arch, kwargs, message in cases:
+        with pytest.raises(InvalidCheckpointError, match=message):
+            ModelStore(tmp_path / "c").import_weights(data, arch=arch, dataset="fashion_mnist", arch_kwargs=kwargs)
+    assert ModelStore(tmp_path / "c").list() == []

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from ..checkpoints import state_dict_of
+from ..checkpoints import REGISTRY_FACTORY, state_dict_of
 from ..external import (ExternalModelError, ModelCheckReport, build_from_factory, check_model, load_into,
                         read_weights, weights_digest)
 from ..training import TrainConfig
@@ -112,3 +112,54 @@ def _check_rebuilt(model: nn.Module, rebuilt: nn.Module, report: ModelCheckRepor
         raise ExternalModelError(
             f"the factory builds a different network from these weights (outputs differ by up to {difference:.3g}): "
             "it must build the same module, with every parameter and buffer in its state dict")
+
+
+class WeightsImport:
+    """The dashboard's import of weights trained elsewhere for an architecture of the lab's registry: no code runs but
+    the lab's (the factory is :func:`robust_core.models.build_model`), and the file is checked from its header on."""
+
+    def import_weights(self, payload: bytes, *, arch: str, dataset: str, arch_kwargs: dict[str, Any] | None = None,
+                       name: str | None = None, file_name: str = "weights.safetensors") -> StoredModel:
+        """Store the ``.safetensors`` state dict ``payload`` as a network of registry architecture ``arch`` for
+        ``dataset`` (with ``arch_kwargs``), after the import checks. InvalidCheckpointError saying why not, with
+        the store unchanged."""
+        from safetensors.torch import load as load_safetensors_bytes
+
+        from ..checkpoints import EXPORT_META_KEY, MAX_CHECKPOINT_BYTES, InvalidCheckpointError
+        from ..external import ModelCheckError
+        from ..models import architecture, build_model
+        from ..models.size import estimate_parameters
+        from ..weights_files import WeightsFileError, safetensors_header
+
+        arch_kwargs = dict(arch_kwargs or {})
+        try:
+            spec = architecture(arch)
+            config = TrainConfig(dataset=dataset, arch=arch, arch_kwargs=arch_kwargs)
+            parameters = estimate_parameters(config)
+        except (ValueError, TypeError) as exc:
+            raise InvalidCheckpointError(f"No network of the registry can be built so: {exc}") from None
+        if spec.kind != "torch":
+            raise InvalidCheckpointError(f"{spec.title} is fitted on the training images, not imported as weights.")
+        try:
+            header = safetensors_header(payload, max_bytes=MAX_CHECKPOINT_BYTES)
+        except WeightsFileError as exc:
+            raise InvalidCheckpointError(f"This is not a safetensors file (or it is corrupted): {exc}.") from None
+        if EXPORT_META_KEY in header.metadata:
+            raise InvalidCheckpointError("This file is a Robustness Lab checkpoint, which carries its own "
+                                         "architecture: import it as one.")
+        if parameters is not None and parameters * 4 > header.data_bytes:
+            raise InvalidCheckpointError(
+                f"The file holds weights for at most {header.data_bytes // 4:,} parameters, and {spec.title} with "
+                f"these arguments has {parameters:,}: pick the architecture the weights were trained with.")
+        try:
+            state = load_safetensors_bytes(payload)
+            model = load_into(build_model(arch, dataset, **arch_kwargs), state, origin="The weights")
+            return self.add_external(model, dataset=dataset, name=name or f"{spec.title} · {file_name}",
+                                     factory=REGISTRY_FACTORY,
+                                     factory_kwargs={"arch": arch, "dataset": dataset, **arch_kwargs},
+                                     origin=file_name)
+        except (ExternalModelError, ModelCheckError) as exc:
+            raise InvalidCheckpointError(str(exc)) from None
+        except Exception as exc:  # safetensors raises several types for a damaged file
+            raise InvalidCheckpointError(f"The weights could not be read: {type(exc).__name__}: {str(exc)[:300]}") \
+                from None

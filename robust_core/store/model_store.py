@@ -27,7 +27,7 @@ from ..names import clean_name, name_keys, names_look_alike
 from ..training import TrainConfig, TrainResult
 from .checks import DamagedEntry, check_entry, remove_stale_temporaries, stat_signature
 from .entries import FORMAT_VERSION, StoredModel, default_name, json_default, library_versions, resolve_store_dir
-from .external import StoreExternal
+from .external import StoreExternal, WeightsImport
 from .training import StoreTraining
 
 # Trained networks kept in memory: small models (a few MB each), reused by every page.
@@ -36,7 +36,7 @@ MEMORY_CACHE_SIZE = 16
 SWEEP_INTERVAL_S = 600
 
 
-class ModelStore(StoreTraining, StoreExternal):
+class ModelStore(StoreTraining, StoreExternal, WeightsImport):
     """Trained models cached on disk and in memory. Thread-safe, and safe for processes sharing the folder (see the
     module's docstring)."""
 
