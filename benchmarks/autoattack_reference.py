@@ -100,7 +100,7 @@ def ours_chunk(model, x, y, eps: float) -> dict:
             "stage_s": [s.seconds for s in report.stages], "threads": torch.get_num_threads()}
 
 
-def reference_chunk(model, x, y, eps: float) -> dict:
+def reference_chunk(model, x, y, eps: float, device: str = "cpu") -> dict:
     """The reference's AutoAttack standard on one chunk, its robust flags recorded as each stage ends."""
     from pyautoattack import AutoAttack
     from pyautoattack.state import EvaluationState
@@ -116,7 +116,7 @@ def reference_chunk(model, x, y, eps: float) -> dict:
     EvaluationState.add_run_attack = add_run_attack
     try:
         t0 = time.perf_counter()
-        reference = AutoAttack(model, eps=eps, norm="Linf", version="standard", seed=0, device="cpu")
+        reference = AutoAttack(model, eps=eps, norm="Linf", version="standard", seed=0, device=device)
         assert reference.attacks_to_run == REFERENCE_STAGES, reference.attacks_to_run
         x_ref, _ = reference.run_standard_evaluation(x, y, batch_size=250)
         seconds = time.perf_counter() - t0
