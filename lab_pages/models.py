@@ -13,6 +13,7 @@ from lab_pages._text import format_duration, format_percent, plain
 from robust_core.access import can_modify
 from robust_core.checkpoints import (
     MAX_CHECKPOINT_BYTES,
+    REGISTRY_FACTORY,
     InvalidCheckpointError,
     StoreError,
 )
@@ -25,6 +26,15 @@ MAX_UPLOAD_MB = MAX_CHECKPOINT_BYTES // 2**20
 MANAGED = "models_managed_id"  # the model "Manage a model" works on
 CONFIRM = "models_confirm_delete"  # the delete confirmation's tick
 CONFIRMED = "models_delete_confirmed_id"  # the model that tick confirmed
+
+
+def architecture_of(config: dict) -> str:
+    """The table's architecture: the registry's name, or for a network the lab did not train the code that builds it
+    (a cell of a dataframe: plain text)."""
+    if config["arch"] != "external":
+        return config["arch"]
+    factory = config["arch_kwargs"]["factory"]
+    return config["arch_kwargs"]["kwargs"].get("arch", factory) if factory == REGISTRY_FACTORY else factory
 
 
 def import_weights(store, upload, dataset: str, arch: str, kwargs_text: str):
@@ -107,8 +117,9 @@ else:
         "Name": e.name,
         "Dataset": (DATASETS[e.meta["config"]["dataset"]].title if e.meta["config"]["dataset"] in DATASETS
                     else e.meta["config"]["dataset"]),
-        "Architecture": e.meta["config"]["arch"],
-        "Method": e.meta["config"]["method"],
+        "Architecture": architecture_of(e.meta["config"]),
+        "Method": ("not trained by the lab" if e.meta["config"]["method"] == "external"
+                   else e.meta["config"]["method"]),
         "Clean test accuracy": e.meta.get("metrics", {}).get("test_acc"),
         "Input alignment": e.meta.get("metrics", {}).get("alignment_input"),
         "Parameters": e.meta.get("parameters"),

@@ -262,3 +262,15 @@ def test_weights_trained_elsewhere_for_a_registry_architecture_import_without_co
         with pytest.raises(InvalidCheckpointError, match=message):
             ModelStore(tmp_path / "c").import_weights(data, arch=arch, dataset="fashion_mnist", arch_kwargs=kwargs)
     assert ModelStore(tmp_path / "c").list() == []
+
+
+def test_the_models_page_lists_an_external_network_with_the_code_that_builds_it(trained_mlp, isolated_store):
+    from tests.test_pages import run_app
+
+    ModelStore(isolated_store).add_external(trained_mlp, dataset="fashion_mnist", name="my MLP",
+                                            factory="tests.external_models:build")
+    at = run_app("lab_pages/models.py")
+    table = at.dataframe[0].value
+    row = table[table["Name"] == "my MLP"].iloc[0]
+    assert row["Architecture"] == "tests.external_models:build" and row["Method"] == "not trained by the lab"
+    assert row["Clean test accuracy"] > 0.7
