@@ -39,12 +39,13 @@ from lab_pages.attack_results import (
     gallery_store,
     keep_gallery,
     slider_figure,
+    pictures,
     targeted_example,
     targeted_pictures,
 )
 from lab_pages.photo_views import attack_view
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS, eps_ceiling
-from robust_core.evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, EvalKey
+from robust_core.evaluation import CURVE_ATTACK_PARAMS, EvalKey, curve_eps_max
 from robust_core.gallery import gallery_frames
 from robust_core.gallery_cache import GalleryCache, gallery_digest
 
@@ -108,7 +109,7 @@ def attack_settings(view_parts) -> AttackView:
         if spec.kind != "minimal":
             params["eps_max"] = c1.number_input(f"Largest ε ({NORM_SYMBOLS[spec.norm]})", 0.01,
                                                 eps_ceiling(spec.norm, data.info.shape),
-                                                CURVE_EPS_MAX[spec.norm], format="%.3f")
+                                                curve_eps_max(spec.norm, dataset), format="%.3f")
         for column, p in zip((c2, c3), spec.tunable):  # the parameters its spec lets a user set, each in a column
             params[p.name] = column.number_input(p.label, p.low, p.high, DEFAULT_PARAMS[attack][p.name])
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
@@ -172,7 +173,7 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
                    "shows the perturbation that breaks it at its minimal ε (scaled down below it), the predicted class "
                    "(green: still correct) and the perturbation ×10.")
         gallery_keys: list = []
-        if data.info.shape[0] == 1:
+        if data.info.shape[0] in (1, 3):  # grey digits, or colour images (CIFAR-10)
             for m in gallery_models:
                 key = (m, view.attack, view.params_key, indices, tuple(eps_frames), view.seed, view.n_images,
                        view.dataset)
@@ -190,7 +191,7 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
         # path, a projector), where it must not push the curves down.
         slot = None if folded_controls() else st.empty()
         figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), view.spec.norm,
-                               tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.class_names),
+                               tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.short_class_names),
                                presenting(), folded_controls(), str(view.store.root))
         st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})  # (laid out for the projector)
         slot = slot or st.empty()
@@ -285,8 +286,8 @@ def craft_pending_gallery(view: AttackView, pending: PendingGallery | None) -> N
                     xs, ys = view.data.test_x[index], view.data.test_y[index]
                     crafted = gallery_frames(model, xs, ys, attack=view.attack, eps_frames=key[4], seed=view.seed,
                                              min_eps=known, on_progress=progress, **view.params)
-                    return {"clean": xs[:, 0].numpy(), "labels": ys.numpy(),
-                            "adversarial": crafted["adversarial"][:, :, 0].cpu().numpy(),
+                    return {"clean": pictures(xs), "labels": ys.numpy(),
+                            "adversarial": pictures(crafted["adversarial"]),
                             "predictions": crafted["predictions"].cpu().numpy(),
                             "confidences": crafted["confidences"].cpu().numpy()}
                 # On disk beside the model, once for every replica sharing the store: another replica crafting it

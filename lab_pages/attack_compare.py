@@ -25,7 +25,7 @@ from robust_core.attacks import ATTACKS
 from robust_core.device import get_device
 from robust_core.evaluation import (
     COMPARISON_SEARCH,
-    CURVE_EPS_MAX,
+    curve_eps_max,
     MASKING_EXPLANATION,
     MASKING_SECTION,
     AutoAttackKey,
@@ -45,7 +45,8 @@ from robust_core.evaluation import (
     transfer_key,
 )
 
-TRANSFER_PARAMS = {"eps_max": CURVE_EPS_MAX["linf"], "steps": 40}
+def transfer_params(dataset: str) -> dict:
+    return {"eps_max": curve_eps_max("linf", dataset), "steps": 40}
 
 
 def job_key(view, key: EvalKey) -> str:
@@ -70,12 +71,13 @@ def transfer_request(view, source_id: str, target_id: str, key: EvalKey, *, labe
     """A job request for the minimal eps of PGD examples crafted on ``source_id`` and replayed on ``target_id``."""
     xs, ys = view.data.test_x[:view.n_images], view.data.test_y[:view.n_images]
     store, cache, seed = view.store, view.cache, view.seed
+    params = transfer_params(view.dataset)
 
     def run(ctx):
         return cached_transfer_eps(store, cache, source_id, target_id, xs, ys, attack="pgd", seed=seed,
-                                   on_progress=ctx.progress, **TRANSFER_PARAMS)
+                                   on_progress=ctx.progress, **params)
     return {"key": job_key(view, key), "fn": run, "label": label,
-            "work": Work("minimal_eps", images=view.n_images, attack=key.attack, params=TRANSFER_PARAMS)}
+            "work": Work("minimal_eps", images=view.n_images, attack=key.attack, params=params)}
 
 
 @dataclass
@@ -106,7 +108,8 @@ def comparison_section(view) -> Compared:
         url_choice("attack_cmp", "cmp", options, view.model_ids[0])
         url_choices("attack_cmp_attacks", "cmp_attacks", linf_attacks, ["fgsm", "pgd", "apgd_ce", "square"])
         model_id = c1.selectbox("Model to compare on", options, key="attack_cmp", format_func=names.get)
-        attacks = c2.multiselect("Attacks (L∞, default parameters, largest ε 0.4)", linf_attacks,
+        largest = curve_eps_max("linf", view.dataset)
+        attacks = c2.multiselect(f"Attacks (L∞, default parameters, largest ε {largest:.3g})", linf_attacks,
                                  key="attack_cmp_attacks", format_func=attack_label, wrap=True)
         set_url(dataset=view.dataset, models=view.model_ids, attack=view.attack, n=view.n_images, cmp=model_id,
                 cmp_attacks=attacks)
@@ -116,19 +119,21 @@ def comparison_section(view) -> Compared:
             format_func=lambda m: "no transfer" if m is None else names[m],
             help="Examples that fool the source model, replayed on this one at 8 values of ε. "
                  "A transfer attack that beats white-box PGD means this model masks its gradients.")
-        params = {a: comparison_params(a) for a in attacks}
+        params = {a: comparison_params(a, view.dataset) for a in attacks}
         if coarse := [a for a in attacks if a in COMPARISON_SEARCH]:
             step = measured_eps_grid(params[coarse[0]], [])[1]
             controls.caption(
                 f"{', '.join(ATTACKS[a].title for a in coarse)}: measured at every {step:g} of ε (markers), the other "
-                f"attacks to {CURVE_EPS_MAX['linf'] / 128:.3f}. Each step of its search costs every image that stays "
-                "robust its whole query budget: the coarse grid makes it about 3× faster, and masked gradients still "
-                "show. Warnings compare all attacks at these ε. For a fine curve, pick it in the curves above.")
+                f"attacks to {curve_eps_max('linf', view.dataset) / 128:.3f}. Each step of its search costs every "
+                "image that stays robust its whole query budget: the coarse grid makes it about 3× faster, and masked "
+                "gradients still show. Warnings compare all attacks at these ε. For a fine curve, pick it in the "
+                "curves above.")
         keys = {a: EvalKey(model_id, a, tuple(sorted(p.items())), view.n_images, view.seed) for a, p in params.items()}
         titles = {a: ATTACKS[a].label for a in attacks}
         if source is not None:
             transfer = transfer_key(source, "pgd")
-            keys[transfer] = EvalKey(model_id, transfer, tuple(sorted(TRANSFER_PARAMS.items())), view.n_images,
+            keys[transfer] = EvalKey(model_id, transfer, tuple(sorted(transfer_params(view.dataset).items())),
+                                     view.n_images,
                                      view.seed)
             titles[transfer] = f"Transfer PGD from {names[source]}"
         missing = [a for a in keys if view.cache.get(keys[a]) is None]
@@ -154,7 +159,7 @@ def comparison_figure(view, model_id: str, ready: dict, keys: dict, titles: dict
     """The computed attacks' curves, the masking warnings (above the figure on the masking path: they are its point)
     and what single-step masking means."""
     focus = lecture_focus()
-    frames = np.linspace(0, CURVE_EPS_MAX["linf"], FRAMES).round(6).tolist()
+    frames = np.linspace(0, curve_eps_max("linf", view.dataset), FRAMES).round(6).tolist()
     transfer = tuple(is_transfer(a) for a in ready)
     grids = tuple(tuple(frames if t else measured_eps_grid(params[a], frames)) for a, t in zip(ready, transfer))
     height = (270 if presenting() else 300) if focus == "comparison" else 380

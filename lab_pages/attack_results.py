@@ -121,8 +121,14 @@ def targeted_example(model_id: str, index: int, target: int, attack: str, seed: 
         adv = ATTACKS[attack](model, xi, yi, eps=eps, targeted=True, target=target, seed=seed, **kwargs)
     else:
         adv = xi
-    return {"eps": eps, "clean": xi[0, 0].numpy(), "adversarial": adv[0, 0].numpy(),
+    return {"eps": eps, "clean": pictures(xi)[0], "adversarial": pictures(adv)[0],
             "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
+
+
+def pictures(images: torch.Tensor) -> np.ndarray:
+    """Images (..., C, H, W) as the figures and PNGs take them: (..., H, W) grey, or (..., H, W, 3) colour."""
+    array = images.detach().cpu().numpy()
+    return array[..., 0, :, :] if array.shape[-3] == 1 else np.moveaxis(array, -3, -1)
 
 
 def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:

@@ -14,7 +14,7 @@ from lab_pages._layout import lazy_settings_box, lecture_focus, rest_of_page, re
 from lab_pages._resources import load_model
 from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
-from lab_pages.classviz_results import morph_figure, morph_pictures
+from lab_pages.classviz_results import morph_figure, morph_pictures, picture
 from lab_pages.photo_views import classviz_view
 from robust_core.access import Work
 from robust_core.attacks import eps_ceiling
@@ -28,9 +28,13 @@ START_LABELS = {"draw": "Draw a digit", "test": "A test image", "uniform": "Unif
                 "gaussian": "Gaussian noise", "zeros": "Black image"}
 
 dataset, store, data, networks = analysis_page("Class visualization", photo_view=classviz_view)
-if data.info.shape != (1, 28, 28):
-    st.info("This page works on 28×28 grey images: choose MNIST or Fashion-MNIST in the sidebar.")
+if data.info.shape[0] not in (1, 3):
+    st.info("This page shows grey or colour images: choose MNIST, Fashion-MNIST or CIFAR-10 in the sidebar.")
     st.stop()
+# Digits can be drawn; colour datasets (CIFAR-10) start from a test image or noise. Pictures are shown 4× enlarged
+# (112 px for 28×28 digits, 128 px for 32×32 colour), the size a projector's back row reads.
+DRAWABLE = data.info.shape == (1, 28, 28)
+PICTURE_PX = 4 * data.info.shape[2]
 names = model_labels(networks)  # plain text for the pickers; plain(...) where Markdown renders
 class_names = data.info.class_names
 
@@ -55,8 +59,8 @@ settings_container, kept = lazy_settings_box("Settings", "classviz_settings")
 with settings_container:
     c1, c2, c3 = kept.columns([2, 3, 2])
     # Defaults from the address (a lecture path, a shared link); the state goes back into it below.
-    starts = list(START_LABELS)
-    url_choice("classviz_start", "start", starts, "draw")
+    starts = [s for s in START_LABELS if DRAWABLE or s != "draw"]
+    url_choice("classviz_start", "start", starts, "draw" if DRAWABLE else "test")
     url_choices("classviz_models", "models", list(names), comparison_defaults(networks), limit=4)
     url_choice("classviz_target", "target", list(range(len(class_names))), min(9, len(class_names) - 1))
     url_number("classviz_index", "index", 0, len(data.test_x) - 1, 0)
@@ -97,7 +101,7 @@ with settings_container:
     elif start_kind == "test":
         if kept.drawn:
             index = st.number_input("Test image", 0, len(data.test_x) - 1, key="classviz_index")
-            st.image(data.test_x[int(index)][0].numpy(), width=84, clamp=True,
+            st.image(picture(data.test_x[int(index)]), width=3 * data.info.shape[2], clamp=True,
                      caption=f"test image {index}: {class_names[int(data.test_y[int(index)])]}")
         start_image = data.test_x[int(index)]
     recipe = kept(st.radio, "classviz_recipe", "smoothed", "Ascent", list(RECIPE_LABELS),
@@ -208,9 +212,9 @@ def show_comparison(comparison: MorphComparison) -> None:
                    config={"displayModeBar": False})
         c1, c2, c3 = st.columns([1, 1, 3])
         final_png, change_png = morph_pictures(r)
-        c1.image(final_png, width=112, output_format="PNG", caption="final image")
-        diff = (r.final[0, 0] - r.frames[0, 0, 0]).cpu().numpy()
-        c2.image(change_png, width=112, output_format="PNG", caption="change (grey = none)")
+        c1.image(final_png, width=PICTURE_PX, output_format="PNG", caption="final image")
+        diff = (r.final[0] - r.frames[0, 0]).cpu().numpy()  # every channel: the L2 and L∞ of the whole change
+        c2.image(change_png, width=PICTURE_PX, output_format="PNG", caption="change (grey = none)")
         c3.write(f"**{plain(names[m])}**: p({class_names[target]}) = {100 * float(p_final[target]):.1f}% after "
                  f"{int(r.steps_run[0])} steps ({r.stop_reason[0]}), {timings[names[m]]:.2f} s. "
                  f"L2 change {float(np.linalg.norm(diff)):.2f}, L∞ {float(np.abs(diff).max()):.2f}.")
@@ -247,7 +251,7 @@ def show_comparison(comparison: MorphComparison) -> None:
                      "targets in one batch")
         cols = st.columns(len(class_names))
         for c, col in enumerate(cols):
-            col.image(grid.final[c, 0].cpu().numpy(), clamp=True, width=64,
+            col.image(picture(grid.final[c]), clamp=True, width=64,
                       caption=f"{class_names[c]} {100 * float(grid.final_probabilities[c, c]):.0f}%")
         st.download_button("Download the ten final images (PNG)", comparison.grid_png, file_name="all_targets.png",
                            mime="image/png", icon=":material/download:", on_click="ignore")
@@ -256,7 +260,7 @@ def show_comparison(comparison: MorphComparison) -> None:
     if knn is not None:
         st.subheader("A gradient-free k-NN morph, for comparison")
         c1, c2 = st.columns([1, 3])
-        c1.image(knn.final[0].cpu().numpy(), width=112, clamp=True,
+        c1.image(picture(knn.final), width=PICTURE_PX, clamp=True,
                  caption=f"k-NN result, pseudo-p {knn.pseudo_probability[-1]:.2f}")
         fig = go.Figure(go.Scatter(y=knn.pseudo_probability, mode="lines+markers", name="k-NN pseudo-probability"))
         fig.update_layout(height=260, template="plotly_white", margin=dict(t=10), xaxis_title="step",

@@ -29,7 +29,9 @@ def _frames_digest(result: VisualizationResult) -> str:
 @st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
 def morph_figure(result: VisualizationResult, title: str, target: int, class_names: tuple[str, ...]) -> go.Figure:
     """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
-    return shared_figure(plots_morph_figure(result.frames[:, 0].mean(1).cpu().numpy(),
+    frames = result.frames[:, 0]  # (T, C, H, W): grey digits as (T, H, W), colour as (T, H, W, 3)
+    frames = frames[:, 0] if frames.shape[1] == 1 else frames.permute(0, 2, 3, 1)
+    return shared_figure(plots_morph_figure(frames.cpu().numpy(),
                                             result.probabilities[:, 0].cpu().numpy(), result.recorded_steps,
                                             target=int(target), class_names=class_names, title=title))
 
@@ -38,6 +40,12 @@ def morph_figure(result: VisualizationResult, title: str, target: int, class_nam
 def morph_pictures(result: VisualizationResult) -> tuple[bytes, bytes]:
     """The final image and the change as PNG bytes (the change around grey, at full contrast): encoded once per server,
     not at every student's run (and as PNG: Streamlit's default would re-encode them as JPEG, blurring the pixels)."""
-    diff = (result.final[0, 0] - result.frames[0, 0, 0]).cpu().numpy()
+    diff = picture(result.final[0] - result.frames[0, 0])
     change = np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1)
-    return png_bytes(result.final[0, 0].cpu().numpy()), png_bytes(change)
+    return png_bytes(picture(result.final[0])), png_bytes(change)
+
+
+def picture(image) -> np.ndarray:
+    """One (C, H, W) image as st.image and PNG take it: (H, W) grey, or (H, W, 3) colour."""
+    array = image.detach().cpu().numpy()
+    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)

@@ -46,10 +46,17 @@ class DatasetInfo:
     # Per-channel statistics of the training images, used by models' built-in normalisation.
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    # Labels for a narrow cell (the Attack page's gallery puts one under each 32-pixel image): the class names when
+    # they are short already.
+    short_names: tuple[str, ...] | None = None
 
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
+
+    @property
+    def short_class_names(self) -> tuple[str, ...]:
+        return self.short_names or self.class_names
 
 
 DATASETS: dict[str, DatasetInfo] = {
@@ -64,7 +71,9 @@ DATASETS: dict[str, DatasetInfo] = {
     "cifar10": DatasetInfo(
         "cifar10", "CIFAR-10", "CIFAR10", (3, 32, 32),
         ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
-        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616)
+        (0.4914, 0.4822, 0.4465), (0.2470, 0.2435, 0.2616),
+        # The short names the CIFAR-10 literature's figures use.
+        ("plane", "car", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"),
     ),
 }
 

@@ -203,17 +203,19 @@ def eps_slider_figure(
     strip_uris = []  # per block: a function frame index -> (adversarial, perturbation) PNG URIs
     n_rows = 2 * len(blocks)
     for b, block in enumerate(blocks):
-        clean = np.asarray(block["clean"])
+        clean = np.asarray(block["clean"])  # (K, H, W) grey digits, or (K, H, W, 3) colour images
         k = len(block["labels"])
-        h, w = clean.shape[1:]
+        h, w = clean.shape[1:3]
+        colour = clean.ndim == 4
         cell = w + GALLERY_GAP  # image pixels from one digit to the next
         adv_axis, delta_axis = 2 + 2 * b, 3 + 2 * b
 
-        def strips(i, block=block, clean=clean):
+        def strips(i, block=block, clean=clean, colour=colour):
             adversarial = np.asarray(block["adversarial"][i])
-            # Perturbation x10 around mid-grey: 0.05 brighter is full red, 0.05 darker full blue.
+            # Perturbation x10 around mid-grey: 0.05 brighter is full red, 0.05 darker full blue (a grey digit); in
+            # colour, each channel's change x10 around mid-grey, the usual way to show a colour perturbation.
             delta = np.clip((adversarial - clean) * 10 * 0.5 + 0.5, 0, 1)
-            return image_strip_uri(adversarial), image_strip_uri(delta, diverging=True)
+            return image_strip_uri(adversarial), image_strip_uri(delta, diverging=not colour)
 
         def notes(i, block=block, k=k, h=h, w=w, cell=cell, axis=adv_axis):
             out = []

@@ -40,7 +40,9 @@ from .params import (
     COMPARISON_SEARCH,
     CURVE_ATTACK_PARAMS,
     CURVE_EPS_MAX,
+    DATASET_CURVE_EPS_MAX,
     comparison_params,
+    curve_eps_max,
     measured_eps_grid,
     parse_eps_grid,
 )
@@ -56,7 +58,8 @@ from .search import (
 )
 
 __all__ = ["ATTACKS", "ATTACK_BATCH", "ATTACK_CODE_VERSIONS", "AUTOATTACK_CACHE_VERSION", "COMPARISON_SEARCH",
-           "CURVE_ATTACK_PARAMS", "CURVE_EPS_MAX", "MASKING_EXPLANATION", "MASKING_SECTION", "MINIMAL_EPS_VERSION",
+           "CURVE_ATTACK_PARAMS", "CURVE_EPS_MAX", "DATASET_CURVE_EPS_MAX", "MASKING_EXPLANATION", "MASKING_SECTION",
+           "MINIMAL_EPS_VERSION", "curve_eps_max",
            "SINGLE_STEP_TRAINING", "AutoAttackKey", "EvalKey", "EvaluationCache", "accuracy_at",
            "attack_comparison_notes", "attack_comparison_warnings", "autoattack_path", "autoattack_result",
            "cached_autoattack", "cached_minimal_eps", "cached_transfer_eps", "comparison_params", "is_transfer",

@@ -12,6 +12,15 @@ from ..attacks import get_attack
 # these). The page, the shipped evaluations (robust_core.precomputed) and sweeps compute with them, so that they share
 # cache entries.
 CURVE_EPS_MAX = {"linf": 0.4, "l2": 4.0, "l1": 40.0}
+# CIFAR-10's, in the field's units: four times its usual radii (8/255 L∞, 0.5 L2), so that the curves reach zero
+# for standard networks and show where robust ones hold; the digits' 0.4 would squeeze CIFAR-10's whole curve into
+# the first tenth of the axis.
+DATASET_CURVE_EPS_MAX = {"cifar10": {"linf": 32 / 255, "l2": 2.0, "l1": 60.0}}
+
+
+def curve_eps_max(norm: str, dataset: str | None = None) -> float:
+    """The curves' largest ε of ``norm`` for ``dataset`` (the digits' when None or not listed)."""
+    return DATASET_CURVE_EPS_MAX.get(dataset, CURVE_EPS_MAX)[norm]
 CURVE_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
     "fgsm": {}, "pgd": {"steps": 40, "restarts": 1}, "pgd_l2": {"steps": 40, "restarts": 1},
     "apgd_ce": {"steps": 100}, "apgd_dlr": {"steps": 100}, "apgd_t": {"steps": 100},
@@ -26,10 +35,10 @@ CURVE_ATTACK_PARAMS: dict[str, dict[str, Any]] = {
 COMPARISON_SEARCH: dict[str, dict[str, Any]] = {"square": {"bisection_steps": 3}}
 
 
-def comparison_params(attack: str) -> dict[str, Any]:
-    """The attack comparison's parameters for ``attack`` (the cache key's): the curves' largest eps for its norm, their
-    defaults, and :data:`COMPARISON_SEARCH`'s coarse search for black-box attacks."""
-    return {"eps_max": CURVE_EPS_MAX[get_attack(attack).norm], **CURVE_ATTACK_PARAMS.get(attack, {}),
+def comparison_params(attack: str, dataset: str | None = None) -> dict[str, Any]:
+    """The attack comparison's parameters for ``attack`` on ``dataset`` (the cache key's): the curves' largest eps
+    for its norm, their defaults, and :data:`COMPARISON_SEARCH`'s coarse search for black-box attacks."""
+    return {"eps_max": curve_eps_max(get_attack(attack).norm, dataset), **CURVE_ATTACK_PARAMS.get(attack, {}),
             **COMPARISON_SEARCH.get(attack, {})}
 
 

@@ -43,7 +43,7 @@ def robustness_report(store, model_id: str, x: torch.Tensor, y: torch.Tensor, *,
     say = on_progress or (lambda text: None)
     model = store.load(model_id, device=x.device)
     cache = EvaluationCache(store)
-    params = {a: comparison_params(a) for a in REPORT_ATTACKS}
+    params = {a: comparison_params(a, dataset) for a in REPORT_ATTACKS}
     # The grid every attack is measured on: the coarse search's (Square's), as the Attack page compares them.
     grid = measured_eps_grid(params["square"], [])
     accuracy = {}

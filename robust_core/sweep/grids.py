@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from ..attacks import ATTACKS, eps_ceiling
 from ..data import DATASETS, DataNotFoundError, dataset_info, load_dataset
-from ..evaluation import CURVE_ATTACK_PARAMS, CURVE_EPS_MAX, AutoAttackKey
+from ..evaluation import CURVE_ATTACK_PARAMS, AutoAttackKey, curve_eps_max
 from ..store import ModelStore
 
 N_MAX = 10_000
@@ -315,14 +315,16 @@ def _load(dataset: str):
         raise SweepError(f"the {dataset} data is missing: {exc}") from None
 
 
-def attack_params_for(attack: str, eps_grid: Sequence[float], overrides: dict | None = None) -> dict[str, Any]:
+def attack_params_for(attack: str, eps_grid: Sequence[float], overrides: dict | None = None,
+                      dataset: str | None = None) -> dict[str, Any]:
     """The minimal-ε computation's parameters (the cache key's): the curves' defaults, ``eps_max`` their largest ε
     (or the grid's largest when above it) for budgeted attacks, then ``overrides``."""
     spec = ATTACKS[attack]
     params = dict(CURVE_ATTACK_PARAMS.get(attack, {}))
     if spec.kind != "minimal":
         top = max(eps_grid)
-        params["eps_max"] = CURVE_EPS_MAX[spec.norm] if top <= CURVE_EPS_MAX[spec.norm] else top
+        default = curve_eps_max(spec.norm, dataset)  # the Attack page's, so that both share cache entries
+        params["eps_max"] = default if top <= default else top
     return {**params, **(overrides or {})}
 
 
@@ -345,7 +347,7 @@ def plan_evaluation(grid: EvalGrid, store: ModelStore) -> tuple[list[SweepJob], 
             if ATTACKS[attack].kind == "ensemble":
                 jobs += [AutoAttackJob(model_id, attack, float(e), n, grid.seed, datasets[model_id]) for e in eps_grid]
             else:
-                params = attack_params_for(attack, eps_grid, grid.attack_params.get(attack))
+                params = attack_params_for(attack, eps_grid, grid.attack_params.get(attack), datasets[model_id])
                 jobs.append(MinimalEpsJob(model_id, datasets[model_id], attack, tuple(sorted(params.items())), n,
                                           grid.seed))
     resolved = {"models": model_ids, "attacks": attacks, "eps": eps_grid, "n": n, "seed": grid.seed,
