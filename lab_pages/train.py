@@ -59,6 +59,19 @@ with st.container(border=True):
         except ValueError:
             st.error("Hidden layer sizes must be whole numbers between 1 and 8192, separated by commas.")
             st.stop()
+    elif arch in ("wrn_16_4", "wrn_28_10"):
+        # The registry's defaults give an empty arch_kwargs: the same configuration, hence id, as the command line's.
+        fixed = ARCHITECTURES[arch].fixed_kwargs
+        c1, c2 = st.columns(2)
+        depths = [10, 16, 22, 28, 34, 40]
+        depth = c1.selectbox("Depth (6n + 4 layers)", depths, index=depths.index(fixed["depth"]))
+        widen = int(c2.number_input("Widening factor", 1, 20, fixed["widen"],
+                                    help="Channels of the three stages: 16, 32 and 64 times this."))
+        arch_kwargs = {} if (depth, widen) == (fixed["depth"], fixed["widen"]) else {"depth": depth, "widen": widen}
+    elif arch == "preact_resnet18":
+        width = st.selectbox("Width (channels of the first stage)", [16, 32, 64], index=2,
+                             help="64 is He et al.'s network (11.2 M parameters); 16 has 16 times fewer.")
+        arch_kwargs = {} if width == 64 else {"width": width}
     elif arch == "knn":
         arch_kwargs = {"k": st.number_input("k (neighbours)", 1, 50, 3)}
     elif arch == "logreg":

@@ -92,3 +92,22 @@ def test_the_attack_page_measures_cifar_in_its_own_units_with_a_colour_gallery(c
     labels = " ".join(a["text"] for a in spec["layout"]["annotations"])
     assert "automobile" not in labels  # short names under 32-pixel images
     assert "Accuracy at ε=0.0314" in at.dataframe[0].value.columns  # 8/255, the field's radius, is a column
+
+
+def test_the_train_page_trains_a_wide_resnet_of_any_depth_and_width(cifar_dir, isolated_store, monkeypatch):
+    monkeypatch.setenv("ROBUST_DATA_DIR", str(cifar_dir))
+    from tests.test_pages import widget
+
+    at = open_page("lab_pages/train.py")
+    widget(at.selectbox, "Architecture").select("wrn_16_4").run()
+    widget(at.selectbox, "Depth (6n + 4 layers)").select(10)
+    widget(at.number_input, "Widening factor").set_value(1)
+    widget(at.selectbox, "Training images").select(1000)
+    widget(at.number_input, "Epochs").set_value(3)
+    widget(at.button, "Train").click().run()
+    finish_jobs(at)
+    assert not at.exception and not at.error, [e.value for e in (*at.exception, *at.error)]
+    [entry] = ModelStore(isolated_store).list("cifar10")
+    assert entry.meta["config"]["arch"] == "wrn_16_4"
+    assert entry.meta["config"]["arch_kwargs"] == {"depth": 10, "widen": 1}
+    assert entry.meta["parameters"] == 77_850 and entry.meta["metrics"]["test_acc"] > 0.3  # 77% here; chance 10%
