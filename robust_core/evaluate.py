@@ -19,6 +19,7 @@ from pathlib import Path
 from .attacks import ATTACKS
 from .cli import models_of_one_dataset, write_results
 from .data import DataNotFoundError, load_dataset
+from .device import get_device
 from .external import ExternalModelError
 from .evaluation import (
     AutoAttackKey,
@@ -79,6 +80,16 @@ def register_robustbench(store: ModelStore, args):
     return entry
 
 
+def say_autoattack_cost(store: ModelStore, model_id: str, x, y, attack: str) -> None:
+    """Before AutoAttack starts: how long it should take here (robust_core.evaluation.estimate), on stderr."""
+    from .evaluation.estimate import estimate_autoattack
+
+    version = attack.removeprefix("autoattack_")
+    model = store.load(model_id, device=x.device)
+    print(f"{store.get(model_id).name}: {estimate_autoattack(model, x, y, version=version).text(len(x))}",
+          file=sys.stderr)
+
+
 def print_reports(store: ModelStore, ids: list[str], x, y, args) -> int:
     from .evaluation.report import format_report, robustness_report
 
@@ -91,6 +102,7 @@ def print_reports(store: ModelStore, ids: list[str], x, y, args) -> int:
         eps = grid[0]
     reports = {}
     for model_id in ids:
+        say_autoattack_cost(store, model_id, x, y, "autoattack_standard")
         reports[model_id] = robustness_report(store, model_id, x, y, eps=eps, seed=args.seed,
                                               on_progress=lambda text: print(f"… {text}", file=sys.stderr))
         print(format_report(reports[model_id]) + "\n")
@@ -144,7 +156,8 @@ def main(argv: list[str] | None = None) -> int:
     except (ValueError, KeyError, DataNotFoundError, ExternalModelError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
-    x, y = data.test_x[: args.n], data.test_y[: args.n]
+    device = get_device()  # CUDA when present ($ROBUST_DEVICE overrides): AutoAttack on a WRN-28-10 is GPU work
+    x, y = data.test_x[: args.n].to(device), data.test_y[: args.n].to(device)
     if args.report:
         return print_reports(store, ids, x, y, args)
     cache = EvaluationCache(store)
@@ -153,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     for model_id in ids:
         entry = store.get(model_id)
         if spec.kind == "ensemble":
+            say_autoattack_cost(store, model_id, x, y, args.attack)
             # Through the AutoAttack cache the Attack page and the sweep use (ε = 0: the clean accuracy).
             runs = [cached_autoattack(store, AutoAttackKey(model_id, args.attack, float(e), args.n, args.seed), x, y)
                     for e in eps_grid]
@@ -167,7 +181,8 @@ def main(argv: list[str] | None = None) -> int:
                                            "stages": [r["stages"] for r in runs]}
             continue
         if args.direct:
-            acc = robust_accuracy(store.load(model_id), x, y, attack=args.attack, eps_grid=eps_grid, seed=args.seed)
+            acc = robust_accuracy(store.load(model_id, device=device), x, y, attack=args.attack, eps_grid=eps_grid,
+                                  seed=args.seed)
             stats = None
         else:
             min_eps = cached_minimal_eps(store, cache, model_id, x, y, attack=args.attack, seed=args.seed,
