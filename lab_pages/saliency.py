@@ -168,7 +168,9 @@ def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, cho
     target = int(proba.argmax()) if mode == "predicted" else (label if mode == "true" else chosen)
     reason = available_methods(model)[method]
     attr = None if reason else attribute(model, x, target, method)
-    return x[0, 0].numpy(), None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
+    # The input as shown: (H, W) grey, or (H, W, 3) colour (CIFAR-10).
+    shown = x[0, 0].numpy() if x.shape[1] == 1 else x[0].permute(1, 2, 0).numpy()
+    return shown, None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
 
 
 # Maps are computed in the visitor's own page run (each a fraction of a second): in lecture mode a visitor's grid is
@@ -228,9 +230,13 @@ def build_grid() -> dict:
                         vertical_spacing=0.03, row_titles=row_titles)
     for c, (v, m) in enumerate(columns):
         image = results[(v, m, methods[0])][0]
+        # Maps lie over the input's brightness (a colour image under a colour map would be muddy); the input row of
+        # "side by side" shows it in colour.
+        under = image if image.ndim == 2 else image.mean(2)
         if extra_image_row:
             fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
-                                     hoverinfo="skip"),
+                                     hoverinfo="skip") if image.ndim == 2 else
+                          go.Image(z=(np.clip(image, 0, 1) * 255).round().astype(np.uint8), hoverinfo="skip"),
                           row=1, col=c + 1)
         for r, meth in enumerate(methods):
             row = r + 1 + (1 if extra_image_row else 0)
@@ -241,7 +247,7 @@ def build_grid() -> dict:
             use_signed = signed and METHODS[meth].signed
             hm = heatmap(torch.from_numpy(attr)[None], signed=use_signed)[0]
             if display == "overlay":
-                fig.add_trace(go.Heatmap(z=image[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
+                fig.add_trace(go.Heatmap(z=under[::-1], colorscale="gray", zmin=0, zmax=1, showscale=False,
                                          hoverinfo="skip"),
                               row=row, col=c + 1)
             scale = "signed" if use_signed else "absolute"

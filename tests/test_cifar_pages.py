@@ -111,3 +111,20 @@ def test_the_train_page_trains_a_wide_resnet_of_any_depth_and_width(cifar_dir, i
     assert entry.meta["config"]["arch"] == "wrn_16_4"
     assert entry.meta["config"]["arch_kwargs"] == {"depth": 10, "widen": 1}
     assert entry.meta["parameters"] == 77_850 and entry.meta["metrics"]["test_acc"] > 0.3  # 77% here; chance 10%
+
+
+def test_saliency_shows_a_colour_input_beside_its_maps(cifar_model):
+    import json
+
+    from tests.test_pages import widget
+
+    at = open_page("lab_pages/saliency.py", models=cifar_model)
+    widget(at.radio, "Display").set_value("side by side").run()
+    assert not at.exception, [e.value for e in at.exception]
+    grids = [json.loads(c.proto.spec) for c in at.get("plotly_chart")]
+    traces = [t for spec in grids for t in spec["data"]]
+    [picture] = [t for t in traces if t["type"] == "image"][:1]
+    z = picture["z"]  # (Plotly sends arrays as {"dtype", "bdata", "shape"})
+    shape = tuple(int(v) for v in z["shape"].split(",")) if isinstance(z, dict) else np.asarray(z).shape
+    assert shape == (32, 32, 3)  # the input row, in colour
+    assert any(t["type"] == "heatmap" for t in traces)
