@@ -34,11 +34,18 @@ def lecture_paths():
 
 
 def box(page, selector, text):
+    """The first matching element's box once it shows. Asked again when it was replaced between showing and being
+    measured (a rerun redraws the chart when the gallery, crafted after the page shows, arrives)."""
     items = page.locator(selector)
     if text is not None:
         items = items.filter(has_text=text)
-    items.first.wait_for(state="visible", timeout=120_000)
-    return items.first.bounding_box()
+    for _ in range(20):
+        items.first.wait_for(state="visible", timeout=120_000)
+        found = items.first.bounding_box()
+        if found is not None:
+            return found
+        page.wait_for_timeout(250)
+    return None
 
 
 def test_every_lecture_path_opens_on_its_promise_on_the_first_screen(tmp_path):
