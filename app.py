@@ -10,6 +10,7 @@ from lab_pages._audience import (
     remember_visitor,
 )
 from lab_pages._analysis import default_candidates, keep_model_choice, model_labels
+from lab_pages._heap import count_run
 from lab_pages._layout import presentation_sidebar, sidebar_state
 from lab_pages._resources import IMAGENET, current_dataset, get_store, photo_source
 from lab_pages._text import plain
@@ -86,6 +87,7 @@ with st.sidebar:
     st.caption(f"Device: **{device_label}**")
     remember_visitor()  # the visitor's models stay theirs after a reload (lecture mode)
 
+count_run()  # (lab_pages._heap: the shared heap kept out of full collections once the server is warm)
 try:
     navigation.run()
 except InvalidCheckpointError as exc:

@@ -17,3 +17,21 @@ def test_five_students_open_a_lecture_path_drag_eps_and_morph_without_error(tmp_
     assert summary["errors"] == [] and probe["errors"] == [], (summary["errors"], probe["errors"])
     for students in (summary, probe):  # every student got there
         assert students["page_ready_p95_s"] < 110 and students["morph_p95_s"] < 110
+
+
+def test_the_warm_heap_is_frozen_out_of_full_collections_after_the_50th_run(monkeypatch):
+    import gc
+
+    from lab_pages import _heap
+
+    monkeypatch.setattr(_heap, "_runs", 0)
+    gc.unfreeze()
+    kept = [[i] for i in range(1000)]  # long-lived objects the cycle collector tracks
+    for _ in range(49):
+        _heap.count_run()
+    assert gc.get_freeze_count() == 0
+    _heap.count_run()
+    try:
+        assert gc.get_freeze_count() >= len(kept)
+    finally:
+        gc.unfreeze()
