@@ -113,6 +113,9 @@ def attack_settings(view_parts) -> AttackView:
         for column, p in zip((c2, c3), spec.tunable):  # the parameters its spec lets a user set, each in a column
             params[p.name] = column.number_input(p.label, p.low, p.high, DEFAULT_PARAMS[attack][p.name])
         seed = c4.number_input("Seed", 0, 2**31 - 1, 0)
+        if dataset == "cifar10":  # ε in pixel units of 0-1, as everywhere; the field quotes CIFAR-10's in 1/255
+            st.caption("CIFAR-10's usual radii: L∞ 8/255 ≈ 0.031 (2/255 ≈ 0.008, 4/255 ≈ 0.016, 16/255 ≈ 0.063), "
+                       "L2 0.5.")
         st.caption(attack_caption(attack))
     return AttackView(dataset, store, data, networks, names, eval_cache(str(store.root)), model_ids, attack, params,
                       int(n_images), int(seed), top, folded)

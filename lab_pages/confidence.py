@@ -257,7 +257,9 @@ def build_report() -> dict:
                       xaxis=dict(range=[0, 1]), yaxis=dict(range=[0, 1.02]))
     risk.update_layout(template="plotly_white", height=360, title="Selective prediction (risk–coverage)",
                        xaxis=dict(title="share of images answered (most confident first)", tickformat=".0%"),
-                       yaxis=dict(title="accuracy on those", tickformat=".1%"), margin=dict(t=40))
+                       # (capped at 100%: a model right on every image drew an axis to 200%)
+                       yaxis=dict(title="accuracy on those", tickformat=".1%",
+                                  autorangeoptions=dict(minallowed=0, maxallowed=1.005)), margin=dict(t=40))
     return {"results": results, "rows": rows, "q_rows": q_rows, "histogram": screen_figure(fig),
             "reliability": screen_figure(rel), "risk": screen_figure(risk),
             "quantiles_csv": pd.DataFrame(q_rows).to_csv(index=False),
