@@ -295,3 +295,28 @@ def test_autoattack_says_how_long_it_will_take_before_it_starts(trained_mlp, fas
     slow = CostEstimate(600, 7 * 3600, 0.1, "cpu").text(1000)
     assert "at most 7.0 h on cpu" in slow and "hours on a CPU" in slow
     assert "hours" not in CostEstimate(1, 30, 1e-4, "cuda").text(1000)
+
+
+@pytest.mark.parametrize("page", ["lab_pages/saliency.py", "lab_pages/confidence.py", "lab_pages/classviz.py"])
+def test_the_analysis_pages_take_an_external_network(trained_mlp, isolated_store, page):
+    """Saliency (Grad-CAM says n/a: no convolution), Confidence and Class Visualization on the researcher's MLP."""
+    from streamlit.testing.v1 import AppTest
+
+    from tests.test_pages import APP, finish_jobs
+
+    entry = ModelStore(isolated_store).add_external(trained_mlp, dataset="fashion_mnist", name="my MLP",
+                                                    factory="tests.external_models:build")
+    at = AppTest.from_file(APP, default_timeout=240)
+    at.query_params.update(dataset="fashion_mnist", models=entry.model_id, start="test", index="0")
+    at.run()
+    at.switch_page(page).run()
+    morph = [b for b in at.button if b.label == "Morph"]
+    if morph:
+        morph[0].click().run()
+    finish_jobs(at)
+    assert not at.exception, [e.value for e in at.exception]
+    assert not at.error, [e.value for e in at.error]
+    assert at.get("plotly_chart") or at.dataframe
+    if page.endswith("saliency.py"):
+        specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
+        assert "no conv layer" in specs  # Grad-CAM needs a convolution; the other methods' maps are drawn
