@@ -39,6 +39,8 @@ from lab_pages.attack_results import (
     gallery_store,
     keep_gallery,
     slider_figure,
+    FRAMES,
+    LECTURE_FRAMES,
     pictures,
     targeted_example,
     targeted_pictures,
@@ -150,7 +152,8 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
     galleries = gallery_store(str(view.store.root))
     eps_max, eps_frames, curves, rows, warnings = curve_summary(
         tuple(view.key(m).digest() for m in min_eps), tuple(view.names[m] for m in min_eps),
-        view.params.get("eps_max"), view.spec.norm, view.attack, tuple(min_eps.values()))
+        view.params.get("eps_max"), view.spec.norm, view.attack, tuple(min_eps.values()),
+        LECTURE_FRAMES if lecture_focus() == "curves" else FRAMES)
     data, names = view.data, view.names
     todo: list = []
     curves_box = st.container(border=not folded_controls())

@@ -28,6 +28,10 @@ from robust_core.models import predict_proba
 from robust_core.plots import eps_slider_figure, plotly_text
 
 FRAMES = 41  # slider positions: fine enough to feel continuous, light enough to ship to the browser
+# On a lecture path (a room opening the same view at once): every student is sent the whole figure, and its size (the
+# gallery's strips per frame) was most of what the server spends per view there (py-spy: Streamlit hashes the figure
+# twice per send). 21 positions are steps of 0.02 on the digits' 0.4, still a slider on a projector.
+LECTURE_FRAMES = 21
 GALLERIES_KEPT = 24  # crafted galleries a server keeps (41 frames of 8 digits: ~1 MB each)
 # The targeted section's attacks and their parameters: a targeted minimal-ε search per image, on click.
 TARGETED_ATTACKS = {"pgd": {"steps": 40}, "apgd_ce": {"steps": 100}, "fgsm": {}}
@@ -75,7 +79,8 @@ def sanity_of(model_id: str, dataset: str, n: int) -> list[str]:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64)
-def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, attack: str, _min_eps: tuple):
+def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, attack: str, _min_eps: tuple,
+                  frames: int = FRAMES):
     """Everything the page derives from cached minimal eps (the slider's grid, the curves, the table's rows and the
     sanity warnings), once per server for a set of cached results (``digests``: their keys; a key's content never
     changes), not at every visitor's run: each tensor operation hands the interpreter lock to the other sessions'
@@ -83,7 +88,7 @@ def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, 
     by_name = dict(zip(model_names, _min_eps))
     eps_max = eps_max_param or max(float(v[torch.isfinite(v)].max()) if torch.isfinite(v).any() else 1.0
                                    for v in _min_eps)
-    eps_frames = np.linspace(0, eps_max, FRAMES).round(6).tolist()
+    eps_frames = np.linspace(0, eps_max, frames).round(6).tolist()
     curves = {n: accuracy_at(v, eps_frames).tolist() for n, v in by_name.items()}
     rows = []
     for n, v in by_name.items():
