@@ -208,7 +208,8 @@ def show_comparison(comparison: MorphComparison) -> None:
     for m in shown_models(comparison):
         r = comparison.results[names[m]]
         p_final = r.final_probabilities[0]
-        show_chart(st, morph_figure(r, names[m], int(target), tuple(class_names)), key=f"morph_{m}",
+        show_chart(st, morph_figure(r, names[m], int(target), tuple(class_names),
+                                    21 if lecture_focus() == "morph" else 41), key=f"morph_{m}",
                    config={"displayModeBar": False})
         c1, c2, c3 = st.columns([1, 1, 3])
         final_png, change_png = morph_pictures(r)

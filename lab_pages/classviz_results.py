@@ -27,13 +27,16 @@ def _frames_digest(result: VisualizationResult) -> str:
 
 
 @st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
-def morph_figure(result: VisualizationResult, title: str, target: int, class_names: tuple[str, ...]) -> go.Figure:
-    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor."""
+def morph_figure(result: VisualizationResult, title: str, target: int, class_names: tuple[str, ...],
+                 positions: int = 41) -> go.Figure:
+    """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor.
+    ``positions``: the slider's (fewer on a lecture path: each student is sent the whole figure)."""
     frames = result.frames[:, 0]  # (T, C, H, W): grey digits as (T, H, W), colour as (T, H, W, 3)
     frames = frames[:, 0] if frames.shape[1] == 1 else frames.permute(0, 2, 3, 1)
     return shared_figure(plots_morph_figure(frames.cpu().numpy(),
                                             result.probabilities[:, 0].cpu().numpy(), result.recorded_steps,
-                                            target=int(target), class_names=class_names, title=title))
+                                            target=int(target), class_names=class_names, title=title,
+                                            max_frames=positions))
 
 
 @st.cache_resource(show_spinner=False, max_entries=64, hash_funcs={VisualizationResult: _frames_digest})
