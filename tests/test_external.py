@@ -320,3 +320,13 @@ def test_the_analysis_pages_take_an_external_network(trained_mlp, isolated_store
     if page.endswith("saliency.py"):
         specs = " ".join(c.proto.spec for c in at.get("plotly_chart"))
         assert "no conv layer" in specs  # Grad-CAM needs a convolution; the other methods' maps are drawn
+
+
+def test_a_factory_that_needs_arguments_or_a_non_module_says_what_to_give(tmp_path):
+    from robust_core.external import build_from_factory
+
+    with pytest.raises(ExternalModelError, match="could not be called with"):
+        build_from_factory("tests.external_models:build", {"width": 3})
+    state_dict_given = {"body.1.weight": torch.zeros(64, 784)}  # a common mistake: the weights, not the module
+    assert check_model(state_dict_given, dataset="fashion_mnist").problems == [
+        "it is not a torch.nn.Module but a dict object"]

@@ -69,10 +69,9 @@ def check_model(model: nn.Module, *, dataset: str, images: torch.Tensor | None =
     The model is put in eval mode and left there (the lab evaluates in eval mode); nothing else about it changes:
     the train-mode probe runs on a copy, so batch-norm statistics are not updated."""
     info = dataset_info(dataset)
-    report = ModelCheckReport(was_training=bool(model.training))
     if not isinstance(model, nn.Module):
-        report.problems.append(f"a {type(model).__name__} is not a torch.nn.Module")
-        return report
+        return ModelCheckReport(problems=[f"it is not a torch.nn.Module but a {type(model).__qualname__} object"])
+    report = ModelCheckReport(was_training=bool(model.training))
     model.eval()
     try:
         device = next(model.parameters()).device

@@ -55,7 +55,12 @@ def import_factory(spec: str) -> Callable[..., nn.Module]:
 
 
 def build_from_factory(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Module:
-    model = import_factory(spec)(**(kwargs or {}))
+    factory = import_factory(spec)
+    try:
+        model = factory(**(kwargs or {}))
+    except TypeError as exc:  # the wrong keyword arguments (a class that needs some, given none)
+        raise ExternalModelError(f"the model factory {spec!r} could not be called with {kwargs or {}}: {exc}. Give "
+                                 "its keyword arguments (--factory-kwargs, factory_kwargs=).") from None
     if not isinstance(model, nn.Module):
         raise ExternalModelError(f"the model factory {spec!r} returned a {type(model).__name__}, not a "
                                  "torch.nn.Module")
