@@ -204,3 +204,39 @@ def test_in_the_browser_a_rename_shows_at_once_in_both_pickers(two_models, isola
         assert newer.model_id in main.locator('[data-testid="stCheckbox"]').first.inner_text()
         assert page_errors(page) == []
     assert ModelStore(isolated_store).get(newer.model_id).name == "renamed CNN"
+
+
+@pytest.mark.skipif(not chromium_available(), reason="needs /usr/bin/chromium and playwright")
+def test_in_the_browser_weights_trained_elsewhere_are_checked_and_imported(isolated_store, tmp_path):
+    """The Models page's second kind of upload, as the lecturer does it: a safetensors state dict for one of the lab's
+    architectures, its arguments as JSON; once the checks ran (in the server's job runner), the model is in the
+    store under the file's name."""
+    import torch
+    from safetensors.torch import save_file
+
+    from robust_core.models import build_model
+
+    torch.manual_seed(0)
+    network = build_model("wrn_16_4", "fashion_mnist", depth=10, widen=1)
+    save_file({k: v.contiguous() for k, v in network.state_dict().items()}, str(tmp_path / "my-wrn.safetensors"))
+    with dashboard() as url, browser_page(1280, 720) as page:
+        open_page(page, url, "Models")
+        main = page.locator('[data-testid="stMain"]')
+        main.get_by_text("weights trained elsewhere for an architecture of the lab").click()
+        wait_until_idle(page)
+        main.get_by_label("Dataset").click()
+        page.get_by_role("option", name="Fashion-MNIST").click()
+        wait_until_idle(page)
+        main.get_by_label("Architecture", exact=True).click()
+        page.get_by_role("option", name="WideResNet-16-4").click()
+        wait_until_idle(page)
+        main.get_by_label("Architecture arguments (JSON)", exact=True).fill('{"depth": 10, "widen": 1}')
+        main.get_by_label("Architecture arguments (JSON)", exact=True).press("Enter")
+        wait_until_idle(page)
+        main.locator('input[type="file"]').set_input_files(str(tmp_path / "my-wrn.safetensors"))
+        main.get_by_test_id("stAlertContentSuccess").filter(has_text="Imported").first.wait_for(timeout=120_000)
+        assert page_errors(page) == []
+    [entry] = ModelStore(isolated_store).list("fashion_mnist")
+    assert entry.name == "WideResNet-16-4 · my-wrn.safetensors"
+    assert entry.meta["config"]["arch_kwargs"]["kwargs"] == {"arch": "wrn_16_4", "dataset": "fashion_mnist",
+                                                             "depth": 10, "widen": 1}
