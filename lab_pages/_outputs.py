@@ -109,6 +109,15 @@ def shared_output(kind: str, key: Hashable, build: Callable[[], Any], *, max_ent
         return value
 
 
+def picture(images):
+    """Images (..., C, H, W), a tensor, as ``st.image``, PNGs and the figures take them: (..., H, W) grey, or
+    (..., H, W, 3) colour (CIFAR-10)."""
+    import numpy as np
+
+    array = images.detach().cpu().numpy()
+    return array[..., 0, :, :] if array.shape[-3] == 1 else np.moveaxis(array, -3, -1)
+
+
 def png_bytes(image, *, size: int | None = None) -> bytes:
     """A (H, W) grey or (H, W, 3) colour array in [0, 1] as PNG bytes, enlarged to ``size`` x ``size`` without
     smoothing when given. Handed to ``st.image(..., output_format="PNG")`` as they are: encoded once, by the first

@@ -14,7 +14,7 @@ import streamlit as st
 import torch
 
 from lab_pages._jobs import job_panel, progress_line
-from lab_pages._outputs import shared_table
+from lab_pages._outputs import picture, shared_table
 from lab_pages._analysis import analysis_page, default_candidates, model_labels, opened_image
 from lab_pages._layout import (
     folded_controls,
@@ -41,7 +41,6 @@ from lab_pages.attack_results import (
     slider_figure,
     FRAMES,
     LECTURE_FRAMES,
-    pictures,
     targeted_example,
     targeted_pictures,
 )
@@ -292,8 +291,8 @@ def craft_pending_gallery(view: AttackView, pending: PendingGallery | None) -> N
                     xs, ys = view.data.test_x[index], view.data.test_y[index]
                     crafted = gallery_frames(model, xs, ys, attack=view.attack, eps_frames=key[4], seed=view.seed,
                                              min_eps=known, on_progress=progress, **view.params)
-                    return {"clean": pictures(xs), "labels": ys.numpy(),
-                            "adversarial": pictures(crafted["adversarial"]),
+                    return {"clean": picture(xs), "labels": ys.numpy(),
+                            "adversarial": picture(crafted["adversarial"]),
                             "predictions": crafted["predictions"].cpu().numpy(),
                             "confidences": crafted["confidences"].cpu().numpy()}
                 # On disk beside the model, once for every replica sharing the store: another replica crafting it

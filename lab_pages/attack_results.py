@@ -12,7 +12,7 @@ import numpy as np
 import streamlit as st
 import torch
 
-from lab_pages._outputs import png_bytes, shared_figure, shared_output
+from lab_pages._outputs import picture, png_bytes, shared_figure, shared_output
 from lab_pages._resources import get_dataset, get_store, load_model
 from lab_pages._text import plain
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS
@@ -126,14 +126,8 @@ def targeted_example(model_id: str, index: int, target: int, attack: str, seed: 
         adv = ATTACKS[attack](model, xi, yi, eps=eps, targeted=True, target=target, seed=seed, **kwargs)
     else:
         adv = xi
-    return {"eps": eps, "clean": pictures(xi)[0], "adversarial": pictures(adv)[0],
+    return {"eps": eps, "clean": picture(xi)[0], "adversarial": picture(adv)[0],
             "p_clean": predict_proba(model, xi)[0].numpy(), "p_adv": predict_proba(model, adv)[0].numpy()}
-
-
-def pictures(images: torch.Tensor) -> np.ndarray:
-    """Images (..., C, H, W) as the figures and PNGs take them: (..., H, W) grey, or (..., H, W, 3) colour."""
-    array = images.detach().cpu().numpy()
-    return array[..., 0, :, :] if array.shape[-3] == 1 else np.moveaxis(array, -3, -1)
 
 
 def targeted_pictures(key: tuple, ex: dict) -> tuple[bytes, bytes, bytes]:

@@ -14,7 +14,8 @@ from lab_pages._layout import lazy_settings_box, lecture_focus, rest_of_page, re
 from lab_pages._resources import load_model
 from lab_pages._text import plain
 from lab_pages._url import set_url, url_choice, url_choices, url_number
-from lab_pages.classviz_results import morph_figure, morph_pictures, picture
+from lab_pages._outputs import picture
+from lab_pages.classviz_results import morph_figure, morph_pictures
 from lab_pages.photo_views import classviz_view
 from robust_core.access import Work
 from robust_core.attacks import eps_ceiling

@@ -11,7 +11,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from lab_pages._outputs import png_bytes, shared_figure
+from lab_pages._outputs import picture, png_bytes, shared_figure
 from robust_core.classviz import VisualizationResult
 from robust_core.plots import morph_figure as plots_morph_figure
 
@@ -31,9 +31,7 @@ def morph_figure(result: VisualizationResult, title: str, target: int, class_nam
                  positions: int = 41) -> go.Figure:
     """Built once per server for a result (a room shares the lecture path's morph): only re-sent to the next visitor.
     ``positions``: the slider's (fewer on a lecture path: each student is sent the whole figure)."""
-    frames = result.frames[:, 0]  # (T, C, H, W): grey digits as (T, H, W), colour as (T, H, W, 3)
-    frames = frames[:, 0] if frames.shape[1] == 1 else frames.permute(0, 2, 3, 1)
-    return shared_figure(plots_morph_figure(frames.cpu().numpy(),
+    return shared_figure(plots_morph_figure(picture(result.frames[:, 0]),  # (T, H, W) grey, (T, H, W, 3) colour
                                             result.probabilities[:, 0].cpu().numpy(), result.recorded_steps,
                                             target=int(target), class_names=class_names, title=title,
                                             max_frames=positions))
@@ -47,8 +45,3 @@ def morph_pictures(result: VisualizationResult) -> tuple[bytes, bytes]:
     change = np.clip(diff * 0.5 / max(np.abs(diff).max(), 1e-6) + 0.5, 0, 1)
     return png_bytes(picture(result.final[0])), png_bytes(change)
 
-
-def picture(image) -> np.ndarray:
-    """One (C, H, W) image as st.image and PNG take it: (H, W) grey, or (H, W, 3) colour."""
-    array = image.detach().cpu().numpy()
-    return array[0] if array.shape[0] == 1 else array.transpose(1, 2, 0)

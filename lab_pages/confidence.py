@@ -6,7 +6,7 @@ import torch
 
 from lab_pages._audience import current_visitor
 from lab_pages._jobs import job_or_retry, job_runner, job_status, submit_job
-from lab_pages._outputs import png_bytes, screen_figure, shared_output, shared_table
+from lab_pages._outputs import picture, png_bytes, screen_figure, shared_output, shared_table
 from lab_pages._analysis import analysis_page, default_candidates, model_labels, open_image
 from lab_pages._layout import png_config, presenting, settings_box, show_chart
 from lab_pages._resources import load_model
@@ -343,14 +343,15 @@ class_names = data.info.class_names
 
 
 # Gallery captions are two lines in a column about 90 pixels wide at 1280 px: long class names are shortened.
-SHORT_NAMES = {"T-shirt/top": "T-shirt", "Ankle boot": "Boot", "automobile": "car", "airplane": "plane"}
-short_names = [SHORT_NAMES.get(c, c) for c in class_names]
+# (CIFAR-10's short names are the dataset's own: DatasetInfo.short_class_names.)
+SHORT_NAMES = {"T-shirt/top": "T-shirt", "Ankle boot": "Boot"}
+short_names = [SHORT_NAMES.get(c, c) for c in data.info.short_class_names]
 
 
 def gallery_png(i: int) -> bytes:
     """Image ``i`` of what the focused model was scored on, as PNG bytes: encoded once for every session."""
     def encode() -> bytes:
-        return png_bytes(shown_x[i].permute(1, 2, 0).numpy() if shown_x.shape[1] == 3 else shown_x[i, 0].numpy())
+        return png_bytes(picture(shown_x[i]))
 
     return shared_output("confidence_gallery", (report_settings, focus, i), encode, max_entries=256)
 

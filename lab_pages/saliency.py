@@ -9,7 +9,7 @@ import torch
 from plotly.subplots import make_subplots
 
 from lab_pages._audience import current_visitor
-from lab_pages._outputs import screen_figure, shared_output
+from lab_pages._outputs import picture, screen_figure, shared_output
 from lab_pages._analysis import SPLIT_LABELS, analysis_page, comparison_defaults, model_labels, opened_image
 from lab_pages._audience import in_lecture_mode
 from lab_pages._canvas import digit_canvas
@@ -168,9 +168,7 @@ def maps_for(model_id: str, image: np.ndarray, label: int | None, mode: str, cho
     target = int(proba.argmax()) if mode == "predicted" else (label if mode == "true" else chosen)
     reason = available_methods(model)[method]
     attr = None if reason else attribute(model, x, target, method)
-    # The input as shown: (H, W) grey, or (H, W, 3) colour (CIFAR-10).
-    shown = x[0, 0].numpy() if x.shape[1] == 1 else x[0].permute(1, 2, 0).numpy()
-    return shown, None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
+    return picture(x)[0], None if attr is None else attr[0].numpy(), proba.numpy(), target, reason
 
 
 # Maps are computed in the visitor's own page run (each a fraction of a second): in lecture mode a visitor's grid is

@@ -197,12 +197,12 @@ def _read_raw(info: DatasetInfo, root: Path, download: bool):
         except CifarFileError as exc:
             raise DataNotFoundError(f"{info.title} in {root} cannot be used: {exc}. Delete that folder and download "
                                     f"it again: python -m robust_core.data --dataset {info.name} --download") from None
-    try:
-        if info.name != "cifar10":
+    else:
+        try:
             train, test = cls(str(root), train=True, download=False), cls(str(root), train=False, download=False)
             return _to_tensors(train.data, train.targets), _to_tensors(test.data, test.targets), str(root)
-    except RuntimeError:
-        pass  # torchvision says "Dataset not found"; try the other places.
+        except RuntimeError:
+            pass  # torchvision says "Dataset not found"; try the other places.
 
     if info.name == "fashion_mnist":
         for folder in SYSTEM_FASHION_MNIST_DIRS:

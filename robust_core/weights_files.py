@@ -170,3 +170,43 @@ def _tensor_info(name: str, entry) -> TensorInfo:
 
 __all__ = ["MAX_SAFETENSORS_HEADER_BYTES", "MAX_ZIP_MEMBERS", "SafetensorsHeader", "TensorInfo", "WeightsFileError",
            "check_torch_zip", "safetensors_header"]
+
+
+# The largest weights file read: VGG16's is 528 MB, and nothing larger is a classifier one can attack on a CPU.
+MAX_WEIGHTS_FILE_BYTES = 600 * 1024 * 1024
+
+
+def read_weights_file(path: str | os.PathLike, *, max_bytes: int = MAX_WEIGHTS_FILE_BYTES,
+                      wrappers: tuple[str, ...] = ("state_dict",)) -> dict:
+    """A state dict from ``.safetensors`` or from ``.pth``/``.pt``/``.bin`` loaded with ``weights_only=True`` (a
+    pickle that would run code is refused). The file's headers are checked first (its size, a zip of uncompressed
+    members, declared sizes that fit in the file), so a small crafted file cannot make the loader allocate gigabytes.
+    A checkpoint that nests its state dict under one of ``wrappers`` is unwrapped, and DataParallel's ``module.``
+    prefixes are removed. ValueError with the reason for anything else."""
+    import torch
+
+    path = Path(path)
+    suffix = path.suffix.lower()
+    try:
+        if suffix == ".safetensors":
+            from safetensors.torch import load_file
+
+            safetensors_header(path, max_bytes=max_bytes)
+            state = load_file(str(path))
+        elif suffix in (".pth", ".pt", ".bin"):
+            check_torch_zip(path, max_bytes=max_bytes)
+            state = torch.load(path, map_location="cpu", weights_only=True)
+        else:
+            raise ValueError(f"{path.name}: expected a .safetensors or .pth file")
+    except WeightsFileError as exc:
+        raise ValueError(f"{path.name} is not a readable weights file (refused before loading: {exc})") from exc
+    except ValueError:
+        raise
+    except Exception as exc:  # a damaged or hostile file: one clear message
+        raise ValueError(f"{path.name} is not a readable weights file ({type(exc).__name__}: {exc})") from exc
+    wrapper = next((k for k in wrappers if isinstance(state, dict) and isinstance(state.get(k), dict)), None)
+    if wrapper is not None:
+        state = state[wrapper]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise ValueError(f"{path.name} does not hold a state dict (names -> tensors)")
+    return {k.removeprefix("module."): v for k, v in state.items()}

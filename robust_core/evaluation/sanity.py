@@ -8,14 +8,20 @@ from ..tensors import ce_loss, eval_mode, input_gradient
 from .search import accuracy_at
 
 
+def returns_probabilities(out: torch.Tensor, *, atol: float) -> bool:
+    """Whether outputs (N, K) are probabilities (in [0, 1], each row summing to 1 within ``atol``): a softmax last
+    layer, where attacks need logits."""
+    ones = torch.ones(len(out), device=out.device)
+    return bool(((out >= 0) & (out <= 1)).all()) and torch.allclose(out.sum(1), ones, atol=atol)
+
+
 def model_sanity_warnings(model, x: torch.Tensor, y: torch.Tensor, *, zero_grad_share: float = 0.1) -> list[str]:
     """Warnings about the model itself: probabilities passed as logits, zero input gradients."""
     warnings = []
     with eval_mode(model):
         with torch.no_grad():
             out = model(x)
-        sums_to_one = torch.allclose(out.sum(1), torch.ones(len(out), device=out.device), atol=1e-3)
-        if ((out >= 0) & (out <= 1)).all() and sums_to_one:
+        if returns_probabilities(out, atol=1e-3):
             warnings.append("The model's outputs are non-negative and sum to 1: it returns probabilities, not logits. "
                             "Cross-entropy attacks then see a flattened loss and underestimate its weakness; remove "
                             "the softmax.")

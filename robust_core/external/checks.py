@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..data import dataset_info
+from ..evaluation.sanity import returns_probabilities
 from ..tensors import ce_loss, eval_mode, input_gradient
 
 # Two probabilities further apart than this, for the same image, are a different prediction, not rounding: float32
@@ -102,9 +103,7 @@ def check_model(model: nn.Module, *, dataset: str, images: torch.Tensor | None =
     if not torch.isfinite(out).all():
         report.problems.append("it returns NaN or infinite outputs for images in [0, 1]")
         return report
-    non_negative = bool((out >= 0).all())
-    if non_negative and torch.allclose(out.sum(1), torch.ones(len(out), device=out.device),
-                                       atol=SUM_TO_ONE_TOLERANCE):
+    if returns_probabilities(out, atol=SUM_TO_ONE_TOLERANCE):
         report.problems.append("its outputs are non-negative and sum to 1: it returns probabilities (a softmax last "
                                "layer), but attacks need logits; a cross-entropy on probabilities is nearly flat, "
                                "so every gradient attack would look weaker than it is. Remove the softmax.")

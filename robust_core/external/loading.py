@@ -67,22 +67,12 @@ def build_from_factory(spec: str, kwargs: dict[str, Any] | None = None) -> nn.Mo
     return model
 
 
-def _unwrap(obj: Any, path: str) -> dict[str, torch.Tensor]:
-    for key in STATE_DICT_KEYS:
-        if isinstance(obj, dict) and isinstance(obj.get(key), dict):
-            obj = obj[key]
-            break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(k, str) and isinstance(v, torch.Tensor)
-                                                       for k, v in obj.items()):
-        raise ExternalModelError(f"{path} holds no state dict (a mapping of names to tensors); save "
-                                 "model.state_dict() with torch.save or safetensors")
-    if all(k.startswith("module.") for k in obj):  # saved from nn.DataParallel / DistributedDataParallel
-        obj = {k[len("module."):]: v for k, v in obj.items()}
-    return obj
-
-
 def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """The state dict in ``path``, loaded without running code (see the module's docstring for the formats)."""
+    """The state dict in ``path``, loaded without running code: :func:`robust_core.weights_files.read_weights_file`
+    (headers checked first, ``weights_only=True``), which also unwraps the wrappers training scripts put around it;
+    ``.pt2`` is refused (see the module's docstring)."""
+    from ..weights_files import read_weights_file
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix == ".pt2":
@@ -96,18 +86,15 @@ def read_weights(path: str | Path) -> dict[str, torch.Tensor]:
     if not path.is_file():
         raise ExternalModelError(f"no weights file at {path}")
     try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            return _unwrap(load_file(str(path)), path.name)
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except ExternalModelError:
-        raise
-    except Exception as exc:  # pickle's and safetensors' many error types for a damaged or hostile file
+        state = read_weights_file(path, wrappers=STATE_DICT_KEYS)
+    except ValueError as exc:
         hint = (" It may hold pickled Python objects besides tensors, which are never loaded here: save "
-                "model.state_dict() alone." if suffix != ".safetensors" else "")
-        raise ExternalModelError(f"{path.name} could not be read as weights: {str(exc)[:300]}.{hint}") from exc
-    return _unwrap(obj, path.name)
+                "model.state_dict() alone." if "Unpickling" in str(exc) else "")
+        raise ExternalModelError(f"{exc}.{hint}") from None
+    if not state:
+        raise ExternalModelError(f"{path.name} holds no tensors: save model.state_dict() with torch.save or "
+                                 "safetensors")
+    return state
 
 
 def load_into(model: nn.Module, state: dict[str, torch.Tensor], *, origin: str = "the weights") -> nn.Module:

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..file_locks import atomic_write_bytes
+from ..weights_files import MAX_WEIGHTS_FILE_BYTES, read_weights_file
 from ..tensors import eval_mode
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -238,43 +239,8 @@ def _download_torchvision(name: str) -> dict[str, torch.Tensor]:
 
 
 # ---- weights files -------------------------------------------------------------------------------------------
-# The largest weights file read: VGG16's is 528 MB, and nothing larger is a classifier one can attack on a CPU.
-MAX_WEIGHTS_FILE_BYTES = 600 * 1024 * 1024
-
-
-def read_weights_file(path: str | os.PathLike, *, max_bytes: int = MAX_WEIGHTS_FILE_BYTES) -> dict[str, torch.Tensor]:
-    """A state dict from ``.safetensors`` or from ``.pth``/``.pt``/``.bin`` loaded with ``weights_only=True`` (a
-    pickle that would run code is refused). The file's headers are checked first (:mod:`robust_core.weights_files`:
-    its size, a zip of uncompressed members, declared sizes that fit in the file), so a small crafted file cannot
-    make the loader allocate gigabytes. ValueError with the reason for anything else."""
-    from ..weights_files import WeightsFileError, check_torch_zip, safetensors_header
-
-    path = Path(path)
-    suffix = path.suffix.lower()
-    try:
-        if suffix == ".safetensors":
-            from safetensors.torch import load_file
-
-            safetensors_header(path, max_bytes=max_bytes)
-            state = load_file(str(path))
-        elif suffix in (".pth", ".pt", ".bin"):
-            check_torch_zip(path, max_bytes=max_bytes)
-            state = torch.load(path, map_location="cpu", weights_only=True)
-        else:
-            raise ValueError(f"{path.name}: expected a .safetensors or .pth file")
-    except WeightsFileError as exc:
-        raise ValueError(f"{path.name} is not a readable weights file (refused before loading: {exc})") from exc
-    except ValueError:
-        raise
-    except Exception as exc:  # a damaged or hostile file: one clear message
-        raise ValueError(f"{path.name} is not a readable weights file ({type(exc).__name__}: {exc})") from exc
-    if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
-        state = state["state_dict"]
-    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
-        raise ValueError(f"{path.name} does not hold a state dict (names -> tensors)")
-    return {k.removeprefix("module."): v for k, v in state.items()}
-
-
+# (read_weights_file and its cap, MAX_WEIGHTS_FILE_BYTES, are robust_core.weights_files', shared with
+# robust_core.external.)
 def save_weights_file(data: bytes, *, file_name: str, folder: str | os.PathLike) -> Path:
     """Keep uploaded weights as ``folder/<sha256[:20]><suffix>`` (once per content) after checking they read as a state
     dict (:func:`read_weights_file`): a damaged or hostile file is refused (ValueError) and never joins the folder."""
