@@ -318,7 +318,7 @@ def morph_figure(frames, probabilities, steps, *, target: int, class_names, titl
 
     fig = make_subplots(rows=1, cols=2, column_widths=[0.35, 0.65],
                         # The picture's column is about a third of the figure: a longer title ran off its left edge.
-                        subplot_titles=(plotly_text(title if len(title) <= 36 else title[:35] + "…"),
+                        subplot_titles=(plotly_text(title if len(title) <= 28 else title[:27] + "…"),
                                         "class probabilities"))
     # A layout image, not an image trace: Plotly redraws traces when an animation starts, and an image trace is
     # then re-decoded (blank for ~0.1 s); a layout image stays in place while its axis window moves. Pre-scaled
