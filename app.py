@@ -36,6 +36,7 @@ PAGES = [
     st.Page("lab_pages/classviz.py", title="Class Visualization", icon=":material/auto_fix_high:"),
     st.Page("lab_pages/confidence.py", title="Confidence", icon=":material/speed:"),
     st.Page("lab_pages/models.py", title="Models", icon=":material/inventory_2:"),
+    st.Page("lab_pages/challenges.py", title="Challenges", icon=":material/emoji_events:"),
 ]
 navigation = st.navigation(PAGES)
 

@@ -84,11 +84,12 @@ class ShippedResults:
     def __init__(self, models_dir: str | os.PathLike | None = None, evaluations_dir: str | os.PathLike | None = None):
         self.models_dir, self.evaluations_dir = models_dir, evaluations_dir
 
-    def accuracy(self, model: str, attack: str, eps: float, *, n: int) -> float:
-        """Accuracy (a share) of shipped model ``model`` (its file stem, e.g. "mnist_cnn_fgsm_at") under ``attack`` at
-        ``eps`` on the first ``n`` test images. Raises ValueError saying what is missing."""
+    def minimal_eps(self, model: str, attack: str, *, n: int):
+        """Per test image (the first ``n``), the smallest ε at which ``attack`` (the comparison's parameters, seed 0)
+        fools shipped model ``model`` (its file stem): a CPU tensor, 0 where the model is wrong without attack, inf
+        where the search found none up to its largest ε. Raises ValueError saying what is missing."""
         from .attacks import ATTACKS
-        from .evaluation import EvalKey, accuracy_at, comparison_params, measured_eps_grid
+        from .evaluation import EvalKey, comparison_params
 
         models = _shipped(self.models_dir)
         if model not in models:
@@ -96,8 +97,7 @@ class ShippedResults:
         if attack not in ATTACKS:
             raise ValueError(f"no attack {attack!r}")
         model_id, digest = models[model]
-        params = comparison_params(attack)
-        key = EvalKey(model_id, attack, tuple(sorted(params.items())), int(n), SHIPPED_SEED)
+        key = EvalKey(model_id, attack, tuple(sorted(comparison_params(attack).items())), int(n), SHIPPED_SEED)
         found = _shipped_results(self.evaluations_dir).get(key.digest())
         if found is None:
             raise ValueError(f"no shipped {attack} result for {model} on {n} images "
@@ -105,10 +105,19 @@ class ShippedResults:
         if found[0] != digest:
             raise ValueError(f"the shipped {attack} result for {model} was made for other weights: rebuild it "
                              "(python -m robust_core.precomputed build)")
+        return found[1]
+
+    def accuracy(self, model: str, attack: str, eps: float, *, n: int) -> float:
+        """Accuracy (a share) of shipped model ``model`` (its file stem, e.g. "mnist_cnn_fgsm_at") under ``attack`` at
+        ``eps`` on the first ``n`` test images. Raises ValueError saying what is missing."""
+        from .evaluation import accuracy_at, comparison_params, measured_eps_grid
+
+        min_eps = self.minimal_eps(model, attack, n=n)
+        params = comparison_params(attack)
         frames = [round(params["eps_max"] * k / (PAGE_FRAMES - 1), 6) for k in range(PAGE_FRAMES)]
         if not any(abs(eps - e) < 1e-9 for e in measured_eps_grid(params, frames)):
             raise ValueError(f"ε = {eps:g} is not an ε the Attack page measures {attack} at")
-        return float(accuracy_at(found[1], [eps])[0])
+        return float(accuracy_at(min_eps, [eps])[0])
 
     def fill(self, text: str, *, n: int) -> str:
         """``text`` with every ``{model:attack@eps}`` replaced by that accuracy in percent (one decimal)."""
@@ -128,6 +137,11 @@ class ShippedResults:
 def _mtimes(directory: Path, pattern: str) -> tuple:
     return tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(directory.glob(pattern))) \
         if directory.is_dir() else ()
+
+
+def shipped_weights(models_dir=None) -> dict[str, tuple[str, str]]:
+    """{shipped model file stem: (its store id, the digest of its weights)}, read again only when the files change."""
+    return _shipped(models_dir)
 
 
 def _shipped(models_dir) -> dict[str, tuple[str, str]]:
@@ -245,4 +259,4 @@ def _parse(name: str, data: dict, results: ShippedResults) -> LecturePath:
 
 
 __all__ = ["FOCUS_OF_PAGE", "LECTURES_DIR", "LAYOUT_PARAMS", "LecturePath", "PAGE_PARAMS", "PLACEHOLDER",
-           "ShippedResults", "lecture_paths"]
+           "ShippedResults", "lecture_paths", "shipped_weights"]
