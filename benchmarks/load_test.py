@@ -359,6 +359,42 @@ def run_scenario(counts: list[int], scenario: str, *, probes: int = 0, store_dir
     return summaries
 
 
+def run_challenge_room(counts: list[int], *, store_dir: str | None = None, window_s: float = 60.0,
+                       gap_s: float = 4.0) -> list[dict]:
+    """A fresh server per count (a fresh board), each running benchmarks.challenge_room's room; the server's CPU and
+    memory around it."""
+    from benchmarks.challenge_room import challenge_room
+
+    summaries = []
+    for n in counts:
+        store = store_dir or tempfile.mkdtemp(prefix="challenge-store-")
+        with dashboard(env={"ROBUST_STORE_DIR": store, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120) as base:
+            pid = server_pid(int(base.rsplit(":", 1)[1]))
+            rss0, cpu0, t0 = rss_mb(pid), cpu_s(pid), time.monotonic()
+            record = asyncio.run(challenge_room(base, store, n, window_s=window_s, gap_s=gap_s))
+            board, acks = record["board_latencies_s"], record["ack_latencies_s"]
+            summary = {**{k: v for k, v in record.items() if not k.endswith("latencies_s")},
+                       "board_p50_s": quantile(board, 0.5), "board_p95_s": quantile(board, 0.95),
+                       "board_max_s": max(board, default=float("nan")),
+                       "ack_p50_s": quantile(acks, 0.5), "ack_p95_s": quantile(acks, 0.95),
+                       "rss_before_mb": rss0, "rss_after_mb": rss_mb(pid), "server_cpu_s": cpu_s(pid) - cpu0,
+                       "wall_s": time.monotonic() - t0}
+        summaries.append(summary)
+        print(json.dumps(summary), flush=True)
+    return summaries
+
+
+def print_challenge_table(summaries: list[dict]) -> None:
+    print("| students | submissions (acknowledged / in the database / on the board) | submission → board p50 | p95 "
+          "| max | click → acknowledged p50 | p95 | errors | wrong ranks | server RSS before → after | server CPU |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|")
+    for s in summaries:
+        print(f"| {s['students']} | {s['acknowledged']} / {s['committed']} / {s['on_board']} | {s['board_p50_s']:.2f} s "
+              f"| {s['board_p95_s']:.2f} s | {s['board_max_s']:.2f} s | {s['ack_p50_s']:.2f} s | {s['ack_p95_s']:.2f} s "
+              f"| {len(s['errors'])} | {len(s['wrong_ranks'])} | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB "
+              f"| {s['server_cpu_s']:.0f} s |")
+
+
 def print_scenario_table(summaries: list[dict]) -> None:
     print("| students | view | p50 | p95 | errors | Chromium probes p50 | p95 | errors | server CPU per view |")
     print("|---|---|---|---|---|---|---|---|---|")
@@ -384,8 +420,17 @@ def main() -> None:
                         "nginx (python -m robust_core.serve) instead of one dashboard")
     parser.add_argument("--warm", action="store_true", help="with --scenario: one student walks it first, uncounted "
                         "(the lecturer's own walk-through before the room arrives)")
+    parser.add_argument("--challenge-room", action="store_true", help="a live challenge instead: the students join "
+                        "a guess challenge and submit 3 times in a minute, a projector and a lecturer view open "
+                        "(benchmarks/challenge_room.py)")
     parser.add_argument("--out", default=str(Path(__file__).resolve().parent / "out" / "load_test.json"))
     args = parser.parse_args()
+    if args.challenge_room:
+        summaries = run_challenge_room(args.students)
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(summaries, indent=2))
+        print_challenge_table(summaries)
+        return
     if args.scenario:
         summaries = run_scenario(args.students, args.scenario, probes=args.probes, replicas=args.replicas,
                                  warm=args.warm)

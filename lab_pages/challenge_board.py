@@ -30,6 +30,15 @@ def join_box(run, *, qr_px: int = 200) -> None:
     st.caption(plain(url))
 
 
+def _join_row(run) -> None:
+    """The projector's join corner: the QR code beside the code and the short link."""
+    url = join_url(run.code)
+    qr, code = st.columns([1, 2], vertical_alignment="center", gap="small")
+    qr.image(qr_png(url), width=120, output_format="PNG")
+    code.markdown(f"Join with code  \n### **{run.code}**")
+    code.caption(plain(url.split("://", 1)[-1]))
+
+
 def _reference_line(run, model: str) -> str:
     ref = run.reference.get("models", {}).get(model)
     if not ref:
@@ -110,16 +119,16 @@ def show_board(run, *, projector: bool = False) -> None:
 
 
 def projector_view(run) -> None:
-    """The full-screen board: title, task and join box at the top, the board below, redrawn every second by itself
-    (one read of the run's revision per viewer; the board is built once per change for all of them)."""
-    top, join = st.columns([4, 1], vertical_alignment="top")
-    top.markdown(f"## {plain(run.challenge.title)}")
-    top.markdown(plain(run.challenge.task))
+    """The full-screen board: title, task and join corner in one band at the top, the board below, redrawn every
+    second by itself (one read of the run's revision per viewer; the board is built once per change for all)."""
+    top, join = st.columns([3, 2], vertical_alignment="top")
+    top.markdown(f"### {plain(run.challenge.title)}")
+    task = plain(run.challenge.task)
     if run.challenge.kind == "fool":
-        budget = run.settings.get("budget")
-        top.caption(f"Budget: {run.challenge.norm.upper().replace('LINF', 'L∞')} ≤ {budget:g} (pixel scale 0–1)")
+        task += f" Budget: {run.challenge.norm.upper().replace('LINF', 'L∞')} ≤ {run.settings.get('budget'):g}."
+    top.caption(task)
     with join:
-        join_box(run, qr_px=150)
+        _join_row(run)
     projector_board(run.id)
 
 

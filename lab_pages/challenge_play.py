@@ -199,9 +199,11 @@ def student_view(run) -> None:
     widget = {"fool": fool_widget, "guess": guess_widget, "split": split_widget}[run.challenge.kind]
     payload = widget(run)
     open_now = run.state == "open"
-    st.button("Submit", type="primary", icon=":material/send:", disabled=payload is None or not open_now,
-              on_click=_submit, args=(run.id, payload), key=f"submit_{run.id}",
-              help=None if open_now else "The challenge is not open.")
+    # Submitted from this run's widget values, not a callback's: a number typed and Submit clicked at once reach the
+    # server in one rerun, and a callback bound to the previous run's payload would submit the previous number.
+    if st.button("Submit", type="primary", icon=":material/send:", disabled=payload is None or not open_now,
+                 key=f"submit_{run.id}", help=None if open_now else "The challenge is not open.") and payload:
+        _submit(run.id, payload)
     if message := st.session_state.pop("challenge_message", None):
         (st.success if message[0] == "success" else st.error)(plain(message[1]))
     own_entry(run)

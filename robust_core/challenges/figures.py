@@ -14,12 +14,19 @@ def answers_figure(answers: Sequence[float], *, low: float, high: float, measure
     """The answers' histogram over [low, high] (``HISTOGRAM_BINS`` equal bins, counts of students); with ``measured``
     (the reveal), the measured value as a vertical line and, from ``reference`` (robust_core.challenges.reference's
     guess reference), the accuracy curve on a second axis with the threshold it crosses."""
-    width = (high - low) / HISTOGRAM_BINS
-    fig = go.Figure(go.Histogram(x=list(answers), xbins=dict(start=low, end=high + 1e-12, size=width),
-                                 marker_color="#4C78A8", name="answers",
-                                 hovertemplate="%{x}: %{y} answers<extra></extra>"))
-    fig.update_layout(height=height, margin=dict(l=50, r=50, t=30, b=45), bargap=0.05, showlegend=False,
-                      xaxis=dict(title="answer", range=[low, high]), yaxis=dict(title="students", rangemode="tozero"))
+    import numpy as np
+
+    counts, edges = np.histogram(np.clip(np.asarray(answers, dtype=float), low, high), bins=HISTOGRAM_BINS,
+                                 range=(low, high))
+    centres = (edges[:-1] + edges[1:]) / 2
+    fig = go.Figure(go.Bar(x=centres, y=counts, width=(high - low) / HISTOGRAM_BINS * 0.92, marker_color="#4C78A8",
+                           name="answers", hovertemplate="%{x:.3f}: %{y} answers<extra></extra>"))
+    # Whole students on the axis: a tick every 1, 2, 5, ... so that about five show.
+    top = max(int(counts.max()) if len(counts) else 0, 1)
+    step = next(s for s in (1, 2, 5, 10, 20, 50, 100) if top / s <= 5)
+    fig.update_layout(height=height, margin=dict(l=50, r=50, t=30, b=45), showlegend=False,
+                      xaxis=dict(title="answer", range=[low, high]),
+                      yaxis=dict(title="students", range=[0, top * 1.1], tick0=0, dtick=step))
     if measured is not None:
         fig.add_vline(x=measured, line=dict(color="#E45756", width=3),
                       annotation_text=f"measured {measured:.3f}", annotation_position="top")
