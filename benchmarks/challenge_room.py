@@ -92,7 +92,8 @@ async def _student(base: str, code: str, index: int, moments: list[float], start
         if session.exceptions():
             record["errors"].append(f"student {index}: exception(s): {session.exceptions()[:2]}")
     except Exception as exc:  # every failure is a finding
-        record["errors"].append(f"student {index}: {type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''}")
+        first_line = str(exc).splitlines()[0][:200] if str(exc) else ""
+        record["errors"].append(f"student {index}: {type(exc).__name__}: {first_line}")
     return session
 
 
@@ -183,7 +184,8 @@ async def challenge_room(base: str, store_dir: str, n: int, *, window_s: float =
             await session.open(PAGE, {"c": code}, timeout_s=TIMEOUT_S)
             read = [int(m.group(1)) for t in session.texts() if (m := _RANK.search(t))]
             # ties (equal distance) may go either way between the tied students: compare distances, not names
-            if not read or abs(finals_distance(records[i], measured) - sorted_distance(finals, measured, read[0])) > 1e-9:
+            mine = finals_distance(records[i], measured)
+            if not read or abs(mine - sorted_distance(finals, measured, read[0])) > 1e-9:
                 wrong_ranks.append((i, read[:1], expected[i]))
         except Exception as exc:
             errors.append(f"student {i} (rank): {type(exc).__name__}: {exc}")

@@ -389,8 +389,9 @@ def print_challenge_table(summaries: list[dict]) -> None:
           "| max | click → acknowledged p50 | p95 | errors | wrong ranks | server RSS before → after | server CPU |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
-        print(f"| {s['students']} | {s['acknowledged']} / {s['committed']} / {s['on_board']} | {s['board_p50_s']:.2f} s "
-              f"| {s['board_p95_s']:.2f} s | {s['board_max_s']:.2f} s | {s['ack_p50_s']:.2f} s | {s['ack_p95_s']:.2f} s "
+        print(f"| {s['students']} | {s['acknowledged']} / {s['committed']} / {s['on_board']} "
+              f"| {s['board_p50_s']:.2f} s | {s['board_p95_s']:.2f} s | {s['board_max_s']:.2f} s "
+              f"| {s['ack_p50_s']:.2f} s | {s['ack_p95_s']:.2f} s "
               f"| {len(s['errors'])} | {len(s['wrong_ranks'])} | {s['rss_before_mb']:.0f} → {s['rss_after_mb']:.0f} MB "
               f"| {s['server_cpu_s']:.0f} s |")
 
