@@ -79,6 +79,11 @@ def _split_board(view: BoardView, limit: int) -> None:
                  caption=[entry_caption(view, e, rank=i + 1) for i, e in enumerate(ranked)])
     else:
         st.caption("No drawing splits them yet.")
+    others = [e for e in reversed(view.board.entries) if not e.scores.get("success")][:limit]
+    if others:  # every drawing is scored: the newest of the rest, as the networks and the k-NN read them
+        st.caption("The newest drawings that do not split them:")
+        st.image([view.thumbnails[e.id] for e in others], width=THUMBNAIL_PX * 3 // 4, output_format="PNG",
+                 caption=[entry_caption(view, e) for e in others])
 
 
 def _answers_chart(view: BoardView):

@@ -87,8 +87,10 @@ class ChallengeRoom:
         return {}
 
     # ---- the lecturer's actions ------------------------------------------------------------------------------------
-    def start(self, challenge: Challenge, *, by: str = "", budget: float | None = None) -> Run:
-        """A new run, with the lab's reference computed first (a run never shows a board without it)."""
+    def start(self, challenge: Challenge, *, by: str = "", budget: float | None = None,
+              reference: dict | None = None) -> Run:
+        """A new run, with the lab's reference (:meth:`reference`, unless given) computed first: a run never shows a
+        board without it."""
         settings = {}
         if challenge.kind == "fool":
             from ..data import dataset_info
@@ -99,7 +101,8 @@ class ChallengeRoom:
                 raise ChallengeError(f"the budget must lie in (0, {budget_limit(challenge.norm, pixels):g}] "
                                      f"({challenge.norm.upper()}), not {budget:g}")
             settings["budget"] = budget
-        return self.board_db.start(challenge, by=by, settings=settings, reference=self.reference(challenge))
+        return self.board_db.start(challenge, by=by, settings=settings,
+                                   reference=self.reference(challenge) if reference is None else reference)
 
     def set_state(self, run_id: int, state: str) -> Run:
         return self.board_db.set_state(run_id, state)

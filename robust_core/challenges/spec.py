@@ -184,6 +184,8 @@ def parse_challenge(name: str, data: dict, *, shipped: dict[str, str] | None = N
         challenge = Challenge(**common, answer=Answer(answer["measure"], answer["attack"], accuracy, low, high))
     else:
         known |= {"target", "drawn"}
+        if info.shape != (1, 28, 28):
+            raise ValueError(f"a split challenge is drawn on the 28x28 grey canvas: {dataset} images are not")
         target = _class(data, "target", info.num_classes)
         drawn = _class(data, "drawn", info.num_classes) if "drawn" in data else None
         if drawn == target:
