@@ -119,7 +119,8 @@ def board_view(run_id: int, *, include_hidden: bool = False) -> BoardView:
     """The run's :class:`BoardView` now: one indexed read of its revision, then the shared build for it."""
     room = challenge_room()
     revision = room.board_db.revision(run_id)
-    return shared_output("challenge_board", (run_id, revision, include_hidden),
+    # (the database's path in the key: run ids and revisions count from 1 in every store folder)
+    return shared_output("challenge_board", (str(room.board_db.path), run_id, revision, include_hidden),
                          lambda: BoardView(room.board(run_id, include_hidden=include_hidden)), max_entries=64)
 
 

@@ -77,7 +77,7 @@ def _challenge_list() -> None:
 
 def _export(run, view) -> None:
     room = challenge_room()
-    key = (run.id, view.board.run.revision)
+    key = (str(room.board_db.path), run.id, view.board.run.revision)
     csv_text = shared_output("challenge_csv", key, lambda: room.board_db.export_csv(run.id), max_entries=8)
     npz = shared_output("challenge_npz", key, lambda: room.board_db.export_npz(run.id), max_entries=8)
     a, b = st.columns(2)

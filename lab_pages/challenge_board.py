@@ -100,7 +100,7 @@ def _answers_chart(view: BoardView):
 
 def _guess_board(view: BoardView, limit: int) -> None:
     run = view.board.run
-    key = (run.id, run.revision, presenting())
+    key = (run.code, run.id, run.revision, presenting())
     show_chart(st, shared_output("challenge_answers", key, lambda: _answers_chart(view)),
                config={"displayModeBar": False}, key=f"answers_{run.id}")
     if run.state in ("revealed", "ended"):

@@ -104,8 +104,10 @@ def fool_widget(run):
         right.error(plain(exc))
         return None
     with right:
-        st.image(png_bytes(_image_array(x_adv), size=THUMBNAIL_PX), output_format="PNG",
-                 caption=f"what the networks see · L∞ {scores['linf']:.3f} · L2 {scores['l2']:.2f}")
+        st.image(png_bytes(_image_array(x_adv), size=2 * THUMBNAIL_PX), output_format="PNG", width=2 * THUMBNAIL_PX,
+                 caption="what the networks see")
+        st.markdown(f"Change: **L∞ {scores['linf']:.3f}** · L2 {scores['l2']:.2f} "
+                    f"(budget {challenge.norm.upper().replace('LINF', 'L∞')} {run.settings['budget']:g})")
         for line in _reading_lines(scores, challenge.models, label=label, names=info.short_class_names):
             st.markdown(line)
     return payload

@@ -465,3 +465,33 @@ def test_the_room_refuses_a_drawing_that_is_no_image_and_an_answer_out_of_range(
     with pytest.raises(BadSubmission, match="lie in"):
         room.submit(guess.id, "s", {"answer": 0.9})
     assert room.board(split.id).submissions == 0 and room.board(guess.id).submissions == 0
+
+
+_RACER = textwrap.dedent("""
+    import sys, time
+    from robust_core.challenges import ChallengeBoard, RateLimited
+    board = ChallengeBoard(sys.argv[1])
+    start = float(sys.argv[3])
+    time.sleep(max(0.0, start - time.time()))
+    try:
+        board.submit(int(sys.argv[2]), "s", scores={}, answer=0.1)
+        print("accepted")
+    except RateLimited:
+        print("refused")
+""")
+
+
+def test_two_replicas_submitting_for_one_student_at_once_accept_one(tmp_path):
+    import time
+
+    root = tmp_path / "store"
+    board = ChallengeBoard(root)
+    run = board.start(_guess_challenge(), reference={})
+    board.claim_nickname("s", "sam")
+    start = time.time() + 1.5  # both processes are up and waiting by then
+    children = [subprocess.Popen([sys.executable, "-c", _RACER, str(root), str(run.id), repr(start)],
+                                 stdout=subprocess.PIPE, text=True, env={**os.environ, "PYTHONPATH": os.getcwd()})
+                for _ in range(2)]
+    verdicts = sorted(child.communicate(timeout=60)[0].strip() for child in children)
+    assert verdicts == ["accepted", "refused"]
+    assert board.submission_count(run.id) == 1
