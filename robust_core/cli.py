@@ -2,7 +2,7 @@
 
     robust-lab                      the dashboard (streamlit run app.py), options after it go to Streamlit
     robust-lab serve --replicas 2   one replica per core behind nginx (robust_core.serve)
-    robust-lab train|evaluate|sweep|minimal-norm|classviz|imagenet|precomputed|shipped|data ...
+    robust-lab train|evaluate|sweep|minimal-norm|classviz|imagenet|precomputed|shipped|data|challenges ...
 
 Each subcommand is the module's own command line (``python -m robust_core.<module>`` is the same): ``robust-lab
 evaluate --help`` says what it takes."""
@@ -27,6 +27,7 @@ COMMANDS = {
     "precomputed": "robust_core.precomputed",
     "shipped": "robust_core.shipped",
     "data": "robust_core.data",
+    "challenges": "robust_core.challenges.__main__",
 }
 # The dashboard's entry script and its settings (.streamlit/config.toml) live in the checkout the package was
 # installed from (pip install -e .): Streamlit reads its settings from the folder it is started in.

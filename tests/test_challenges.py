@@ -495,3 +495,23 @@ def test_two_replicas_submitting_for_one_student_at_once_accept_one(tmp_path):
     verdicts = sorted(child.communicate(timeout=60)[0].strip() for child in children)
     assert verdicts == ["accepted", "refused"]
     assert board.submission_count(run.id) == 1
+
+
+def test_the_command_line_starts_reveals_and_exports_a_run(isolated_store, tmp_path, capsys):
+    from robust_core.challenges.__main__ import main
+
+    assert main(["--store", str(isolated_store), "start", "02_guess_the_eps"]) == 0
+    code = capsys.readouterr().out.split()[1].rstrip(":")
+    board = ChallengeBoard(isolated_store)
+    run = board.run(code)
+    board.claim_nickname("a", "ann")
+    board.submit(run.id, "a", scores={}, answer=0.3)
+    assert main(["--store", str(isolated_store), "state", code, "revealed"]) == 0
+    assert main(["--store", str(isolated_store), "board", code]) == 0
+    assert "1. 'ann'  0.3000" in capsys.readouterr().out
+    out = tmp_path / "board.csv"
+    assert main(["--store", str(isolated_store), "export", code, "--csv", str(out)]) == 0
+    [row] = list(csv.DictReader(out.open()))
+    assert row["nickname"] == "ann" and row["rank"] == "1"
+    assert main(["--store", str(isolated_store), "board", "ZZZZ"]) == 1
+    assert "no challenge run has the code" in capsys.readouterr().err
