@@ -215,6 +215,18 @@ def lecturer_key_guard():
     return LecturerKeyGuard(ledger=replica_ledger(resolve_store_dir()))  # replicas: one count for the room
 
 
+def client_address() -> str | None:
+    """The visitor's network address, or None when it is unknown: the WebSocket's peer; for a loopback peer (the lecture
+    room's nginx on this host, for which Streamlit reports no address), the address nginx saw, the last X-Forwarded-For
+    entry (nginx appends it to whatever the client sent). A header from any other peer is ignored: a client that
+    reaches Streamlit directly could write anything there. Behind another proxy every visitor shares its address."""
+    peer = st.context.ip_address
+    if isinstance(peer, str) and peer:  # (AppTest has no real connection: not a string there)
+        return peer
+    forwarded = st.context.headers.get("X-Forwarded-For")
+    return (forwarded.split(",")[-1].strip() or None) if isinstance(forwarded, str) else None
+
+
 def _from_server_machine() -> bool:
     """Whether this browser runs on the server's own machine: a loopback WebSocket (Streamlit reports no address for
     it) that carries a Host header, as every real one does (AppTest has none), and that no proxy forwarded (the lecture

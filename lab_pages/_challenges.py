@@ -15,7 +15,7 @@ from lab_pages._text import plain
 
 CODE = re.compile(r"[A-Za-z2-9]{4}")
 PAGE_PATH = "challenges"  # the page's URL path (app.py's navigation names the file lab_pages/challenges.py)
-THUMBNAIL_PX = 112  # an entry's image on the board: 4x a 28-pixel digit, read from the back of a lecture hall
+THUMBNAIL_PX = 140  # an entry's image on the board: 5x a 28-pixel digit, read from the back of a lecture hall
 
 
 @st.cache_resource(show_spinner=False)
@@ -131,19 +131,19 @@ def state_badge(state: str) -> str:
 
 
 def entry_caption(view: BoardView, entry, *, rank: int | None = None) -> str:
-    """An entry's caption on a board (the nickname as plain text: captions render Markdown)."""
+    """An entry's caption on a board: the server's score first and in bold, then the nickname as plain text (captions
+    render Markdown, and a nickname cannot be bold: "ada 0.001" cannot pass for a score of 0.001)."""
     run = view.board.run
     challenge = run.challenge
     prefix = f"{rank}. " if rank else ""
     if challenge.kind == "fool":
-        return f"{prefix}{plain(entry.nickname)} · {challenge.norm.upper().replace('LINF', 'L∞')} " \
-               f"{entry.scores['norm']:.3f}"
+        return f"{prefix}**{entry.scores['norm']:.4f}** {plain(entry.nickname)}"
     if challenge.kind == "split":
         read = entry.scores["readings"]
         a, b = challenge.models
-        knn = f" · k-NN {read['k-NN']['class']}" if "k-NN" in read else ""
-        return f"{prefix}{plain(entry.nickname)} · A {read[a]['class']} · B {read[b]['class']}{knn}"
-    return f"{prefix}{plain(entry.nickname)} · {entry.answer:.3f}"
+        knn = f"·{read['k-NN']['class']}" if "k-NN" in read else ""
+        return f"{prefix}**{read[a]['class']}·{read[b]['class']}{knn}** {plain(entry.nickname)}"
+    return f"{prefix}**{entry.answer:.3f}** {plain(entry.nickname)}"
 
 
 __all__ = ["BoardView", "board_view", "challenge_files", "challenge_room", "entry_caption", "join_url", "linked_run",

@@ -40,6 +40,8 @@ def _join_row(run) -> None:
 
 
 def _reference_line(run, model: str) -> str:
+    if run.state not in ("revealed", "ended"):
+        return "what gradients find shows at the reveal"
     ref = run.reference.get("models", {}).get(model)
     if not ref:
         return "gradients: not measured"
@@ -74,6 +76,7 @@ def _split_board(view: BoardView, limit: int) -> None:
     ranked = view.ranked("split", limit)
     st.markdown(f"**{len(view.board.ranks.get('split', []))}** of {len(view.board.entries)} drawings split "
                 f"A = {plain(model_title(a))} and B = {plain(model_title(b))}")
+    st.caption("Under each drawing: what A · B · the k-NN read, then who drew it.")
     if ranked:
         st.image([view.thumbnails[e.id] for e in ranked], width=THUMBNAIL_PX, output_format="PNG",
                  caption=[entry_caption(view, e, rank=i + 1) for i, e in enumerate(ranked)])

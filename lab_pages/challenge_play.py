@@ -5,12 +5,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-from lab_pages._audience import current_visitor
+from lab_pages._audience import client_address, current_visitor
 from lab_pages._challenges import THUMBNAIL_PX, board_view, challenge_room, model_title
 from lab_pages._outputs import png_bytes
 from lab_pages._text import plain
 
-PAINT_MAX_BYTES = 4 * 2**20  # a 2048 x 2048 RGBA PNG of strokes compresses far below this
 
 
 def nickname_form() -> str | None:
@@ -27,32 +26,12 @@ def nickname_form() -> str | None:
                               help="Plain text, at most 24 characters; kept for the whole lecture on this browser.")
         if st.form_submit_button("Join", icon=":material/login:", type="primary"):
             try:
-                name = room.claim_nickname(owner, typed)
+                name = room.claim_nickname(owner, typed, address=client_address())
             except ChallengeError as exc:
                 st.error(plain(exc))
                 return None
             st.rerun()
     return None
-
-
-def _paint(rgba_result) -> np.ndarray | None:
-    """The canvas's strokes as an (H, W, 4) array, checked from the PNG's header first (size, format, pixels)."""
-    from robust_core.challenges.scoring import MAX_CANVAS_SIDE
-    from robust_core.image_files import ImageFileError, open_image
-
-    try:
-        data = rgba_result.image_bytes
-    except (ValueError, TypeError, AttributeError):
-        return None
-    if not data:
-        return None
-    try:
-        image = open_image(data, max_bytes=PAINT_MAX_BYTES, max_pixels=MAX_CANVAS_SIDE**2, formats=("PNG",),
-                           wanted="a painting from the canvas")
-    except ImageFileError as exc:
-        st.error(plain(exc))
-        return None
-    return np.asarray(image.convert("RGBA"))
 
 
 def _reading_lines(scores: dict, models, *, label: int | None = None, names=None) -> list[str]:
@@ -85,15 +64,17 @@ def fool_widget(run):
     paint = injected
     with left:
         if injected is None:
-            from PIL import Image
-            from streamlit_drawable_canvas import st_canvas
+            import io
 
-            background = Image.open(__import__("io").BytesIO(png_bytes(_image_array(x), size=side)))
+            from PIL import Image
+
+            from lab_pages._canvas import drawn_canvas
+
+            background = Image.open(io.BytesIO(png_bytes(_image_array(x), size=side)))
             st.html('<div style="height: 2.4rem"></div>')  # (room for the canvas's toolbar, as on the morph's)
-            result = st_canvas(stroke_width=width, stroke_color="#000000" if mode == "Darken" else "#FFFFFF",
-                               background_image=background, height=side, width=side, drawing_mode="freedraw",
-                               return_image_data=True, key=f"fool_canvas_{run.id}")
-            paint = None if result is None else _paint(result)
+            paint = drawn_canvas(stroke_width=width, stroke_color="#000000" if mode == "Darken" else "#FFFFFF",
+                                 background_image=background, height=side, width=side, drawing_mode="freedraw",
+                                 key=f"fool_canvas_{run.id}")
     if paint is None:
         right.info("Paint on the image: what you paint moves the pixels within the budget.", icon=":material/brush:")
         return None
@@ -120,10 +101,11 @@ def _image_array(x):
 
 def guess_widget(run):
     answer = run.challenge.answer
-    value = st.number_input("Your answer", min_value=answer.low, max_value=answer.high,
-                            value=round((answer.low + answer.high) / 2, 3), step=0.005, format="%.3f",
-                            key=f"guess_{run.id}")
-    return {"answer": float(value)}
+    # Empty until the student types: an untouched field (or a forged value Streamlit resets) submits nothing, never a
+    # default that would pile up in the room's histogram.
+    value = st.number_input("Your answer", min_value=answer.low, max_value=answer.high, value=None, step=0.005,
+                            format="%.3f", key=f"guess_{run.id}", placeholder=f"{answer.low:g} to {answer.high:g}")
+    return None if value is None else {"answer": float(value)}
 
 
 def split_widget(run):
@@ -203,9 +185,16 @@ def student_view(run) -> None:
     open_now = run.state == "open"
     # Submitted from this run's widget values, not a callback's: a number typed and Submit clicked at once reach the
     # server in one rerun, and a callback bound to the previous run's payload would submit the previous number.
-    if st.button("Submit", type="primary", icon=":material/send:", disabled=payload is None or not open_now,
-                 key=f"submit_{run.id}", help=None if open_now else "The challenge is not open.") and payload:
-        _submit(run.id, payload)
+    # Enabled while the run is open even before anything is entered: a number typed and Submit clicked at once arrive
+    # together, and a button disabled until the number's own rerun would swallow that first click.
+    if st.button("Submit", type="primary", icon=":material/send:", disabled=not open_now, key=f"submit_{run.id}",
+                 help=None if open_now else "The challenge is not open."):
+        if payload is None:
+            st.session_state["challenge_message"] = ("error", "Nothing to submit yet: " + {
+                "guess": "type your answer.", "fool": "paint on the image.", "split": "draw a digit."}[
+                run.challenge.kind])
+        else:
+            _submit(run.id, payload)
     if message := st.session_state.pop("challenge_message", None):
         (st.success if message[0] == "success" else st.error)(plain(message[1]))
     own_entry(run)

@@ -106,14 +106,14 @@ def test_the_projector_shows_nicknames_as_plain_text_and_drops_a_hidden_entry(is
     room = ChallengeRoom(store)
     guess = next(c for c in read_challenges()[0] if c.kind == "guess")
     run = room.start(guess, reference={"measured": 0.3})
-    for owner, name, answer in (("a", "**bold** [x](http://e)", 0.31), ("b", "rude", 0.1)):
+    for owner, name, answer in (("a", "_ada_ 1.", 0.31), ("b", "rude", 0.1)):
         room.claim_nickname(owner, name)
         room.submit(run.id, owner, {"answer": answer})
     room.set_state(run.id, "revealed")
     projector = page(c=run.code, view="projector", present="1")
     assert not projector.exception
     shown = texts(projector)
-    assert r"\*\*bold\*\* \[x\]" in shown and "**bold**" not in shown.replace(r"\*\*bold\*\*", "")
+    assert r"\_ada\_ 1\." in shown  # no emphasis, no numbered list: as typed
     assert "rude" in shown and "**2** submissions" in shown
     entry = next(e for e in room.board(run.id).entries if e.nickname == "rude")
     room.hide(entry.id)
@@ -143,3 +143,47 @@ def test_a_student_paints_sees_the_live_reading_and_the_server_scores_the_submis
     [entry] = room.board(run.id).entries
     assert entry.scores["linf"] == pytest.approx(0.15, abs=1e-6)
     assert "Your entry" in texts(student)
+
+
+@pytest.mark.parametrize("forged", ["bomb", "not a png", "unparsable"])
+def test_a_forged_canvas_value_is_an_empty_canvas_with_a_message_never_a_decoded_bomb(forged):
+    """What the canvas component hands the server comes from the browser: a PNG declaring 9,400 x 9,400 pixels (a
+    few hundred KB) once took 3 GB and 12 s to decode; a value the component cannot parse raised inside it."""
+
+    def draw():
+        import io
+
+        import streamlit as st
+        import streamlit_drawable_canvas  # (imports only inside a Streamlit run)
+        from PIL import Image
+
+        from lab_pages._canvas import drawn_canvas
+
+        forged = st.session_state["forged"]
+        if forged == "bomb":
+            buffer = io.BytesIO()
+            Image.new("1", (9400, 9400)).save(buffer, format="PNG")
+            data = buffer.getvalue()
+        else:
+            data = b"GIF89a...."
+
+        class Result:
+            @property
+            def image_bytes(self):
+                if forged == "unparsable":
+                    raise AttributeError("'int' object has no attribute 'split'")
+                return data
+
+        real = streamlit_drawable_canvas.st_canvas
+        streamlit_drawable_canvas.st_canvas = lambda **kwargs: Result()
+        try:
+            st.session_state["drawn"] = drawn_canvas(height=280, width=280, key="c")
+        finally:
+            streamlit_drawable_canvas.st_canvas = real
+
+    at = AppTest.from_function(draw, default_timeout=60)
+    at.session_state["forged"] = forged
+    at.run()
+    assert not at.exception
+    assert at.session_state["drawn"] is None
+    assert "unreadable" in at.warning[0].value

@@ -42,6 +42,7 @@ NICKNAME_MAX = 24  # characters: a board row and a gallery caption on the projec
 # 600 submissions a minute, each a few milliseconds of scoring; 100 a run: a run's database grows by at most
 # 60 x 100 x 4 KB.
 RATE_LIMITS = {"min_interval_s": 3.0, "per_minute": 10, "per_run": 100}
+NICKNAMES_PER_ADDRESS, NICKNAMES_PER_ADDRESS_ENV = 3, "ROBUST_CHALLENGE_NICKNAMES_PER_ADDRESS"
 CODE_LETTERS = "ABCDEFGHJKLMNPQRSTUVWXYZ23456789"  # no 0/O, 1/I: a code read off a projector is typed right
 
 _SCHEMA = """
@@ -51,7 +52,8 @@ CREATE TABLE IF NOT EXISTS runs (
     revision INTEGER NOT NULL DEFAULT 0);
 CREATE TABLE IF NOT EXISTS nicknames (
     owner TEXT PRIMARY KEY, nickname TEXT NOT NULL, key_case TEXT UNIQUE NOT NULL, key_look TEXT UNIQUE NOT NULL,
-    created REAL NOT NULL);
+    created REAL NOT NULL, address TEXT);
+CREATE INDEX IF NOT EXISTS nicknames_by_address ON nicknames(address);
 CREATE TABLE IF NOT EXISTS submissions (
     id INTEGER PRIMARY KEY, run INTEGER NOT NULL REFERENCES runs(id), owner TEXT NOT NULL, created REAL NOT NULL,
     image BLOB, answer REAL, scores TEXT NOT NULL, live INTEGER NOT NULL DEFAULT 1,
@@ -142,9 +144,17 @@ class ChallengeBoard:
     """The challenge database of store folder ``root``. Every method opens its own connection: Streamlit runs each
     session in its own thread, and SQLite connections are not shared between threads."""
 
-    def __init__(self, root: str | Path, *, rate_limits: dict | None = None):
+    def __init__(self, root: str | Path, *, rate_limits: dict | None = None, nicknames_per_address: int | None = None):
         self.path = Path(root) / DB_DIR / DB_FILE
         self.rate_limits = {**RATE_LIMITS, **(rate_limits or {})}
+        if nicknames_per_address is None:
+            import os
+
+            try:
+                nicknames_per_address = int(os.environ.get(NICKNAMES_PER_ADDRESS_ENV, NICKNAMES_PER_ADDRESS))
+            except ValueError:
+                nicknames_per_address = NICKNAMES_PER_ADDRESS
+        self.nicknames_per_address = max(0, nicknames_per_address)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         with self._connect() as db:
             db.execute("PRAGMA journal_mode=WAL")
@@ -248,10 +258,15 @@ class ChallengeBoard:
             row = db.execute("SELECT nickname FROM nicknames WHERE owner = ?", (owner,)).fetchone()
         return None if row is None else row[0]
 
-    def claim_nickname(self, owner: str, nickname: str) -> str:
+    def claim_nickname(self, owner: str, nickname: str, *, address: str | None = None) -> str:
         """Bind ``nickname`` (cleaned: invisible characters removed, spacing collapsed) to visitor ``owner``, once:
         a browser keeps its first nickname, and no two visitors hold names that read alike (case, full-width forms,
-        Unicode's look-alikes: :func:`robust_core.names.name_keys`). Returns the name kept."""
+        Unicode's look-alikes: :func:`robust_core.names.name_keys`). Returns the name kept.
+
+        ``address``: the client's network address, when known. At most ``nicknames_per_address`` nicknames come from
+        one address (a laptop, a phone and a tablet; 0: no limit, for a room behind one NAT): a script that drops its
+        cookie at every request gets a new visitor id each time, not a new player on the board. Only a digest of the
+        address is kept."""
         name = clean_name(nickname)
         if not name:
             raise ChallengeError("Choose a nickname.")
@@ -259,7 +274,10 @@ class ChallengeBoard:
             raise ChallengeError(f"A nickname has at most {NICKNAME_MAX} characters.")
         if not any(c.isalnum() for c in name):
             raise ChallengeError("A nickname needs at least one letter or digit.")
-        key_case, key_look = name_keys(name)
+        problem = nickname_problem(name)
+        if problem:
+            raise ChallengeError(problem)
+        key_case, key_look = name_keys(_fold_multi(name))
         with self._connect(write=True) as db:
             mine = db.execute("SELECT nickname, key_case, key_look FROM nicknames WHERE owner = ?",
                               (owner,)).fetchone()
@@ -271,8 +289,18 @@ class ChallengeBoard:
             if db.execute("SELECT 1 FROM nicknames WHERE key_case = ? OR key_look = ?",
                           (key_case, key_look)).fetchone() is not None:
                 raise ChallengeError("That nickname (or one that reads the same) is taken: choose another.")
-            db.execute("INSERT INTO nicknames (owner, nickname, key_case, key_look, created) VALUES (?, ?, ?, ?, ?)",
-                       (owner, name, key_case, key_look, time.time()))
+            digest = None
+            if address:
+                import hashlib
+
+                digest = hashlib.sha256(address.encode()).hexdigest()[:16]
+                cap = self.nicknames_per_address
+                if cap and db.execute("SELECT COUNT(*) FROM nicknames WHERE address = ?",
+                                      (digest,)).fetchone()[0] >= cap:
+                    raise ChallengeError(f"{cap} players already joined from this device's network address: "
+                                         "play under one of their nicknames.")
+            db.execute("INSERT INTO nicknames (owner, nickname, key_case, key_look, created, address) "
+                       "VALUES (?, ?, ?, ?, ?, ?)", (owner, name, key_case, key_look, time.time(), digest))
         return name
 
     # ---- submissions -----------------------------------------------------------------------------------------------
@@ -409,6 +437,43 @@ class ChallengeBoard:
         return buffer.getvalue()
 
 
+# Letter pairs that read as one letter at a projector's caption size ("rn" for "m"): Unicode's single-character
+# look-alikes are robust_core.names's; these are the multi-character ones its model names leave out, applied to
+# nicknames, which sit beside a score in small type.
+_MULTI_LOOK_ALIKES = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("ii", "u"))
+MAX_MARKS_PER_LETTER = 2  # combining accents on one letter: a Vietnamese letter has two; "Zalgo" text dozens
+
+
+def _fold_multi(name: str) -> str:
+    """``name`` with each letter pair of ``_MULTI_LOOK_ALIKES`` (any case) replaced by the letter it reads as, before
+    the single-character look-alikes are folded (which would turn the "l" of "cl" into a "1")."""
+    import re
+
+    for pair, letter in _MULTI_LOOK_ALIKES:
+        name = re.sub(pair, letter, name, flags=re.IGNORECASE)
+    return name
+
+
+def nickname_problem(name: str) -> str | None:
+    """Why ``name`` (already cleaned) cannot be a nickname, or None. A nickname sits beside a score on the board: it
+    holds letters and digits of any script, spaces and the joiners ``- _ ' .``, nothing that could pass for a score's
+    punctuation (``·``, ``:``, ``=``, ``%``, ``|``) or spill over the lines around it (a pile of combining marks)."""
+    import unicodedata
+
+    marks = 0
+    for c in name:
+        category = unicodedata.category(c)
+        if category.startswith("M"):
+            marks += 1
+            if marks > MAX_MARKS_PER_LETTER:
+                return f"A letter may carry at most {MAX_MARKS_PER_LETTER} accents in a nickname."
+            continue
+        marks = 0
+        if not (category[0] in "LN" or c in " -_'."):
+            return "A nickname holds letters, digits, spaces and - _ ' . only."
+    return None
+
+
 def _csv_text(text: str) -> str:
     """A nickname as a spreadsheet shows it: never a formula (a leading =, +, - or @ makes Excel and LibreOffice
     evaluate the cell), quoted with an apostrophe as OWASP recommends."""
@@ -444,4 +509,4 @@ def rank_entries(run: Run, entries: list[Entry]) -> dict[str, list[int]]:
 
 
 __all__ = ["Board", "ChallengeBoard", "ChallengeError", "Entry", "NICKNAME_MAX", "RATE_LIMITS", "RateLimited", "Run",
-           "STATES", "rank_entries"]
+           "STATES", "nickname_problem", "rank_entries"]

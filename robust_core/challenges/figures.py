@@ -36,7 +36,7 @@ def answers_figure(answers: Sequence[float], *, low: float, high: float, measure
                                      name="accuracy", hovertemplate="ε %{x:.3f}: %{y:.1f}%<extra></extra>"))
             fig.add_hline(y=100 * reference["threshold"], yref="y2", line=dict(color="#888", width=1, dash="dash"))
             fig.update_layout(yaxis2=dict(title="accuracy (%)", overlaying="y", side="right", range=[0, 100],
-                                          showgrid=False))
+                                          tick0=0, dtick=25, showgrid=False))
     return fig
 
 

@@ -114,8 +114,8 @@ class ChallengeRoom:
         self.board_db.hide(submission_id, hidden)
 
     # ---- the students' ---------------------------------------------------------------------------------------------
-    def claim_nickname(self, owner: str, nickname: str) -> str:
-        return self.board_db.claim_nickname(owner, nickname)
+    def claim_nickname(self, owner: str, nickname: str, *, address: str | None = None) -> str:
+        return self.board_db.claim_nickname(owner, nickname, address=address)
 
     def nickname(self, owner: str) -> str | None:
         return self.board_db.nickname(owner)

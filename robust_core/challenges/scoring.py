@@ -16,7 +16,8 @@ import torch
 from ..tensors import eval_mode
 
 CANVAS_SCALE = 10  # canvas pixels per image pixel: a 280x280 canvas for 28x28 digits (brush widths are in canvas px)
-MAX_CANVAS_SIDE = 2048  # pixels: a 320-pixel canvas at 4 device pixels per CSS pixel, with room to spare
+MAX_CANVAS_SIDE = 2048  # pixels: a 320-pixel canvas at 4 device pixels per CSS pixel, with room to spare (and the
+# dashboard's canvas reader's limit, lab_pages._canvas)
 
 
 class BadSubmission(ValueError):
