@@ -55,10 +55,13 @@ def fool_widget(run):
     info = dataset_info(challenge.dataset)
     x, label = room.test_image(challenge)
     side = CANVAS_SCALE * info.shape[1]  # 280 CSS pixels for a digit, 320 for a CIFAR-10 image
-    left, right = st.columns([3, 2])
+    # At 1280x720 the canvas, the controls and the networks' reading share the first screen: the reading is what the
+    # student paints for.
+    left, right = st.columns([3, 4])
     with right:
-        mode = st.segmented_control("Brush", ["Brighten", "Darken"], default="Brighten", key="fool_mode")
-        width = st.slider("Brush width", 4, 40, 14, key="fool_width", help="Canvas pixels: 10 make one image pixel.")
+        brush, size = st.columns(2)
+        mode = brush.segmented_control("Brush", ["Brighten", "Darken"], default="Brighten", key="fool_mode")
+        width = size.slider("Brush width", 4, 40, 14, key="fool_width", help="Canvas pixels: 10 make one image pixel.")
         strength = st.slider("Strength (share of the budget)", 0, 100, 100, 5, key="fool_strength", format="%d%%")
     injected = st.session_state.get("fool_paint")  # (tests: an RGBA array instead of the browser's canvas)
     paint = injected
@@ -85,12 +88,12 @@ def fool_widget(run):
         right.error(plain(exc))
         return None
     with right:
-        st.image(png_bytes(_image_array(x_adv), size=2 * THUMBNAIL_PX), output_format="PNG", width=2 * THUMBNAIL_PX,
-                 caption="what the networks see")
-        st.markdown(f"Change: **L∞ {scores['linf']:.3f}** · L2 {scores['l2']:.2f} "
-                    f"(budget {challenge.norm.upper().replace('LINF', 'L∞')} {run.settings['budget']:g})")
-        for line in _reading_lines(scores, challenge.models, label=label, names=info.short_class_names):
-            st.markdown(line)
+        st.markdown("  \n".join(_reading_lines(scores, challenge.models, label=label, names=info.short_class_names)))
+        picture, numbers = st.columns([1, 2], vertical_alignment="center")
+        picture.image(png_bytes(_image_array(x_adv), size=THUMBNAIL_PX), output_format="PNG", width=THUMBNAIL_PX,
+                      caption="what they see")
+        numbers.markdown(f"Change: **L∞ {scores['linf']:.3f}** · L2 {scores['l2']:.2f}  \n"
+                         f"(budget {challenge.norm.upper().replace('LINF', 'L∞')} {run.settings['budget']:g})")
     return payload
 
 
@@ -173,7 +176,7 @@ def own_entry(run) -> None:
 
 
 def student_view(run) -> None:
-    st.markdown(f"## {plain(run.challenge.title)}")
+    st.markdown(f"### {plain(run.challenge.title)}")
     st.markdown(plain(run.challenge.task))
     if run.challenge.kind == "fool":
         st.caption(f"Budget: {run.challenge.norm.upper().replace('LINF', 'L∞')} ≤ {run.settings['budget']:g} "
