@@ -77,15 +77,20 @@ async def _student(base: str, code: str, index: int, moments: list[float], start
         await session.run(widgets=[WidgetState(id=name.id, string_value=f"student {index}"),
                                    WidgetState(id=join.id, trigger_value=True)], timeout_s=TIMEOUT_S)
         await session.wait_for(lambda els: any("You play as" in t for t in session.texts()), timeout_s=TIMEOUT_S)
+        acknowledged_at = -float("inf")
         for moment, answer in zip(moments, answers):
-            await asyncio.sleep(max(0.0, start + moment - time.monotonic()))
+            # At the scheduled moment, but never within 3.5 s of the previous acknowledgement: the server refuses a
+            # student's second submission within 3 s of the first's commit, and a student reads the "Submitted"
+            # before clicking again.
+            await asyncio.sleep(max(0.0, start + moment - time.monotonic(), acknowledged_at + 3.5 - time.monotonic()))
             field = _widget(session, "number_input", lambda w: w.label == "Your answer")
             submit = _widget(session, "button", lambda w: w.label == "Submit")
             sent = time.monotonic()
             await session.run(widgets=[WidgetState(id=field.id, double_value=answer),
                                        WidgetState(id=submit.id, trigger_value=True)], timeout_s=TIMEOUT_S)
             if any("Submitted" in a for a in _alerts(session)):
-                record["acks"].append(time.monotonic() - sent)
+                acknowledged_at = time.monotonic()
+                record["acks"].append(acknowledged_at - sent)
                 record["answers"].append(answer)
             else:
                 record["errors"].append(f"student {index}: not acknowledged: {_alerts(session)[:2]}")
@@ -123,8 +128,10 @@ async def _projector(base: str, code: str, seen: list[tuple[float, int]], stop: 
 
 
 async def challenge_room(base: str, store_dir: str, n: int, *, window_s: float = WINDOW_S, gap_s: float = 4.0,
-                         seed: int = 0) -> dict:
-    """The room (see the module's docstring) against the server at ``base`` on ``store_dir``; returns its record."""
+                         seed: int = 0, warm=None) -> dict:
+    """The room (see the module's docstring) against the server at ``base`` on ``store_dir``; returns its record.
+    ``warm()``, if given, is called once the lecturer's and the projector's views are up, before the students come
+    (the load test samples the server's memory there: what the room itself adds is measured from that point)."""
     from streamlit.proto.WidgetStates_pb2 import WidgetState
 
     from benchmarks.streamlit_client import ProtocolSession
@@ -144,6 +151,7 @@ async def challenge_room(base: str, store_dir: str, n: int, *, window_s: float =
     stop = asyncio.Event()
     projector = asyncio.ensure_future(_projector(base, code, seen, stop, errors))
     await asyncio.sleep(2.0)  # the projector is up before the room arrives
+    warm_sample = warm() if warm else None
     rng = random.Random(seed + 1)
     moments = schedule(n, seed=seed, window_s=window_s, gap_s=gap_s)
     answers = [[round(rng.uniform(0.0, 0.4), 3) for _ in range(SUBMISSIONS_EACH)] for _ in range(n)]
@@ -198,7 +206,7 @@ async def challenge_room(base: str, store_dir: str, n: int, *, window_s: float =
             "board_latencies_s": [v for v in latencies if v is not None],
             "ack_latencies_s": [a for r in records for a in r.get("acks", [])],
             "errors": errors + [e for r in records for e in r.get("errors", [])],
-            "wrong_ranks": wrong_ranks, "measured": measured}
+            "wrong_ranks": wrong_ranks, "measured": measured, "warm": warm_sample}
 
 
 def finals_distance(record: dict, measured: float) -> float:

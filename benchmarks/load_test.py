@@ -370,15 +370,17 @@ def run_challenge_room(counts: list[int], *, store_dir: str | None = None, windo
         store = store_dir or tempfile.mkdtemp(prefix="challenge-store-")
         with dashboard(env={"ROBUST_STORE_DIR": store, "ROBUST_SHIPPED_MODELS": "1"}, timeout_s=120) as base:
             pid = server_pid(int(base.rsplit(":", 1)[1]))
-            rss0, cpu0, t0 = rss_mb(pid), cpu_s(pid), time.monotonic()
-            record = asyncio.run(challenge_room(base, store, n, window_s=window_s, gap_s=gap_s))
+            rss0, t0 = rss_mb(pid), time.monotonic()
+            record = asyncio.run(challenge_room(base, store, n, window_s=window_s, gap_s=gap_s,
+                                                warm=lambda: (rss_mb(pid), cpu_s(pid))))
+            rss_warm, cpu_warm = record.pop("warm")
             board, acks = record["board_latencies_s"], record["ack_latencies_s"]
             summary = {**{k: v for k, v in record.items() if not k.endswith("latencies_s")},
                        "board_p50_s": quantile(board, 0.5), "board_p95_s": quantile(board, 0.95),
                        "board_max_s": max(board, default=float("nan")),
                        "ack_p50_s": quantile(acks, 0.5), "ack_p95_s": quantile(acks, 0.95),
-                       "rss_before_mb": rss0, "rss_after_mb": rss_mb(pid), "server_cpu_s": cpu_s(pid) - cpu0,
-                       "wall_s": time.monotonic() - t0}
+                       "rss_started_mb": rss0, "rss_before_mb": rss_warm, "rss_after_mb": rss_mb(pid),
+                       "server_cpu_s": cpu_s(pid) - cpu_warm, "wall_s": time.monotonic() - t0}
         summaries.append(summary)
         print(json.dumps(summary), flush=True)
     return summaries
@@ -386,7 +388,8 @@ def run_challenge_room(counts: list[int], *, store_dir: str | None = None, windo
 
 def print_challenge_table(summaries: list[dict]) -> None:
     print("| students | submissions (acknowledged / in the database / on the board) | submission → board p50 | p95 "
-          "| max | click → acknowledged p50 | p95 | errors | wrong ranks | server RSS before → after | server CPU |")
+          "| max | click → acknowledged p50 | p95 | errors | wrong ranks | server RSS, room arrives → leaves "
+          "| server CPU (room) |")
     print("|---|---|---|---|---|---|---|---|---|---|---|")
     for s in summaries:
         print(f"| {s['students']} | {s['acknowledged']} / {s['committed']} / {s['on_board']} "
