@@ -19,7 +19,6 @@ Tables:
 from __future__ import annotations
 
 import contextlib
-import csv
 import io
 import json
 import math
@@ -61,6 +60,13 @@ CREATE TABLE IF NOT EXISTS submissions (
 CREATE INDEX IF NOT EXISTS submissions_by_run ON submissions(run, live, owner);
 CREATE INDEX IF NOT EXISTS submissions_by_owner ON submissions(run, owner, created);
 """
+
+
+def closed_message(state: str) -> str:
+    """What a student is told when they submit to a run that is not open."""
+    return {"paused": "The lecturer paused this challenge: wait for it to go on.",
+            "revealed": "The answer is out: this challenge takes no more submissions.",
+            "ended": "This challenge has ended."}[state]
 
 
 class ChallengeError(ValueError):
@@ -317,9 +323,7 @@ class ChallengeBoard:
             if row is None:
                 raise ChallengeError("This challenge no longer exists.")
             if row[0] != "open":
-                raise ChallengeError({"paused": "The lecturer paused this challenge: wait for it to go on.",
-                                      "revealed": "The answer is out: this challenge takes no more submissions.",
-                                      "ended": "This challenge has ended."}[row[0]])
+                raise ChallengeError(closed_message(row[0]))
             if db.execute("SELECT 1 FROM nicknames WHERE owner = ?", (owner,)).fetchone() is None:
                 raise ChallengeError("Choose a nickname first.")
             times = [t for (t,) in db.execute("SELECT created FROM submissions WHERE run = ? AND owner = ? "
@@ -375,66 +379,28 @@ class ChallengeBoard:
         return Board(run=run, entries=tuple(entries), ranks=rank_entries(run, entries),
                      submissions=self.submission_count(run_id))
 
-    # ---- export ----------------------------------------------------------------------------------------------------
+    # ---- export (robust_core.challenges.export) ---------------------------------------------------------------------
     def export_csv(self, run_id: int) -> str:
         """Every submission of the run (replaced, hidden and cleared ones marked), one row each, scores as columns."""
-        run = self.run(run_id)
-        board = self.board(run_id, include_hidden=True)
-        rows = self._export_rows(run_id)
-        out = io.StringIO()
-        writer = csv.writer(out)
-        models = list(run.challenge.models)
-        header = ["submission", "nickname", "created_unix_s", "live", "hidden", "cleared", "answer"]
-        if run.challenge.kind == "fool":
-            header += ["linf", "l2"] + [f"reads_{m}" for m in models] + [f"rank_{m}" for m in models]
-        elif run.challenge.kind == "split":
-            header += ["success", "split"] + [f"reads_{m}" for m in models] + ["reads_knn", "rank"]
-        else:
-            header += ["error", "rank"]
-        writer.writerow(header)
-        for r in rows:
-            scores = r["scores"]
-            line = [r["id"], _csv_text(r["nickname"]), f"{r['created']:.3f}", r["live"], r["hidden"], r["cleared"],
-                    "" if r["answer"] is None else repr(r["answer"])]
-            if run.challenge.kind == "fool":
-                line += [repr(scores["linf"]), repr(scores["l2"])]
-                line += [scores["readings"][m]["class"] for m in models]
-                line += [board.rank_of(r["id"], m) or "" for m in models]
-            elif run.challenge.kind == "split":
-                line += [int(scores["success"]), repr(scores["split"])]
-                line += [scores["readings"][m]["class"] for m in models]
-                line += [scores["readings"].get("k-NN", {}).get("class", ""), board.rank_of(r["id"], "split") or ""]
-            else:
-                error = scores.get("error")
-                line += ["" if error is None else repr(error), board.rank_of(r["id"], "guess") or ""]
-            writer.writerow(line)
-        return out.getvalue()
+        from .export import board_csv
 
-    def _export_rows(self, run_id: int) -> list[dict]:
+        return board_csv(self, run_id)
+
+    def export_npz(self, run_id: int) -> bytes:
+        """The run's submitted images as an .npz (:func:`robust_core.challenges.export.board_npz`)."""
+        from .export import board_npz
+
+        return board_npz(self, run_id)
+
+    def export_rows(self, run_id: int) -> list[dict]:
+        """Every submission of the run, in id order: id, nickname, created, live, hidden, cleared, answer, scores
+        (as stored) and image."""
         with self._connect() as db:
             rows = db.execute("SELECT s.id, COALESCE(n.nickname, ''), s.created, s.live, s.hidden, s.cleared, "
                               "s.answer, s.scores, s.image FROM submissions s LEFT JOIN nicknames n "
                               "ON n.owner = s.owner WHERE s.run = ? ORDER BY s.id", (run_id,)).fetchall()
         return [{"id": r[0], "nickname": r[1], "created": r[2], "live": r[3], "hidden": r[4], "cleared": r[5],
-                 "answer": r[6], "scores": _scores_for_export(json.loads(r[7]), r[6], self.run(run_id)),
-                 "image": _image_from_bytes(r[8])} for r in rows]
-
-    def export_npz(self, run_id: int) -> bytes:
-        """The run's submitted images as an .npz: ``images`` (N, C, H, W) float32, ``submission`` ids and
-        ``nicknames`` (the CSV's rows, in the same order), ``live`` and ``hidden`` flags; no pickled objects."""
-        rows = [r for r in self._export_rows(run_id) if r["image"] is not None]
-        run = self.run(run_id)
-        from ..data import dataset_info
-
-        shape = dataset_info(run.challenge.dataset).shape
-        images = np.stack([r["image"].reshape(shape) for r in rows]) if rows else np.zeros((0, *shape), np.float32)
-        buffer = io.BytesIO()
-        np.savez_compressed(buffer, images=images.astype(np.float32),
-                            submission=np.array([r["id"] for r in rows], dtype=np.int64),
-                            nicknames=np.array([r["nickname"] for r in rows], dtype=np.str_),
-                            live=np.array([r["live"] for r in rows], dtype=bool),
-                            hidden=np.array([r["hidden"] for r in rows], dtype=bool))
-        return buffer.getvalue()
+                 "answer": r[6], "scores": json.loads(r[7]), "image": _image_from_bytes(r[8])} for r in rows]
 
 
 # Letter pairs that read as one letter at a projector's caption size ("rn" for "m"): Unicode's single-character
@@ -472,19 +438,6 @@ def nickname_problem(name: str) -> str | None:
         if not (category[0] in "LN" or c in " -_'."):
             return "A nickname holds letters, digits, spaces and - _ ' . only."
     return None
-
-
-def _csv_text(text: str) -> str:
-    """A nickname as a spreadsheet shows it: never a formula (a leading =, +, - or @ makes Excel and LibreOffice
-    evaluate the cell), quoted with an apostrophe as OWASP recommends."""
-    return "'" + text if text[:1] in ("=", "+", "-", "@", "\t", "\r") else text
-
-
-def _scores_for_export(scores: dict, answer, run: Run) -> dict:
-    if run.challenge.kind == "guess":
-        measured = run.reference.get("measured")
-        return {"error": None if measured is None or answer is None else abs(answer - measured)}
-    return scores
 
 
 def rank_entries(run: Run, entries: list[Entry]) -> dict[str, list[int]]:

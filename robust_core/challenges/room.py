@@ -16,7 +16,7 @@ from collections.abc import Mapping
 import torch
 
 from ..lectures import shipped_weights
-from .board import Board, ChallengeBoard, ChallengeError, Run
+from .board import Board, ChallengeBoard, ChallengeError, Run, closed_message
 from .reference import cached_reference, fool_reference, guess_reference
 from .scoring import BadSubmission, canvas_direction, check_image, perturbed, read_payload, score_fool, score_split
 from .spec import Challenge, budget_limit
@@ -150,7 +150,7 @@ class ChallengeRoom:
         if run is None:
             raise ChallengeError("This challenge no longer exists.")
         if run.state != "open":  # said before any scoring work; the board checks it again as it records
-            self.board_db.submit(run_id, owner, scores={}, now=now)
+            raise ChallengeError(closed_message(run.state))
         image, scores = self.preview(run, payload)
         return self.board_db.submit(run_id, owner, scores=scores, now=time.time() if now is None else now,
                                     image=None if image is None else image[0].numpy(),
