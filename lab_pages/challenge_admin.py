@@ -33,19 +33,35 @@ def _act(action, *args) -> None:
 
 
 def _start(challenge, budget_key: str | None) -> None:
-    from robust_core.challenges import ChallengeError
-
     if not may_lead():
         st.session_state["admin_message"] = ("error", "Only the lecturer runs the challenges.")
         return
     budget = st.session_state.get(budget_key) if budget_key else None
+    st.session_state["challenge_starting"] = (challenge, budget)
+
+
+def _starting() -> None:
+    """A Start in progress: the lab's reference numbers (seconds of attacks for a fool challenge, the first time for a
+    set of weights) are measured in the server's job runner, like every page's heavy work, with progress; then the run
+    opens. The page stops here until they are ready."""
+    from lab_pages._jobs import run_job
+    from robust_core.challenges import ChallengeError
+
+    challenge, budget = st.session_state["challenge_starting"]
+    room = challenge_room()
+    if st.button("Cancel this start", key="cancel_start", icon=":material/close:"):
+        st.session_state.pop("challenge_starting", None)
+        st.rerun()
     try:
-        with st.spinner("Measuring the lab's own numbers for this challenge (once per set of weights)…"):
-            run = challenge_room().start(challenge, by=current_visitor().owner, budget=budget)
+        job = run_job(f"challenge-reference|{room.board_db.path}|{challenge.name}|{challenge.models}",
+                      lambda context: room.reference(challenge),
+                      label=f"The lab's numbers for “{challenge.title}”")
+        run = room.start(challenge, by=current_visitor().owner, budget=budget, reference=job.result)
     except ChallengeError as exc:
         st.session_state["admin_message"] = ("error", str(exc))
-        return
-    st.session_state["admin_message"] = ("success", f"Started “{challenge.title}”: code {run.code}.")
+    else:
+        st.session_state["admin_message"] = ("success", f"Started “{challenge.title}”: code {run.code}.")
+    st.session_state.pop("challenge_starting", None)
 
 
 def _challenge_list() -> None:
@@ -145,6 +161,8 @@ def lecturer_view() -> None:
         st.info("Only the lecturer starts and runs challenges: enter the lecturer key in the sidebar, or join one "
                 "with the code on the projector.", icon=":material/lock:")
         return
+    if st.session_state.get("challenge_starting") is not None:
+        _starting()
     if message := st.session_state.pop("admin_message", None):
         (st.success if message[0] == "success" else st.error)(plain(message[1]))
     _challenge_list()
