@@ -7,7 +7,6 @@ import json
 import math
 import threading
 import time
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -29,6 +28,7 @@ from lab_pages._resources import load_model
 from lab_pages._text import plain
 from lab_pages._url import url_choice, url_choices
 from lab_pages.attack_compare import autoattack_section, comparison_section, minimal_eps_request
+from lab_pages.attack_view import AttackView, PendingGallery
 from lab_pages.attack_results import (
     TARGETED_ATTACKS,
     attack_caption,
@@ -46,7 +46,7 @@ from lab_pages.attack_results import (
 )
 from lab_pages.photo_views import attack_view
 from robust_core.attacks import ATTACKS, NORM_SYMBOLS, eps_ceiling
-from robust_core.evaluation import CURVE_ATTACK_PARAMS, EvalKey, curve_eps_max
+from robust_core.evaluation import CURVE_ATTACK_PARAMS, curve_eps_max
 from robust_core.gallery import gallery_frames
 from robust_core.gallery_cache import GalleryCache, gallery_digest
 
@@ -56,35 +56,6 @@ GALLERY_MODELS = 3  # blocks of digits beside the curves: more would not fit a l
 # The default parameters of each attack, as the controls below set them (the library's, which the shipped
 # evaluations and sweeps use too): the comparison view uses the same dictionaries, so every view shares cache entries.
 DEFAULT_PARAMS = CURVE_ATTACK_PARAMS
-
-
-@dataclass
-class AttackView:
-    """What the page's settings chose, and what the sections share: the models, the attack, the images, the cache."""
-    dataset: str
-    store: object
-    data: object
-    networks: list
-    names: dict
-    cache: object
-    model_ids: list
-    attack: str
-    params: dict
-    n_images: int
-    seed: int
-    top: object  # where a lecture path's promised section draws: under the title (lab_pages._layout.focus_section)
-    folded: list  # the sections' folded settings, side by side on a first screen
-
-    @property
-    def spec(self):
-        return ATTACKS[self.attack]
-
-    @property
-    def params_key(self) -> tuple:
-        return tuple(sorted(self.params.items()))
-
-    def key(self, model_id: str) -> EvalKey:
-        return EvalKey(model_id, self.attack, self.params_key, self.n_images, self.seed)
 
 
 def attack_settings(view_parts) -> AttackView:
@@ -137,13 +108,6 @@ def minimal_eps_status(view: AttackView, min_eps: dict) -> None:
                 for m in missing]
     job_panel(status, requests, button=f"Compute ({view.n_images} images × {len(missing)} model(s))", section="curves",
               primary=True)
-
-
-@dataclass
-class PendingGallery:
-    """Gallery digits still to craft once everything above is drawn, and where their progress shows."""
-    todo: list  # (key, model id, the images' cached minimal eps or None)
-    slot: object
 
 
 def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGallery:

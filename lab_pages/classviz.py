@@ -179,8 +179,11 @@ settings = dict(start="image" if start_image is not None else start_kind, image=
                 lr=float(lr), loss=loss, step_norm=step_norm, noise_sigma=float(noise_sigma),
                 noise_samples=int(noise_samples), l2=float(l2), tv=float(tv), jitter_pixels=int(jitter_pixels),
                 blur_every=int(blur_every), budget=budget, threshold=float(threshold), seed=int(seed))
-run_key = (tuple(model_ids), int(target), all_targets, with_knn, repr({k: (v.sum().item() if torch.is_tensor(v) else v)
-                                                                       for k, v in settings.items()}))
+# The start image by a digest of its pixels (two drawings with the same pixel sum are different morphs), in NumPy:
+# a torch operation in every student's page run wakes torch's thread pool.
+run_key = (tuple(model_ids), int(target), all_targets, with_knn,
+           repr({k: (hashlib.sha256(v.detach().cpu().numpy().tobytes()).hexdigest() if torch.is_tensor(v) else v)
+                 for k, v in settings.items()}))
 
 def morph_job():
     """The morph as a job of the server's runner (short lane): students who press Morph at once are served one after

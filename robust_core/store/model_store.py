@@ -98,10 +98,15 @@ class ModelStore(StoreTraining, StoreExternal, WeightsImport):
         return list(listing[0]), list(listing[1])
 
     def _folders_stamp(self) -> tuple:
-        """The mtimes of the root and of each dataset folder: an entry added, removed or renamed away changes one."""
+        """The mtimes of the root and of each dataset folder: an entry added, removed or renamed away changes one.
+
+        One ``scandir`` of the root and one stat per dataset folder: each student's page run asks several times. The
+        dot folders (the room's ledger, locks, the challenge database) are no datasets, and change all the time."""
         try:
             stamp = [self.root.stat().st_mtime_ns]
-            stamp += [(p.name, p.stat().st_mtime_ns) for p in sorted(self.root.iterdir()) if p.is_dir()]
+            with os.scandir(self.root) as entries:
+                stamp += sorted((e.name, e.stat().st_mtime_ns) for e in entries
+                                if not e.name.startswith(".") and e.is_dir())
         except OSError:
             return (time.monotonic_ns(),)  # unreadable now: never equal, so never reused
         return tuple(stamp)
