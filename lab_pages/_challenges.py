@@ -65,11 +65,13 @@ def model_title(stem: str) -> str:
 
 
 def linked_run():
-    """The run the address names (``?c=CODE``), or None."""
+    """The run the address names (``?c=CODE``), or None. Opens the challenge database first, so a damaged one raises
+    its ChallengeError here, whatever the address."""
+    room = challenge_room()
     code = st.query_params.get("c", "")
     if not CODE.fullmatch(code):
         return None
-    return challenge_room().board_db.run(code)
+    return room.board_db.run(code)
 
 
 def join_url(code: str) -> str:

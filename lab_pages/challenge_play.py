@@ -184,7 +184,14 @@ def student_view(run) -> None:
     if nickname_form() is None:
         return
     widget = {"fool": fool_widget, "guess": guess_widget, "split": split_widget}[run.challenge.kind]
-    payload = widget(run)
+    from robust_core.challenges import ChallengeError
+    from robust_core.data import DataNotFoundError
+
+    try:
+        payload = widget(run)
+    except (ChallengeError, DataNotFoundError) as exc:  # a challenge's model removed, its dataset missing
+        st.error(f"This challenge cannot be played on this server now: {plain(exc)}", icon=":material/error:")
+        return
     open_now = run.state == "open"
     # Submitted from this run's widget values, not a callback's: a number typed and Submit clicked at once reach the
     # server in one rerun, and a callback bound to the previous run's payload would submit the previous number.

@@ -41,9 +41,10 @@ def _main() -> None:
     from robust_core.challenges import ChallengeError
 
     try:
-        run = linked_run()
+        run = linked_run()  # (opens the challenge database: a damaged one says so here, once)
     except ChallengeError as exc:
-        st.error(plain(exc))
+        st.error(f"{plain(exc)} Nothing was changed: the lecturer can move the file aside to start afresh.",
+                 icon=":material/broken_image:")
         return
     view = st.query_params.get("view", "")
     if "c" in st.query_params and run is None:

@@ -204,3 +204,32 @@ def test_starting_a_fool_challenge_measures_the_lab_s_numbers_in_the_job_runner_
     assert run.settings["budget"] == 0.25 and "Started" in texts(lecturer)
     reference = run.reference["models"]["mnist_cnn_standard"]
     assert reference["clean_correct"] and 0 < reference["pgd_linf"] < 0.4 and reference["best_l2"] > 0
+
+
+def test_a_damaged_challenge_database_is_said_on_the_page_and_left_as_it_was(isolated_store):
+    folder = isolated_store / ".challenges"
+    folder.mkdir(parents=True)
+    (folder / "board.sqlite3").write_bytes(b"not a database at all" * 200)
+    for at in (page(), page(c="ABCD")):
+        assert not at.exception
+        assert "cannot be used" in at.error[0].value and str(isolated_store) not in at.error[0].value
+    assert (folder / "board.sqlite3").read_bytes().startswith(b"not a database")
+
+
+def test_a_challenge_whose_model_was_removed_says_so_to_the_student(isolated_store):
+    from robust_core.challenges import ChallengeRoom, read_challenges
+    from robust_core.shipped import install_shipped
+    from robust_core.store import ModelStore
+
+    store = ModelStore(isolated_store)
+    install_shipped(store)
+    fool = next(c for c in read_challenges()[0] if c.kind == "fool")
+    run = ChallengeRoom(store).start(fool, reference={})
+    student = join(page(c=run.code), "bea")
+    from robust_core.lectures import shipped_weights
+
+    store.delete(shipped_weights()["mnist_cnn_pgd_at"][0])
+    student.session_state["fool_paint"] = np.zeros((280, 280, 4), np.uint8) + 255
+    student.run()
+    assert not student.exception
+    assert "cannot be played" in texts(student) and "removed from the store" in texts(student)
