@@ -113,10 +113,11 @@ def minimal_eps_status(view: AttackView, min_eps: dict) -> None:
 def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGallery:
     """The slider figure (curves and gallery digits, all moved in the browser), its table, warnings and files."""
     galleries = gallery_store(str(view.store.root))
+    digests, frames = tuple(view.key(m).digest() for m in min_eps), (LECTURE_FRAMES if lecture_focus() == "curves"
+                                                                     else FRAMES)
     eps_max, eps_frames, curves, rows, warnings = curve_summary(
-        tuple(view.key(m).digest() for m in min_eps), tuple(view.names[m] for m in min_eps),
-        view.params.get("eps_max"), view.spec.norm, view.attack, tuple(min_eps.values()),
-        LECTURE_FRAMES if lecture_focus() == "curves" else FRAMES)
+        digests, tuple(view.names[m] for m in min_eps), view.params.get("eps_max"), view.spec.norm, view.attack,
+        tuple(min_eps.values()), frames)
     data, names = view.data, view.names
     todo: list = []
     curves_box = st.container(border=not folded_controls())
@@ -159,7 +160,8 @@ def curves_section(view: AttackView, min_eps: dict, started: float) -> PendingGa
         # The gallery's progress bar, filled at the end of the page: under the figure on a first screen (a lecture
         # path, a projector), where it must not push the curves down.
         slot = None if folded_controls() else st.empty()
-        figure = slider_figure(tuple(eps_frames), tuple((n, tuple(c)) for n, c in curves.items()), view.spec.norm,
+        figure = slider_figure((digests, tuple(curves), view.params.get("eps_max"), frames), tuple(eps_frames),
+                               tuple((n, tuple(c)) for n, c in curves.items()), view.spec.norm,
                                tuple(shown), tuple(names[k[0]] for k in shown), tuple(data.info.short_class_names),
                                presenting(), folded_controls(), str(view.store.root))
         st.plotly_chart(figure, key="eps_slider", config={"displayModeBar": False})  # (laid out for the projector)

@@ -102,13 +102,16 @@ def curve_summary(digests: tuple, model_names: tuple, eps_max_param, norm: str, 
 
 
 @st.cache_resource(show_spinner=False, max_entries=16)
-def slider_figure(eps_frames: tuple, curves_items: tuple, norm: str, gallery_keys: tuple, model_names: tuple,
-                  class_names: tuple, projector: bool, first_screen: bool, store_root: str):
+def slider_figure(curves_key: tuple, _eps_frames: tuple, _curves_items: tuple, norm: str, gallery_keys: tuple,
+                  model_names: tuple, class_names: tuple, projector: bool, first_screen: bool, store_root: str):
     """The figure, built once per (curves, galleries, layout): a rerun with nothing new only re-sends it.
-    ``first_screen``: it must fit under the title of a 1280x720 screen (a lecture path, a projector)."""
+    ``curves_key`` names the curves (:func:`curve_summary`'s digests, largest ε and frames: they determine the grid
+    and the curves exactly), so the curves themselves (``_``: not hashed) are not hashed value by value at every
+    student's run. ``first_screen``: it must fit under the title of a 1280x720 screen (a lecture path, a
+    projector)."""
     galleries = gallery_store(store_root)
     blocks = [{**galleries[k], "model": name} for k, name in zip(gallery_keys, model_names)]
-    return shared_figure(eps_slider_figure(list(eps_frames), {n: list(c) for n, c in curves_items}, norm=norm,
+    return shared_figure(eps_slider_figure(list(_eps_frames), {n: list(c) for n, c in _curves_items}, norm=norm,
                                            galleries=blocks, class_names=list(class_names), projector=projector,
                                            height=(480 if projector else 510) if first_screen else None))
 
