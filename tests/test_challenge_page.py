@@ -189,23 +189,6 @@ def test_a_forged_canvas_value_is_an_empty_canvas_with_a_message_never_a_decoded
     assert "unreadable" in at.warning[0].value
 
 
-def test_starting_a_fool_challenge_measures_the_lab_s_numbers_in_the_job_runner_then_opens_the_run(isolated_store):
-    import time
-
-    lecturer = page()
-    lecturer.number_input(key="budget_01_fool_by_hand").set_value(0.25)
-    lecturer.button(key="start_01_fool_by_hand").click().run()
-    deadline = time.monotonic() + 240
-    while not runs(isolated_store) and time.monotonic() < deadline:
-        time.sleep(1.0)
-        lecturer.run()  # (a browser's job-status fragment reruns the page when the job is done)
-    assert not lecturer.exception
-    [run] = runs(isolated_store)
-    assert run.settings["budget"] == 0.25 and "Started" in texts(lecturer)
-    reference = run.reference["models"]["mnist_cnn_standard"]
-    assert reference["clean_correct"] and 0 < reference["pgd_linf"] < 0.4 and reference["best_l2"] > 0
-
-
 def test_a_damaged_challenge_database_is_said_on_the_page_and_left_as_it_was(isolated_store):
     folder = isolated_store / ".challenges"
     folder.mkdir(parents=True)

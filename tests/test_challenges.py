@@ -528,3 +528,20 @@ def test_the_command_line_starts_reveals_and_exports_a_run(isolated_store, tmp_p
     assert row["nickname"] == "ann" and row["rank"] == "1"
     assert main(["--store", str(isolated_store), "board", "ZZZZ"]) == 1
     assert "no challenge run has the code" in capsys.readouterr().err
+
+
+def test_the_fool_reference_is_the_shipped_pgd_bisection_and_a_verified_best_of_l2(room):
+    from robust_core.challenges.reference import fool_reference
+    from robust_core.lectures import ShippedResults
+
+    challenge = parse_challenge("fool", {**FOOL, "image": 0}, shipped=SHIPPED)  # the standard CNN only
+    x, label = room.test_image(challenge)
+    model = room.models(challenge)["mnist_cnn_standard"]
+    ref = fool_reference(challenge, {"mnist_cnn_standard": model}, x, label)["models"]["mnist_cnn_standard"]
+    pgd = ShippedResults().minimal_eps("mnist_cnn_standard", "pgd", n=1000)
+    assert ref["clean_correct"] and ref["pgd_linf"] == pytest.approx(float(pgd[0]))
+    # a perturbation inside [0, 1]^784 has an L2 norm of at most sqrt(784) = 28, and its L∞ norm lies between
+    # L2 / sqrt(784) and L2
+    assert ref["best_l2_found_by"] in ("fab_l2", "deepfool", "cw_l2")
+    assert 0 < ref["best_l2"] < 28
+    assert ref["best_l2"] / 28 - 1e-6 <= ref["best_l2_linf"] <= ref["best_l2"] + 1e-6
