@@ -38,3 +38,6 @@ for message in errors:
     st.warning(f"A lecture path could not be read: {message}", icon=":material/warning:")
 st.caption("Each path is a file in `assets/lectures/` (a title, a summary, a page and its URL parameters): add one "
            "for your own lecture. Every page keeps its main settings in its address, so any view is a link to share.")
+st.page_link("lab_pages/challenges.py", icon=":material/emoji_events:",
+             label="Live class challenges: fool a network by hand, guess a measured ε, draw a digit that splits two "
+                   "networks; the room plays on its laptops, the projector shows the board")
