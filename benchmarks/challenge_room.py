@@ -74,7 +74,7 @@ async def _student(base: str, code: str, index: int, moments: list[float], start
         await session.open(PAGE, {"c": code}, timeout_s=TIMEOUT_S)
         name = _widget(session, "text_input", lambda w: w.label == "Your nickname")
         join = _widget(session, "button", lambda w: w.label == "Join")
-        await session.run(widgets=[WidgetState(id=name.id, string_value=f"student {index}"),
+        await session.run(widgets=[WidgetState(id=name.id, string_value=f"student{index}"),
                                    WidgetState(id=join.id, trigger_value=True)], timeout_s=TIMEOUT_S)
         await session.wait_for(lambda els: any("You play as" in t for t in session.texts()), timeout_s=TIMEOUT_S)
         acknowledged_at = -float("inf")

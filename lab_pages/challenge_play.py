@@ -158,9 +158,11 @@ def own_entry(run) -> None:
         st.caption("You have no entry on the board yet.")
         return
     challenge = view.board.run.challenge
-    columns = st.columns([1, 4], vertical_alignment="center")
-    if mine.id in view.thumbnails:
+    if mine.id in view.thumbnails:  # (an answer has no picture: no empty column before it)
+        columns = st.columns([1, 4], vertical_alignment="center")
         columns[0].image(view.thumbnails[mine.id], width=THUMBNAIL_PX, output_format="PNG")
+    else:
+        columns = [None, st.container()]
     if challenge.kind == "fool":
         ranks = [f"{plain(model_title(m))}: rank **{r}** of {len(view.board.ranks[m])}" if (r := view.board.rank_of(
             mine.id, m)) else f"{plain(model_title(m))}: not fooled" for m in challenge.models]

@@ -68,6 +68,13 @@ def names_look_alike(a: str, b: str) -> bool:
     return any(x == y for x, y in zip(name_keys(a), name_keys(b)))
 
 
+def prototypes(text: str) -> str:
+    """``text`` with each character replaced by the representative of its group of Unicode look-alikes (the one
+    :func:`name_keys` folds it to): "Ⅽ", "С" and "C" all become "C"."""
+    table = _confusable_prototypes()
+    return "".join(table.get(c, c) for c in text)
+
+
 @functools.cache
 def _confusable_prototypes() -> dict[str, str]:
     """Each character that Unicode's confusables data (TR39, from ``confusable_homoglyphs``) links to another, mapped to
@@ -98,4 +105,4 @@ def _confusable_prototypes() -> dict[str, str]:
     return {c: root(c) for c in parent}
 
 
-__all__ = ["clean_name", "name_key", "name_keys", "names_look_alike"]
+__all__ = ["clean_name", "name_key", "name_keys", "names_look_alike", "prototypes"]

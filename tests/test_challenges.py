@@ -221,6 +221,15 @@ def test_a_nickname_is_plain_unique_up_to_look_alikes_and_one_per_browser(board)
             board.claim_nickname("owner-b", bad)
     with pytest.raises(ChallengeError, match="taken"):
         board.claim_nickname("owner-b", "ada lovelace".replace("m", "rn").replace("d", "cl"))  # "acla" reads "ada"
+    board.claim_nickname("owner-d", "claude")
+    board.claim_nickname("owner-e", "will")
+    for look_alike in ("cIaude", "c1aude", "clau.de", "cláude", "c l a u d e", "vviII", "VViLL"):  # a disguised pair
+        with pytest.raises(ChallengeError, match="taken"):
+            board.claim_nickname("owner-f", look_alike)
+    for score_like in ("1. ada", "0.001", "ada 0.0001", "bob -5", "ـــــ"):
+        with pytest.raises(ChallengeError):
+            board.claim_nickname("owner-f", score_like)
+    assert board.claim_nickname("owner-f", "Nan") == "Nan"  # a name, not a number: only words with digits are checked
     assert board.claim_nickname("owner-b", "Nguyễn Thị Ánh") == "Nguyễn Thị Ánh"  # accents, two on one letter
     assert board.claim_nickname("owner-c", "O'Brien-Ünal_2.0") == "O'Brien-Ünal_2.0"
     assert board.nickname("owner-b") == "Nguyễn Thị Ánh"
@@ -228,12 +237,12 @@ def test_a_nickname_is_plain_unique_up_to_look_alikes_and_one_per_browser(board)
 
 def test_at_most_three_nicknames_come_from_one_address(board):
     for k in range(3):
-        board.claim_nickname(f"tab-{k}", f"player {k}", address="10.0.0.7")
+        board.claim_nickname(f"tab-{k}", f"player{k}", address="10.0.0.7")
     with pytest.raises(ChallengeError, match="from this device's network address"):
-        board.claim_nickname("tab-3", "player 3", address="10.0.0.7")
-    board.claim_nickname("tab-3", "player 3", address="10.0.0.8")  # another laptop
+        board.claim_nickname("tab-3", "player3", address="10.0.0.7")
+    board.claim_nickname("tab-3", "player3", address="10.0.0.8")  # another laptop
     board.nicknames_per_address = 0  # a room behind one NAT
-    board.claim_nickname("tab-4", "player 4", address="10.0.0.7")
+    board.claim_nickname("tab-4", "player4", address="10.0.0.7")
 
 
 def test_rate_limits_hold_per_student_and_run(board):
@@ -349,7 +358,7 @@ def test_exports_round_trip(board):
     fool = board.start(parse_challenge("fool", FOOL, shipped=SHIPPED))
     rng = np.random.default_rng(0)
     images = {}
-    for owner, name in (("a", "-2.5 sum"), ("b", "bea")):
+    for owner, name in (("a", "ann"), ("b", "bea")):
         board.claim_nickname(owner, name)
         images[owner] = rng.random((1, 28, 28), dtype=np.float32)
         norm = float(rng.random())
@@ -363,7 +372,11 @@ def test_exports_round_trip(board):
         entry = entries[int(row["submission"])]
         assert float(row["linf"]) == entry.scores["linf"] and float(row["l2"]) == entry.scores["l2"]  # repr: exact
         assert row["reads_mnist_cnn_standard"] == "3"
-    assert rows[0]["nickname"] == "'-2.5 sum"  # never a spreadsheet formula
+    assert rows[0]["nickname"] == "ann"
+    from robust_core.challenges.export import csv_text
+
+    for formula in ("=cmd|' /C calc'!A0", "+1", "-2", "@SUM(A1)"):  # never a spreadsheet formula
+        assert csv_text(formula) == "'" + formula
     npz = np.load(io.BytesIO(board.export_npz(fool.id)), allow_pickle=False)
     assert npz["images"].shape == (2, 1, 28, 28) and npz["images"].dtype == np.float32
     for image, sid in zip(npz["images"], npz["submission"]):

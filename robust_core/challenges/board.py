@@ -283,7 +283,7 @@ class ChallengeBoard:
         problem = nickname_problem(name)
         if problem:
             raise ChallengeError(problem)
-        key_case, key_look = name_keys(_fold_multi(name))
+        key_case, key_look = nickname_keys(name)
         with self._connect(write=True) as db:
             mine = db.execute("SELECT nickname, key_case, key_look FROM nicknames WHERE owner = ?",
                               (owner,)).fetchone()
@@ -303,8 +303,8 @@ class ChallengeBoard:
                 cap = self.nicknames_per_address
                 if cap and db.execute("SELECT COUNT(*) FROM nicknames WHERE address = ?",
                                       (digest,)).fetchone()[0] >= cap:
-                    raise ChallengeError(f"{cap} players already joined from this device's network address: "
-                                         "play under one of their nicknames.")
+                    raise ChallengeError(f"{cap} players already joined from this device's network address. On a "
+                                         "shared network, ask the lecturer to lift the limit.")
             db.execute("INSERT INTO nicknames (owner, nickname, key_case, key_look, created, address) "
                        "VALUES (?, ?, ?, ?, ?, ?)", (owner, name, key_case, key_look, time.time(), digest))
         return name
@@ -408,16 +408,35 @@ class ChallengeBoard:
 # nicknames, which sit beside a score in small type.
 _MULTI_LOOK_ALIKES = (("rn", "m"), ("vv", "w"), ("cl", "d"), ("ii", "u"))
 MAX_MARKS_PER_LETTER = 2  # combining accents on one letter: a Vietnamese letter has two; "Zalgo" text dozens
+_JOINERS = " -_'."  # allowed in a nickname, ignored when comparing two: "ada." reads as "ada"
 
 
-def _fold_multi(name: str) -> str:
-    """``name`` with each letter pair of ``_MULTI_LOOK_ALIKES`` (any case) replaced by the letter it reads as, before
-    the single-character look-alikes are folded (which would turn the "l" of "cl" into a "1")."""
-    import re
+def nickname_keys(name: str) -> tuple[str, str]:
+    """Two spellings of what a reader sees in nickname ``name``; two nicknames read alike when either is equal.
 
-    for pair, letter in _MULTI_LOOK_ALIKES:
-        name = re.sub(pair, letter, name, flags=re.IGNORECASE)
-    return name
+    :func:`robust_core.names.name_keys` (case, compatibility forms, Unicode's look-alikes) of the name without its
+    accents and joiners, with each letter pair of ``_MULTI_LOOK_ALIKES`` folded to its letter in the keys' own
+    alphabet: folded after the look-alikes, so that a disguised half of a pair ("cI" with a capital I, "c1") still
+    folds ("cIaude" is "claude" is "daude")."""
+    import unicodedata
+
+    from ..names import prototypes
+
+    skeleton = "".join(c for c in unicodedata.normalize("NFD", clean_name(name))
+                       if not unicodedata.category(c).startswith("M") and c not in _JOINERS)
+
+    def spellings(text: str) -> set[str]:
+        return {text, prototypes(text), prototypes(text).casefold(), prototypes(text.casefold()),
+                unicodedata.normalize("NFKC", prototypes(text.casefold())).casefold()}
+
+    def fold(key: str) -> str:
+        for pair, letter in _MULTI_LOOK_ALIKES:
+            target = unicodedata.normalize("NFKC", prototypes(letter)).casefold()
+            for spelled in sorted(spellings(pair), key=len, reverse=True):
+                key = key.replace(spelled, target)
+        return key
+
+    return tuple(fold(k) for k in name_keys(skeleton))
 
 
 def nickname_problem(name: str) -> str | None:
@@ -426,6 +445,18 @@ def nickname_problem(name: str) -> str | None:
     punctuation (``·``, ``:``, ``=``, ``%``, ``|``) or spill over the lines around it (a pile of combining marks)."""
     import unicodedata
 
+    if not any(unicodedata.category(c) in ("Lu", "Ll", "Lt", "Lo") for c in name):  # (not only modifier letters)
+        return "A nickname needs a letter."
+    if not unicodedata.category(name[0]).startswith("L"):
+        return "A nickname starts with a letter."
+    for word in name.split():
+        if not any(c.isdigit() for c in word):
+            continue
+        try:
+            float(word.strip("-_'."))
+        except ValueError:
+            continue
+        return "A nickname holds no number on its own: on the board it would read as a score."
     marks = 0
     for c in name:
         category = unicodedata.category(c)
@@ -462,4 +493,4 @@ def rank_entries(run: Run, entries: list[Entry]) -> dict[str, list[int]]:
 
 
 __all__ = ["Board", "ChallengeBoard", "ChallengeError", "Entry", "NICKNAME_MAX", "RATE_LIMITS", "RateLimited", "Run",
-           "STATES", "nickname_problem", "rank_entries"]
+           "STATES", "nickname_keys", "nickname_problem", "rank_entries"]
