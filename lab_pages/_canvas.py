@@ -4,10 +4,11 @@ from __future__ import annotations
 import numpy as np
 import streamlit as st
 
-# What the browser's canvas may send: a PNG of the strokes, at most this large a side (a 320-pixel canvas at 4 device
-# pixels per CSS pixel, with room to spare) and this many bytes (strokes compress far below). Anything else is a
-# forged message: a 363 KB PNG that declares 9,400 x 9,400 pixels took 3 GB and 12 s of the server to decode.
-MAX_CANVAS_SIDE = 2048
+from robust_core.challenges.scoring import MAX_CANVAS_SIDE
+
+# What the browser's canvas may send: a PNG of the strokes, at most MAX_CANVAS_SIDE a side (a 320-pixel canvas at 4
+# device pixels per CSS pixel, with room to spare) and this many bytes (strokes compress far below). Anything else is
+# a forged message: a 363 KB PNG that declares 9,400 x 9,400 pixels took 3 GB and 12 s of the server to decode.
 MAX_CANVAS_BYTES = 4 * 2**20
 UNREADABLE = "The canvas sent something unreadable: clear it (the bin above it) and draw again."
 

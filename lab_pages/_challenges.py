@@ -40,17 +40,7 @@ def may_lead() -> bool:
 
 
 def challenge_files():
-    """The challenge files (robust_core.challenges.spec) and one message per bad one, read again when a file
-    changes."""
-    from robust_core.challenges import CHALLENGES_DIR
-
-    stamp = tuple((f.name, f.stat().st_mtime_ns, f.stat().st_size) for f in sorted(CHALLENGES_DIR.glob("*.toml"))) \
-        if CHALLENGES_DIR.is_dir() else ()
-    return _challenge_files(stamp)
-
-
-@functools.lru_cache(maxsize=4)
-def _challenge_files(_stamp):
+    """The challenge files (robust_core.challenges.spec) and one message per bad one."""
     from robust_core.challenges import read_challenges
 
     return read_challenges()

@@ -3,6 +3,8 @@ hide a submission, export the board. Every action checks again, in its callback,
 (:func:`lab_pages._challenges.may_lead`): a forged click from a student's browser changes nothing."""
 from __future__ import annotations
 
+import math
+
 import streamlit as st
 
 from lab_pages._audience import current_visitor
@@ -78,9 +80,7 @@ def _challenge_list() -> None:
             st.caption(f"{challenge.kind} · {plain(challenge.task)}")
             budget_key = None
             if challenge.kind == "fool":
-                pixels = 1
-                for n in dataset_info(challenge.dataset).shape:
-                    pixels *= n
+                pixels = math.prod(dataset_info(challenge.dataset).shape)
                 budget_key = f"budget_{challenge.name}"
                 st.number_input(f"Budget ({challenge.norm.upper().replace('LINF', 'L∞')}, pixel scale)",
                                 min_value=0.005, max_value=budget_limit(challenge.norm, pixels),

@@ -116,9 +116,8 @@ def _guess_board(view: BoardView, limit: int) -> None:
                     + (", ".join(f"{plain(e.nickname)} ({e.answer:.3f})" for e in closest) or "nobody answered"))
 
 
-def show_board(run, *, projector: bool = False) -> None:
-    """The run's board now (built once per revision for every viewer, :func:`lab_pages._challenges.board_view`)."""
-    view = board_view(run.id)
+def show_board(view: BoardView) -> None:
+    """A run's board (:func:`lab_pages._challenges.board_view`: built once per revision for every viewer)."""
     run = view.board.run  # the state and settings at this revision
     st.markdown(f"{state_badge(run.state)} &nbsp; **{view.students}** students · **{view.board.submissions}** "
                 "submissions")
@@ -140,14 +139,15 @@ def projector_view(run) -> None:
     projector_board(run.id)
 
 
-def _live(run_id: int, *, projector: bool) -> None:
-    from lab_pages._challenges import challenge_room
+def _live(run_id: int) -> None:
+    from robust_core.challenges import ChallengeError
 
-    run = challenge_room().board_db.run(run_id)
-    if run is None:
+    try:
+        view = board_view(run_id)
+    except ChallengeError:  # (the run was removed from the database)
         st.warning("This challenge no longer exists.")
         return
-    show_board(run, projector=projector)
+    show_board(view)
 
 
 # The projector's board is the one the room watches: it shows a submission within a second (the target is 2 s). A
@@ -155,12 +155,12 @@ def _live(run_id: int, *, projector: bool) -> None:
 # not 60.
 @st.fragment(run_every=1.0)
 def projector_board(run_id: int) -> None:
-    _live(run_id, projector=True)
+    _live(run_id)
 
 
 @st.fragment(run_every=5.0)
 def student_board(run_id: int) -> None:
-    _live(run_id, projector=False)
+    _live(run_id)
 
 
 __all__ = ["join_box", "projector_board", "projector_view", "show_board", "student_board"]

@@ -140,13 +140,15 @@ def split_widget(run):
 
 
 def _submit(run_id: int, payload: dict) -> None:
+    """Submit, and say how it went."""
     from robust_core.challenges import BadSubmission, ChallengeError
 
     try:
         challenge_room().submit(run_id, current_visitor().owner, payload)
-        st.session_state["challenge_message"] = ("success", "Submitted: your entry is on the board.")
     except (ChallengeError, BadSubmission) as exc:
-        st.session_state["challenge_message"] = ("error", str(exc))
+        st.error(plain(exc))
+    else:
+        st.success("Submitted: your entry is on the board.")
 
 
 def own_entry(run) -> None:
@@ -202,13 +204,10 @@ def student_view(run) -> None:
     if st.button("Submit", type="primary", icon=":material/send:", disabled=not open_now, key=f"submit_{run.id}",
                  help=None if open_now else "The challenge is not open."):
         if payload is None:
-            st.session_state["challenge_message"] = ("error", "Nothing to submit yet: " + {
-                "guess": "type your answer.", "fool": "paint on the image.", "split": "draw a digit."}[
-                run.challenge.kind])
+            st.error("Nothing to submit yet: " + {"guess": "type your answer.", "fool": "paint on the image.",
+                                                  "split": "draw a digit."}[run.challenge.kind])
         else:
             _submit(run.id, payload)
-    if message := st.session_state.pop("challenge_message", None):
-        (st.success if message[0] == "success" else st.error)(plain(message[1]))
     own_entry(run)
 
 

@@ -9,6 +9,7 @@
 """
 from __future__ import annotations
 
+import math
 import threading
 import time
 from collections.abc import Mapping
@@ -95,7 +96,7 @@ class ChallengeRoom:
         if challenge.kind == "fool":
             from ..data import dataset_info
 
-            pixels = torch.Size(dataset_info(challenge.dataset).shape).numel()
+            pixels = math.prod(dataset_info(challenge.dataset).shape)
             budget = challenge.budget if budget is None else float(budget)
             if not (0 < budget <= budget_limit(challenge.norm, pixels)):
                 raise ChallengeError(f"the budget must lie in (0, {budget_limit(challenge.norm, pixels):g}] "

@@ -47,6 +47,7 @@ import math
 import os
 import tomllib
 from dataclasses import dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 CHALLENGES_DIR = Path(__file__).resolve().parents[2] / "assets" / "challenges"
@@ -207,6 +208,12 @@ def read_challenges(directory: str | os.PathLike | None = None, *,
                     shipped: dict[str, str] | None = None) -> tuple[list[Challenge], list[str]]:
     """The challenges in ``directory`` (default ``assets/challenges``), by order then name, and one message per bad
     file; ``shipped`` ({model file stem: dataset}, default the shipped models) is what they may name."""
+    if directory is None and shipped is None:  # read again only when a file it depends on changes (every page run asks)
+        from ..lectures import _mtimes
+        from ..shipped import SHIPPED_DIR
+
+        found, errors = _default_challenges(_mtimes(CHALLENGES_DIR, "*.toml") + _mtimes(SHIPPED_DIR, "*.json"))
+        return list(found), list(errors)
     directory = Path(directory) if directory is not None else CHALLENGES_DIR
     shipped = _shipped_datasets() if shipped is None else shipped
     found, errors = [], []
@@ -216,6 +223,12 @@ def read_challenges(directory: str | os.PathLike | None = None, *,
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, ValueError, TypeError) as exc:
             errors.append(f"{file.name}: {exc}")
     return sorted(found, key=lambda c: (c.order, c.name)), errors
+
+
+@lru_cache(maxsize=4)
+def _default_challenges(_stamp: tuple) -> tuple[tuple[Challenge, ...], tuple[str, ...]]:
+    found, errors = read_challenges(CHALLENGES_DIR)
+    return tuple(found), tuple(errors)
 
 
 __all__ = ["Answer", "CHALLENGES_DIR", "Challenge", "KINDS", "NORMS", "budget_limit", "parse_challenge",
