@@ -16,8 +16,10 @@ import torch
 from ..tensors import eval_mode
 
 CANVAS_SCALE = 10  # canvas pixels per image pixel: a 280x280 canvas for 28x28 digits (brush widths are in canvas px)
-MAX_CANVAS_SIDE = 2048  # pixels: a 320-pixel canvas at 4 device pixels per CSS pixel, with room to spare (and the
-# dashboard's canvas reader's limit, lab_pages._canvas)
+# Pixels: a 320-pixel canvas at 4 device pixels per CSS pixel, the most a browser renders; also the dashboard's
+# canvas reader's limit (lab_pages._canvas), which decodes every stroke a student draws, so it bounds what a forged
+# canvas value costs the server (5 MB decoded, and this function's float32 planes).
+MAX_CANVAS_SIDE = 1280
 
 
 class BadSubmission(ValueError):
@@ -39,11 +41,10 @@ def canvas_direction(rgba, shape: tuple[int, int, int]) -> torch.Tensor:
     if paint.shape[0] < height or paint.shape[1] < width or max(paint.shape[:2]) > MAX_CANVAS_SIDE:
         raise BadSubmission(f"the painting is {paint.shape[1]}x{paint.shape[0]} pixels: it must be from the image's "
                             f"{width}x{height} to {MAX_CANVAS_SIDE} pixels a side")
-    paint = paint.astype(np.float64)
-    if not np.isfinite(paint).all() or paint.min() < 0 or paint.max() > 255:
+    if paint.dtype != np.uint8 and not (np.isfinite(paint).all() and paint.min() >= 0 and paint.max() <= 255):
         raise BadSubmission("the painting holds values outside 0-255")
-    brightness = paint[..., :3].mean(axis=2) / 255.0  # 1 white, 0 black
-    direction = torch.from_numpy((2.0 * brightness - 1.0) * paint[..., 3] / 255.0)
+    brightness = paint[..., :3].mean(axis=2, dtype=np.float32) / 255.0  # 1 white, 0 black
+    direction = torch.from_numpy((2.0 * brightness - 1.0) * (paint[..., 3].astype(np.float32) / 255.0))
     blocks = F.adaptive_avg_pool2d(direction[None, None], (height, width))
     return blocks.expand(1, channels, height, width).float().clone()
 
